@@ -1,0 +1,220 @@
+//! A client for the ghapp daemon's socket API, used by `git-credential-ghapp` and the `ghapp`
+//! CLI. Every call is bounded by one deadline covering connect, request and response, so a
+//! wedged daemon can never hold git up.
+//!
+//! Errors separate "the daemon is not there" ([`ClientError::Unreachable`],
+//! [`ClientError::Timeout`]) — where the helper falls through silently — from "the daemon
+//! answered no" ([`ClientError::Api`]), which carries the daemon's actionable message.
+
+use ghapp_protocol::api::{
+    ErrorBody, InvalidateRequest, InvalidateResponse, RunnerTokenRequest, RunnerTokenResponse,
+    STATUS_PATH, StatusResponse, TOKEN_PATH, TokenQuery, TokenResponse, RUNNER_TOKEN_PATH,
+};
+use ghapp_protocol::secret::Token;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyperlocal::{UnixClientExt, UnixConnector};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The largest response body accepted: status with thousands of cached tokens fits easily.
+const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon at the socket: missing file, connection refused, or the socket vanished.
+    #[error("ghapp daemon not reachable at {socket}: {reason}")]
+    Unreachable {
+        /// The socket path tried.
+        socket: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The daemon did not answer within the deadline.
+    #[error("ghapp daemon at {socket} did not answer within {timeout:?}")]
+    Timeout {
+        /// The socket path tried.
+        socket: PathBuf,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The daemon answered with an error status and message.
+    #[error("{message} (daemon answered {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The daemon's `error` message.
+        message: String,
+    },
+    /// The daemon answered something that is not the API (a different program on the socket?).
+    #[error("unexpected answer from {socket}: {reason}")]
+    Protocol {
+        /// The socket path.
+        socket: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// True when no daemon answered at all (the helper's silent fall-through case).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
+    }
+
+    /// The HTTP status the daemon answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to the daemon's socket with a per-call deadline.
+pub struct DaemonClient {
+    socket: PathBuf,
+    timeout: Duration,
+    http: Client<UnixConnector, Full<Bytes>>,
+}
+
+impl DaemonClient {
+    /// A client for `socket`; every call must finish within `timeout`.
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
+        DaemonClient { socket: socket.into(), timeout, http: Client::unix() }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET /v1/token`.
+    pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, ClientError> {
+        let path = format!("{TOKEN_PATH}?{}", query.to_query_string());
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// `DELETE /v1/token`: true if the daemon held this token and dropped it.
+    pub async fn invalidate(&self, token: &Token) -> Result<bool, ClientError> {
+        let body = serde_json::to_vec(&InvalidateRequest { token: token.clone() })
+            .expect("a token serializes");
+        let answer: InvalidateResponse = self.json(Method::DELETE, TOKEN_PATH, Some(body)).await?;
+        Ok(answer.invalidated)
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.json(Method::GET, STATUS_PATH, None).await
+    }
+
+    /// `POST /v1/runner-token`.
+    pub async fn runner_token(&self, request: &RunnerTokenRequest) -> Result<RunnerTokenResponse, ClientError> {
+        let body = serde_json::to_vec(request).expect("a request serializes");
+        self.json(Method::POST, RUNNER_TOKEN_PATH, Some(body)).await
+    }
+
+    /// Any route, raw: (status, body). For `/metrics`, `/healthz` and the seed routes.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+        match tokio::time::timeout(self.timeout, self.send(method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout { socket: self.socket.clone(), timeout: self.timeout }),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+        let (status, bytes) = self.raw(method, path, body).await?;
+        if (200..300).contains(&status) {
+            serde_json::from_slice(&bytes).map_err(|e| self.protocol(format!("bad JSON in {status} answer: {e}")))
+        } else {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| format!("HTTP {status} without an error message"));
+            Err(ClientError::Api { status, message })
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path).into();
+        let mut builder = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| self.protocol(format!("cannot build request for {path}: {e}")))?;
+        let response = self.http.request(request).await.map_err(|e| self.connect_error(e))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| self.protocol(format!("reading the answer failed: {e}")))?
+            .to_bytes();
+        Ok((status_code(status), bytes))
+    }
+
+    fn connect_error(&self, error: hyper_util::client::legacy::Error) -> ClientError {
+        if error.is_connect() {
+            // The innermost cause is the io::Error from connect(2): ENOENT, ECONNREFUSED, EACCES.
+            let mut source: &dyn std::error::Error = &error;
+            while let Some(inner) = source.source() {
+                source = inner;
+            }
+            ClientError::Unreachable { socket: self.socket.clone(), reason: source.to_string() }
+        } else {
+            self.protocol(error.to_string())
+        }
+    }
+
+    fn protocol(&self, reason: String) -> ClientError {
+        ClientError::Protocol { socket: self.socket.clone(), reason }
+    }
+}
+
+fn status_code(status: StatusCode) -> u16 {
+    status.as_u16()
+}
+
+/// Runs a future on a fresh current-thread runtime: the helper's and the CLI's entry point into
+/// async code (a multi-threaded runtime would cost start-up time for nothing).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime starts")
+        .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_socket_is_unreachable_not_an_error() {
+        let client = DaemonClient::new("/nonexistent/ghapp.sock", Duration::from_secs(2));
+        let err = block_on(client.status()).unwrap_err();
+        assert!(err.is_unreachable(), "{err}");
+        assert!(err.to_string().contains("/nonexistent/ghapp.sock"));
+    }
+
+    #[test]
+    fn silent_socket_times_out() {
+        let dir = std::env::temp_dir().join(format!("ghapp-client-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        // Bound but never accepted: connect succeeds (backlog), no answer ever comes.
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let client = DaemonClient::new(&path, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let err = block_on(client.status()).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

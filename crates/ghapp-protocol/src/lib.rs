@@ -1,0 +1,21 @@
+//! Wire formats shared by every ghapp binary, written once.
+//!
+//! Nothing here does network I/O or needs an async runtime, so the credential helper can link
+//! it without cost on git's hot path. The modules:
+//!
+//! - [`credential`]: git's credential-helper protocol (parse git's request, write our answer).
+//! - [`api`]: the daemon's socket API — request queries, response bodies, route paths.
+//! - [`permissions`]: GitHub App permission names and levels, as parsed from every surface.
+//! - [`paths`]: where the socket and the config file live, resolved the same way by all binaries.
+//! - [`secret`]: the [`Token`](secret::Token) type that never prints itself, and fingerprints.
+//! - [`duration`]: human durations such as `30m` used in config, queries and flags.
+
+pub mod api;
+pub mod credential;
+pub mod duration;
+pub mod paths;
+pub mod permissions;
+pub mod secret;
+
+/// The version of ghapp, sent as `User-Agent: ghapp/<version>` and reported by `/v1/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

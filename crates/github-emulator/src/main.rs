@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("github-emulator: not implemented yet");
+    std::process::exit(1);
+}
