@@ -1,0 +1,179 @@
+//! `get` and `erase` against the daemon. Each returns the bytes to print (possibly none); the
+//! caller writes them once. Every failure is a fall-through: git must never be broken by ghapp.
+
+use crate::answer::credential_for;
+use crate::finish::{failure_output, note};
+use crate::plan::{Plan, plan, served_protocol};
+use ghapp_client::{ClientError, DaemonClient, block_on};
+use ghapp_protocol::api::TokenQuery;
+use ghapp_protocol::credential::{CredentialRequest, TOKEN_USERNAME, read_request};
+use ghapp_protocol::paths::client_socket;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+/// The inputs every operation shares.
+pub struct Context<'a> {
+    /// `--socket`, if given.
+    pub socket_flag: Option<&'a Path>,
+    /// When the whole run must be over.
+    pub deadline: Instant,
+    /// When the run started, for `-v` timings.
+    pub started: Instant,
+}
+
+impl Context<'_> {
+    fn client(&self) -> Option<DaemonClient> {
+        let socket = client_socket(self.socket_flag);
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        note(format_args!(
+            "daemon socket {} (from {})",
+            socket.path.display(),
+            socket.source
+        ));
+        if left.is_zero() {
+            note(format_args!("deadline reached before asking the daemon"));
+            return None;
+        }
+        Some(DaemonClient::new(socket.path, left))
+    }
+
+    fn elapsed_ms(&self) -> u128 {
+        self.started.elapsed().as_millis()
+    }
+}
+
+/// Reads git's request from stdin; malformed input is logged (with `-v`) and answered with
+/// nothing, as documented: git never sends it, so whoever did gets no token.
+pub fn read_stdin_request() -> Option<CredentialRequest> {
+    match read_request(std::io::stdin().lock()) {
+        Ok(request) => Some(request),
+        Err(e) => {
+            note(format_args!("ignoring malformed input: {e}"));
+            None
+        }
+    }
+}
+
+/// `get`: a token for the repository git names, or nothing (or `quit=1` with `--require`).
+pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
+    let query = match plan(request) {
+        Plan::Ask(query) => query,
+        Plan::Skip(skip) => {
+            note(format_args!("{}", skip.describe()));
+            return if skip.fails_closed() {
+                failure_output().to_vec()
+            } else {
+                Vec::new()
+            };
+        }
+    };
+    let what = describe_query(&query);
+    let Some(client) = context.client() else {
+        return failure_output().to_vec();
+    };
+    match block_on(client.token(&query)) {
+        Ok(token) => match credential_for(&token, SystemTime::now()).map(|c| (c.encode(), c)) {
+            Ok((Ok(bytes), credential)) => {
+                note(format_args!(
+                    "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",
+                    token.token.fingerprint(),
+                    token.app,
+                    token.installation_id,
+                    token.expires_at,
+                    credential.password_expiry_utc.unwrap_or_default(),
+                    context.elapsed_ms()
+                ));
+                bytes
+            }
+            Ok((Err(e), _)) => {
+                note(format_args!("cannot pass the daemon's answer to git: {e}"));
+                failure_output().to_vec()
+            }
+            Err(e) => {
+                note(format_args!("not answering {what}: {e}"));
+                failure_output().to_vec()
+            }
+        },
+        Err(error) => {
+            explain(&error, &query, &what, context);
+            failure_output().to_vec()
+        }
+    }
+}
+
+fn describe_query(query: &TokenQuery) -> String {
+    let host = query.host_or_default();
+    let protocol = query.protocol.as_deref().unwrap_or("https");
+    match (&query.owner, &query.repo) {
+        (Some(owner), Some(repo)) => format!("{protocol}://{host}/{owner}/{repo}"),
+        (Some(owner), None) => format!("{protocol}://{host}/{owner} (owner-wide)"),
+        _ => format!("{protocol}://{host} (no path)"),
+    }
+}
+
+/// The `-v` explanation of a fall-through, with the fix where there is one.
+fn explain(error: &ClientError, query: &TokenQuery, what: &str, context: &Context<'_>) {
+    let elapsed = context.elapsed_ms();
+    match error {
+        ClientError::Api {
+            status: 409,
+            message,
+        } if query.owner.is_none() => note(format_args!(
+            "not answering {what}: git sent no repository path and more than one installation serves {}; \
+             run `git config --global credential.useHttpPath true` so git names the repository (daemon: {message})",
+            query.host_or_default()
+        )),
+        ClientError::Api {
+            status: 404,
+            message,
+        } => note(format_args!(
+            "not answering {what}: not served by this daemon: {message}"
+        )),
+        other if other.is_unreachable() => note(format_args!(
+            "not answering {what}: {other} (after {elapsed} ms); falling through"
+        )),
+        other => note(format_args!("not answering {what}: {other}")),
+    }
+}
+
+/// `erase`: git reports that the password it used was rejected; if it may be a ghapp token, ask
+/// the daemon to drop it (the daemon does so only if it is the token it cached). Prints nothing.
+pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
+    let Some(password) = &request.password else {
+        note(format_args!(
+            "erase without a password: nothing to invalidate"
+        ));
+        return;
+    };
+    // Only send the daemon passwords that can be ours: another helper's secret for another
+    // protocol or user has no business crossing the socket.
+    if served_protocol(request.protocol.as_deref()).is_none() {
+        note(format_args!("erase for another protocol: ignored"));
+        return;
+    }
+    if request
+        .username
+        .as_deref()
+        .is_some_and(|u| u != TOKEN_USERNAME)
+    {
+        note(format_args!("erase for another user: ignored"));
+        return;
+    }
+    let Some(client) = context.client() else {
+        return;
+    };
+    match block_on(client.invalidate(password)) {
+        Ok(true) => note(format_args!(
+            "daemon dropped rejected token {}",
+            password.fingerprint()
+        )),
+        Ok(false) => note(format_args!(
+            "daemon did not hold token {}; nothing to drop",
+            password.fingerprint()
+        )),
+        Err(e) => note(format_args!(
+            "could not tell the daemon about token {}: {e}",
+            password.fingerprint()
+        )),
+    }
+}
