@@ -2,13 +2,19 @@
 //! docs/configuration.md. One parser for the whole file, daemon keys included, so every error
 //! names the file, the line and the key.
 //!
-//! STUB: the structure below is the contract other crates build on; loading, validation and the
-//! private-key sources are the broker's to complete.
+//! Loading is strict: unknown keys are errors, every value is validated after parsing
+//! ([`validate`]), and each problem is reported as
+//! `config FILE line N: KEY: what is wrong and what to do`.
 
 use ghapp_protocol::permissions::Permissions;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod locate;
+mod validate;
+
+use locate::Located;
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,25 +46,81 @@ pub struct DaemonConfig {
     #[serde(default)]
     pub allow_gids: Vec<u32>,
     /// Never hand out a token with less life left than this.
-    #[serde(default = "defaults::min_ttl", with = "ghapp_protocol::duration::serde_human")]
+    #[serde(
+        default = "defaults::min_ttl",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
     pub min_ttl: Duration,
     /// How long "not installed" is remembered.
-    #[serde(default = "defaults::negative_cache_ttl", with = "ghapp_protocol::duration::serde_human")]
+    #[serde(
+        default = "defaults::negative_cache_ttl",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
     pub negative_cache_ttl: Duration,
     /// How long an owner/repo → installation mapping is trusted before it is looked up again.
-    #[serde(default = "defaults::installation_cache_ttl", with = "ghapp_protocol::duration::serde_human")]
+    #[serde(
+        default = "defaults::installation_cache_ttl",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
     pub installation_cache_ttl: Duration,
     /// Total timeout of one call to GitHub.
-    #[serde(default = "defaults::request_timeout", with = "ghapp_protocol::duration::serde_human")]
+    #[serde(
+        default = "defaults::request_timeout",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
     pub request_timeout: Duration,
     /// Connect timeout to GitHub.
-    #[serde(default = "defaults::connect_timeout", with = "ghapp_protocol::duration::serde_human")]
+    #[serde(
+        default = "defaults::connect_timeout",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
     pub connect_timeout: Duration,
+    /// Most time one GitHub operation (one mint, one look-up) may take across its retries and
+    /// rate-limit waits; past it the operation fails and cached tokens keep serving.
+    #[serde(
+        default = "defaults::retry_budget",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
+    pub retry_budget: Duration,
+    /// Background refresh starts when a token has less than `min_ttl + refresh_ahead` left, so
+    /// a failing GitHub is retried for this long before any caller has to wait.
+    #[serde(
+        default = "defaults::refresh_ahead",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
+    pub refresh_ahead: Duration,
+    /// A cached token is refreshed in the background only if it was served within this window
+    /// ("recently used"); idle ones are left to expire and are then evicted.
+    #[serde(
+        default = "defaults::refresh_window",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
+    pub refresh_window: Duration,
+    /// While GitHub is failing, cached tokens are still served down to this much life left
+    /// (instead of `min_ttl`); below it the request fails with 503. Never an expired token.
+    #[serde(
+        default = "defaults::degraded_min_ttl",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
+    pub degraded_min_ttl: Duration,
     /// JSON-lines audit log (`-` for stderr); none when absent.
     pub audit_log: Option<PathBuf>,
     /// Per-uid/gid policy.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// The account the seed-compatible `GET /admin/github-installation-token` serves (with the
+    /// first `[[app]]`'s host); absent: that host's only installation.
+    pub default_owner: Option<String>,
+    /// How long a client may take to send a request's head and body; an idle keep-alive
+    /// connection is closed after it too.
+    #[serde(
+        default = "defaults::client_timeout",
+        with = "ghapp_protocol::duration::serde_human"
+    )]
+    pub client_timeout: Duration,
+    /// Connections served at once; more are answered 503 straight away.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for DaemonConfig {
@@ -73,8 +135,15 @@ impl Default for DaemonConfig {
             installation_cache_ttl: defaults::installation_cache_ttl(),
             request_timeout: defaults::request_timeout(),
             connect_timeout: defaults::connect_timeout(),
+            retry_budget: defaults::retry_budget(),
+            refresh_ahead: defaults::refresh_ahead(),
+            refresh_window: defaults::refresh_window(),
+            degraded_min_ttl: defaults::degraded_min_ttl(),
             audit_log: None,
             policy: Vec::new(),
+            default_owner: None,
+            client_timeout: defaults::client_timeout(),
+            max_connections: defaults::max_connections(),
         }
     }
 }
@@ -128,6 +197,20 @@ pub struct AppConfig {
     pub installation_wide: bool,
     /// Extra PEM CA certificates to trust for this App's API (GHES with a private CA, tests).
     pub ca_file: Option<PathBuf>,
+    /// Force GitHub's installation-token format (`X-GitHub-Stateless-S2S-Token`): `stateless`
+    /// (`ghs_<APPID>_<JWT>`, ~520 characters) or `classic` (40 characters); absent: GitHub's
+    /// rollout default. ghapp treats tokens as opaque either way.
+    pub token_format: Option<TokenFormat>,
+}
+
+/// The installation-token format asked of GitHub (`token_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    /// `X-GitHub-Stateless-S2S-Token: enabled`: `ghs_<APPID>_<JWT>`, about 520 characters.
+    Stateless,
+    /// `X-GitHub-Stateless-S2S-Token: disabled`: the classic 40-character `ghs_` token.
+    Classic,
 }
 
 mod defaults {
@@ -147,12 +230,31 @@ mod defaults {
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
+    pub fn retry_budget() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn refresh_ahead() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn refresh_window() -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+    pub fn degraded_min_ttl() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn client_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_connections() -> usize {
+        256
+    }
     pub fn host() -> String {
         ghapp_protocol::api::DEFAULT_HOST.to_string()
     }
 }
 
-/// A config file that could not be used: the message names the file, line and key.
+/// A config file that could not be used: the message names the file, line and key, one
+/// problem per line when there are several.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
@@ -167,8 +269,108 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses config text; `origin` names it in errors.
+    /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(format!("config {}: {e}", origin.display())))
+        let located = Located::new(text);
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let mut place = String::new();
+            if let Some(span) = e.span() {
+                place = format!(" line {}", located.line_of(span.start));
+                let path = locate::render(&located.path_at(&span));
+                if !path.is_empty() {
+                    place.push_str(&format!(": {path}"));
+                }
+            }
+            ConfigError(format!(
+                "config {}{place}: {}",
+                origin.display(),
+                e.message().trim_end()
+            ))
+        })?;
+        let problems = validate::validate(&mut config);
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let lines = problems
+            .iter()
+            .map(|problem| {
+                let line = located
+                    .line_of_path(&problem.path)
+                    .map(|n| format!(" line {n}"))
+                    .unwrap_or_default();
+                format!(
+                    "config {}{line}: {}: {}",
+                    origin.display(),
+                    problem.subject,
+                    problem.message
+                )
+            })
+            .collect::<Vec<_>>();
+        Err(ConfigError(lines.join("\n")))
     }
+
+    /// The `[[app]]` entries serving `host` (compared case-insensitively), in file order.
+    pub fn apps_for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a AppConfig> + 'a {
+        self.apps
+            .iter()
+            .filter(move |app| app.host.eq_ignore_ascii_case(host))
+    }
+}
+
+impl AppConfig {
+    /// The REST API base URL without a trailing slash: `api_url` when set, else derived from
+    /// `host` (see [`api_url_for_host`]).
+    pub fn api_base(&self) -> String {
+        match &self.api_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => api_url_for_host(&self.host, self.insecure_http),
+        }
+    }
+
+    /// The JWT `iss`: the client id when configured (GitHub's recommendation), else the App id.
+    pub fn issuer(&self) -> Option<String> {
+        self.client_id
+            .clone()
+            .or_else(|| self.app_id.map(|id| id.to_string()))
+    }
+
+    /// `acme-bot (id 12345)`, or `acme-bot (client id Iv23…)`: how errors name the App.
+    pub fn describe(&self) -> String {
+        match (&self.app_id, &self.client_id) {
+            (Some(id), _) => format!("{} (id {id})", self.name),
+            (None, Some(client_id)) => format!("{} (client id {client_id})", self.name),
+            (None, None) => self.name.clone(),
+        }
+    }
+
+    /// True when `owner` may be served: no `owners` list, or `owner` is in it (GitHub logins
+    /// are case-insensitive).
+    pub fn allows_owner(&self, owner: &str) -> bool {
+        match &self.owners {
+            None => true,
+            Some(owners) => owners
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(owner)),
+        }
+    }
+}
+
+/// The REST API base URL GitHub uses for a git host:
+/// - `github.com` → `https://api.github.com`;
+/// - `SUB.ghe.com` (GitHub Enterprise Cloud with data residency) → `https://api.SUB.ghe.com`;
+/// - any other host (GitHub Enterprise Server) → `https://HOST/api/v3` (`http://` when the App
+///   is `insecure_http`, for emulators).
+pub fn api_url_for_host(host: &str, insecure_http: bool) -> String {
+    let host = host.to_ascii_lowercase();
+    if host == "github.com" {
+        return "https://api.github.com".to_string();
+    }
+    if let Some(sub) = host.strip_suffix(".ghe.com")
+        && !sub.is_empty()
+        && !sub.contains(['.', ':'])
+    {
+        return format!("https://api.{sub}.ghe.com");
+    }
+    let scheme = if insecure_http { "http" } else { "https" };
+    format!("{scheme}://{host}/api/v3")
 }

@@ -6,58 +6,16 @@
 //! with their callers.
 
 pub mod config;
+mod error;
 
 use ghapp_protocol::api::{
-    AppStatus, CachedTokenStatus, InstallationStatus, RunnerTokenResponse, TokenQuery, TokenResponse,
+    AppStatus, CachedTokenStatus, InstallationStatus, RunnerTokenResponse, TokenQuery,
+    TokenResponse,
 };
 use std::collections::BTreeMap;
 
-pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig};
-
-/// What kind of failure a [`BrokerError`] is; the daemon maps each to an HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The request itself is malformed (400).
-    BadRequest,
-    /// No App serves this host, or the App is not installed on the owner/repo (404).
-    NotFound,
-    /// More than one installation could serve an owner-less request (409).
-    Ambiguous,
-    /// A permission beyond the ceiling, or GitHub refused the narrowing (422).
-    Unprocessable,
-    /// Suspended installation, owner outside the App's `owners`, GitHub said forbidden (403).
-    Forbidden,
-    /// GitHub unreachable / failing and nothing cached with enough life (503).
-    Unavailable,
-    /// The App's key or JWT was rejected, or another internal failure (500).
-    Internal,
-}
-
-impl ErrorKind {
-    /// The HTTP status the daemon answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::BadRequest => 400,
-            ErrorKind::NotFound => 404,
-            ErrorKind::Ambiguous => 409,
-            ErrorKind::Unprocessable => 422,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::Unavailable => 503,
-            ErrorKind::Internal => 500,
-        }
-    }
-}
-
-/// A typed, actionable broker error. Its `Display` is the message callers see, e.g.
-/// "GitHub App acme-bot (id 12345) is not installed on acme/widgets". Never holds a secret.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct BrokerError {
-    /// The kind, for status mapping and tests.
-    pub kind: ErrorKind,
-    /// The actionable message.
-    pub message: String,
-}
+pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
+pub use error::{BrokerError, ErrorKind};
 
 /// Counters and histograms the daemon renders as Prometheus text and in `/v1/status`.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,448 @@
+//! Checks a parsed config for values serde cannot judge alone (one key source per App, an
+//! issuer, plausible durations, plain-http only where allowed) and normalises hosts to lower
+//! case. Each problem carries the key path so the caller can name its line.
+//!
+//! The daemon's own keys (`socket_group`, `policy`, `client_timeout`, …) are validated by the
+//! daemon, which knows what they mean; this file checks what the broker relies on.
+
+use super::locate::Seg;
+use super::{AppConfig, Config, DaemonConfig};
+use ghapp_protocol::api::{check_host, check_name};
+use ghapp_protocol::duration::format_duration;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// GitHub installation tokens live one hour; a token must be refreshed while it still has more
+/// than `min_ttl` left, with room for retries, so `min_ttl + refresh_ahead` must stay under this.
+pub(crate) const MAX_MIN_TTL_PLUS_REFRESH_AHEAD: Duration = Duration::from_secs(55 * 60);
+
+/// One thing wrong with the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    /// Where it is (for the line number).
+    pub path: Vec<Seg>,
+    /// What it is about, as people read it: `daemon.min_ttl`, `app[0] (acme-bot)`.
+    pub subject: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn key(name: &str) -> Seg {
+    Seg::Key(name.to_string())
+}
+
+/// Every problem in `config`; hosts are lower-cased in place.
+pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    validate_daemon(&config.daemon, &mut problems);
+    let mut names = HashSet::new();
+    for (index, app) in config.apps.iter_mut().enumerate() {
+        let subject = if app.name.is_empty() {
+            format!("app[{index}]")
+        } else {
+            format!("app[{index}] ({})", app.name)
+        };
+        let mut report = |field: Option<&str>, message: String| {
+            let mut path = vec![key("app"), Seg::Index(index)];
+            if let Some(field) = field {
+                path.push(key(field));
+            }
+            problems.push(Problem {
+                path,
+                subject: subject.clone(),
+                message,
+            });
+        };
+        validate_app(app, &mut report);
+        if !app.name.is_empty() && !names.insert(app.name.clone()) {
+            report(
+                Some("name"),
+                format!(
+                    "name {:?} is used by an earlier [[app]]: names must be unique",
+                    app.name
+                ),
+            );
+        }
+    }
+    problems
+}
+
+fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("daemon"), key(field)],
+            subject: format!("daemon.{field}"),
+            message,
+        });
+    };
+    let human = |d: Duration| format_duration(d);
+    if daemon.min_ttl.is_zero() {
+        report(
+            "min_ttl",
+            "must be more than 0s (the default is 30m)".into(),
+        );
+    }
+    let sum = daemon.min_ttl.saturating_add(daemon.refresh_ahead);
+    if sum >= MAX_MIN_TTL_PLUS_REFRESH_AHEAD {
+        report(
+            "min_ttl",
+            format!(
+                "min_ttl ({}) + refresh_ahead ({}) must stay under {}: installation tokens live one hour and are refreshed when they have less than min_ttl + refresh_ahead left",
+                human(daemon.min_ttl),
+                human(daemon.refresh_ahead),
+                human(MAX_MIN_TTL_PLUS_REFRESH_AHEAD)
+            ),
+        );
+    }
+    if daemon.degraded_min_ttl.is_zero() {
+        report(
+            "degraded_min_ttl",
+            "must be more than 0s: an expired token is never served".into(),
+        );
+    }
+    if daemon.degraded_min_ttl > daemon.min_ttl {
+        report(
+            "degraded_min_ttl",
+            format!(
+                "degraded_min_ttl ({}) must not exceed min_ttl ({}): it is the smaller margin accepted while GitHub is failing",
+                human(daemon.degraded_min_ttl),
+                human(daemon.min_ttl)
+            ),
+        );
+    }
+    for (field, value) in [
+        ("request_timeout", daemon.request_timeout),
+        ("connect_timeout", daemon.connect_timeout),
+        ("retry_budget", daemon.retry_budget),
+    ] {
+        if value.is_zero() {
+            report(field, "must be more than 0s".into());
+        }
+    }
+}
+
+fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, String)) {
+    if app.name.trim().is_empty() {
+        report(
+            Some("name"),
+            "name is empty: give each App a label for logs and errors".into(),
+        );
+    } else if app.name.len() > 64 || app.name.chars().any(char::is_control) {
+        report(
+            Some("name"),
+            "name must be at most 64 printable characters".into(),
+        );
+    }
+    match check_host(&app.host) {
+        Ok(host) => app.host = host,
+        Err(e) => report(Some("host"), format!("host: {e}")),
+    }
+    if app.app_id.is_none() && app.client_id.is_none() {
+        report(
+            None,
+            "neither app_id nor client_id is set: copy them from the App's settings page on GitHub"
+                .into(),
+        );
+    }
+    if app.app_id == Some(0) {
+        report(Some("app_id"), "app_id must be a positive number".into());
+    }
+    if let Some(client_id) = &app.client_id
+        && (client_id.is_empty()
+            || client_id.len() > 64
+            || !client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+    {
+        report(
+            Some("client_id"),
+            format!(
+                "client_id {client_id:?} is not a GitHub client id (like Iv23li0123456789abcd)"
+            ),
+        );
+    }
+    let sources = [
+        app.private_key_file.is_some(),
+        app.private_key_env.is_some(),
+        app.private_key_command.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if sources == 0 {
+        report(
+            None,
+            "no private key: set one of private_key_file, private_key_env or private_key_command"
+                .into(),
+        );
+    } else if sources > 1 {
+        report(
+            None,
+            "more than one private key source: set exactly one of private_key_file, private_key_env or private_key_command".into(),
+        );
+    }
+    if let Some(var) = &app.private_key_env
+        && (var.is_empty() || var.contains(['=', '\0']))
+    {
+        report(
+            Some("private_key_env"),
+            format!("private_key_env {var:?} is not an environment variable name"),
+        );
+    }
+    if let Some(argv) = &app.private_key_command
+        && argv.first().is_none_or(|program| program.is_empty())
+    {
+        report(
+            Some("private_key_command"),
+            "private_key_command must be a non-empty list: program then arguments (run without a shell)".into(),
+        );
+    }
+    if let Some(owners) = &app.owners {
+        if owners.is_empty() {
+            report(
+                Some("owners"),
+                "owners is empty: remove it to serve every account, or list accounts".into(),
+            );
+        }
+        for owner in owners {
+            if owner != "*"
+                && let Err(e) = check_name("owner", owner)
+            {
+                report(Some("owners"), format!("owners: {e}"));
+            }
+        }
+    }
+    if let Some(ceiling) = &app.permissions
+        && ceiling.is_empty()
+    {
+        report(
+            Some("permissions"),
+            "permissions is empty: remove it to allow what the installation grants, or list a ceiling like { contents = \"read\" }".into(),
+        );
+    }
+    if let Some(url) = &app.api_url {
+        if let Err(message) = check_api_url(url, app.insecure_http) {
+            report(Some("api_url"), message);
+        }
+    }
+}
+
+fn check_api_url(url: &str, insecure_http: bool) -> Result<(), String> {
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !insecure_http {
+            return Err(format!(
+                "api_url {url} is plain http, which would send the App's JWT unencrypted: use https, or set insecure_http = true (emulators and tests only)"
+            ));
+        }
+        rest
+    } else {
+        return Err(format!(
+            "api_url {url:?} must start with https:// (like https://ghe.example.com/api/v3)"
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || url.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "api_url {url:?} is not a base URL like https://ghe.example.com/api/v3"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.0)
+    }
+
+    const GOOD_APP: &str =
+        "[[app]]\nname = \"acme-bot\"\napp_id = 12345\nprivate_key_file = \"/k.pem\"\n";
+
+    #[test]
+    fn minimal_app_is_valid_and_defaults_apply() {
+        let config = parse(GOOD_APP).unwrap();
+        assert_eq!(config.apps[0].host, "github.com");
+        assert_eq!(config.apps[0].api_base(), "https://api.github.com");
+        assert_eq!(config.daemon.min_ttl, Duration::from_secs(1800));
+        assert_eq!(config.daemon.degraded_min_ttl, Duration::from_secs(300));
+        assert_eq!(config.apps[0].issuer().as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn missing_identity_names_file_line_and_app() {
+        let err =
+            parse("\n[[app]]\nname = \"acme-bot\"\nprivate_key_file = \"/k.pem\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config /etc/ghapp/config.toml line 2: app[0] (acme-bot): neither app_id nor client_id is set: copy them from the App's settings page on GitHub"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_path() {
+        let err = parse(&format!("{GOOD_APP}colour = \"blue\"\n")).unwrap_err();
+        assert!(
+            err.starts_with("config /etc/ghapp/config.toml line 5: app[0]"),
+            "{err}"
+        );
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_its_key() {
+        let err = parse("[daemon]\nmin_ttl = \"soon\"\n").unwrap_err();
+        assert!(
+            err.starts_with("config /etc/ghapp/config.toml line 2: daemon.min_ttl"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{GOOD_APP}permissions = {{ contents = \"owner\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("line 5: app[0].permissions"), "{err}");
+        assert!(err.contains("owner"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let err = parse("[daemon]\nmin_ttl = = 3\n").unwrap_err();
+        assert!(
+            err.starts_with("config /etc/ghapp/config.toml line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn exactly_one_key_source() {
+        let err = parse("[[app]]\nname = \"a\"\napp_id = 1\n").unwrap_err();
+        assert!(err.contains("no private key"), "{err}");
+        let err = parse("[[app]]\nname = \"a\"\napp_id = 1\nprivate_key_file = \"/k\"\nprivate_key_env = \"K\"\n").unwrap_err();
+        assert!(err.contains("more than one private key source"), "{err}");
+        let err =
+            parse("[[app]]\nname = \"a\"\napp_id = 1\nprivate_key_command = []\n").unwrap_err();
+        assert!(
+            err.contains("line 4: app[0] (a): private_key_command must be a non-empty list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn several_problems_reported_together() {
+        let err = parse("[daemon]\nmin_ttl = \"50m\"\nrefresh_ahead = \"10m\"\n[[app]]\nname = \"a\"\n[[app]]\nname = \"a\"\napp_id = 2\nprivate_key_env = \"K\"\n")
+            .unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(lines[0].contains(
+            "line 2: daemon.min_ttl: min_ttl (50m) + refresh_ahead (10m) must stay under 55m"
+        ));
+        assert!(lines[1].contains("app[0] (a): neither app_id nor client_id"));
+        assert!(lines[2].contains("app[0] (a): no private key"));
+        assert!(lines[3].contains("line 7: app[1] (a): name \"a\" is used by an earlier [[app]]"));
+    }
+
+    #[test]
+    fn plain_http_api_needs_insecure_http() {
+        let base = "[[app]]\nname = \"e\"\nhost = \"127.0.0.1:9\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"http://127.0.0.1:8/\"\n";
+        let err = parse(base).unwrap_err();
+        assert!(
+            err.contains("line 6: app[0] (e): api_url http://127.0.0.1:8/ is plain http"),
+            "{err}"
+        );
+        let ok = parse(&format!("{base}insecure_http = true\n")).unwrap();
+        assert_eq!(ok.apps[0].api_base(), "http://127.0.0.1:8");
+        let err = parse(
+            "[[app]]\nname = \"e\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("must start with https://"), "{err}");
+    }
+
+    #[test]
+    fn degraded_margin_and_durations() {
+        let err = parse("[daemon]\nmin_ttl = \"10m\"\ndegraded_min_ttl = \"20m\"\n").unwrap_err();
+        assert!(err.contains("line 3: daemon.degraded_min_ttl: degraded_min_ttl (20m) must not exceed min_ttl (10m)"), "{err}");
+        let err = parse("[daemon]\nrequest_timeout = 0\n").unwrap_err();
+        assert!(
+            err.contains("daemon.request_timeout: must be more than 0s"),
+            "{err}"
+        );
+        let ok =
+            parse("[daemon]\nmin_ttl = \"5s\"\ndegraded_min_ttl = 2\nrefresh_ahead = \"3s\"\n")
+                .unwrap();
+        assert_eq!(ok.daemon.degraded_min_ttl, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn hosts_lowercased_and_checked() {
+        let config = parse("[[app]]\nname = \"a\"\nhost = \"GHE.Example.com:8443\"\napp_id = 1\nprivate_key_env = \"K\"\n").unwrap();
+        assert_eq!(config.apps[0].host, "ghe.example.com:8443");
+        assert_eq!(
+            config.apps[0].api_base(),
+            "https://ghe.example.com:8443/api/v3"
+        );
+        let err = parse(
+            "[[app]]\nname = \"a\"\nhost = \"https://x\"\napp_id = 1\nprivate_key_env = \"K\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("line 3: app[0] (a): host: invalid host"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn owners_and_ceiling_checked() {
+        let err = parse(&format!("{GOOD_APP}owners = [\"acme\", \"no/pe\"]\n")).unwrap_err();
+        assert!(err.contains("owners: invalid owner"), "{err}");
+        let err = parse(&format!("{GOOD_APP}permissions = {{}}\n")).unwrap_err();
+        assert!(err.contains("permissions is empty"), "{err}");
+        let config = parse(&format!("{GOOD_APP}owners = [\"ACME\"]\n")).unwrap();
+        assert!(config.apps[0].allows_owner("acme"));
+        assert!(!config.apps[0].allows_owner("other"));
+    }
+
+    #[test]
+    fn client_id_is_the_issuer_when_given() {
+        let config = parse("[[app]]\nname = \"a\"\napp_id = 1\nclient_id = \"Iv23liABC\"\nprivate_key_env = \"K\"\n").unwrap();
+        assert_eq!(config.apps[0].issuer().as_deref(), Some("Iv23liABC"));
+        assert_eq!(config.apps[0].describe(), "a (id 1)");
+        let err =
+            parse("[[app]]\nname = \"a\"\nclient_id = \"has space\"\nprivate_key_env = \"K\"\n")
+                .unwrap_err();
+        assert!(err.contains("is not a GitHub client id"), "{err}");
+    }
+
+    #[test]
+    fn api_urls_from_hosts() {
+        use crate::config::api_url_for_host;
+        assert_eq!(
+            api_url_for_host("github.com", false),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            api_url_for_host("GitHub.com", false),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            api_url_for_host("octocorp.ghe.com", false),
+            "https://api.octocorp.ghe.com"
+        );
+        assert_eq!(
+            api_url_for_host("ghe.example.com", false),
+            "https://ghe.example.com/api/v3"
+        );
+        assert_eq!(
+            api_url_for_host("a.b.ghe.com", false),
+            "https://a.b.ghe.com/api/v3"
+        );
+        assert_eq!(
+            api_url_for_host("127.0.0.1:8080", true),
+            "http://127.0.0.1:8080/api/v3"
+        );
+    }
+}
