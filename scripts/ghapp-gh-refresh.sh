@@ -15,7 +15,7 @@
 #
 # What it does:
 #   1. takes an exclusive lock (flock) so overlapping runs never interleave; a run that cannot get
-#      the lock within 60 s gives up with exit 75;
+#      the lock within 60 s (GHAPP_GH_REFRESH_LOCK_WAIT) gives up with exit 75;
 #   2. unsets GH_TOKEN, GITHUB_TOKEN, GH_ENTERPRISE_TOKEN and GITHUB_ENTERPRISE_TOKEN — gh refuses
 #      `auth login` while one of them is set ("The value of the GH_TOKEN environment variable is
 #      being used for authentication");
@@ -29,7 +29,7 @@
 #   3   ghapp could not give a token (daemon down, App not installed on OWNER, …: see the log)
 #   4   gh refused the token (`gh auth login` failed: see the log)
 #   69  ghapp or gh not found
-#   75  another run held the lock for 60 s
+#   75  another run held the lock too long
 #
 # Environment: GHAPP_GH_REFRESH_LOCK (lock file; default $XDG_RUNTIME_DIR/ghapp-gh-refresh.lock,
 # else /tmp/ghapp-gh-refresh-UID.lock), GHAPP_SOCKET (the daemon's socket, read by ghapp itself).
@@ -97,8 +97,9 @@ if ! exec 9>>"$lock"; then
   log "cannot open lock file $lock"
   exit 75
 fi
-if ! flock -w 60 9; then
-  log "another run has held $lock for 60 s; giving up this round"
+lock_wait="${GHAPP_GH_REFRESH_LOCK_WAIT:-60}"
+if ! flock -w "$lock_wait" 9; then
+  log "another run has held $lock for ${lock_wait} s; giving up this round"
   exit 75
 fi
 

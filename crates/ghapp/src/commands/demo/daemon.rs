@@ -1,0 +1,134 @@
+//! The daemon as `ghapp demo` runs it: this very executable, `daemon --foreground`, as a child
+//! process — exactly what systemd runs — with its logs in a file the demo shows on failure.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// How long the daemon may take to print `ready <socket>` (a debug build on a loaded machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGTERM'd daemon may take to drain and exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `ghapp daemon --foreground`.
+pub struct DaemonChild {
+    child: Child,
+    /// Kept open so the daemon never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// The socket it announced.
+    pub socket: PathBuf,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl DaemonChild {
+    /// Starts `exe daemon --foreground --config CONFIG --socket SOCKET` and waits for its
+    /// `ready <socket>` line on stdout.
+    pub async fn start(exe: &Path, config: &Path, socket: &Path, log: &Path) -> Result<Self> {
+        let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let mut child = Command::new(exe)
+            .args(["daemon", "--foreground", "--config"])
+            .arg(config)
+            .arg("--socket")
+            .arg(socket)
+            // The demo's daemon is not a systemd service, whatever the demo itself runs under.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("GHAPP_SOCKET")
+            .env_remove("GHAPP_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {} daemon", exe.display()))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("the daemon's stdout is not piped"))?;
+        let mut stdout = BufReader::new(stdout);
+        let announced = tokio::time::timeout(READY_TIMEOUT, read_ready_line(&mut stdout)).await;
+        let socket = match announced {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(error)) => {
+                let status = wait_briefly(&mut child).await;
+                bail!("{error}{status}\n{}", log_tail(log));
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                bail!("the daemon printed no `ready` line within {READY_TIMEOUT:?}\n{}", log_tail(log));
+            }
+        };
+        Ok(DaemonChild { child, _stdout: stdout, socket, log: log.to_path_buf() })
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for it to drain and exit; SIGKILL if it does not within the timeout.
+    /// Returns its exit status when it exited by itself.
+    pub async fn stop(&mut self) -> Option<ExitStatus> {
+        let pid = self.child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                let _ = self.child.kill().await;
+                None
+            }
+        }
+    }
+}
+
+async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> Result<PathBuf> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = stdout.read_line(&mut line).await.context("reading the daemon's stdout")?;
+        if read == 0 {
+            bail!("the daemon exited before it was ready");
+        }
+        if let Some(socket) = line.trim_end().strip_prefix("ready ") {
+            return Ok(PathBuf::from(socket));
+        }
+    }
+}
+
+async fn wait_briefly(child: &mut Child) -> String {
+    match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+        Ok(Ok(status)) => format!(" ({status})"),
+        _ => {
+            let _ = child.start_kill();
+            String::new()
+        }
+    }
+}
+
+/// The last lines of the daemon's log, indented, for failure messages.
+pub fn log_tail(log: &Path) -> String {
+    const LINES: usize = 20;
+    match std::fs::read_to_string(log) {
+        Ok(text) if !text.trim().is_empty() => {
+            let lines: Vec<&str> = text.lines().collect();
+            // A panic's message comes before its backtrace: show it rather than the backtrace's end.
+            let start = lines
+                .iter()
+                .position(|line| line.contains("panicked at"))
+                .unwrap_or_else(|| lines.len().saturating_sub(LINES));
+            let lines = &lines[..lines.len().min(start + LINES)];
+            let mut out = format!("last lines of the daemon's log ({}):", log.display());
+            for line in &lines[start..] {
+                out.push_str("\n  | ");
+                out.push_str(line);
+            }
+            out
+        }
+        _ => format!("the daemon's log ({}) is empty", log.display()),
+    }
+}
