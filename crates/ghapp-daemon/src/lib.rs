@@ -1,6 +1,40 @@
-//! The ghapp daemon. STUB: the daemon issue implements this.
+//! The ghapp daemon: serves the broker's installation tokens over a Unix socket (HTTP/1.1 +
+//! JSON, docs/socket-api.md), checking every peer's uid/gid (SO_PEERCRED).
+//!
+//! - [`socket`]: where the socket lives and how it is created, replaced and removed.
+//! - [`systemd`]: socket activation and readiness notification.
+//! - [`server`]: the accept loop, connections and their limits.
+//! - [`routes`]: the API, with [`reply`] for answers.
+//! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
+//! - [`service`]: the broker behind a trait, so tests can fake it.
+//! - [`metrics`] + [`exposition`]: `/metrics`; [`audit`]: the JSON-lines audit log.
+//! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT.
+//!
+//! Contract with the tests, the demo and scripts: once the socket accepts connections the daemon
+//! prints exactly one line, `ready <socket path>`, on stdout (and sends `READY=1` to systemd when
+//! `NOTIFY_SOCKET` is set); everything else goes to stderr.
 
+pub mod access;
+pub mod audit;
+pub mod clock;
+pub mod exposition;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod reply;
+pub mod routes;
+pub mod server;
+pub mod service;
+pub mod settings;
+pub mod socket;
+pub mod state;
+pub mod systemd;
+
+use anyhow::anyhow;
+use ghapp_broker::{Broker, Config};
+use ghapp_protocol::paths::Environment;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// How `ghapp daemon` was invoked.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +50,43 @@ pub struct DaemonOptions {
     pub json_logs: bool,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(_options: DaemonOptions) -> anyhow::Result<()> {
-    anyhow::bail!("daemon not implemented yet")
+/// Runs the daemon until SIGTERM/SIGINT; `Ok` after a clean shutdown (socket removed).
+///
+/// Must be called before the process starts other threads: it reads and unsets systemd's
+/// environment variables (`LISTEN_FDS`, `NOTIFY_SOCKET`, …) so children never inherit them.
+pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    logging::init(options.json_logs);
+    let systemd = systemd::take_environment()?;
+    let environment = Environment::current();
+    let config_path = environment
+        .config_file(options.config.as_deref(), |p| p.is_file())
+        .path;
+    if !config_path.exists() {
+        return Err(anyhow!(
+            "config file {} does not exist: create it (see docs/configuration.md) or name another with --config or $GHAPP_CONFIG",
+            config_path.display()
+        ));
+    }
+    let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
+    let own_uid = rustix::process::geteuid().as_raw();
+    let settings = settings::Settings::from_config(&config, &config_path, own_uid)
+        .map_err(|e| anyhow!("config {}: {e}", config_path.display()))?;
+    let launch = lifecycle::Launch {
+        socket_flag: options.socket,
+        environment,
+        config_path,
+        config,
+        settings,
+        systemd,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ghapp-daemon")
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(lifecycle::serve(launch, |config| {
+        Broker::start(config).map_err(|e| anyhow!("{e}"))
+    }));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }

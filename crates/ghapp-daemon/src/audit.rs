@@ -1,0 +1,226 @@
+//! The audit log: one JSON object per line for every request a peer makes (except the noise of
+//! `/healthz` and `/metrics` scrapes) and every refused peer — who asked (uid/gid/pid), for what
+//! (route, host, owner/repo, permissions) and what came of it (status, outcome, the token's
+//! fingerprint). Never the token itself.
+//!
+//! Written to `[daemon] audit_log` (appended, created `0600`; reopened on SIGHUP so logrotate can
+//! move it), or to stderr with `-`.
+
+use crate::access::Peer;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What came of a request, for filtering the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A token was handed out.
+    Granted,
+    /// A cached token was dropped on request.
+    Invalidated,
+    /// The peer's uid/gid is not allowed.
+    DeniedPeer,
+    /// The peer's policy refused the request.
+    DeniedPolicy,
+    /// The request was malformed or could not be served.
+    Failed,
+    /// Anything else that succeeded (status, no-op invalidation).
+    Ok,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// Peer's uid.
+    pub peer_uid: u32,
+    /// Peer's gid.
+    pub peer_gid: u32,
+    /// Peer's pid, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+    /// HTTP method.
+    pub method: String,
+    /// The route pattern (never the raw path).
+    pub route: &'static str,
+    /// The git host asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The account asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The repository asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Permissions asked for (`contents:read,…`), or granted when a token was handed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// What came of it.
+    pub outcome: Outcome,
+    /// The error message answered, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Fingerprint of the token handed out or invalidated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_fingerprint: Option<String>,
+    /// Installation the token belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// The token's expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Time spent answering, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl AuditEvent {
+    /// A record for `peer` calling `method route`, to be filled in as the request is served.
+    pub fn new(peer: &Peer, method: &str, route: &'static str) -> AuditEvent {
+        AuditEvent {
+            time: crate::clock::now_rfc3339(),
+            peer_uid: peer.uid,
+            peer_gid: peer.gid,
+            peer_pid: peer.pid,
+            method: method.to_string(),
+            route,
+            host: None,
+            owner: None,
+            repo: None,
+            permissions: None,
+            status: 0,
+            outcome: Outcome::Ok,
+            error: None,
+            token_fingerprint: None,
+            installation_id: None,
+            expires_at: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+enum Sink {
+    None,
+    Stderr,
+    File(PathBuf, File),
+}
+
+/// The audit log; cheap to share, writes are whole lines under a lock (no `.await` inside).
+pub struct AuditLog {
+    sink: Mutex<Sink>,
+}
+
+impl AuditLog {
+    /// Opens the destination: `None` (no audit log), `-` (stderr) or a file.
+    pub fn open(destination: Option<&Path>) -> anyhow::Result<AuditLog> {
+        Ok(AuditLog {
+            sink: Mutex::new(open_sink(destination)?),
+        })
+    }
+
+    /// Reopens (after SIGHUP: a new path, or the same path moved away by logrotate). On error
+    /// the previous destination stays in use.
+    pub fn reopen(&self, destination: Option<&Path>) -> anyhow::Result<()> {
+        let sink = open_sink(destination)?;
+        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+        Ok(())
+    }
+
+    /// Appends one record. A failing audit log is reported in the logs, never to the client.
+    pub fn record(&self, event: &AuditEvent) {
+        let mut line = match serde_json::to_vec(event) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!("audit record not serializable: {e}");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match &mut *sink {
+            Sink::None => Ok(()),
+            Sink::Stderr => std::io::stderr().lock().write_all(&line),
+            Sink::File(_, file) => file.write_all(&line),
+        };
+        if let Err(e) = result {
+            let place = match &*sink {
+                Sink::File(path, _) => path.display().to_string(),
+                _ => "stderr".to_string(),
+            };
+            tracing::error!("cannot write the audit log {place}: {e}");
+        }
+    }
+}
+
+fn open_sink(destination: Option<&Path>) -> anyhow::Result<Sink> {
+    match destination {
+        None => Ok(Sink::None),
+        Some(path) if path == Path::new("-") => Ok(Sink::Stderr),
+        Some(path) => {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot open audit log {} ([daemon] audit_log): {e}",
+                        path.display()
+                    )
+                })?;
+            Ok(Sink::File(path.to_path_buf(), file))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn records_are_json_lines_and_survive_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        let log = AuditLog::open(Some(&path)).unwrap();
+        let peer = Peer {
+            uid: 1000,
+            gid: 1000,
+            pid: Some(7),
+        };
+        let mut event = AuditEvent::new(&peer, "GET", "/v1/token");
+        event.owner = Some("acme".into());
+        event.status = 200;
+        event.outcome = Outcome::Granted;
+        event.token_fingerprint = Some("sha256:0123456789ab".into());
+        log.record(&event);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        std::fs::rename(&path, tmp.path().join("audit.jsonl.1")).unwrap();
+        log.reopen(Some(&path)).unwrap();
+        log.record(&event);
+        for file in [tmp.path().join("audit.jsonl.1"), path.clone()] {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let value: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            assert_eq!(value["peer_uid"], 1000);
+            assert_eq!(value["outcome"], "granted");
+            assert_eq!(value["route"], "/v1/token");
+            assert!(value.get("repo").is_none());
+        }
+        assert!(
+            log.reopen(Some(&tmp.path().join("no/such/dir/audit")))
+                .is_err()
+        );
+        log.record(&event); // still writes to the previous file
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+}

@@ -1,0 +1,86 @@
+//! Responses: JSON bodies, `{"error": …}` for every failure, and the headers every answer carries.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use serde::Serialize;
+
+const JSON: &str = "application/json";
+
+/// An answer being built.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The error message, when this is an error (also recorded in the audit log).
+    pub error: Option<String>,
+    content_type: &'static str,
+    body: Bytes,
+    allow: Option<&'static str>,
+}
+
+impl Reply {
+    /// A JSON body.
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Reply {
+        match serde_json::to_vec(value) {
+            Ok(body) => Reply {
+                status,
+                error: None,
+                content_type: JSON,
+                body: Bytes::from(body),
+                allow: None,
+            },
+            Err(e) => Reply::error(500, format!("cannot encode the answer: {e}")),
+        }
+    }
+
+    /// `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
+        let message = message.into();
+        let body = serde_json::to_vec(&ghapp_protocol::api::ErrorBody {
+            error: message.clone(),
+        })
+        .unwrap_or_default();
+        Reply {
+            status,
+            error: Some(message),
+            content_type: JSON,
+            body: Bytes::from(body),
+            allow: None,
+        }
+    }
+
+    /// A plain body of the given type.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            error: None,
+            content_type,
+            body: Bytes::from(body),
+            allow: None,
+        }
+    }
+
+    /// 405 naming the methods the route has.
+    pub fn method_not_allowed(method: &str, route: &str, allow: &'static str) -> Reply {
+        let mut reply = Reply::error(405, format!("{route} does not take {method}; use {allow}"));
+        reply.allow = Some(allow);
+        reply
+    }
+
+    /// The hyper response. Every answer is `no-store`: tokens must not be cached by anything in
+    /// between, and nothing else is worth caching.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() = hyper::StatusCode::from_u16(self.status)
+            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}

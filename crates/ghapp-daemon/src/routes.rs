@@ -1,0 +1,592 @@
+//! The socket API's routes (docs/socket-api.md): the peer check, method checks, request parsing
+//! and size limits, the policy, the call into the token service, metrics and the audit record.
+
+use crate::access::{Peer, Refusal};
+use crate::audit::{AuditEvent, Outcome};
+use crate::exposition;
+use crate::metrics::Gauges;
+use crate::reply::Reply;
+use crate::service::TokenService;
+use crate::settings::Settings;
+use crate::state::State;
+use bytes::Bytes;
+use ghapp_broker::{BrokerError, ErrorKind};
+use ghapp_protocol::api::{
+    self, InvalidateRequest, InvalidateResponse, RunnerTokenRequest, StatusResponse, TokenQuery,
+};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// The longest query string accepted (each value is further capped at
+/// [`api::MAX_QUERY_VALUE`]); longer ones get 414.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// The largest request body accepted (413 beyond); bodies are a token or a small JSON object.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request's route, from its path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/v1/token`: GET a token, DELETE to invalidate one.
+    Token,
+    /// `/v1/status`.
+    Status,
+    /// `/v1/runner-token`.
+    RunnerToken,
+    /// `/metrics`.
+    Metrics,
+    /// `/healthz`.
+    Health,
+    /// tokman's `/api/{namespace}/{repository}`.
+    Tokman {
+        /// The account (still unvalidated).
+        namespace: String,
+        /// The repository (still unvalidated).
+        repository: String,
+    },
+    /// The workspace endpoint `/admin/github-installation-token`.
+    Workspace,
+    /// Anything else (404).
+    Unmatched,
+}
+
+impl Route {
+    /// Matches a path exactly (no trailing slashes, no normalization).
+    pub fn parse(path: &str) -> Route {
+        match path {
+            api::TOKEN_PATH => Route::Token,
+            api::STATUS_PATH => Route::Status,
+            api::RUNNER_TOKEN_PATH => Route::RunnerToken,
+            api::METRICS_PATH => Route::Metrics,
+            api::HEALTH_PATH => Route::Health,
+            api::WORKSPACE_TOKEN_PATH => Route::Workspace,
+            _ => match path
+                .strip_prefix(api::TOKMAN_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+            {
+                Some((namespace, repository))
+                    if !namespace.is_empty()
+                        && !repository.is_empty()
+                        && !repository.contains('/') =>
+                {
+                    Route::Tokman {
+                        namespace: namespace.to_string(),
+                        repository: repository.to_string(),
+                    }
+                }
+                _ => Route::Unmatched,
+            },
+        }
+    }
+
+    /// The label in metrics and the audit log: the pattern, never the raw path.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Token => api::TOKEN_PATH,
+            Route::Status => api::STATUS_PATH,
+            Route::RunnerToken => api::RUNNER_TOKEN_PATH,
+            Route::Metrics => api::METRICS_PATH,
+            Route::Health => api::HEALTH_PATH,
+            Route::Tokman { .. } => "/api/{namespace}/{repository}",
+            Route::Workspace => api::WORKSPACE_TOKEN_PATH,
+            Route::Unmatched => "unmatched",
+        }
+    }
+
+    /// The `Allow` header value: the methods the route takes.
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Token => "GET, DELETE",
+            Route::RunnerToken => "POST",
+            _ => "GET",
+        }
+    }
+
+    fn takes(&self, method: &Method) -> bool {
+        match self {
+            Route::Token => method == Method::GET || method == Method::DELETE,
+            Route::RunnerToken => method == Method::POST,
+            Route::Unmatched => true,
+            _ => method == Method::GET,
+        }
+    }
+
+    /// Scrapes and probes are not worth an audit line; everything else is.
+    fn audited(&self) -> bool {
+        !matches!(self, Route::Metrics | Route::Health)
+    }
+}
+
+/// Answers one request from `peer`.
+pub async fn handle<S: TokenService>(
+    state: &State<S>,
+    peer: Peer,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let settings = state.settings();
+    let method = request.method().clone();
+    let route = Route::parse(request.uri().path());
+    let mut audit = AuditEvent::new(&peer, method.as_str(), route.label());
+
+    let reply = if !settings.access.admits(&peer) {
+        state.metrics.peer_refused();
+        audit.outcome = Outcome::DeniedPeer;
+        tracing::warn!(peer = %peer, route = route.label(), "refused a peer that is not in allow_uids/allow_gids");
+        let config = settings.config_path.display().to_string();
+        Reply::error(403, settings.access.refusal_message(&peer, &config))
+    } else if !route.takes(&method) {
+        Reply::method_not_allowed(method.as_str(), route.label(), route.allow())
+    } else {
+        dispatch(state, &settings, peer, route.clone(), request, &mut audit).await
+    };
+
+    audit.status = reply.status;
+    if reply.error.is_some() && audit.outcome == Outcome::Ok {
+        audit.outcome = Outcome::Failed;
+    }
+    audit.error = reply.error.clone();
+    audit.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    state.metrics.request(route.label(), reply.status);
+    if route.audited() || audit.outcome == Outcome::DeniedPeer {
+        state.audit.record(&audit);
+    }
+    if reply.status >= 500 {
+        tracing::warn!(peer = %peer, route = route.label(), status = reply.status, error = reply.error.as_deref().unwrap_or(""), "request failed");
+    } else {
+        tracing::debug!(peer = %peer, route = route.label(), status = reply.status, "request answered");
+    }
+    reply.into_response()
+}
+
+async fn dispatch<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    route: Route,
+    request: Request<Incoming>,
+    audit: &mut AuditEvent,
+) -> Reply {
+    let query_len = request.uri().query().map_or(0, str::len);
+    if query_len > MAX_QUERY_BYTES {
+        return Reply::error(
+            414,
+            format!(
+                "the query string is {query_len} bytes; at most {MAX_QUERY_BYTES} are accepted"
+            ),
+        );
+    }
+    match route {
+        Route::Token if request.method() == Method::DELETE => {
+            invalidate(state, settings, request, audit).await
+        }
+        Route::Token => {
+            token(
+                state,
+                settings,
+                peer,
+                request.uri().query().unwrap_or(""),
+                audit,
+            )
+            .await
+        }
+        Route::Status => status(state),
+        Route::RunnerToken => runner_token(state, settings, peer, request, audit).await,
+        Route::Metrics => metrics(state),
+        Route::Health => Reply::json(200, &serde_json::json!({"status": "ok"})),
+        Route::Tokman {
+            namespace,
+            repository,
+        } => tokman(state, settings, peer, &namespace, &repository, audit).await,
+        Route::Workspace => workspace(state, settings, peer, audit).await,
+        Route::Unmatched => Reply::error(
+            404,
+            format!(
+                "no route {} {}: the API has GET/DELETE {}, GET {}, POST {}, GET {}, GET {}, GET {}{{namespace}}/{{repository}}, GET {} (see docs/socket-api.md)",
+                request.method(),
+                truncate(request.uri().path()),
+                api::TOKEN_PATH,
+                api::STATUS_PATH,
+                api::RUNNER_TOKEN_PATH,
+                api::METRICS_PATH,
+                api::HEALTH_PATH,
+                api::TOKMAN_PREFIX,
+                api::WORKSPACE_TOKEN_PATH
+            ),
+        ),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 64 {
+        s.to_string()
+    } else {
+        let mut end = 64;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
+
+fn broker_error(error: &BrokerError) -> Reply {
+    Reply::error(error.kind.http_status(), error.message.clone())
+}
+
+fn refused(refusal: Refusal, audit: &mut AuditEvent) -> Reply {
+    audit.outcome = Outcome::DeniedPolicy;
+    Reply::error(refusal.status(), refusal.message())
+}
+
+fn describe_query(query: &TokenQuery, audit: &mut AuditEvent) {
+    audit.host = Some(query.host_or_default().to_string());
+    audit.owner = query.owner.clone();
+    audit.repo = query.repo.clone();
+    audit.permissions = (!query.permissions.is_empty()).then(|| query.permissions.to_list());
+}
+
+/// Applies the peer's policy and asks the service; records the grant.
+async fn serve_token<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    mut query: TokenQuery,
+    audit: &mut AuditEvent,
+) -> Result<api::TokenResponse, Reply> {
+    describe_query(&query, audit);
+    if let Some(policy) = settings.access.policy_for(&peer) {
+        policy
+            .check_token(&mut query)
+            .map_err(|r| refused(r, audit))?;
+        describe_query(&query, audit);
+    }
+    match state.service.token(&query).await {
+        Ok(token) => {
+            audit.outcome = Outcome::Granted;
+            audit.token_fingerprint = Some(token.token.fingerprint());
+            audit.installation_id = Some(token.installation_id);
+            audit.expires_at = Some(token.expires_at.clone());
+            audit.owner = Some(token.owner.clone());
+            audit.permissions = Some(token.permissions.to_list());
+            if let Some(remaining) = crate::clock::seconds_until(&token.expires_at) {
+                state.metrics.served_token(remaining);
+            }
+            Ok(token)
+        }
+        Err(error) => Err(broker_error(&error)),
+    }
+}
+
+async fn token<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    raw_query: &str,
+    audit: &mut AuditEvent,
+) -> Reply {
+    let query = match TokenQuery::parse(raw_query) {
+        Ok(query) => query,
+        Err(e) => return Reply::error(400, format!("invalid query: {e}")),
+    };
+    match serve_token(state, settings, peer, query, audit).await {
+        Ok(token) => Reply::json(200, &token),
+        Err(reply) => reply,
+    }
+}
+
+async fn invalidate<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    request: Request<Incoming>,
+    audit: &mut AuditEvent,
+) -> Reply {
+    let body = match read_body(request, settings.client_timeout).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let invalidation: InvalidateRequest = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Reply::error(
+                400,
+                format!("invalid body: expected {{\"token\": \"…\"}} ({e})"),
+            );
+        }
+    };
+    audit.token_fingerprint = Some(invalidation.token.fingerprint());
+    let invalidated = state.service.invalidate(invalidation.token.expose());
+    if invalidated {
+        audit.outcome = Outcome::Invalidated;
+        tracing::info!(token = %invalidation.token.fingerprint(), "cached token invalidated on request");
+    }
+    Reply::json(200, &InvalidateResponse { invalidated })
+}
+
+fn status<S: TokenService>(state: &State<S>) -> Reply {
+    let broker = state.service.status();
+    let metrics = state.service.metrics();
+    let mut apps = broker.apps;
+    for app in &mut apps {
+        if app.rate_limit_remaining.is_none() {
+            app.rate_limit_remaining = metrics.rate_limit_remaining.get(&app.name).copied();
+        }
+    }
+    Reply::json(
+        200,
+        &StatusResponse {
+            version: ghapp_protocol::VERSION.to_string(),
+            uptime_secs: state.uptime().as_secs(),
+            socket: state.socket().display().to_string(),
+            degraded: broker.degraded,
+            degraded_reason: broker.degraded_reason,
+            apps,
+            installations: broker.installations,
+            tokens: broker.tokens,
+            counters: state.metrics.counters(&metrics),
+        },
+    )
+}
+
+fn metrics<S: TokenService>(state: &State<S>) -> Reply {
+    let gauges = Gauges {
+        uptime: state.uptime(),
+        active_connections: state.active_connections(),
+        max_connections: state.max_connections(),
+    };
+    let text = state
+        .metrics
+        .render(&state.service.metrics(), &state.service.status(), &gauges);
+    Reply::text(200, exposition::CONTENT_TYPE, text)
+}
+
+async fn runner_token<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    request: Request<Incoming>,
+    audit: &mut AuditEvent,
+) -> Reply {
+    let body = match read_body(request, settings.client_timeout).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let wanted: RunnerTokenRequest = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Reply::error(
+                400,
+                format!(
+                    "invalid body: expected {{\"org\": \"…\", \"host\": \"…\", \"remove\": false}} ({e})"
+                ),
+            );
+        }
+    };
+    let org = match api::check_name("org", &wanted.org) {
+        Ok(org) => org,
+        Err(e) => return Reply::error(400, e.to_string()),
+    };
+    let host = match wanted.host.as_deref().map(api::check_host).transpose() {
+        Ok(host) => host.unwrap_or_else(|| api::DEFAULT_HOST.to_string()),
+        Err(e) => return Reply::error(400, e.to_string()),
+    };
+    audit.host = Some(host.clone());
+    audit.owner = Some(org.clone());
+    if let Some(policy) = settings.access.policy_for(&peer)
+        && let Err(refusal) = policy.check_runner(&org)
+    {
+        return refused(refusal, audit);
+    }
+    match state.service.runner_token(&host, &org, wanted.remove).await {
+        Ok(token) => {
+            audit.outcome = Outcome::Granted;
+            audit.token_fingerprint = Some(token.token.fingerprint());
+            audit.expires_at = Some(token.expires_at.clone());
+            Reply::json(200, &token)
+        }
+        Err(error) => broker_error(&error),
+    }
+}
+
+/// tokman's answer.
+#[derive(Serialize)]
+struct TokmanToken<'a> {
+    namespace: &'a str,
+    repository: &'a str,
+    access_token: &'a str,
+}
+
+async fn tokman<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    namespace: &str,
+    repository: &str,
+    audit: &mut AuditEvent,
+) -> Reply {
+    const PREFIX: &str = "Failed to retrieve a token";
+    let names = api::check_name("namespace", namespace)
+        .and_then(|owner| Ok((owner, api::check_name("repository", repository)?)));
+    let (owner, repo) = match names {
+        Ok(names) => names,
+        Err(e) => return Reply::error(400, format!("{PREFIX}: {e}")),
+    };
+    let query = TokenQuery {
+        host: settings.default_host.clone(),
+        owner: Some(owner.clone()),
+        repo: Some(repo.clone()),
+        ..Default::default()
+    };
+    match serve_token(state, settings, peer, query, audit).await {
+        Ok(token) => Reply::json(
+            200,
+            &TokmanToken {
+                namespace: &owner,
+                repository: &repo,
+                access_token: token.token.expose(),
+            },
+        ),
+        Err(reply) if reply.status == ErrorKind::NotFound.http_status() => {
+            // tokman's exact answer, which its clients match on.
+            Reply::error(
+                400,
+                format!("{PREFIX}: App is not installed on {owner}/{repo}"),
+            )
+        }
+        Err(reply) => Reply::error(
+            reply.status,
+            format!("{PREFIX}: {}", reply.error.unwrap_or_default()),
+        ),
+    }
+}
+
+/// The workspace endpoint's answer.
+#[derive(Serialize)]
+struct WorkspaceToken<'a> {
+    token: &'a str,
+    expires_at: &'a str,
+}
+
+async fn workspace<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    peer: Peer,
+    audit: &mut AuditEvent,
+) -> Reply {
+    if settings.apps_configured == 0 {
+        return Reply::error(404, "no GitHub App configured");
+    }
+    let query = TokenQuery {
+        host: settings.default_host.clone(),
+        owner: settings.default_owner.clone(),
+        ..Default::default()
+    };
+    match serve_token(state, settings, peer, query, audit).await {
+        Ok(token) => Reply::json(
+            200,
+            &WorkspaceToken {
+                token: token.token.expose(),
+                expires_at: &token.expires_at,
+            },
+        ),
+        Err(reply) if audit.outcome == Outcome::DeniedPolicy => reply,
+        Err(reply) => {
+            tracing::warn!(
+                status = reply.status,
+                error = reply.error.as_deref().unwrap_or(""),
+                "default installation token for {} failed (set [daemon] default_owner if the host has several installations)",
+                settings
+                    .default_host
+                    .as_deref()
+                    .unwrap_or(api::DEFAULT_HOST)
+            );
+            let mut failure = Reply::error(500, "token refresh failed");
+            // Keep the real reason in the audit record.
+            failure.error = Some(format!(
+                "token refresh failed: {}",
+                reply.error.unwrap_or_default()
+            ));
+            failure
+        }
+    }
+}
+
+/// Reads a request body within the size cap and the client deadline.
+async fn read_body(request: Request<Incoming>, deadline: Duration) -> Result<Bytes, Reply> {
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Reply::error(
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    match tokio::time::timeout(
+        deadline,
+        Limited::new(request.into_body(), MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
+        Err(_) => Err(Reply::error(
+            408,
+            format!(
+                "request body not received within {}s",
+                deadline.as_secs_f64()
+            ),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Reply::error(
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )),
+        Ok(Err(e)) => Err(Reply::error(
+            400,
+            format!("cannot read the request body: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly() {
+        assert_eq!(Route::parse("/v1/token"), Route::Token);
+        assert_eq!(Route::parse("/v1/token/"), Route::Unmatched);
+        assert_eq!(
+            Route::parse("/api/acme/widgets"),
+            Route::Tokman {
+                namespace: "acme".into(),
+                repository: "widgets".into()
+            }
+        );
+        assert_eq!(Route::parse("/api/acme/widgets/x"), Route::Unmatched);
+        assert_eq!(Route::parse("/api/acme/"), Route::Unmatched);
+        assert_eq!(Route::parse("/api//widgets"), Route::Unmatched);
+        assert_eq!(
+            Route::parse("/admin/github-installation-token"),
+            Route::Workspace
+        );
+        assert_eq!(
+            Route::Tokman {
+                namespace: "a".into(),
+                repository: "b".into()
+            }
+            .label(),
+            "/api/{namespace}/{repository}"
+        );
+        assert!(Route::Token.takes(&Method::DELETE) && !Route::Token.takes(&Method::POST));
+        assert!(!Route::Health.takes(&Method::HEAD));
+    }
+
+    #[test]
+    fn long_paths_are_truncated_in_messages() {
+        assert_eq!(truncate("/short"), "/short");
+        assert!(truncate(&"é".repeat(100)).ends_with('…'));
+    }
+}

@@ -1,0 +1,185 @@
+//! The accept loop and the connections: hyper's HTTP/1.1 on tokio's `UnixListener`, one task per
+//! connection, SO_PEERCRED read once per connection.
+//!
+//! Limits: at most `max_connections` connections are served at once (a semaphore; the one over
+//! the limit is answered `503` straight away and closed); a request head must arrive within
+//! `client_timeout` of the connection becoming ready for it — which also closes idle keep-alive
+//! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
+//! (hyper answers 431), query strings and bodies by the routes.
+//!
+//! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
+//! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
+
+use crate::access::Peer;
+use crate::routes;
+use crate::service::TokenService;
+use crate::state::State;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// The largest request head (request line and headers) read; hyper answers 431 beyond it.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Connections over the limit being answered 503 at once; beyond that they are just closed.
+const MAX_REJECTIONS_IN_FLIGHT: usize = 64;
+
+/// A running server.
+pub struct Server {
+    shutdown: watch::Sender<bool>,
+    accept_loop: Option<JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Starts serving `listener` (a std listener in blocking or non-blocking mode, e.g. from
+    /// [`crate::socket::bind`] or systemd). Must be called inside a tokio runtime.
+    pub fn start<S: TokenService>(
+        listener: std::os::unix::net::UnixListener,
+        state: Arc<State<S>>,
+    ) -> std::io::Result<Server> {
+        // tokio requires non-blocking mode; an inherited (socket-activated) fd may not be.
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener)?;
+        let (shutdown, stop) = watch::channel(false);
+        let slots = state.connection_slots().clone();
+        let max_connections = state.max_connections();
+        let accept_loop = tokio::spawn(accept_loop(listener, state, stop));
+        Ok(Server {
+            shutdown,
+            accept_loop: Some(accept_loop),
+            slots,
+            max_connections,
+        })
+    }
+
+    /// Stops accepting (the listener is closed when this returns) and tells every connection to
+    /// close once its request in flight is answered.
+    pub async fn stop_accepting(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.accept_loop.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until every connection has closed, at most `deadline`; false if some were still
+    /// open then (they are dropped with the runtime).
+    pub async fn drain(mut self, deadline: Duration) -> bool {
+        self.stop_accepting().await;
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        matches!(
+            tokio::time::timeout(deadline, self.slots.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+async fn accept_loop<S: TokenService>(
+    listener: UnixListener,
+    state: Arc<State<S>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
+    loop {
+        let accepted = tokio::select! {
+            _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning.
+                tracing::warn!("accept on the socket failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match state.connection_slots().clone().try_acquire_owned() {
+            Ok(slot) => {
+                state.metrics.connection_accepted();
+                let state = state.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, state, stop).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                state.metrics.connection_rejected();
+                if let Ok(permit) = rejections.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        reject_overloaded(stream).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+    tracing::debug!("accept loop stopped");
+}
+
+async fn serve_connection<S: TokenService>(
+    stream: UnixStream,
+    state: Arc<State<S>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = match stream.peer_cred() {
+        Ok(cred) => Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        },
+        Err(e) => {
+            tracing::warn!("cannot read the peer's credentials (SO_PEERCRED), closing: {e}");
+            return;
+        }
+    };
+    let client_timeout = state.settings().client_timeout;
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(routes::handle(&state, peer, request).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(client_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer, "connection ended: {e}");
+    }
+}
+
+/// Answers a connection over the limit with a 503 without parsing it, quickly and boundedly.
+async fn reject_overloaded(mut stream: UnixStream) {
+    const BODY: &str =
+        r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    // Read what the client sent so far, so closing does not reset the connection under it.
+    let mut discard = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut discard)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}

@@ -1,0 +1,78 @@
+//! What the daemon needs from the token broker, as a trait: the server is written against it,
+//! [`ghapp_broker::Broker`] implements it, and tests put a fake behind it to exercise the
+//! socket, routes and limits without GitHub.
+
+use ghapp_broker::{Broker, BrokerError, BrokerMetrics, BrokerStatus, Config};
+use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
+use std::future::Future;
+
+/// The broker's operations the daemon serves. Implementations are shared by every connection,
+/// hence `Send + Sync + 'static`, and their futures must be `Send` to run on tokio's pool.
+pub trait TokenService: Send + Sync + 'static {
+    /// A token for the query (cached or minted); see [`Broker::token`].
+    fn token<'a>(
+        &'a self,
+        query: &'a TokenQuery,
+    ) -> impl Future<Output = Result<TokenResponse, BrokerError>> + Send + 'a;
+
+    /// Drops the cached entry holding exactly this token; true if there was one.
+    fn invalidate(&self, token: &str) -> bool;
+
+    /// A runner registration (or removal) token for an organization.
+    fn runner_token<'a>(
+        &'a self,
+        host: &'a str,
+        org: &'a str,
+        remove: bool,
+    ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a;
+
+    /// Applies a reloaded config, keeping cached tokens that remain valid.
+    fn reload(&self, config: &Config) -> Result<(), BrokerError>;
+
+    /// What is held, without secrets.
+    fn status(&self) -> BrokerStatus;
+
+    /// Counters and histograms.
+    fn metrics(&self) -> BrokerMetrics;
+
+    /// Stops background work.
+    fn shutdown(&self);
+}
+
+impl TokenService for Broker {
+    fn token<'a>(
+        &'a self,
+        query: &'a TokenQuery,
+    ) -> impl Future<Output = Result<TokenResponse, BrokerError>> + Send + 'a {
+        Broker::token(self, query)
+    }
+
+    fn invalidate(&self, token: &str) -> bool {
+        Broker::invalidate(self, token)
+    }
+
+    fn runner_token<'a>(
+        &'a self,
+        host: &'a str,
+        org: &'a str,
+        remove: bool,
+    ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a {
+        Broker::runner_token(self, host, org, remove)
+    }
+
+    fn reload(&self, config: &Config) -> Result<(), BrokerError> {
+        Broker::reload(self, config)
+    }
+
+    fn status(&self) -> BrokerStatus {
+        Broker::status(self)
+    }
+
+    fn metrics(&self) -> BrokerMetrics {
+        Broker::metrics(self)
+    }
+
+    fn shutdown(&self) {
+        Broker::shutdown(self)
+    }
+}

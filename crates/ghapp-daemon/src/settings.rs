@@ -1,0 +1,163 @@
+//! The daemon's own settings, derived and validated from the config file's `[daemon]` table
+//! (and the first `[[app]]`, for the seed routes' default). Rebuilt on every reload; a config
+//! that does not validate leaves the previous settings in force.
+
+use crate::access::AccessRules;
+use ghapp_broker::Config;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The most connections `max_connections` may allow: each holds a task and a small buffer.
+pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
+
+/// Settings in force; swapped whole on reload.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file they were read from (named in messages).
+    pub config_path: PathBuf,
+    /// Allow-lists and policies.
+    pub access: AccessRules,
+    /// `socket_group`'s gid, if configured.
+    pub socket_gid: Option<u32>,
+    /// `[daemon] socket`, for the socket resolution order.
+    pub config_socket: Option<PathBuf>,
+    /// Number of `[[app]]` entries; the workspace endpoint answers 404 when zero.
+    pub apps_configured: usize,
+    /// Host the seed routes ask for: the first `[[app]]`'s.
+    pub default_host: Option<String>,
+    /// Owner the workspace endpoint asks for (`[daemon] default_owner`).
+    pub default_owner: Option<String>,
+    /// Audit log destination (`-` is stderr).
+    pub audit_log: Option<PathBuf>,
+    /// Deadline for a client to send a request head (also the keep-alive idle deadline) or body.
+    pub client_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// Validates the `[daemon]` table. `own_uid` is the daemon's effective uid.
+    pub fn from_config(
+        config: &Config,
+        config_path: &Path,
+        own_uid: u32,
+    ) -> Result<Settings, String> {
+        let daemon = &config.daemon;
+        let socket_gid = daemon
+            .socket_group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?;
+        let access = AccessRules::new(
+            own_uid,
+            &daemon.allow_uids,
+            &daemon.allow_gids,
+            socket_gid,
+            &daemon.policy,
+        )?;
+        if daemon.client_timeout.is_zero() {
+            return Err("[daemon] client_timeout must be more than 0s".to_string());
+        }
+        if daemon.max_connections == 0 || daemon.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(format!(
+                "[daemon] max_connections must be between 1 and {MAX_CONNECTIONS_LIMIT} (got {})",
+                daemon.max_connections
+            ));
+        }
+        if let Some(owner) = &daemon.default_owner {
+            ghapp_protocol::api::check_name("owner", owner)
+                .map_err(|e| format!("[daemon] default_owner: {e}"))?;
+        }
+        Ok(Settings {
+            config_path: config_path.to_path_buf(),
+            access,
+            socket_gid,
+            config_socket: daemon.socket.clone(),
+            apps_configured: config.apps.len(),
+            default_host: config.apps.first().map(|app| app.host.to_ascii_lowercase()),
+            default_owner: daemon.default_owner.clone(),
+            audit_log: daemon.audit_log.clone(),
+            client_timeout: daemon.client_timeout,
+            max_connections: daemon.max_connections,
+        })
+    }
+}
+
+/// A group's gid from a numeric string or a name in /etc/group (NSS-only groups such as LDAP
+/// ones must be given numerically).
+pub fn resolve_group(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("[daemon] socket_group {group:?}: cannot read /etc/group ({e}); give the gid as a number"))?;
+    gid_in_group_file(&text, group).ok_or_else(|| {
+        format!("[daemon] socket_group {group:?} is not a group in /etc/group: create it or give the gid as a number")
+    })
+}
+
+fn gid_in_group_file(text: &str, group: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        let gid = fields.next()?;
+        (name == group).then(|| gid.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_number_or_name() {
+        assert_eq!(resolve_group("4242"), Ok(4242));
+        assert_eq!(
+            gid_in_group_file("root:x:0:\nghapp:x:997:alice,bob\n", "ghapp"),
+            Some(997)
+        );
+        assert_eq!(gid_in_group_file("root:x:0:\n", "ghapp"), None);
+        assert_eq!(gid_in_group_file("broken\n", "broken"), None);
+        assert!(
+            resolve_group("no-such-group-here")
+                .unwrap_err()
+                .contains("not a group")
+        );
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let path = Path::new("/etc/ghapp/config.toml");
+        let config = Config::parse("", path).unwrap();
+        let s = Settings::from_config(&config, path, 1000).unwrap();
+        assert_eq!(s.apps_configured, 0);
+        assert_eq!(s.default_host, None);
+        assert!(s.access.uids.contains(&1000) && s.access.uids.contains(&0));
+        assert_eq!(s.max_connections, 256);
+
+        let config = Config::parse("[daemon]\nmax_connections = 0\n", path).unwrap();
+        assert!(
+            Settings::from_config(&config, path, 0)
+                .unwrap_err()
+                .contains("max_connections")
+        );
+        let config = Config::parse("[daemon]\nclient_timeout = \"0s\"\n", path).unwrap();
+        assert!(
+            Settings::from_config(&config, path, 0)
+                .unwrap_err()
+                .contains("client_timeout")
+        );
+        let config = Config::parse("[daemon]\ndefault_owner = \"a/b\"\n", path).unwrap();
+        assert!(
+            Settings::from_config(&config, path, 0)
+                .unwrap_err()
+                .contains("default_owner")
+        );
+        let config = Config::parse("[daemon]\nsocket_group = \"4242\"\n[[app]]\nname = \"a\"\nhost = \"GHE.example.com\"\napp_id = 1\nprivate_key_env = \"GHAPP_TEST_KEY\"\n", path).unwrap();
+        let s = Settings::from_config(&config, path, 0).unwrap();
+        assert_eq!(s.socket_gid, Some(4242));
+        assert!(s.access.gids.contains(&4242));
+        assert_eq!(s.default_host.as_deref(), Some("ghe.example.com"));
+    }
+}
