@@ -1,0 +1,137 @@
+//! The admin API's wire types (not GitHub's surface): `GET /_emulator/stats` answers [`Stats`],
+//! `POST /_emulator/faults` takes one [`Fault`]. Typed here so Rust tests can build and read them
+//! without hand-written JSON; the JSON forms are documented in docs/emulator.md.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Counters since start (or the last `DELETE /_emulator/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// API requests by `"<METHOD> <route pattern>"`, e.g.
+    /// `"POST /app/installations/{installation_id}/access_tokens"` (GHES prefix stripped).
+    /// Requests matching no route count under `"<METHOD> (unmatched)"`.
+    pub requests: BTreeMap<String, u64>,
+    /// Tokens minted per installation id.
+    pub mints: BTreeMap<String, u64>,
+    /// Tokens minted in total.
+    pub mints_total: u64,
+    /// Rejected App JWTs by reason: `undecodable`, `bad_iss`, `unknown_app`, `expired`,
+    /// `exp_too_far`, `iat_future`, `missing`.
+    pub jwt_rejections: BTreeMap<String, u64>,
+    /// Git smart-HTTP requests by response status (`"200"`, `"401"`, …).
+    pub git_requests: BTreeMap<String, u64>,
+    /// Git smart-HTTP requests by service (`upload-pack`, `receive-pack`, `other`), counting
+    /// only those that reached `git http-backend`.
+    #[serde(default)]
+    pub git_services: BTreeMap<String, u64>,
+}
+
+/// Which server a route fault applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultServer {
+    /// The REST/GraphQL API (default).
+    #[default]
+    Api,
+    /// The git smart-HTTP server; routes are `"METHOD /owner/repo.git/..."`.
+    Git,
+}
+
+/// One fault to inject (`POST /_emulator/faults`). Route faults match a glob over
+/// `"METHOD /path"` (`*` = any characters, also `/`), tried against both the request path (GHES
+/// prefix stripped, no query) and the route pattern; an omitted route matches every request of
+/// the server. `times` omitted = until cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer with a fixed status (500/502/503; 403/429 are rate limits: with `retry_after` a
+    /// secondary rate limit with a `retry-after` header, without it a primary one with
+    /// `x-ratelimit-remaining: 0`).
+    Status {
+        /// Route glob.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<String>,
+        /// HTTP status to answer.
+        status: u16,
+        /// `retry-after` seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        /// How many requests to fail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u64>,
+        /// Overrides the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// API (default) or git.
+        #[serde(default)]
+        server: FaultServer,
+    },
+    /// Delay matching requests before answering.
+    Latency {
+        /// Route glob.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<String>,
+        /// Added milliseconds.
+        ms: u64,
+        /// How many requests to delay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u64>,
+        /// API (default) or git.
+        #[serde(default)]
+        server: FaultServer,
+    },
+    /// Close the connection without answering.
+    Drop {
+        /// Route glob.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<String>,
+        /// How many requests to drop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u64>,
+        /// API (default) or git.
+        #[serde(default)]
+        server: FaultServer,
+    },
+    /// Shift the emulator's clock (Date headers, JWT checks, token expiry) by `secs`.
+    ClockOffset {
+        /// Seconds, positive = GitHub ahead of the machine.
+        secs: i64,
+    },
+    /// Tokens answer 401 for `secs` seconds after minting (GitHub's replication lag).
+    ReplicationDelay {
+        /// Seconds.
+        secs: u64,
+    },
+    /// Suspend an installation (minting answers 403; its tokens stop working).
+    Suspend {
+        /// Installation id.
+        installation: u64,
+    },
+    /// Lift a suspension.
+    Unsuspend {
+        /// Installation id.
+        installation: u64,
+    },
+    /// Uninstall: its routes answer 404 and its tokens 401.
+    Uninstall {
+        /// Installation id.
+        installation: u64,
+    },
+    /// Reinstall an uninstalled (or live) installation under a new id, as GitHub does.
+    Reinstall {
+        /// The old installation id.
+        installation: u64,
+        /// The new id (default: highest id + 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_id: Option<u64>,
+    },
+    /// Revoke the tokens of one installation, or every token.
+    RevokeTokens {
+        /// Installation id; omitted = all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        installation: Option<u64>,
+    },
+    /// Clear status/latency/drop faults, the clock offset and the replication delay.
+    Clear,
+}

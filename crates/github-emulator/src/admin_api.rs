@@ -1,0 +1,186 @@
+//! The admin API handlers (`/_emulator/...` on the API port): stats and fault injection.
+
+use crate::admin::{Fault, Stats};
+use crate::core::Core;
+use crate::faults::{Action, RouteFault};
+use crate::http::{Body, json, read_body};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json as j;
+use std::time::Duration;
+
+/// Serves `/_emulator/...`.
+pub async fn handle(core: &Core, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/');
+    match (&parts.method, path) {
+        (&Method::GET, "/_emulator/stats") => {
+            let stats = core.lock().stats.clone();
+            json(StatusCode::OK, &stats)
+        }
+        (&Method::DELETE, "/_emulator/stats") => {
+            core.lock().stats = Stats::default();
+            ok()
+        }
+        (&Method::GET, "/_emulator/health") => ok(),
+        (&Method::GET, "/_emulator/faults") => {
+            let state = core.lock();
+            json(
+                StatusCode::OK,
+                &j!({
+                    "route_faults": state.faults.len(),
+                    "clock_offset": core.clock.offset(),
+                    "replication_delay": state.replication_delay,
+                    "tokens": state.tokens.count(),
+                }),
+            )
+        }
+        (&Method::POST, "/_emulator/faults") => {
+            let bytes = match read_body(body, 64 * 1024).await {
+                Ok(bytes) => bytes,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            match serde_json::from_slice::<Fault>(&bytes) {
+                Ok(fault) => match apply(core, fault) {
+                    Ok(()) => ok(),
+                    Err((status, message)) => error(status, &message),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid fault: {e}")),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "unknown admin route"),
+    }
+}
+
+fn ok() -> Response<Body> {
+    json(StatusCode::OK, &j!({ "ok": true }))
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &j!({ "ok": false, "error": message }))
+}
+
+/// Applies one fault.
+pub fn apply(core: &Core, fault: Fault) -> Result<(), (StatusCode, String)> {
+    let now = core.clock.unix();
+    let mut state = core.lock();
+    match fault {
+        Fault::Status {
+            route,
+            status,
+            retry_after,
+            times,
+            message,
+            server,
+        } => {
+            let status = StatusCode::from_u16(status)
+                .ok()
+                .filter(|s| s.as_u16() >= 200)
+                .ok_or((StatusCode::BAD_REQUEST, format!("invalid status {status}")))?;
+            state.faults.add(RouteFault {
+                route,
+                server,
+                remaining: times,
+                action: Action::Status {
+                    status,
+                    retry_after,
+                    message,
+                },
+            });
+        }
+        Fault::Latency {
+            route,
+            ms,
+            times,
+            server,
+        } => {
+            state.faults.add(RouteFault {
+                route,
+                server,
+                remaining: times,
+                action: Action::Latency(Duration::from_millis(ms)),
+            });
+        }
+        Fault::Drop {
+            route,
+            times,
+            server,
+        } => {
+            state.faults.add(RouteFault {
+                route,
+                server,
+                remaining: times,
+                action: Action::Drop,
+            });
+        }
+        Fault::ClockOffset { secs } => core.clock.set_offset(secs),
+        Fault::ReplicationDelay { secs } => state.replication_delay = secs,
+        Fault::Suspend { installation } | Fault::Unsuspend { installation } => {
+            let suspend = matches!(fault, Fault::Suspend { .. });
+            let inst = state.installations.live.get_mut(&installation).ok_or((
+                StatusCode::NOT_FOUND,
+                format!("no live installation {installation}"),
+            ))?;
+            inst.suspended_at = if suspend {
+                Some(inst.suspended_at.unwrap_or(now))
+            } else {
+                None
+            };
+            inst.updated_at = now;
+        }
+        Fault::Uninstall { installation } => {
+            let inst = state.installations.live.remove(&installation).ok_or((
+                StatusCode::NOT_FOUND,
+                format!("no live installation {installation}"),
+            ))?;
+            state.installations.removed.insert(installation, inst);
+            state.tokens.revoke_all(Some(installation));
+        }
+        Fault::Reinstall {
+            installation,
+            new_id,
+        } => {
+            let new_id = new_id.unwrap_or_else(|| {
+                let live = state.installations.live.keys().max().copied().unwrap_or(0);
+                let removed = state
+                    .installations
+                    .removed
+                    .keys()
+                    .max()
+                    .copied()
+                    .unwrap_or(0);
+                live.max(removed) + 1
+            });
+            if state.installations.live.contains_key(&new_id) {
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!("installation {new_id} already exists"),
+                ));
+            }
+            let mut inst = state
+                .installations
+                .live
+                .remove(&installation)
+                .or_else(|| state.installations.removed.remove(&installation))
+                .ok_or((
+                    StatusCode::NOT_FOUND,
+                    format!("no installation {installation}"),
+                ))?;
+            state.tokens.revoke_all(Some(installation));
+            inst.id = new_id;
+            inst.suspended_at = None;
+            inst.created_at = now;
+            inst.updated_at = now;
+            state.installations.live.insert(new_id, inst);
+        }
+        Fault::RevokeTokens { installation } => {
+            state.tokens.revoke_all(installation);
+        }
+        Fault::Clear => {
+            state.faults.clear();
+            state.replication_delay = 0;
+            core.clock.set_offset(0);
+        }
+    }
+    Ok(())
+}
