@@ -39,7 +39,8 @@ Options:
                     --systemd and --configure-git too). Your config file is kept.
   -h, --help        This text.
 
-Environment: CARGO (cargo command), CARGO_TARGET_DIR (where cargo builds).
+Environment: CARGO (cargo command), CARGO_TARGET_DIR (where cargo builds), SYSTEMCTL
+(systemctl command), XDG_CONFIG_HOME (where the user units and the config go).
 EOF
 }
 
@@ -87,8 +88,9 @@ if [ -z "$config_path" ]; then
   fi
 fi
 
+systemctl="${SYSTEMCTL:-systemctl}"
 have_user_systemd() {
-  command -v systemctl >/dev/null 2>&1 && systemctl --user show-environment >/dev/null 2>&1
+  command -v "$systemctl" >/dev/null 2>&1 && "$systemctl" --user show-environment >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +114,7 @@ if [ "$uninstall" = 1 ]; then
   units=()
   while read -r _ path; do units+=("$(basename "$path")"); done < <(grep '^unit ' "$manifest" || true)
   if [ ${#units[@]} -gt 0 ] && have_user_systemd; then
-    systemctl --user disable --now "${units[@]}" >/dev/null 2>&1 || true
+    "$systemctl" --user disable --now "${units[@]}" >/dev/null 2>&1 || true
   fi
   while read -r kind path; do
     case "$kind" in
@@ -121,7 +123,7 @@ if [ "$uninstall" = 1 ]; then
     esac
   done <"$manifest"
   if [ ${#units[@]} -gt 0 ] && have_user_systemd; then
-    systemctl --user daemon-reload || true
+    "$systemctl" --user daemon-reload || true
   fi
   rm -f -- "$manifest"
   # Remove only directories that are now empty (never the user's own files).
@@ -276,12 +278,12 @@ if [ "$with_systemd" = 1 ]; then
       say "installed $dest"
     done
     if have_user_systemd; then
-      systemctl --user daemon-reload
+      "$systemctl" --user daemon-reload
       if [[ " ${unit_names[*]} " == *" ghapp.socket "* ]]; then
-        systemctl --user enable --now ghapp.socket
+        "$systemctl" --user enable --now ghapp.socket
         say "enabled ghapp.socket: the daemon starts on the first connection"
       else
-        systemctl --user enable --now ghapp.service
+        "$systemctl" --user enable --now ghapp.service
         say "enabled ghapp.service"
       fi
     else

@@ -38,7 +38,7 @@ impl Sandbox {
         let bin = dir.path().join("bin");
         fs::create_dir_all(&bin).unwrap();
         fs::create_dir_all(dir.path().join("record")).unwrap();
-        for tool in ["bash", "date", "flock", "mktemp", "rm", "tr", "id", "sed", "cat", "env"] {
+        for tool in ["bash", "date", "flock", "mktemp", "rm", "tr", "id", "sed", "cat", "env", "sleep"] {
             std::os::unix::fs::symlink(which(tool), bin.join(tool)).unwrap();
         }
         let record = dir.path().join("record");
