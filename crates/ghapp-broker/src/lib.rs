@@ -1,18 +1,41 @@
 //! The token broker: everything between "a caller wants a token for acme/widgets" and GitHub.
 //!
-//! STUB — this file fixes the public API the daemon builds on; the broker issue fills in the
-//! implementation (config loading, App JWTs, GitHub client, installation resolution, the
-//! single-flight cache with background refresh). Keep these signatures, or change them together
-//! with their callers.
+//! [`Broker::token`] validates the request, picks the `[[app]]` entries serving its host,
+//! resolves the installation (cached, single-flight), and serves a cached token with at least
+//! `min_ttl` left — or waits for the one mint in flight for that key. A background refresher
+//! re-mints recently used tokens before they run low. When GitHub fails, cached tokens keep
+//! serving down to `degraded_min_ttl`, and [`Broker::status`] reports "degraded".
+//!
+//! Modules, one concept each: [`config`] (the file), [`key`] (private keys), `jwt` (App JWTs),
+//! [`transport`] (the HTTP seam), `github` (GitHub's API with retries and rate limits), `retry`,
+//! `clock` (Date-anchored expiry), `resolve` (installations), `cache` (tokens), `mint`,
+//! `refresh`, `runner`, `status`, `metrics`.
 
+mod app;
+mod broker;
+mod cache;
+mod clock;
 pub mod config;
 mod error;
+mod flight;
+mod github;
+mod jwt;
+pub mod key;
+mod metrics;
+mod mint;
+mod refresh;
+mod resolve;
+mod retry;
+mod runner;
+mod status;
+pub mod transport;
 
 use ghapp_protocol::api::{
     AppStatus, CachedTokenStatus, InstallationStatus, RunnerTokenResponse, TokenQuery,
     TokenResponse,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
 pub use error::{BrokerError, ErrorKind};
@@ -38,6 +61,9 @@ pub struct BrokerMetrics {
     pub mint_latency: Histogram,
     /// GitHub's last `x-ratelimit-remaining` per App name.
     pub rate_limit_remaining: BTreeMap<String, u64>,
+    /// Requests answered with a cached token below `min_ttl` (but above `degraded_min_ttl`)
+    /// because GitHub was failing.
+    pub degraded_serves: u64,
 }
 
 /// A cumulative histogram in Prometheus' shape.
@@ -69,54 +95,105 @@ pub struct BrokerStatus {
 /// The broker. Cheap to clone (shared state inside); must be created inside a tokio runtime,
 /// where it spawns its background refresher.
 #[derive(Clone)]
-pub struct Broker {}
+pub struct Broker {
+    inner: Arc<broker::Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("apps", &self.inner.runtime().apps.len())
+            .finish()
+    }
+}
 
 impl Broker {
     /// Builds the broker from a loaded config: loads every App's key, builds the GitHub client
     /// and starts the background refresher.
-    pub fn start(_config: &Config) -> Result<Broker, BrokerError> {
-        todo!("broker issue")
+    pub fn start(config: &Config) -> Result<Broker, BrokerError> {
+        Broker::build(config, None)
+    }
+
+    /// Like [`Broker::start`], but every App talks to GitHub through `transport` instead of
+    /// its own reqwest client: for tests (a scripted GitHub on tokio's paused clock) and for
+    /// embedding behind a custom HTTP stack.
+    pub fn start_with_transport(
+        config: &Config,
+        transport: Arc<dyn transport::HttpTransport>,
+    ) -> Result<Broker, BrokerError> {
+        Broker::build(config, Some(transport))
+    }
+
+    fn build(
+        config: &Config,
+        transport: Option<Arc<dyn transport::HttpTransport>>,
+    ) -> Result<Broker, BrokerError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BrokerError::internal(
+                "the broker must be started inside a tokio runtime",
+            ));
+        }
+        let runtime = app::Runtime::build(config, transport.as_ref())?;
+        let inner = Arc::new(broker::Inner::new(runtime, transport, config.path.clone()));
+        inner.spawn_refresher();
+        Ok(Broker { inner })
     }
 
     /// A token for the query, from cache when it has at least `max(query.min_ttl, config
-    /// min_ttl)` left, otherwise minted (single-flight per cache key).
-    pub async fn token(&self, _query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
-        todo!("broker issue")
+    /// min_ttl)` left, otherwise minted (single-flight per cache key). While GitHub is failing,
+    /// a cached token with at least `max(query.min_ttl, degraded_min_ttl)` left is served.
+    pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
+        let request = broker::Request::from_query(query)?;
+        let (token, _) = self.inner.token_for(&request).await?;
+        Ok(token.response())
     }
 
     /// Drops the cached entry holding exactly this token; true if there was one.
-    pub fn invalidate(&self, _token: &str) -> bool {
-        todo!("broker issue")
+    pub fn invalidate(&self, token: &str) -> bool {
+        match self.inner.tokens.invalidate(token) {
+            Some(dropped) => {
+                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.app_name, installation = dropped.installation_id, "invalidated a cached token");
+                true
+            }
+            None => false,
+        }
     }
 
     /// A self-hosted runner registration (or removal) token for an organization.
     pub async fn runner_token(
         &self,
-        _host: &str,
-        _org: &str,
-        _remove: bool,
+        host: &str,
+        org: &str,
+        remove: bool,
     ) -> Result<RunnerTokenResponse, BrokerError> {
-        todo!("broker issue")
+        self.inner.runner_token(host, org, remove).await
     }
 
     /// Applies a new config (SIGHUP): Apps whose identity and key are unchanged keep their
-    /// cached tokens; others are dropped.
-    pub fn reload(&self, _config: &Config) -> Result<(), BrokerError> {
-        todo!("broker issue")
+    /// cached tokens; others are dropped. On error the previous config stays in force.
+    pub fn reload(&self, config: &Config) -> Result<(), BrokerError> {
+        let runtime = app::Runtime::build(config, self.inner.transport.as_ref())?;
+        let identities: HashSet<String> = runtime.apps.iter().map(|a| a.identity.clone()).collect();
+        self.inner.set_runtime(runtime, config.path.clone());
+        self.inner.tokens.retain_apps(&identities);
+        self.inner.resolutions.retain_apps(&identities);
+        self.inner.tokens.wake.notify_one();
+        tracing::info!(apps = identities.len(), "configuration reloaded");
+        Ok(())
     }
 
     /// What the broker holds, without secrets.
     pub fn status(&self) -> BrokerStatus {
-        todo!("broker issue")
+        self.inner.status()
     }
 
     /// A snapshot of counters.
     pub fn metrics(&self) -> BrokerMetrics {
-        todo!("broker issue")
+        self.inner.metrics_snapshot()
     }
 
     /// Stops the background refresher.
     pub fn shutdown(&self) {
-        todo!("broker issue")
+        self.inner.stop.send_replace(true);
     }
 }

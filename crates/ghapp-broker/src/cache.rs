@@ -1,0 +1,545 @@
+//! The token cache: cached tokens and the mints in flight, under one std mutex that is never
+//! held across an `.await`.
+//!
+//! A key is (host, App, installation, sorted repositories, requested permissions). Looking a
+//! key up and joining or starting its mint happen under the same lock, so N concurrent callers
+//! for one key cause exactly one mint; the mint's task stores its result and removes the flight
+//! under the lock too, so a caller always finds either the new token or the flight.
+//!
+//! The cache also decides what the background refresher should re-mint: tokens served within
+//! `refresh_window` whose life falls below `min_ttl + refresh_ahead`.
+
+use crate::app::Settings;
+use crate::error::BrokerError;
+use crate::flight::{Flight, FlightSender, flight};
+use crate::github::TokenRequestBody;
+use ghapp_protocol::api::TokenResponse;
+use ghapp_protocol::permissions::Permissions;
+use ghapp_protocol::secret::Token;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What a mint yields to every waiter.
+pub(crate) type MintResult = Result<Arc<CachedToken>, BrokerError>;
+
+/// What a cached token is for. Two requests share a token exactly when their keys are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TokenKey {
+    /// The git host.
+    pub host: String,
+    /// The App's identity (see `app.rs`).
+    pub app_identity: String,
+    /// The installation.
+    pub installation_id: u64,
+    /// Repository names, lower-cased and sorted; empty: installation-wide.
+    pub repositories: Vec<String>,
+    /// Permissions asked of GitHub; `None`: everything the installation has.
+    pub permissions: Option<Permissions>,
+}
+
+/// Everything needed to mint (and re-mint) the token of one key.
+#[derive(Debug)]
+pub(crate) struct MintPlan {
+    /// The cache key.
+    pub key: TokenKey,
+    /// The App's configured name.
+    pub app_name: String,
+    /// `acme-bot (id 12345)`.
+    pub app_label: String,
+    /// The installation's account login.
+    pub account: String,
+    /// What the token is for, in messages: `acme/widgets`, `account acme`.
+    pub target: String,
+    /// The access_tokens request body.
+    pub body: TokenRequestBody,
+}
+
+/// A minted token and what it is good for. Only the `token` field is secret.
+#[derive(Debug)]
+pub(crate) struct CachedToken {
+    pub token: Token,
+    /// SHA-256 of the token, to find it again without comparing secrets.
+    pub digest: [u8; 32],
+    /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
+    pub expires: Instant,
+    /// Its life when it arrived.
+    pub lifetime: Duration,
+    /// When it arrived.
+    pub minted_at: Instant,
+    /// Expiry on the local wall clock, RFC 3339.
+    pub expires_at: String,
+    pub app_name: String,
+    pub host: String,
+    pub account: String,
+    pub installation_id: u64,
+    /// Repositories it is narrowed to; empty: installation-wide.
+    pub repositories: Vec<String>,
+    /// What GitHub granted.
+    pub permissions: Permissions,
+}
+
+impl CachedToken {
+    /// Life left at `now`.
+    pub(crate) fn remaining(&self, now: Instant) -> Duration {
+        self.expires.saturating_duration_since(now)
+    }
+
+    /// The socket API's answer.
+    pub(crate) fn response(&self) -> TokenResponse {
+        TokenResponse {
+            token: self.token.clone(),
+            expires_at: self.expires_at.clone(),
+            installation_id: self.installation_id,
+            app: self.app_name.clone(),
+            host: self.host.clone(),
+            owner: self.account.clone(),
+            repositories: self.repositories.clone(),
+            permissions: self.permissions.clone(),
+        }
+    }
+}
+
+/// SHA-256 of a token.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Equal digests, compared in constant time.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Who started a mint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A caller found nothing fresh enough.
+    Caller,
+    /// The background refresher.
+    Refresh,
+}
+
+/// The outcome of [`TokenCache::acquire`].
+pub(crate) enum Acquire {
+    /// Cached with at least the required life.
+    Fresh(Arc<CachedToken>),
+    /// GitHub is failing; cached with at least the degraded margin.
+    Degraded(Arc<CachedToken>),
+    /// Wait for this mint.
+    Wait(Flight<MintResult>),
+}
+
+struct Entry {
+    token: Arc<CachedToken>,
+    plan: Arc<MintPlan>,
+    last_served: Option<Instant>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<TokenKey, Entry>,
+    flights: HashMap<TokenKey, Flight<MintResult>>,
+}
+
+/// Cached tokens and mints in flight.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    state: Mutex<State>,
+    /// Woken when the refresher's schedule may have changed.
+    pub wake: Arc<Notify>,
+}
+
+impl TokenCache {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cached token with at least `required` life (marked served); else, when
+    /// `degraded_floor` is given (GitHub is failing) a cached token with at least that much;
+    /// else the mint in flight for the key, started through `start` if there is none. `start`
+    /// runs under the lock and must only spawn.
+    pub(crate) fn acquire(
+        &self,
+        plan: &Arc<MintPlan>,
+        required: Duration,
+        degraded_floor: Option<Duration>,
+        start: impl FnOnce(FlightSender<MintResult>),
+    ) -> Acquire {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(entry) = state.entries.get_mut(&plan.key) {
+            let remaining = entry.token.remaining(now);
+            if remaining >= required {
+                let first_use = entry.last_served.is_none();
+                entry.last_served = Some(now);
+                let token = entry.token.clone();
+                drop(state);
+                if first_use {
+                    self.wake.notify_one();
+                }
+                return Acquire::Fresh(token);
+            }
+            if let Some(floor) = degraded_floor
+                && remaining >= floor
+                && !remaining.is_zero()
+            {
+                entry.last_served = Some(now);
+                return Acquire::Degraded(entry.token.clone());
+            }
+        }
+        if let Some(flight) = state.flights.get(&plan.key) {
+            return Acquire::Wait(flight.clone());
+        }
+        let (tx, rx) = flight();
+        state.flights.insert(plan.key.clone(), rx.clone());
+        start(tx);
+        Acquire::Wait(rx)
+    }
+
+    /// Starts a mint for `plan` unless one is in flight; true if started.
+    pub(crate) fn start_refresh(
+        &self,
+        plan: &Arc<MintPlan>,
+        start: impl FnOnce(FlightSender<MintResult>),
+    ) -> bool {
+        let mut state = self.lock();
+        if state.flights.contains_key(&plan.key) {
+            return false;
+        }
+        let (tx, rx) = flight();
+        state.flights.insert(plan.key.clone(), rx);
+        start(tx);
+        true
+    }
+
+    /// Records a mint's outcome and ends its flight (before the result is published, so a new
+    /// caller finds the token). A failure schedules the next background attempt at `retry_at`;
+    /// `drop_entry` removes the old token (installation gone or suspended).
+    pub(crate) fn finish(
+        &self,
+        plan: &Arc<MintPlan>,
+        result: &MintResult,
+        retry_at: Option<Instant>,
+        drop_entry: bool,
+    ) {
+        let mut state = self.lock();
+        state.flights.remove(&plan.key);
+        match result {
+            Ok(token) => {
+                let last_served = state.entries.get(&plan.key).and_then(|e| e.last_served);
+                state.entries.insert(
+                    plan.key.clone(),
+                    Entry {
+                        token: token.clone(),
+                        plan: plan.clone(),
+                        last_served,
+                        failures: 0,
+                        retry_at: None,
+                    },
+                );
+            }
+            Err(_) if drop_entry => {
+                state.entries.remove(&plan.key);
+            }
+            Err(_) => {
+                if let Some(entry) = state.entries.get_mut(&plan.key) {
+                    entry.failures += 1;
+                    entry.retry_at = retry_at;
+                }
+            }
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Consecutive failed mints for a key.
+    pub(crate) fn failures(&self, key: &TokenKey) -> u32 {
+        self.lock().entries.get(key).map_or(0, |e| e.failures)
+    }
+
+    /// The cached token of a key, if any (whatever its life).
+    pub(crate) fn cached(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
+        self.lock().entries.get(key).map(|e| e.token.clone())
+    }
+
+    /// Records that the token of `key` was handed out.
+    pub(crate) fn mark_served(&self, key: &TokenKey) {
+        let first_use = {
+            let mut state = self.lock();
+            match state.entries.get_mut(key) {
+                Some(entry) => entry.last_served.replace(Instant::now()).is_none(),
+                None => false,
+            }
+        };
+        if first_use {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Drops the entry holding exactly `token`; true if there was one.
+    pub(crate) fn invalidate(&self, token: &str) -> Option<Arc<CachedToken>> {
+        let wanted = digest(token);
+        let mut state = self.lock();
+        let key = state
+            .entries
+            .iter()
+            .find(|(_, e)| same_digest(&e.token.digest, &wanted))
+            .map(|(k, _)| k.clone())?;
+        state.entries.remove(&key).map(|e| e.token)
+    }
+
+    /// Drops every token of an App (its JWT was rejected); returns how many.
+    pub(crate) fn drop_app(&self, identity: &str) -> usize {
+        let mut state = self.lock();
+        let before = state.entries.len();
+        state.entries.retain(|k, _| k.app_identity != identity);
+        before - state.entries.len()
+    }
+
+    /// Keeps only tokens of these Apps (reload).
+    pub(crate) fn retain_apps(&self, identities: &HashSet<String>) {
+        self.lock()
+            .entries
+            .retain(|k, _| identities.contains(&k.app_identity));
+    }
+
+    /// Removes expired tokens.
+    pub(crate) fn evict_expired(&self, now: Instant) {
+        self.lock().entries.retain(|_, e| e.token.expires > now);
+    }
+
+    /// Every cached token.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<CachedToken>> {
+        self.lock()
+            .entries
+            .values()
+            .map(|e| e.token.clone())
+            .collect()
+    }
+
+    /// The plans due for a background refresh at `now`, and when the next one falls due.
+    pub(crate) fn refresh_due(
+        &self,
+        now: Instant,
+        settings: &Settings,
+    ) -> (Vec<Arc<MintPlan>>, Option<Instant>) {
+        let state = self.lock();
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (key, entry) in &state.entries {
+            if state.flights.contains_key(key) {
+                continue;
+            }
+            let Some(at) = refresh_at(entry, settings) else {
+                continue;
+            };
+            if at <= now {
+                due.push(entry.plan.clone());
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        (due, next)
+    }
+}
+
+/// When an entry should be re-minted in the background, or `None` when it should not be (never
+/// served, or not served within `refresh_window` of that time).
+///
+/// Due when life falls below `min_ttl + refresh_ahead`, but never before a quarter of the
+/// token's life has passed (so a token that is short-lived by nature — a test fixture, or a
+/// `min_ttl` close to GitHub's hour — cannot cause a mint loop), and not before the retry time
+/// set by the last failure.
+fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
+    let last_served = entry.last_served?;
+    let token = &entry.token;
+    let threshold = settings.min_ttl + settings.refresh_ahead;
+    let by_ttl = token
+        .expires
+        .checked_sub(threshold)
+        .unwrap_or(token.minted_at);
+    let mut at = by_ttl.max(token.minted_at + token.lifetime / 4);
+    if let Some(retry_at) = entry.retry_at {
+        at = at.max(retry_at);
+    }
+    if at >= token.expires || at > last_served + settings.refresh_window {
+        return None;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            min_ttl: Duration::from_secs(1800),
+            degraded_min_ttl: Duration::from_secs(300),
+            refresh_ahead: Duration::from_secs(300),
+            refresh_window: Duration::from_secs(3600),
+            negative_cache_ttl: Duration::from_secs(300),
+            installation_cache_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    fn plan(repo: &str) -> Arc<MintPlan> {
+        Arc::new(MintPlan {
+            key: TokenKey {
+                host: "github.com".into(),
+                app_identity: "app".into(),
+                installation_id: 100,
+                repositories: vec![repo.into()],
+                permissions: None,
+            },
+            app_name: "acme-bot".into(),
+            app_label: "acme-bot (id 1)".into(),
+            account: "acme".into(),
+            target: format!("acme/{repo}"),
+            body: TokenRequestBody::default(),
+        })
+    }
+
+    fn token(secret: &str, life: Duration) -> Arc<CachedToken> {
+        let now = Instant::now();
+        Arc::new(CachedToken {
+            token: Token::new(secret),
+            digest: digest(secret),
+            expires: now + life,
+            lifetime: life,
+            minted_at: now,
+            expires_at: "2026-01-01T00:00:00Z".into(),
+            app_name: "acme-bot".into(),
+            host: "github.com".into(),
+            account: "acme".into(),
+            installation_id: 100,
+            repositories: vec!["widgets".into()],
+            permissions: Permissions::new(),
+        })
+    }
+
+    fn store(cache: &TokenCache, plan: &Arc<MintPlan>, token: Arc<CachedToken>) {
+        let Acquire::Wait(_) = cache.acquire(plan, Duration::ZERO, None, |_| {}) else {
+            panic!("empty cache")
+        };
+        cache.finish(plan, &Ok(token), None, false);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serves_only_with_enough_life() {
+        let cache = TokenCache::default();
+        let p = plan("widgets");
+        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        assert!(matches!(
+            cache.acquire(&p, Duration::from_secs(1800), None, |_| panic!()),
+            Acquire::Fresh(_)
+        ));
+        tokio::time::advance(Duration::from_secs(1801)).await;
+        let mut started = false;
+        assert!(matches!(
+            cache.acquire(&p, Duration::from_secs(1800), None, |_| started = true),
+            Acquire::Wait(_)
+        ));
+        assert!(started);
+        // A second caller joins the same flight instead of starting another.
+        assert!(matches!(
+            cache.acquire(&p, Duration::from_secs(1800), None, |_| panic!(
+                "second mint"
+            )),
+            Acquire::Wait(_)
+        ));
+        // While GitHub fails, the degraded margin applies; never an expired token.
+        assert!(matches!(
+            cache.acquire(
+                &p,
+                Duration::from_secs(1800),
+                Some(Duration::from_secs(300)),
+                |_| panic!()
+            ),
+            Acquire::Degraded(_)
+        ));
+        tokio::time::advance(Duration::from_secs(1799)).await;
+        assert!(matches!(
+            cache.acquire(&p, Duration::from_secs(1800), Some(Duration::ZERO), |_| {}),
+            Acquire::Wait(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidate_drops_exactly_that_token() {
+        let cache = TokenCache::default();
+        let (a, b) = (plan("a"), plan("b"));
+        store(&cache, &a, token("ghs_aaa", Duration::from_secs(3600)));
+        store(&cache, &b, token("ghs_bbb", Duration::from_secs(3600)));
+        assert!(cache.invalidate("ghs_zzz").is_none());
+        assert!(cache.invalidate("ghs_aaa").is_some());
+        assert!(cache.cached(&a.key).is_none());
+        assert!(cache.cached(&b.key).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_schedule() {
+        let cache = TokenCache::default();
+        let s = settings();
+        let p = plan("widgets");
+        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        let (due, next) = cache.refresh_due(Instant::now(), &s);
+        assert!(
+            due.is_empty() && next.is_none(),
+            "never served: not refreshed"
+        );
+        cache.mark_served(&p.key);
+        let (due, next) = cache.refresh_due(Instant::now(), &s);
+        assert!(due.is_empty());
+        assert_eq!(
+            next.unwrap() - Instant::now(),
+            Duration::from_secs(3600 - 2100)
+        );
+        tokio::time::advance(Duration::from_secs(1500)).await;
+        assert_eq!(cache.refresh_due(Instant::now(), &s).0.len(), 1);
+        // A failure defers the next attempt.
+        let retry_at = Instant::now() + Duration::from_secs(10);
+        cache.finish(
+            &p,
+            &Err(BrokerError::unavailable("down")),
+            Some(retry_at),
+            false,
+        );
+        assert_eq!(cache.failures(&p.key), 1);
+        assert_eq!(cache.refresh_due(Instant::now(), &s).1, Some(retry_at));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tokens_are_not_refreshed_and_short_tokens_do_not_loop() {
+        let cache = TokenCache::default();
+        let s = settings();
+        let p = plan("widgets");
+        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        cache.mark_served(&p.key);
+        tokio::time::advance(Duration::from_secs(3500)).await;
+        let mut s2 = s.clone();
+        s2.refresh_window = Duration::from_secs(600);
+        assert!(
+            cache.refresh_due(Instant::now(), &s2).0.is_empty(),
+            "last served an hour ago"
+        );
+        // A 60 s token with min_ttl 30m: refreshed no earlier than a quarter of its life.
+        let q = plan("short");
+        store(&cache, &q, token("ghs_short", Duration::from_secs(60)));
+        cache.mark_served(&q.key);
+        let (due, next) = cache.refresh_due(Instant::now(), &s);
+        assert!(!due.iter().any(|d| d.key == q.key));
+        assert_eq!(next.unwrap() - Instant::now(), Duration::from_secs(15));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        cache.evict_expired(Instant::now());
+        assert!(cache.cached(&q.key).is_none());
+    }
+}
