@@ -55,22 +55,44 @@ fn run_demo(args: &[&str], tmp: &std::path::Path) -> Finished {
     };
     let stdout = out_reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
-    assert!(status.is_some(), "ghapp demo ran over {DEMO_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    Finished { code: status.and_then(|s| s.code()), stdout, stderr }
+    assert!(
+        status.is_some(),
+        "ghapp demo ran over {DEMO_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Finished {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+    }
 }
 
 /// Every installation token format starts `ghs_`; a private key has a PEM header.
 fn assert_no_secret(text: &str) {
-    assert!(!text.contains("ghs_"), "a token appeared in the demo's output:\n{text}");
-    assert!(!text.contains("PRIVATE KEY"), "key material appeared in the demo's output:\n{text}");
+    assert!(
+        !text.contains("ghs_"),
+        "a token appeared in the demo's output:\n{text}"
+    );
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "key material appeared in the demo's output:\n{text}"
+    );
 }
 
 #[test]
 fn demo_clones_commits_and_pushes_through_the_helper_and_cleans_up() {
-    let tmp = tempfile::Builder::new().prefix("ghapp-demo-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("ghapp-demo-test-")
+        .tempdir()
+        .unwrap();
     let run = run_demo(&[], tmp.path());
     let all = format!("{}\n{}", run.stdout, run.stderr);
-    assert_eq!(run.code, Some(0), "ghapp demo failed\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "ghapp demo failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
     for needle in [
         "[1/9] Start the GitHub emulator",
         "[3/9] Start the daemon",
@@ -85,25 +107,58 @@ fn demo_clones_commits_and_pushes_through_the_helper_and_cleans_up() {
         "daemon exited 0 and removed its socket",
         "ok: cloned, committed and pushed through credential.helper ghapp",
     ] {
-        assert!(run.stdout.contains(needle), "missing {needle:?} in:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(needle),
+            "missing {needle:?} in:\n{}",
+            run.stdout
+        );
     }
     assert_no_secret(&all);
     // Cleaned up: its temp directory (under our TMPDIR) is gone.
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "the demo left {left:?} behind");
 }
 
 #[test]
 fn demo_keep_leaves_its_directory_for_inspection() {
-    let tmp = tempfile::Builder::new().prefix("ghapp-demo-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("ghapp-demo-test-")
+        .tempdir()
+        .unwrap();
     let run = run_demo(&["--keep"], tmp.path());
-    assert_eq!(run.code, Some(0), "ghapp demo --keep failed\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-    let kept: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(
+        run.code,
+        Some(0),
+        "ghapp demo --keep failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let kept: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert_eq!(kept.len(), 1, "exactly one kept directory: {kept:?}");
     let dir = &kept[0];
-    assert!(run.stdout.contains(&format!("kept {}", dir.display())), "{}", run.stdout);
-    for file in ["config.toml", "daemon.log", "work/HELLO-FROM-GHAPP.md", "verify/HELLO-FROM-GHAPP.md"] {
-        assert!(dir.join(file).is_file(), "{file} missing in the kept directory");
+    assert!(
+        run.stdout.contains(&format!("kept {}", dir.display())),
+        "{}",
+        run.stdout
+    );
+    for file in [
+        "config.toml",
+        "daemon.log",
+        "work/HELLO-FROM-GHAPP.md",
+        "verify/HELLO-FROM-GHAPP.md",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in the kept directory"
+        );
     }
     // The daemon's own log holds no token either.
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
@@ -112,7 +167,10 @@ fn demo_keep_leaves_its_directory_for_inspection() {
 
 #[test]
 fn demo_names_the_failing_step_exits_1_and_still_cleans_up() {
-    let tmp = tempfile::Builder::new().prefix("ghapp-demo-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("ghapp-demo-test-")
+        .tempdir()
+        .unwrap();
     // No git anywhere on PATH: some step (the emulator's repository or git's own) must fail.
     let mut command = Command::new(ghapp_testkit::binary("ghapp"));
     let out = command
@@ -124,9 +182,17 @@ fn demo_names_the_failing_step_exits_1_and_still_cleans_up() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stderr.contains("ghapp demo: FAILED at step \""), "{stderr}");
     assert!(!stdout.contains("ok: cloned"), "{stdout}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "the failed demo left {left:?} behind");
 }

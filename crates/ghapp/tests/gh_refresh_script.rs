@@ -34,11 +34,16 @@ struct Sandbox {
 
 impl Sandbox {
     fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("ghapp-gh-refresh-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ghapp-gh-refresh-test-")
+            .tempdir()
+            .unwrap();
         let bin = dir.path().join("bin");
         fs::create_dir_all(&bin).unwrap();
         fs::create_dir_all(dir.path().join("record")).unwrap();
-        for tool in ["bash", "date", "flock", "mktemp", "rm", "tr", "id", "sed", "cat", "env", "sleep"] {
+        for tool in [
+            "bash", "date", "flock", "mktemp", "rm", "tr", "id", "sed", "cat", "env", "sleep",
+        ] {
             std::os::unix::fs::symlink(which(tool), bin.join(tool)).unwrap();
         }
         let record = dir.path().join("record");
@@ -87,7 +92,10 @@ exit 0
             .env("PATH", self.bin())
             .env("HOME", self.dir.path())
             .env("TMPDIR", self.dir.path())
-            .env("GHAPP_GH_REFRESH_LOCK", self.dir.path().join("refresh.lock"))
+            .env(
+                "GHAPP_GH_REFRESH_LOCK",
+                self.dir.path().join("refresh.lock"),
+            )
             // Set on purpose: the script must unset them before calling gh.
             .env("GH_TOKEN", "ghs_fromtheenvironment")
             .env("GITHUB_TOKEN", "ghs_fromtheenvironment")
@@ -101,7 +109,11 @@ exit 0
 }
 
 fn lines(text: &Option<String>) -> Vec<String> {
-    text.as_deref().unwrap_or_default().lines().map(str::to_string).collect()
+    text.as_deref()
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -110,16 +122,39 @@ fn pipes_the_token_into_gh_auth_login_with_gh_tokens_unset() {
     let out = sandbox.run(&["acme"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert_eq!(lines(&sandbox.record("ghapp.args")), ["token", "--host", "github.com", "--min-ttl", "45m", "acme"]);
-    assert_eq!(lines(&sandbox.record("gh.args")), ["auth", "login", "--hostname", "github.com", "--with-token"]);
-    assert_eq!(sandbox.record("gh.stdin").as_deref(), Some(format!("{FAKE_TOKEN}\n").as_str()));
+    assert_eq!(
+        lines(&sandbox.record("ghapp.args")),
+        ["token", "--host", "github.com", "--min-ttl", "45m", "acme"]
+    );
+    assert_eq!(
+        lines(&sandbox.record("gh.args")),
+        ["auth", "login", "--hostname", "github.com", "--with-token"]
+    );
+    assert_eq!(
+        sandbox.record("gh.stdin").as_deref(),
+        Some(format!("{FAKE_TOKEN}\n").as_str())
+    );
     let env = sandbox.record("gh.env").unwrap();
-    for name in ["GH_TOKEN=", "GITHUB_TOKEN=", "GH_ENTERPRISE_TOKEN=", "GITHUB_ENTERPRISE_TOKEN="] {
-        assert!(!env.lines().any(|l| l.starts_with(name)), "{name} reached gh:\n{env}");
+    for name in [
+        "GH_TOKEN=",
+        "GITHUB_TOKEN=",
+        "GH_ENTERPRISE_TOKEN=",
+        "GITHUB_ENTERPRISE_TOKEN=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(name)),
+            "{name} reached gh:\n{env}"
+        );
     }
-    assert!(!env.contains(FAKE_TOKEN), "the token was exported to gh's environment");
+    assert!(
+        !env.contains(FAKE_TOKEN),
+        "the token was exported to gh's environment"
+    );
     assert!(stderr.contains("gh logged in to github.com"), "{stderr}");
-    assert!(!stderr.contains(FAKE_TOKEN) && out.stdout.is_empty(), "the token was printed: {stderr}");
+    assert!(
+        !stderr.contains(FAKE_TOKEN) && out.stdout.is_empty(),
+        "the token was printed: {stderr}"
+    );
 }
 
 #[test]
@@ -135,7 +170,12 @@ fn host_repo_min_ttl_and_permissions_are_passed_on() {
         "issues=write",
         "acme/widgets",
     ]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         lines(&sandbox.record("ghapp.args")),
         [
@@ -151,26 +191,49 @@ fn host_repo_min_ttl_and_permissions_are_passed_on() {
             "acme/widgets"
         ]
     );
-    assert_eq!(lines(&sandbox.record("gh.args")), ["auth", "login", "--hostname", "ghe.example.com", "--with-token"]);
+    assert_eq!(
+        lines(&sandbox.record("gh.args")),
+        [
+            "auth",
+            "login",
+            "--hostname",
+            "ghe.example.com",
+            "--with-token"
+        ]
+    );
 }
 
 #[test]
 fn ghapp_failure_exits_3_without_calling_gh() {
     let sandbox = Sandbox::new();
-    let out = sandbox.command(&["acme"]).env("FAKE_GHAPP_FAIL", "1").output().unwrap();
+    let out = sandbox
+        .command(&["acme"])
+        .env("FAKE_GHAPP_FAIL", "1")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
-    assert!(stderr.contains("daemon not reachable"), "ghapp's reason is logged: {stderr}");
+    assert!(
+        stderr.contains("daemon not reachable"),
+        "ghapp's reason is logged: {stderr}"
+    );
     assert!(sandbox.record("gh.args").is_none(), "gh must not be called");
 }
 
 #[test]
 fn gh_refusal_exits_4() {
     let sandbox = Sandbox::new();
-    let out = sandbox.command(&["acme"]).env("FAKE_GH_FAIL", "1").output().unwrap();
+    let out = sandbox
+        .command(&["acme"])
+        .env("FAKE_GH_FAIL", "1")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
-    assert!(stderr.contains("error validating token"), "gh's reason is logged: {stderr}");
+    assert!(
+        stderr.contains("error validating token"),
+        "gh's reason is logged: {stderr}"
+    );
     assert!(!stderr.contains(FAKE_TOKEN), "{stderr}");
 }
 
@@ -194,7 +257,12 @@ fn overlapping_runs_wait_for_the_lock_then_give_up_with_75() {
     // Its own process group, so the fake gh's `sleep` (which inherits the lock) dies with it.
     let mut first = {
         use std::os::unix::process::CommandExt;
-        sandbox.command(&["acme"]).env("FAKE_GH_SLEEP", "30").process_group(0).spawn().unwrap()
+        sandbox
+            .command(&["acme"])
+            .env("FAKE_GH_SLEEP", "30")
+            .process_group(0)
+            .spawn()
+            .unwrap()
     };
     let gh_started = sandbox.dir.path().join("record/gh.args");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -202,7 +270,11 @@ fn overlapping_runs_wait_for_the_lock_then_give_up_with_75() {
         assert!(Instant::now() < deadline, "the first run never reached gh");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = sandbox.command(&["acme"]).env("GHAPP_GH_REFRESH_LOCK_WAIT", "1").output().unwrap();
+    let second = sandbox
+        .command(&["acme"])
+        .env("GHAPP_GH_REFRESH_LOCK_WAIT", "1")
+        .output()
+        .unwrap();
     if let Some(group) = rustix::process::Pid::from_raw(first.id() as i32) {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }

@@ -34,14 +34,20 @@ struct Container {
 
 impl Container {
     fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("ghapp-entrypoint-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ghapp-entrypoint-test-")
+            .tempdir()
+            .unwrap();
         for sub in ["bin", "home", "run"] {
             fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         for tool in ["git", "grep", "sh", "cat", "true"] {
             std::os::unix::fs::symlink(which(tool), dir.path().join("bin").join(tool)).unwrap();
         }
-        Container { dir, _listener: None }
+        Container {
+            dir,
+            _listener: None,
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -56,7 +62,10 @@ impl Container {
 
     /// Puts a stand-in `git-credential-ghapp` in the image.
     fn with_helper(self) -> Self {
-        write_executable(&self.path("bin/git-credential-ghapp"), "#!/bin/sh\nexit 0\n");
+        write_executable(
+            &self.path("bin/git-credential-ghapp"),
+            "#!/bin/sh\nexit 0\n",
+        );
         self
     }
 
@@ -83,7 +92,10 @@ impl Container {
     }
 
     fn run_with_socket_env(&self, args: &[&str]) -> Output {
-        self.command(args).env("GHAPP_SOCKET", self.path("run/ghapp.sock")).output().unwrap()
+        self.command(args)
+            .env("GHAPP_SOCKET", self.path("run/ghapp.sock"))
+            .output()
+            .unwrap()
     }
 
     /// All values of a key in the fake HOME's ~/.gitconfig.
@@ -94,7 +106,10 @@ impl Container {
             .env("HOME", self.path("home"))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn gitconfig_exists(&self) -> bool {
@@ -108,12 +123,23 @@ fn configures_git_when_the_socket_is_mounted_and_is_idempotent() {
     for _ in 0..2 {
         let out = container.run_with_socket_env(&["sh", "-c", "echo command ran; exit 7"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(7), "exit status passes through; stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "exit status passes through; stderr: {stderr}"
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "command ran\n");
         assert!(stderr.contains("git uses ghapp"), "{stderr}");
     }
-    assert_eq!(container.git_config("credential.https://github.com.helper"), ["ghapp"], "written once");
-    assert_eq!(container.git_config("credential.https://github.com.usehttppath"), ["true"]);
+    assert_eq!(
+        container.git_config("credential.https://github.com.helper"),
+        ["ghapp"],
+        "written once"
+    );
+    assert_eq!(
+        container.git_config("credential.https://github.com.usehttppath"),
+        ["true"]
+    );
 }
 
 #[test]
@@ -125,20 +151,45 @@ fn configures_every_host_in_ghapp_hosts() {
         .env("GHAPP_HOSTS", "github.com ghe.example.com")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(container.git_config("credential.https://github.com.helper"), ["ghapp"]);
-    assert_eq!(container.git_config("credential.https://ghe.example.com.helper"), ["ghapp"]);
-    assert_eq!(container.git_config("credential.https://ghe.example.com.usehttppath"), ["true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        container.git_config("credential.https://github.com.helper"),
+        ["ghapp"]
+    );
+    assert_eq!(
+        container.git_config("credential.https://ghe.example.com.helper"),
+        ["ghapp"]
+    );
+    assert_eq!(
+        container.git_config("credential.https://ghe.example.com.usehttppath"),
+        ["true"]
+    );
 }
 
 #[test]
 fn uses_ghapp_configure_when_the_cli_is_in_the_image() {
-    let container = Container::new().with_socket().with_helper().with_ghapp_cli();
+    let container = Container::new()
+        .with_socket()
+        .with_helper()
+        .with_ghapp_cli();
     let out = container.run_with_socket_env(&["true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recorded = fs::read_to_string(container.path("ghapp.args")).unwrap();
     assert_eq!(recorded, "configure --global --host github.com\n");
-    assert!(!container.gitconfig_exists(), "git config is left to `ghapp configure`");
+    assert!(
+        !container.gitconfig_exists(),
+        "git config is left to `ghapp configure`"
+    );
 }
 
 #[test]
@@ -147,7 +198,11 @@ fn leaves_git_untouched_without_a_socket() {
     // GHAPP_SOCKET unset: silent, untouched.
     let out = container.command(&["sh", "-c", "exit 3"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!container.gitconfig_exists());
     // GHAPP_SOCKET names nothing (directory not mounted): a note, untouched.
     let out = container.run_with_socket_env(&["true"]);
@@ -196,5 +251,9 @@ fn quiet_mode_and_default_command() {
         .unwrap();
     // No command: runs $SHELL (here `cat`, which reads the empty stdin and exits 0).
     assert_eq!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

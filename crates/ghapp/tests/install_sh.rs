@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A throwaway HOME and prefix, and a bin dir for fake tools.
@@ -22,7 +25,10 @@ struct Sandbox {
 
 impl Sandbox {
     fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("ghapp-install-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ghapp-install-test-")
+            .tempdir()
+            .unwrap();
         for sub in ["home", "fakebin"] {
             fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
@@ -45,7 +51,11 @@ impl Sandbox {
     fn fake_systemctl(&self, user_bus: bool) -> PathBuf {
         let path = self.path("fakebin/systemctl");
         let record = self.path("systemctl.calls");
-        let show = if user_bus { "exit 0" } else { "echo 'Failed to connect to bus' >&2; exit 1" };
+        let show = if user_bus {
+            "exit 0"
+        } else {
+            "echo 'Failed to connect to bus' >&2; exit 1"
+        };
         fs::write(
             &path,
             format!(
@@ -90,7 +100,9 @@ impl Sandbox {
     /// Every file under a directory, with its content, for before/after comparisons.
     fn snapshot(&self, root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            let Ok(entries) = fs::read_dir(dir) else { return };
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {
@@ -107,7 +119,11 @@ impl Sandbox {
 }
 
 fn ok(out: &Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(0), "install.sh failed:\n{text}");
     text
 }
@@ -137,7 +153,14 @@ const INSTALLED: &[&str] = &[
 fn help_lists_the_options() {
     let sandbox = Sandbox::new();
     let text = ok(&sandbox.install(&["--help"]));
-    for option in ["--prefix", "--config", "--from", "--systemd", "--configure-git", "--uninstall"] {
+    for option in [
+        "--prefix",
+        "--config",
+        "--from",
+        "--systemd",
+        "--configure-git",
+        "--uninstall",
+    ] {
         assert!(text.contains(option), "--help lacks {option}:\n{text}");
     }
     assert_eq!(sandbox.install(&["--bogus"]).status.code(), Some(1));
@@ -157,24 +180,53 @@ fn installs_runs_is_idempotent_and_uninstalls_cleanly() {
         assert!(fs::metadata(&path).unwrap().len() > 0, "{rel} is empty");
     }
     for bin in ["bin/ghapp", "bin/git-credential-ghapp"] {
-        assert_eq!(fs::metadata(prefix.join(bin)).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(prefix.join(bin)).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
     }
-    let version = Command::new(prefix.join("bin/ghapp")).arg("--version").output().unwrap();
+    let version = Command::new(prefix.join("bin/ghapp"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(version.status.success());
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("ghapp {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("ghapp {}", env!("CARGO_PKG_VERSION"))
+    );
     let bash = fs::read_to_string(prefix.join("share/bash-completion/completions/ghapp")).unwrap();
-    assert!(bash.contains("_ghapp") && bash.contains("runner-token"), "bash completion looks wrong");
+    assert!(
+        bash.contains("_ghapp") && bash.contains("runner-token"),
+        "bash completion looks wrong"
+    );
     let zsh = fs::read_to_string(prefix.join("share/zsh/site-functions/_ghapp")).unwrap();
-    assert!(zsh.starts_with("#compdef ghapp"), "zsh completion looks wrong");
-    let fish = fs::read_to_string(prefix.join("share/fish/vendor_completions.d/ghapp.fish")).unwrap();
-    assert!(fish.contains("complete -c ghapp"), "fish completion looks wrong");
+    assert!(
+        zsh.starts_with("#compdef ghapp"),
+        "zsh completion looks wrong"
+    );
+    let fish =
+        fs::read_to_string(prefix.join("share/fish/vendor_completions.d/ghapp.fish")).unwrap();
+    assert!(
+        fish.contains("complete -c ghapp"),
+        "fish completion looks wrong"
+    );
     let man = fs::read_to_string(prefix.join("share/man/man1/ghapp.1")).unwrap();
     assert!(man.contains(".TH ghapp"), "man page looks wrong");
 
     // The config template: 0600, valid for the daemon's parser, in a 0700 directory.
     let config = sandbox.config();
-    assert_eq!(fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(config.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(config.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     let text = fs::read_to_string(&config).unwrap();
     ghapp_broker::config::Config::parse(&text, &config).expect("the template parses");
     assert!(text.contains("# [[app]]") && text.contains("private_key_file"));
@@ -184,14 +236,26 @@ fn installs_runs_is_idempotent_and_uninstalls_cleanly() {
     let before = sandbox.snapshot(&prefix);
     let second = ok(&sandbox.install(&args));
     assert!(second.contains("kept the existing config"), "{second}");
-    assert_eq!(sandbox.snapshot(&prefix), before, "a second run changed the installed files");
-    assert!(fs::read_to_string(&config).unwrap().ends_with("# my edit\n"));
+    assert_eq!(
+        sandbox.snapshot(&prefix),
+        before,
+        "a second run changed the installed files"
+    );
+    assert!(
+        fs::read_to_string(&config)
+            .unwrap()
+            .ends_with("# my edit\n")
+    );
 
     // Uninstall: nothing under the prefix, the config kept (and said so).
     let removed = ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     assert!(removed.contains("kept your config"), "{removed}");
     let left = sandbox.snapshot(&prefix);
-    assert!(left.is_empty(), "uninstall left {:?}", left.keys().collect::<Vec<_>>());
+    assert!(
+        left.is_empty(),
+        "uninstall left {:?}",
+        left.keys().collect::<Vec<_>>()
+    );
     assert!(config.is_file(), "the user's config must be kept");
     // Uninstalling twice is harmless.
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
@@ -206,17 +270,27 @@ fn config_option_and_existing_files_are_respected() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&sandbox.install(&args));
     assert!(custom.is_file());
-    assert!(!sandbox.config().exists(), "only --config's path is written");
+    assert!(
+        !sandbox.config().exists(),
+        "only --config's path is written"
+    );
 }
 
 #[test]
 fn systemd_units_are_installed_enabled_and_removed() {
     let units_dir = repo_dir().join("scripts/systemd");
-    let has_units = ["user/ghapp.service", "user/ghapp.socket", "ghapp.service", "ghapp.socket"]
-        .iter()
-        .any(|u| units_dir.join(u).is_file());
+    let has_units = [
+        "user/ghapp.service",
+        "user/ghapp.socket",
+        "ghapp.service",
+        "ghapp.socket",
+    ]
+    .iter()
+    .any(|u| units_dir.join(u).is_file());
     if !has_units {
-        eprintln!("SKIPPED systemd_units_are_installed_enabled_and_removed: no units in scripts/systemd yet");
+        eprintln!(
+            "SKIPPED systemd_units_are_installed_enabled_and_removed: no units in scripts/systemd yet"
+        );
         return;
     }
     let sandbox = Sandbox::new();
@@ -226,19 +300,45 @@ fn systemd_units_are_installed_enabled_and_removed() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let text = ok(&sandbox.install_with(&args, &[("SYSTEMCTL", &systemctl)]));
     let user_units = sandbox.path("home/.config/systemd/user");
-    let service = fs::read_to_string(user_units.join("ghapp.service")).expect("ghapp.service installed");
-    let exec_start = service.lines().find(|l| l.starts_with("ExecStart=")).expect("an ExecStart line");
+    let service =
+        fs::read_to_string(user_units.join("ghapp.service")).expect("ghapp.service installed");
+    let exec_start = service
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("an ExecStart line");
     let ghapp = sandbox.prefix().join("bin/ghapp");
-    assert!(exec_start.starts_with(&format!("ExecStart={} ", ghapp.display())), "ExecStart not pointed at the install: {exec_start}");
+    assert!(
+        exec_start.starts_with(&format!("ExecStart={} ", ghapp.display())),
+        "ExecStart not pointed at the install: {exec_start}"
+    );
     let calls = sandbox.systemctl_calls();
-    assert!(calls.iter().any(|c| c == "--user daemon-reload"), "{calls:?}");
-    assert!(calls.iter().any(|c| c.starts_with("--user enable --now ghapp.")), "{calls:?}\n{text}");
+    assert!(
+        calls.iter().any(|c| c == "--user daemon-reload"),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("--user enable --now ghapp.")),
+        "{calls:?}\n{text}"
+    );
 
     let prefix = sandbox.prefix();
-    ok(&sandbox.install_with(&["--prefix", prefix.to_str().unwrap(), "--uninstall"], &[("SYSTEMCTL", &systemctl)]));
-    assert!(!user_units.join("ghapp.service").exists(), "unit files removed");
+    ok(&sandbox.install_with(
+        &["--prefix", prefix.to_str().unwrap(), "--uninstall"],
+        &[("SYSTEMCTL", &systemctl)],
+    ));
+    assert!(
+        !user_units.join("ghapp.service").exists(),
+        "unit files removed"
+    );
     let calls = sandbox.systemctl_calls();
-    assert!(calls.iter().any(|c| c.starts_with("--user disable --now ghapp.")), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("--user disable --now ghapp.")),
+        "{calls:?}"
+    );
 }
 
 #[test]
@@ -250,11 +350,21 @@ fn systemd_without_a_user_manager_is_skipped_with_a_message() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let text = ok(&sandbox.install_with(&args, &[("SYSTEMCTL", &systemctl)]));
     assert!(
-        text.contains("systemctl --user is not available") || text.contains("no systemd user units found"),
+        text.contains("systemctl --user is not available")
+            || text.contains("no systemd user units found"),
         "{text}"
     );
-    assert!(!sandbox.systemctl_calls().iter().any(|c| c.contains("enable")), "nothing enabled");
-    assert!(sandbox.prefix().join("bin/ghapp").is_file(), "the rest is installed");
+    assert!(
+        !sandbox
+            .systemctl_calls()
+            .iter()
+            .any(|c| c.contains("enable")),
+        "nothing enabled"
+    );
+    assert!(
+        sandbox.prefix().join("bin/ghapp").is_file(),
+        "the rest is installed"
+    );
 }
 
 #[test]
@@ -267,12 +377,18 @@ fn configure_git_is_done_and_undone() {
     let gitconfig = sandbox.path("home/.gitconfig");
     let written = fs::read_to_string(&gitconfig).expect("~/.gitconfig written");
     assert!(written.contains("ghapp"), "{written}");
-    assert!(written.to_ascii_lowercase().contains("usehttppath = true"), "{written}");
+    assert!(
+        written.to_ascii_lowercase().contains("usehttppath = true"),
+        "{written}"
+    );
 
     let prefix = sandbox.prefix();
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     let after = fs::read_to_string(&gitconfig).unwrap_or_default();
-    assert!(!after.contains("helper = ghapp"), "uninstall left ghapp in git's config:\n{after}");
+    assert!(
+        !after.contains("helper = ghapp"),
+        "uninstall left ghapp in git's config:\n{after}"
+    );
 }
 
 /// The real thing: `./install.sh` builds in release mode. Minutes on 2 cores, so not in the
@@ -283,7 +399,10 @@ fn release_build_install() {
     let sandbox = Sandbox::new();
     let prefix = sandbox.prefix();
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap()]));
-    let version = Command::new(prefix.join("bin/ghapp")).arg("--version").output().unwrap();
+    let version = Command::new(prefix.join("bin/ghapp"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(version.status.success());
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     assert!(sandbox.snapshot(&prefix).is_empty());

@@ -43,7 +43,9 @@ pub fn run(_context: &Context, args: DemoArgs) -> Result<i32> {
 }
 
 async fn run_demo(args: DemoArgs) -> Result<i32> {
-    line("ghapp demo: a GitHub App's token, end to end, on this machine (local GitHub emulator, no network)");
+    line(
+        "ghapp demo: a GitHub App's token, end to end, on this machine (local GitHub emulator, no network)",
+    );
     let workdir = tempfile::Builder::new()
         .prefix("ghapp-demo-")
         .tempdir()
@@ -61,14 +63,21 @@ async fn run_demo(args: DemoArgs) -> Result<i32> {
     demo.cleanup().await;
     if args.keep {
         let kept = workdir.keep();
-        line(&format!("kept {} (--keep): config.toml, daemon.log, the clones, the emulator's state", kept.display()));
+        line(&format!(
+            "kept {} (--keep): config.toml, daemon.log, the clones, the emulator's state",
+            kept.display()
+        ));
     } else if let Err(error) = workdir.close() {
-        line(&format!("warning: could not remove the temp directory: {error}"));
+        line(&format!(
+            "warning: could not remove the temp directory: {error}"
+        ));
     }
 
     match outcome {
         Ok(()) => {
-            line("ok: cloned, committed and pushed through credential.helper ghapp; the token never appeared in argv, env or output");
+            line(
+                "ok: cloned, committed and pushed through credential.helper ghapp; the token never appeared in argv, env or output",
+            );
             Ok(0)
         }
         Err(failure) => {
@@ -89,18 +98,27 @@ struct Demo {
 impl Demo {
     fn new(root: &Path) -> Result<Self> {
         let exe = std::env::current_exe().context("cannot find this ghapp executable")?;
-        Ok(Demo { root: root.to_path_buf(), exe, emulator: None, daemon: None })
+        Ok(Demo {
+            root: root.to_path_buf(),
+            exe,
+            emulator: None,
+            daemon: None,
+        })
     }
 
     async fn steps(&mut self) -> Result<(), StepFailed> {
         let mut progress = Progress::new(STEPS);
 
         // 1. The emulator.
-        let step = progress.step("emulator", "Start the GitHub emulator (in-process; it generates a fresh RSA key for App 1)");
+        let step = progress.step(
+            "emulator",
+            "Start the GitHub emulator (in-process; it generates a fresh RSA key for App 1)",
+        );
         let state_dir = self.root.join("emulator");
         let fixture = self.root.join("fixture.toml");
         let emulator = async {
-            std::fs::create_dir_all(&state_dir).context("cannot create the emulator's state dir")?;
+            std::fs::create_dir_all(&state_dir)
+                .context("cannot create the emulator's state dir")?;
             std::fs::write(&fixture, emulator::fixture()).context("cannot write the fixture")?;
             EmbeddedEmulator::start(&fixture, &state_dir).await
         }
@@ -110,7 +128,9 @@ impl Demo {
         self.emulator = Some(emulator);
         let git_host = authority(&urls.git_url).in_step(step)?;
         progress.detail(&format!("REST API {}   git {}", urls.api_url, urls.git_url));
-        progress.detail(&format!("installation 100 of App 1 on {OWNER}, repository {OWNER}/{REPO} (contents: write)"));
+        progress.detail(&format!(
+            "installation 100 of App 1 on {OWNER}, repository {OWNER}/{REPO} (contents: write)"
+        ));
 
         // 2. The daemon's config.
         let step = progress.step("config", "Write the daemon's config");
@@ -127,27 +147,40 @@ impl Demo {
         }
         .await
         .in_step(step)?;
-        progress.detail(&format!("{}: App \"{APP_NAME}\" (id 1) for git host {git_host}", config.display()));
-        progress.detail(&format!("private key {} (mode 0600; it never leaves the daemon)", key.display()));
+        progress.detail(&format!(
+            "{}: App \"{APP_NAME}\" (id 1) for git host {git_host}",
+            config.display()
+        ));
+        progress.detail(&format!(
+            "private key {} (mode 0600; it never leaves the daemon)",
+            key.display()
+        ));
 
         // 3. The daemon.
         let step = progress.step("daemon", "Start the daemon: ghapp daemon --foreground");
         let log = self.root.join("daemon.log");
-        let daemon = DaemonChild::start(&self.exe, &config, &socket, &log).await.in_step(step)?;
+        let daemon = DaemonChild::start(&self.exe, &config, &socket, &log)
+            .await
+            .in_step(step)?;
         progress.detail(&format!(
             "ready on {} (pid {}; logs in {})",
             daemon.socket.display(),
-            daemon.pid().map_or_else(|| "?".to_string(), |p| p.to_string()),
+            daemon
+                .pid()
+                .map_or_else(|| "?".to_string(), |p| p.to_string()),
             log.display()
         ));
         let socket = daemon.socket.clone();
         self.daemon = Some(daemon);
 
         // 4. git.
-        let step = progress.step("git-config", "Configure git in a throwaway HOME");
+        let step = progress.step(
+            "git-config",
+            "Configure git in a throwaway HOME: credential.helper ghapp, useHttpPath",
+        );
         let home = self.root.join("home");
         let exe_dir = self.exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        let (git, version, helper) = async {
+        let (git, version, helper, configured) = async {
             let helper = git::find_program("git-credential-ghapp", &exe_dir).ok_or_else(|| {
                 anyhow!(
                     "git-credential-ghapp is neither next to {} nor on PATH: build it \
@@ -155,24 +188,34 @@ impl Demo {
                     self.exe.display()
                 )
             })?;
+            if git::find_program("git", Path::new("/nonexistent")).is_none() {
+                bail!("git is not installed (or not on PATH): apt-get install git");
+            }
             std::fs::create_dir_all(&home).context("cannot create the throwaway HOME")?;
             let git = DemoGit::new(&home, &exe_dir, &socket)?;
             let version = git.run(&home, &["--version"]).await?;
-            configure_git(&git, &git_host).await?;
-            Ok::<_, anyhow::Error>((git, version, helper))
+            let configured = configure_git(&git, &self.exe, &git_host).await?;
+            Ok::<_, anyhow::Error>((git, version, helper, configured))
         }
         .await
         .in_step(step)?;
         progress.detail(&format!("{version}, HOME={}", git.home().display()));
-        progress.detail(&format!("credential.http://{git_host}.helper = ghapp   ({})", helper.display()));
-        progress.detail(&format!("credential.http://{git_host}.useHttpPath = true   (so the helper sees owner/repo)"));
+        progress.detail(&format!(
+            "ghapp configure --global --host http://{git_host}"
+        ));
+        progress.detail(&format!("  {configured}"));
+        progress.detail(&format!("git-credential-ghapp: {}", helper.display()));
 
         // 5. Clone.
-        let step = progress.step("clone", &format!("Clone {OWNER}/{REPO} through credential.helper ghapp"));
+        let step = progress.step(
+            "clone",
+            &format!("Clone {OWNER}/{REPO} through credential.helper ghapp"),
+        );
         let remote = format!("{}/{OWNER}/{REPO}.git", urls.git_url.trim_end_matches('/'));
         let work = self.root.join("work");
         let branch = async {
-            git.run(&self.root, &["clone", "--quiet", &remote, path_str(&work)?]).await?;
+            git.run(&self.root, &["clone", "--quiet", &remote, path_str(&work)?])
+                .await?;
             let branch = git.run(&work, &["symbolic-ref", "--short", "HEAD"]).await?;
             let commits = git.run(&work, &["rev-list", "--count", "HEAD"]).await?;
             Ok::<_, anyhow::Error>((branch, commits))
@@ -180,7 +223,9 @@ impl Demo {
         .await
         .in_step(step)?;
         let (branch, commits) = branch;
-        progress.detail(&format!("git clone {remote}: branch {branch}, {commits} commit(s)"));
+        progress.detail(&format!(
+            "git clone {remote}: branch {branch}, {commits} commit(s)"
+        ));
 
         // 6. Commit and push.
         let step = progress.step("push", "Commit and push");
@@ -190,27 +235,45 @@ impl Demo {
                 .unwrap_or_default();
             std::fs::write(
                 work.join("HELLO-FROM-GHAPP.md"),
-                format!("Pushed by `ghapp demo` at {stamp} with a GitHub App installation token.\n"),
+                format!(
+                    "Pushed by `ghapp demo` at {stamp} with a GitHub App installation token.\n"
+                ),
             )
             .context("cannot write the demo file")?;
             git.run(&work, &["add", "HELLO-FROM-GHAPP.md"]).await?;
-            git.run(&work, &["commit", "--quiet", "-m", "Hello from ghapp demo"]).await?;
+            git.run(&work, &["commit", "--quiet", "-m", "Hello from ghapp demo"])
+                .await?;
             let refspec = format!("HEAD:refs/heads/{branch}");
-            git.run(&work, &["push", "--quiet", "origin", &refspec]).await?;
+            git.run(&work, &["push", "--quiet", "origin", &refspec])
+                .await?;
             git.run(&work, &["rev-parse", "HEAD"]).await
         }
         .await
         .in_step(step)?;
-        progress.detail(&format!("git push origin {branch}: {} \"Hello from ghapp demo\"", short(&pushed)));
+        progress.detail(&format!(
+            "git push origin {branch}: {} \"Hello from ghapp demo\"",
+            short(&pushed)
+        ));
 
         // 7. Verify.
-        let step = progress.step("verify", "Verify the push landed: a fresh clone through the helper");
+        let step = progress.step(
+            "verify",
+            "Verify the push landed: a fresh clone through the helper",
+        );
         let verify = self.root.join("verify");
         async {
-            git.run(&self.root, &["clone", "--quiet", &remote, path_str(&verify)?]).await?;
+            git.run(
+                &self.root,
+                &["clone", "--quiet", &remote, path_str(&verify)?],
+            )
+            .await?;
             let head = git.run(&verify, &["rev-parse", "HEAD"]).await?;
             if head != pushed {
-                bail!("the fresh clone's HEAD is {}, not the pushed {}", short(&head), short(&pushed));
+                bail!(
+                    "the fresh clone's HEAD is {}, not the pushed {}",
+                    short(&head),
+                    short(&pushed)
+                );
             }
             if !verify.join("HELLO-FROM-GHAPP.md").is_file() {
                 bail!("the fresh clone lacks HELLO-FROM-GHAPP.md");
@@ -219,10 +282,16 @@ impl Demo {
         }
         .await
         .in_step(step)?;
-        progress.detail(&format!("fresh clone: HEAD {} on {branch}, HELLO-FROM-GHAPP.md present", short(&pushed)));
+        progress.detail(&format!(
+            "fresh clone: HEAD {} on {branch}, HELLO-FROM-GHAPP.md present",
+            short(&pushed)
+        ));
 
         // 8. What the daemon holds.
-        let step = progress.step("token", "Ask the daemon what git was given (GET /v1/status; fingerprint only)");
+        let step = progress.step(
+            "token",
+            "Ask the daemon what git was given (GET /v1/status; fingerprint only)",
+        );
         let held = async {
             let client = DaemonClient::new(&socket, Duration::from_secs(5));
             let status = client.status().await.context("GET /v1/status")?;
@@ -238,7 +307,9 @@ impl Demo {
         if let Some(emulator) = &self.emulator {
             match emulator.stats().await {
                 Ok(stats) => progress.detail(&describe_stats(&stats)),
-                Err(error) => progress.detail(&format!("(emulator statistics unavailable: {error:#})")),
+                Err(error) => {
+                    progress.detail(&format!("(emulator statistics unavailable: {error:#})"))
+                }
             }
         }
 
@@ -249,13 +320,25 @@ impl Demo {
             match status {
                 Some(status) if status.success() => {}
                 Some(status) => {
-                    return Err(anyhow!("the daemon exited with {status} on SIGTERM\n{}", log_tail(&daemon.log)))
-                        .in_step(step);
+                    return Err(anyhow!(
+                        "the daemon exited with {status} on SIGTERM\n{}",
+                        log_tail(&daemon.log)
+                    ))
+                    .in_step(step);
                 }
-                None => return Err(anyhow!("the daemon did not exit within 10 s of SIGTERM (killed)")).in_step(step),
+                None => {
+                    return Err(anyhow!(
+                        "the daemon did not exit within 10 s of SIGTERM (killed)"
+                    ))
+                    .in_step(step);
+                }
             }
             if socket.exists() {
-                return Err(anyhow!("the daemon left its socket {} behind", socket.display())).in_step(step);
+                return Err(anyhow!(
+                    "the daemon left its socket {} behind",
+                    socket.display()
+                ))
+                .in_step(step);
             }
             progress.detail("daemon exited 0 and removed its socket");
         }
@@ -315,25 +398,25 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Points git at ghapp for the emulator's git host — the same keys `ghapp configure` writes,
-/// scoped to `http://` because the emulator's git server is plain http.
-async fn configure_git(git: &DemoGit, git_host: &str) -> Result<()> {
+/// Points git at ghapp for the emulator's git host with `ghapp configure --global`, scoped to
+/// `http://` because the emulator's git server is plain http; returns what configure printed.
+async fn configure_git(git: &DemoGit, exe: &Path, git_host: &str) -> Result<String> {
     let home = git.home().to_path_buf();
-    let scope = format!("credential.http://{git_host}");
     let settings = [
-        ("user.name", "ghapp demo".to_string()),
-        ("user.email", "demo@ghapp.invalid".to_string()),
-        ("init.defaultBranch", "main".to_string()),
+        ("user.name", "ghapp demo"),
+        ("user.email", "demo@ghapp.invalid"),
+        ("init.defaultBranch", "main"),
     ];
-    for (key, value) in &settings {
+    for (key, value) in settings {
         git.run(&home, &["config", "--global", key, value]).await?;
     }
-    git.run(&home, &["config", "--global", &format!("{scope}.helper"), "ghapp"]).await?;
-    git.run(&home, &["config", "--global", &format!("{scope}.useHttpPath"), "true"]).await?;
-    Ok(())
+    let url = format!("http://{git_host}");
+    git.run_program(exe, &home, &["configure", "--global", "--host", &url])
+        .await
 }
 
 /// `host:port` of an `http://host:port` URL: what git sends as the credential's `host`.
@@ -350,7 +433,8 @@ fn authority(url: &str) -> Result<String> {
 }
 
 fn path_str(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| anyhow!("the temp path {} is not UTF-8", path.display()))
+    path.to_str()
+        .ok_or_else(|| anyhow!("the temp path {} is not UTF-8", path.display()))
 }
 
 fn short(sha: &str) -> &str {
@@ -386,19 +470,28 @@ fn describe_token(token: &CachedTokenStatus) -> String {
 
 /// The emulator's view: how many tokens were minted and how git's requests were answered.
 fn describe_stats(stats: &serde_json::Value) -> String {
-    let mints = stats.get("mints_total").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let mints = stats
+        .get("mints_total")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
     let git = stats
         .get("git_requests")
         .and_then(serde_json::Value::as_object)
         .map(|by_status| {
             by_status
                 .iter()
-                .map(|(status, count)| format!("{count}×{status}", count = count.as_u64().unwrap_or(0)))
+                .map(|(status, count)| {
+                    format!("{count}×{status}", count = count.as_u64().unwrap_or(0))
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         })
         .unwrap_or_default();
-    let git = if git.is_empty() { "none".to_string() } else { git };
+    let git = if git.is_empty() {
+        "none".to_string()
+    } else {
+        git
+    };
     format!(
         "GitHub emulator: {mints} token(s) minted; git requests answered {git} \
          (each 401 is git asking for a credential, which the helper then supplied)"
@@ -424,14 +517,26 @@ mod tests {
         assert_eq!(app.host, "127.0.0.1:4242");
         assert_eq!(app.app_id, Some(1));
         assert!(app.insecure_http);
-        assert_eq!(app.private_key_file.as_deref(), Some(Path::new("/tmp/ghapp-demo-\"q\"/app1.pem")));
-        assert_eq!(config.daemon.socket.as_deref(), Some(Path::new("/tmp/ghapp-demo-x/run/ghapp.sock")));
+        assert_eq!(
+            app.private_key_file.as_deref(),
+            Some(Path::new("/tmp/ghapp-demo-\"q\"/app1.pem"))
+        );
+        assert_eq!(
+            config.daemon.socket.as_deref(),
+            Some(Path::new("/tmp/ghapp-demo-x/run/ghapp.sock"))
+        );
     }
 
     #[test]
     fn authority_of_git_url() {
-        assert_eq!(authority("http://127.0.0.1:4242").unwrap(), "127.0.0.1:4242");
-        assert_eq!(authority("http://127.0.0.1:4242/").unwrap(), "127.0.0.1:4242");
+        assert_eq!(
+            authority("http://127.0.0.1:4242").unwrap(),
+            "127.0.0.1:4242"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:4242/").unwrap(),
+            "127.0.0.1:4242"
+        );
         assert!(authority("ftp://x").is_err());
         assert!(authority("http://").is_err());
     }
@@ -453,7 +558,10 @@ mod tests {
         let text = describe_token(&token);
         assert!(text.contains("sha256:0123456789ab"), "{text}");
         assert!(text.contains("59m"), "{text}");
-        let other = CachedTokenStatus { repositories: vec!["gadgets".into()], ..token };
+        let other = CachedTokenStatus {
+            repositories: vec!["gadgets".into()],
+            ..token
+        };
         assert!(!covers_repo(&other));
     }
 

@@ -28,7 +28,8 @@ impl DaemonChild {
     /// Starts `exe daemon --foreground --config CONFIG --socket SOCKET` and waits for its
     /// `ready <socket>` line on stdout.
     pub async fn start(exe: &Path, config: &Path, socket: &Path, log: &Path) -> Result<Self> {
-        let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(exe)
             .args(["daemon", "--foreground", "--config"])
             .arg(config)
@@ -47,7 +48,10 @@ impl DaemonChild {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot run {} daemon", exe.display()))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("the daemon's stdout is not piped"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("the daemon's stdout is not piped"))?;
         let mut stdout = BufReader::new(stdout);
         let announced = tokio::time::timeout(READY_TIMEOUT, read_ready_line(&mut stdout)).await;
         let socket = match announced {
@@ -58,10 +62,18 @@ impl DaemonChild {
             }
             Err(_) => {
                 let _ = child.start_kill();
-                bail!("the daemon printed no `ready` line within {READY_TIMEOUT:?}\n{}", log_tail(log));
+                bail!(
+                    "the daemon printed no `ready` line within {READY_TIMEOUT:?}\n{}",
+                    log_tail(log)
+                );
             }
         };
-        Ok(DaemonChild { child, _stdout: stdout, socket, log: log.to_path_buf() })
+        Ok(DaemonChild {
+            child,
+            _stdout: stdout,
+            socket,
+            log: log.to_path_buf(),
+        })
     }
 
     /// The daemon's process id.
@@ -72,7 +84,11 @@ impl DaemonChild {
     /// SIGTERM, then wait for it to drain and exit; SIGKILL if it does not within the timeout.
     /// Returns its exit status when it exited by itself.
     pub async fn stop(&mut self) -> Option<ExitStatus> {
-        let pid = self.child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+        let pid = self
+            .child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
@@ -90,7 +106,10 @@ async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> Result<PathBuf>
     let mut line = String::new();
     loop {
         line.clear();
-        let read = stdout.read_line(&mut line).await.context("reading the daemon's stdout")?;
+        let read = stdout
+            .read_line(&mut line)
+            .await
+            .context("reading the daemon's stdout")?;
         if read == 0 {
             bail!("the daemon exited before it was ready");
         }

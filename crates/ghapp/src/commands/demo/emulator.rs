@@ -63,7 +63,11 @@ impl EmbeddedEmulator {
             Ok(Err(_)) => bail!("the emulator's thread ended before it was ready"),
             Err(_) => bail!("the emulator did not start within {START_TIMEOUT:?}"),
         };
-        Ok(EmbeddedEmulator { urls, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(EmbeddedEmulator {
+            urls,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     /// Stops serving and waits for the emulator's thread to finish.
@@ -91,7 +95,12 @@ impl Drop for EmbeddedEmulator {
 
 /// The emulator thread: its own multi-threaded runtime (git http-backend runs as a CGI per git
 /// request), serving until told to stop.
-fn serve(fixture: PathBuf, state_dir: PathBuf, ready: oneshot::Sender<Result<Urls>>, stop: oneshot::Receiver<()>) {
+fn serve(
+    fixture: PathBuf,
+    state_dir: PathBuf,
+    ready: oneshot::Sender<Result<Urls>>,
+    stop: oneshot::Receiver<()>,
+) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("demo-emulator")
@@ -160,7 +169,11 @@ fn parse_response(answer: &[u8]) -> Result<Vec<u8>> {
         let lower = line.to_ascii_lowercase();
         lower.starts_with("transfer-encoding:") && lower.contains("chunked")
     });
-    if chunked { decode_chunked(body) } else { Ok(body.to_vec()) }
+    if chunked {
+        decode_chunked(body)
+    } else {
+        Ok(body.to_vec())
+    }
 }
 
 fn decode_chunked(mut body: &[u8]) -> Result<Vec<u8>> {
@@ -172,7 +185,8 @@ fn decode_chunked(mut body: &[u8]) -> Result<Vec<u8>> {
             .ok_or_else(|| anyhow!("truncated chunk size"))?;
         let size_text = String::from_utf8_lossy(&body[..line_end]);
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| anyhow!("bad chunk size {size_hex:?}"))?;
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| anyhow!("bad chunk size {size_hex:?}"))?;
         body = &body[line_end + 2..];
         if size == 0 {
             return Ok(out);
@@ -199,9 +213,19 @@ mod tests {
 
     #[test]
     fn refuses_errors_and_garbage() {
-        assert!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nno").unwrap_err().to_string().contains("404"));
+        assert!(
+            parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nno")
+                .unwrap_err()
+                .to_string()
+                .contains("404")
+        );
         assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nab").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nab")
+                .is_err()
+        );
     }
 }

@@ -48,7 +48,11 @@ impl DemoGit {
             dirs.extend(std::env::split_paths(&existing));
         }
         let path = std::env::join_paths(dirs).context("PATH cannot hold the ghapp directory")?;
-        Ok(DemoGit { home: home.to_path_buf(), path, socket: socket.to_path_buf() })
+        Ok(DemoGit {
+            home: home.to_path_buf(),
+            path,
+            socket: socket.to_path_buf(),
+        })
     }
 
     /// The throwaway HOME.
@@ -56,9 +60,9 @@ impl DemoGit {
         &self.home
     }
 
-    /// A `git` command in `dir` with the demo's environment.
-    fn command(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new("git");
+    /// `program` (git, or ghapp itself) in `dir` with the demo's environment.
+    fn command(&self, program: &Path, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.args(args).current_dir(dir);
         for name in CLEARED {
             command.env_remove(name);
@@ -81,10 +85,20 @@ impl DemoGit {
 
     /// Runs git and returns its trimmed stdout; a failure carries the command and git's stderr.
     pub async fn run(&self, dir: &Path, args: &[&str]) -> Result<String> {
-        let shown = format!("git {}", args.join(" "));
-        let child = self.command(dir, args).spawn().with_context(|| {
-            format!("cannot run {shown}: is git installed? (apt-get install git)")
-        })?;
+        self.run_program(Path::new("git"), dir, args).await
+    }
+
+    /// Runs `program` (e.g. `ghapp configure`) with git's environment: same HOME, same PATH.
+    pub async fn run_program(&self, program: &Path, dir: &Path, args: &[&str]) -> Result<String> {
+        let name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let shown = format!("{name} {}", args.join(" "));
+        let child = self
+            .command(program, dir, args)
+            .spawn()
+            .with_context(|| format!("cannot run {shown}"))?;
         let output = tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output())
             .await
             .map_err(|_| anyhow!("{shown} did not finish within {GIT_TIMEOUT:?}"))?
@@ -115,5 +129,7 @@ pub fn find_program(name: &str, dir: &Path) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
