@@ -76,10 +76,25 @@ impl Settings {
             apps_configured: config.apps.len(),
             default_host: config.apps.first().map(|app| app.host.to_ascii_lowercase()),
             default_owner: daemon.default_owner.clone(),
-            audit_log: daemon.audit_log.clone(),
+            audit_log: daemon
+                .audit_log
+                .as_deref()
+                .map(|path| relative_to_config(path, config_path)),
             client_timeout: daemon.client_timeout,
             max_connections: daemon.max_connections,
         })
+    }
+}
+
+/// A relative path in the config names a file next to the config (the daemon's working
+/// directory is `/` under systemd); `-` (stderr) stays as it is.
+fn relative_to_config(path: &Path, config_path: &Path) -> PathBuf {
+    if path.is_absolute() || path == Path::new("-") {
+        return path.to_path_buf();
+    }
+    match config_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -159,5 +174,14 @@ mod tests {
         assert_eq!(s.socket_gid, Some(4242));
         assert!(s.access.gids.contains(&4242));
         assert_eq!(s.default_host.as_deref(), Some("ghe.example.com"));
+        assert_eq!(
+            relative_to_config(Path::new("audit.jsonl"), path),
+            PathBuf::from("/etc/ghapp/audit.jsonl")
+        );
+        assert_eq!(relative_to_config(Path::new("-"), path), PathBuf::from("-"));
+        assert_eq!(
+            relative_to_config(Path::new("/var/log/a"), path),
+            PathBuf::from("/var/log/a")
+        );
     }
 }

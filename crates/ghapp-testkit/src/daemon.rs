@@ -7,7 +7,7 @@
 //! - [`http_request`]: one HTTP/1.1 request over the socket with `Connection: close`, from std
 //!   only, so tests can also send what a proper client never would.
 //! - [`parse_prometheus`]: a strict parser for the text exposition format.
-//! - [`config_for_emulator`]: a config with one App pointing at the emulator.
+//! - [`config_for_emulator`] / [`config_for`]: a config with one App pointing at the emulator.
 
 use anyhow::{Context, anyhow, bail};
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ pub struct DaemonStart {
     pub dir_mode: Option<u32>,
 }
 
-/// A running `ghapp daemon --foreground`, killed when dropped.
+/// A running `ghapp daemon --foreground` (working directory: its temp dir), killed when dropped.
 pub struct DaemonProcess {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -102,6 +102,7 @@ impl DaemonProcess {
             .arg("--socket")
             .arg(&self.socket)
             .args(&self.options.args)
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -391,6 +392,17 @@ pub fn config_for_emulator(
     format!(
         "[daemon]\n{extra_daemon}\n\n[[app]]\nname = \"test-app\"\nhost = {host:?}\napi_url = {api_url:?}\napp_id = 1\nprivate_key_file = {key:?}\ninsecure_http = true\n",
         key = private_key.display().to_string()
+    )
+}
+
+/// [`config_for_emulator`] for a running emulator started from
+/// [`crate::emulator::basic_fixture`] (App 1, key `app1.pem`).
+pub fn config_for(emulator: &crate::emulator::EmulatorProcess, extra_daemon: &str) -> String {
+    config_for_emulator(
+        &emulator.urls.api_url,
+        &emulator.urls.git_url,
+        &emulator.key_path("app1.pem"),
+        extra_daemon,
     )
 }
 
