@@ -4,13 +4,21 @@ mod configure;
 mod demo;
 mod doctor;
 mod exec;
+mod exit;
+mod expiry;
+mod git_config;
+mod host;
+mod man;
+mod output;
 mod runner_token;
 mod status;
+mod table;
 mod token;
 
 use crate::cli::{Cli, Command, LogFormat};
 use anyhow::Result;
 use ghapp_client::DaemonClient;
+use ghapp_protocol::paths::{Environment, Resolved, socket_from_config_file};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,14 +33,49 @@ pub struct Context {
 impl Context {
     /// A client for the daemon's socket, resolved the way every ghapp binary resolves it.
     pub fn client(&self, timeout: Duration) -> DaemonClient {
-        let socket = ghapp_protocol::paths::client_socket(self.socket.as_deref());
-        DaemonClient::new(socket.path, timeout)
+        DaemonClient::new(self.socket().path, timeout)
+    }
+
+    /// The daemon's socket and the rule that chose it: `--socket`, `$GHAPP_SOCKET`, the
+    /// `[daemon] socket` of the config file (`--config` respected), then the defaults.
+    pub fn socket(&self) -> Resolved {
+        let env = Environment::current();
+        let config_socket = if self.socket.is_none() && env.socket.is_none() {
+            socket_from_config_file(&self.config_file().path)
+        } else {
+            None
+        };
+        env.client_socket(self.socket.as_deref(), config_socket.as_deref(), |p| {
+            p.exists()
+        })
+    }
+
+    /// The config file and the rule that chose it (it may not exist).
+    pub fn config_file(&self) -> Resolved {
+        Environment::current().config_file(self.config.as_deref(), |p| p.is_file())
     }
 }
 
-/// Runs the parsed command line.
+/// Runs the parsed command line. A [`exit::Failure`] becomes its exit code with its message on
+/// stderr; any other error is left to `main` (exit 1).
 pub fn run(cli: Cli) -> Result<i32> {
-    let context = Context { socket: cli.socket, config: cli.config };
+    match dispatch(cli) {
+        Err(error) => match error.downcast_ref::<exit::Failure>() {
+            Some(failure) => {
+                eprintln!("ghapp: {error:#}");
+                Ok(failure.code)
+            }
+            None => Err(error),
+        },
+        ok => ok,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let context = Context {
+        socket: cli.socket,
+        config: cli.config,
+    };
     match cli.command {
         Command::Daemon(args) => {
             ghapp_daemon::run(ghapp_daemon::DaemonOptions {
@@ -53,13 +96,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Demo(args) => demo::run(&context, args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut command, "ghapp", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "ghapp", &mut script);
+            output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
-            Ok(0)
-        }
+        Command::Man => man::run(),
     }
 }

@@ -1,0 +1,54 @@
+//! Check 1: the config file is found and valid. The broker's own loader is used, so doctor
+//! accepts and refuses exactly what the daemon does; its errors name the file, line and key.
+
+use super::report::Report;
+use crate::commands::Context;
+use ghapp_broker::Config;
+
+/// Reports on the config file; returns it when it loads.
+pub fn check(context: &Context, report: &mut Report) -> Option<Config> {
+    let resolved = context.config_file();
+    let path = &resolved.path;
+    if !path.exists() {
+        report.fail(
+            format!(
+                "config file {} not found (chosen by: {})",
+                path.display(),
+                resolved.source
+            ),
+            "write one (docs/configuration.md; install.sh writes a commented template), or point \
+             --config / $GHAPP_CONFIG at yours",
+        );
+        return None;
+    }
+    match Config::load(path) {
+        Ok(config) => {
+            let names: Vec<String> = config
+                .apps
+                .iter()
+                .map(|app| format!("{} for {}", app.name, app.host))
+                .collect();
+            if names.is_empty() {
+                report.fail(
+                    format!("config file {} (chosen by: {}) has no [[app]]", path.display(), resolved.source),
+                    "add an [[app]] with name, app_id (or client_id) and private_key_file (docs/configuration.md)",
+                );
+            } else {
+                report.ok(format!(
+                    "config file {} (chosen by: {}) is valid: {}",
+                    path.display(),
+                    resolved.source,
+                    names.join(", ")
+                ));
+            }
+            Some(config)
+        }
+        Err(error) => {
+            report.fail(
+                format!("config file is not valid:\n{error}"),
+                format!("edit {} at the line and key named above (docs/configuration.md lists every key)", path.display()),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Check 3: the socket and the daemon behind it.
+//!
+//! - Which socket, and which rule chose it (`--socket`, `$GHAPP_SOCKET`, the config, the
+//!   defaults), so a client and a daemon that disagree are obvious.
+//! - The directory: not writable by others (a stranger could swap the socket; the daemon
+//!   itself refuses such a directory unless it is sticky, as git does), owned by the socket's
+//!   owner or root.
+//! - The socket: really a socket; a mode open to every user is a WARN (the daemon still checks
+//!   each peer's uid/gid, but there is no reason for it).
+//! - The daemon: answers `/v1/status` (version, degraded); refusing this user (403) is a FAIL
+//!   with the config keys that allow a uid.
+
+use super::report::Report;
+use crate::commands::Context;
+use ghapp_client::{ClientError, DaemonClient};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reports on the socket, its directory and the daemon.
+pub fn check(context: &Context, report: &mut Report) {
+    let socket = context.socket();
+    let path = &socket.path;
+    let start_fix = "start the daemon: `systemctl --user start ghapp.socket` (or `systemctl start ghapp` for \
+                     the system daemon), or `ghapp daemon --foreground`; if it runs elsewhere, point --socket / \
+                     $GHAPP_SOCKET at its socket";
+    if let Some(dir) = path.parent() {
+        check_directory(dir, report);
+    }
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(_) => {
+            report.fail(
+                format!(
+                    "daemon not reachable: no socket at {} (chosen by: {})",
+                    path.display(),
+                    socket.source
+                ),
+                start_fix,
+            );
+            return;
+        }
+    };
+    if !metadata.file_type().is_socket() {
+        report.fail(
+            format!("{} (chosen by: {}) is not a socket", path.display(), socket.source),
+            "remove it and restart the daemon, or point --socket / $GHAPP_SOCKET at the daemon's socket",
+        );
+        return;
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        report.warn(
+            format!("socket {} is open to every user (mode {mode:04o}); the daemon still checks each peer", path.display()),
+            "let the daemon set the mode (0600, or 0660 with [daemon] socket_group)",
+        );
+    } else {
+        report.ok(format!(
+            "socket {} (chosen by: {}): mode {mode:04o}, owner uid {}",
+            path.display(),
+            socket.source,
+            metadata.uid()
+        ));
+    }
+
+    let client = DaemonClient::new(path, STATUS_TIMEOUT);
+    match ghapp_client::block_on(client.status()) {
+        Ok(status) => {
+            report.ok(format!(
+                "daemon answers on {}: ghapp {}, up {}, {} App(s), {} cached token(s)",
+                path.display(),
+                status.version,
+                ghapp_protocol::duration::format_duration(Duration::from_secs(status.uptime_secs)),
+                status.apps.len(),
+                status.tokens.len()
+            ));
+            if status.version != ghapp_protocol::VERSION {
+                report.warn(
+                    format!(
+                        "daemon is ghapp {}, this CLI is {}",
+                        status.version,
+                        ghapp_protocol::VERSION
+                    ),
+                    "restart the daemon after upgrading (systemctl --user restart ghapp)",
+                );
+            }
+            if status.degraded {
+                report.warn(
+                    format!(
+                        "daemon is degraded: {}",
+                        status.degraded_reason.as_deref().unwrap_or("GitHub is failing")
+                    ),
+                    "cached tokens are served while they last; check GitHub's reachability from the daemon (`ghapp status`)",
+                );
+            }
+        }
+        Err(ClientError::Api {
+            status: 403,
+            message,
+        }) => report.fail(
+            format!(
+                "daemon refused this user (uid {}): {message}",
+                rustix::process::getuid().as_raw()
+            ),
+            "allow the uid with [daemon] allow_uids, or a group with allow_gids / socket_group",
+        ),
+        Err(error @ (ClientError::Unreachable { .. } | ClientError::Timeout { .. })) => report
+            .fail(
+                format!(
+                    "daemon not reachable: {error} (socket chosen by: {})",
+                    socket.source
+                ),
+                start_fix,
+            ),
+        Err(error) => report.fail(
+            format!(
+                "daemon at {} did not answer like ghapp: {error}",
+                path.display()
+            ),
+            "check what listens on the socket; restart the daemon",
+        ),
+    }
+}
+
+fn check_directory(dir: &Path, report: &mut Report) {
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o002 != 0 && !sticky {
+        report.fail(
+            format!("socket directory {} is writable by every user (mode {mode:04o}): anyone could replace the socket", dir.display()),
+            format!("chmod 700 {} (the daemon creates it 0700)", dir.display()),
+        );
+    } else if mode & 0o020 != 0 && !sticky {
+        report.warn(
+            format!(
+                "socket directory {} is writable by its group (mode {mode:04o})",
+                dir.display()
+            ),
+            format!(
+                "chmod 700 {} (or 750 to let a group reach the socket)",
+                dir.display()
+            ),
+        );
+    } else {
+        report.ok(format!(
+            "socket directory {}: mode {mode:04o}, owner uid {}",
+            dir.display(),
+            metadata.uid()
+        ));
+    }
+}
