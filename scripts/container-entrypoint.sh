@@ -11,9 +11,14 @@
 # for the user running the container (--global):
 #   - with `ghapp configure --global --host H` for each host when the ghapp CLI is in the image
 #     (it writes exactly what `ghapp unconfigure` removes);
-#   - otherwise with git config directly: credential.https://H.helper ghapp and
-#     credential.https://H.useHttpPath true, each written once (re-running adds nothing).
-# Hosts: $GHAPP_HOSTS, space-separated, default github.com.
+#   - otherwise with git config directly, the same keys configure writes:
+#       [credential "https://H"]
+#           helper =            (resets helpers configured before, e.g. a global `store`)
+#           helper = ghapp
+#           useHttpPath = true  (git passes owner/repo, so ghapp asks for that repository)
+#     written once: re-running adds nothing.
+# Hosts: $GHAPP_HOSTS, space-separated host[:port] or URLs (https:// is assumed; http:// only for
+# test hosts served by an App with insecure_http), default github.com.
 #
 # Otherwise git is left untouched: no socket, no helper in the image, or HOME not writable only
 # print a note on stderr (silence it with GHAPP_ENTRYPOINT_QUIET=1). The container's command runs
@@ -28,12 +33,14 @@ note() {
   [ "${GHAPP_ENTRYPOINT_QUIET:-0}" = 1 ] || printf 'ghapp-entrypoint: %s\n' "$*" >&2
 }
 
-# Adds `key value` to the global git config unless that exact value is already there.
-git_config_once() {
-  if git config --global --get-all "$1" 2>/dev/null | grep -qxF -- "$2"; then
-    return 0
+# Points git's credential lookup for URL $1 at ghapp, unless it already is.
+git_config_url() {
+  if ! git config --global --get-all "credential.$1.helper" 2>/dev/null | grep -qxF ghapp; then
+    git config --global --add "credential.$1.helper" "" \
+      && git config --global --add "credential.$1.helper" ghapp \
+      || return 1
   fi
-  git config --global --add "$1" "$2"
+  git config --global "credential.$1.useHttpPath" true
 }
 
 configure_git() {
@@ -47,19 +54,20 @@ configure_git() {
     return 0
   fi
   for host in $hosts; do
+    case "$host" in
+      *://*) url="${host%/}" ;;
+      *) url="https://$host" ;;
+    esac
     if command -v ghapp >/dev/null 2>&1; then
-      if ! ghapp configure --global --host "$host" >/dev/null; then
-        note "ghapp configure --global --host $host failed; git may not use ghapp for $host"
+      if ! ghapp configure --global --host "$url" >/dev/null; then
+        note "ghapp configure --global --host $url failed; git may not use ghapp for $url"
         continue
       fi
-    else
-      if ! git_config_once "credential.https://$host.helper" ghapp \
-        || ! git_config_once "credential.https://$host.useHttpPath" true; then
-        note "cannot write git's global config (is HOME=${HOME:-unset} writable?); git may not use ghapp for $host"
-        continue
-      fi
+    elif ! git_config_url "$url"; then
+      note "cannot write git's global config (is HOME=${HOME:-unset} writable?); git may not use ghapp for $url"
+      continue
     fi
-    note "git uses ghapp (socket $GHAPP_SOCKET) for https://$host"
+    note "git uses ghapp (socket $GHAPP_SOCKET) for $url"
   done
 }
 

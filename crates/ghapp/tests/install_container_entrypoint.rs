@@ -133,8 +133,8 @@ fn configures_git_when_the_socket_is_mounted_and_is_idempotent() {
     }
     assert_eq!(
         container.git_config("credential.https://github.com.helper"),
-        ["ghapp"],
-        "written once"
+        ["", "ghapp"],
+        "a reset, then ghapp, written once"
     );
     assert_eq!(
         container.git_config("credential.https://github.com.usehttppath"),
@@ -159,11 +159,11 @@ fn configures_every_host_in_ghapp_hosts() {
     );
     assert_eq!(
         container.git_config("credential.https://github.com.helper"),
-        ["ghapp"]
+        ["", "ghapp"]
     );
     assert_eq!(
         container.git_config("credential.https://ghe.example.com.helper"),
-        ["ghapp"]
+        ["", "ghapp"]
     );
     assert_eq!(
         container.git_config("credential.https://ghe.example.com.usehttppath"),
@@ -185,7 +185,7 @@ fn uses_ghapp_configure_when_the_cli_is_in_the_image() {
         String::from_utf8_lossy(&out.stderr)
     );
     let recorded = fs::read_to_string(container.path("ghapp.args")).unwrap();
-    assert_eq!(recorded, "configure --global --host github.com\n");
+    assert_eq!(recorded, "configure --global --host https://github.com\n");
     assert!(
         !container.gitconfig_exists(),
         "git config is left to `ghapp configure`"
@@ -255,5 +255,95 @@ fn quiet_mode_and_default_command() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The container recipe for real, minus docker: the daemon's socket as the only thing shared, the
+/// real helper in the "image", git configured by the entrypoint, a clone through the emulator;
+/// then the daemon goes away and git falls through to no credential (and fails without prompting).
+#[test]
+fn real_git_clone_through_the_mounted_socket_then_fall_through() {
+    use ghapp_testkit::daemon::{DaemonProcess, config_for_emulator};
+    use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
+
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).expect("emulator starts");
+    let config = config_for_emulator(
+        &emulator.urls.api_url,
+        &emulator.urls.git_url,
+        &emulator.key_path("app1.pem"),
+        "",
+    );
+    let mut daemon = DaemonProcess::start(&config).expect("daemon starts");
+    let container = Container::new();
+    std::os::unix::fs::symlink(
+        ghapp_testkit::binary("git-credential-ghapp"),
+        container.path("bin/git-credential-ghapp"),
+    )
+    .unwrap();
+    let git_url = format!("http://{}", emulator.git_host());
+    let clone = |dest: &str| {
+        let target = container.path(dest);
+        container
+            .command(&[
+                "git",
+                "clone",
+                "--quiet",
+                &emulator.repo_url("acme", "widgets"),
+                target.to_str().unwrap(),
+            ])
+            .env("GHAPP_SOCKET", daemon.socket())
+            .env("GHAPP_HOSTS", &git_url)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    };
+
+    let out = clone("first");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "clone through the mounted socket failed: {stderr}"
+    );
+    assert!(container.path("first/.git").is_dir());
+    assert_eq!(
+        container.git_config(&format!("credential.{git_url}.helper")),
+        ["", "ghapp"]
+    );
+
+    // The daemon goes away, the socket with it: the helper prints nothing, git has no other
+    // credential and, with prompts off, fails at once instead of hanging.
+    daemon.stop().expect("daemon stops");
+    let started = std::time::Instant::now();
+    let out = container
+        .command(&[
+            "git",
+            "clone",
+            "--quiet",
+            &emulator.repo_url("acme", "widgets"),
+            container.path("second").to_str().unwrap(),
+        ])
+        .env("GHAPP_SOCKET", daemon.socket())
+        .env("GHAPP_HOSTS", &git_url)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "no credential without the daemon: {stderr}"
+    );
+    assert!(
+        stderr.contains("is not a socket"),
+        "the entrypoint noticed: {stderr}"
+    );
+    assert!(
+        stderr.contains("terminal prompts disabled") || stderr.contains("Authentication failed"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "fall-through is prompt"
     );
 }
