@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use crate::common::Sandbox;
-use ghapp_testkit::daemon::{DaemonProcess, config_for_emulator};
+use ghapp_testkit::daemon::DaemonProcess;
 use ghapp_testkit::emulator::EmulatorProcess;
 use std::path::{Path, PathBuf};
 
@@ -54,16 +54,31 @@ impl Stack {
         Stack::start_with(FIXTURE, CEILING)
     }
 
-    /// `fixture` for the emulator; `app_extra` appended to the config's `[[app]]`.
+    /// `fixture` for the emulator; `app_extra` appended to the config's `[[app]]`, whose host
+    /// is the emulator's git server.
     pub fn start_with(fixture: &str, app_extra: &str) -> Stack {
+        Stack::start_with_host(fixture, app_extra, None)
+    }
+
+    /// Like [`Stack::start_with`], with the App serving `host` (e.g. `github.com`, its API
+    /// still the emulator's). GitHub failures give up after 2 s (`retry_budget`), so error paths
+    /// stay quick.
+    pub fn start_with_host(fixture: &str, app_extra: &str, host: Option<&str>) -> Stack {
         let emulator = EmulatorProcess::start(fixture).expect("the emulator starts");
         let key = emulator.state_dir().join("app1.pem");
+        let host = host
+            .map(str::to_string)
+            .unwrap_or_else(|| host_of(&emulator.urls.git_url));
         let config = format!(
-            "{}{app_extra}\n",
-            config_for_emulator(&emulator.urls.api_url, &emulator.urls.git_url, &key, "")
+            "[daemon]\nretry_budget = \"2s\"\nrequest_timeout = \"2s\"\n\n[[app]]\nname = \"test-app\"\n\
+             host = {host:?}\napi_url = {api:?}\napp_id = 1\nprivate_key_file = {key:?}\ninsecure_http = true\n{app_extra}\n",
+            api = emulator.urls.api_url,
+            key = key.display().to_string(),
         );
-        let daemon = DaemonProcess::start(&config).expect("the daemon starts");
-        let host = host_of(&emulator.urls.git_url);
+        let daemon = match DaemonProcess::start(&config) {
+            Ok(daemon) => daemon,
+            Err(error) => panic!("the daemon starts: {error:#}"),
+        };
         Stack {
             emulator,
             daemon,
