@@ -376,13 +376,17 @@ impl GitHome {
 }
 
 /// The credential helpers a `GIT_TRACE` log shows git running, in order, as the shell command
-/// (`git credential-ghapp get`, `git credential-store --file x get`).
+/// from the helper list (`git credential-ghapp get`, `git credential-store --file x get`).
+/// For a helper that is not built into git, the `git` wrapper then execs the dashed
+/// `git-credential-ghapp get` and traces that too; those repeats are left out.
 pub fn helpers_in_trace(trace: &str) -> Vec<String> {
     trace
         .lines()
         .filter_map(|line| line.split_once("run_command: ").map(|(_, command)| command))
         .map(|command| command.trim().trim_matches('\'').to_string())
-        .filter(|command| command.contains("credential-"))
+        .filter(|command| {
+            command.contains("credential-") && !command.starts_with("git-credential-")
+        })
         .collect()
 }
 
@@ -428,6 +432,7 @@ mod tests {
         let trace = "12:00:00.000001 run-command.c:659 trace: run_command: 'git credential-cache get'\n\
                      12:00:00.000002 git.c:463 trace: built-in: git fetch\n\
                      12:00:00.000003 run-command.c:659 trace: run_command: 'git credential-ghapp --require get'\n\
+                     12:00:00.000004 run-command.c:659 trace: run_command: git-credential-ghapp --require get\n\
                      12:00:00.000004 run-command.c:659 trace: run_command: GIT_DIR=.git git remote-http origin\n";
         assert_eq!(
             helpers_in_trace(trace),
