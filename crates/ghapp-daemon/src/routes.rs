@@ -286,10 +286,13 @@ async fn token<S: TokenService>(
     raw_query: &str,
     audit: &mut AuditEvent,
 ) -> Reply {
-    let query = match TokenQuery::parse(raw_query) {
+    let mut query = match TokenQuery::parse(raw_query) {
         Ok(query) => query,
         Err(e) => return Reply::error(400, format!("invalid query: {e}")),
     };
+    if query.host.is_none() {
+        query.host = settings.default_host.clone();
+    }
     match serve_token(state, settings, peer, query, audit).await {
         Ok(token) => Reply::json(200, &token),
         Err(reply) => reply,
@@ -388,7 +391,9 @@ async fn runner_token<S: TokenService>(
         Err(e) => return Reply::error(400, e.to_string()),
     };
     let host = match wanted.host.as_deref().map(api::check_host).transpose() {
-        Ok(host) => host.unwrap_or_else(|| api::DEFAULT_HOST.to_string()),
+        Ok(host) => host
+            .or_else(|| settings.default_host.clone())
+            .unwrap_or_else(|| api::DEFAULT_HOST.to_string()),
         Err(e) => return Reply::error(400, e.to_string()),
     };
     audit.host = Some(host.clone());

@@ -23,7 +23,8 @@ pub struct Settings {
     pub config_socket: Option<PathBuf>,
     /// Number of `[[app]]` entries; the workspace endpoint answers 404 when zero.
     pub apps_configured: usize,
-    /// Host the seed routes ask for: the first `[[app]]`'s.
+    /// Host for requests that name none (and the seed routes): github.com when an App serves
+    /// it, else the first `[[app]]`'s host; `None` without Apps.
     pub default_host: Option<String>,
     /// Owner the workspace endpoint asks for (`[daemon] default_owner`).
     pub default_owner: Option<String>,
@@ -74,7 +75,7 @@ impl Settings {
             socket_gid,
             config_socket: daemon.socket.clone(),
             apps_configured: config.apps.len(),
-            default_host: config.apps.first().map(|app| app.host.to_ascii_lowercase()),
+            default_host: default_host(config),
             default_owner: daemon.default_owner.clone(),
             audit_log: daemon
                 .audit_log
@@ -83,6 +84,20 @@ impl Settings {
             client_timeout: daemon.client_timeout,
             max_connections: daemon.max_connections,
         })
+    }
+}
+
+fn default_host(config: &Config) -> Option<String> {
+    let hosts: Vec<String> = config
+        .apps
+        .iter()
+        .map(|app| app.host.to_ascii_lowercase())
+        .collect();
+    let github = ghapp_protocol::api::DEFAULT_HOST;
+    if hosts.iter().any(|h| h == github) {
+        Some(github.to_string())
+    } else {
+        hosts.into_iter().next()
     }
 }
 
@@ -173,7 +188,24 @@ mod tests {
         let s = Settings::from_config(&config, path, 0).unwrap();
         assert_eq!(s.socket_gid, Some(4242));
         assert!(s.access.gids.contains(&4242));
-        assert_eq!(s.default_host.as_deref(), Some("ghe.example.com"));
+        assert_eq!(
+            s.default_host.as_deref(),
+            Some("ghe.example.com"),
+            "the only host"
+        );
+        let app = |name: &str, host: &str| {
+            format!(
+                "[[app]]\nname = \"{name}\"\nhost = \"{host}\"\napp_id = 1\nprivate_key_env = \"K\"\n"
+            )
+        };
+        let two = format!("{}{}", app("a", "ghe.example.com"), app("b", "github.com"));
+        let config = Config::parse(&two, path).unwrap();
+        let s = Settings::from_config(&config, path, 0).unwrap();
+        assert_eq!(
+            s.default_host.as_deref(),
+            Some("github.com"),
+            "github.com when an App serves it"
+        );
         assert_eq!(
             relative_to_config(Path::new("audit.jsonl"), path),
             PathBuf::from("/etc/ghapp/audit.jsonl")

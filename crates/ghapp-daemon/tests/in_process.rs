@@ -462,10 +462,8 @@ async fn slow_and_malformed_clients_are_cut_off_without_hurting_others() {
     })
     .await
     .unwrap();
-    match garbage {
-        Ok(r) => assert_eq!(r.status / 100, 4, "garbage answered {}", r.status),
-        Err(_) => {} // cut off
-    }
+    let garbage = garbage.expect("garbage gets an answer");
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
     let socket = h.socket.clone();
     let big_head = tokio::task::spawn_blocking(move || {
         let request = format!(
@@ -476,9 +474,9 @@ async fn slow_and_malformed_clients_are_cut_off_without_hurting_others() {
     })
     .await
     .unwrap();
-    match big_head {
-        Ok(r) => assert_eq!(r.status, 431),
-        Err(_) => {}
+    // Either 431, or cut off while still writing (the server stops reading at 16 KiB).
+    if let Ok(r) = big_head {
+        assert_eq!(r.status, 431);
     }
     // An idle keep-alive connection is closed after client_timeout too.
     let socket = h.socket.clone();

@@ -291,8 +291,18 @@ fn socket_activation_uses_the_inherited_socket_and_leaves_it_alone() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The first connection starts the daemon, which must answer it.
-    let response = http_request(&socket, "GET", "/healthz", None).unwrap();
+    // The first connection starts the daemon, which must answer it. (The path appears at
+    // bind(2), a moment before listen(2): retry a refused connect.)
+    let response = loop {
+        match http_request(&socket, "GET", "/healthz", None) {
+            Ok(response) => break response,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("retrying: {e:#}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
     assert_eq!(response.status, 200);
     let mut line = String::new();
     std::io::BufRead::read_line(
@@ -549,4 +559,40 @@ fn sigterm_lets_the_request_in_flight_finish() {
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, daemon.log());
     assert!(exit.success(), "{}", daemon.log());
     assert!(!daemon.socket().exists());
+}
+
+#[test]
+fn sighup_keeps_cached_tokens_and_applies_the_new_config() {
+    let me = rustix::process::geteuid().as_raw();
+    let (emulator, daemon) = emulator_and_daemon("", DaemonStart::default());
+    let first = daemon
+        .request("GET", "/v1/token?owner=acme&repo=widgets", None)
+        .unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let policy = format!("[[daemon.policy]]\nuid = {me}\nowners = [\"acme\"]\n");
+    daemon
+        .write_config(&config_for(&emulator, &policy))
+        .unwrap();
+    daemon.reload().unwrap();
+    daemon
+        .wait_for_log("configuration reloaded", Duration::from_secs(20))
+        .unwrap();
+    let second = daemon
+        .request("GET", "/v1/token?owner=acme&repo=widgets", None)
+        .unwrap();
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(
+        first.json().unwrap()["token"],
+        second.json().unwrap()["token"],
+        "the cached token survived the reload"
+    );
+    assert_eq!(emulator.stats().unwrap()["mints_total"], 1);
+    let refused = daemon
+        .request("GET", "/v1/token?owner=octo&repo=tools", None)
+        .unwrap();
+    assert_eq!(
+        refused.status, 403,
+        "the new policy applies: {}",
+        refused.body
+    );
 }

@@ -483,10 +483,10 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
         if finished.contains(&family) {
             return Err(at(format!("family {family} is not contiguous")));
         }
-        if current.as_deref() != Some(family.as_str()) {
-            if let Some(previous) = current.replace(family.clone()) {
-                finished.insert(previous);
-            }
+        if current.as_deref() != Some(family.as_str())
+            && let Some(previous) = current.replace(family.clone())
+        {
+            finished.insert(previous);
         }
         let key = format!("{}{:?}", sample.name, sample.labels);
         if !seen.insert(key) {
@@ -710,9 +710,9 @@ mod tests {
     fn strict_parser_accepts_good_pages() {
         let page = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\\\\\\n\"} 3\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.7\nh_count 2\n# TYPE g gauge\ng -1.5e3 1700000000\n";
         let samples = parse_prometheus(page).unwrap();
-        assert_eq!(samples.len(), 5);
+        assert_eq!(samples.len(), 6);
         assert_eq!(samples[0].labels["y"], "q\"\\\n");
-        assert_eq!(samples[4].value, -1500.0);
+        assert_eq!(samples[5].value, -1500.0);
     }
 
     #[test]

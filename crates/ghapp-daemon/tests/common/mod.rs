@@ -44,11 +44,8 @@ fn expires_in_an_hour() -> String {
 }
 
 impl TokenService for Fake {
-    fn token<'a>(
-        &'a self,
-        query: &'a TokenQuery,
-    ) -> impl std::future::Future<Output = Result<TokenResponse, BrokerError>> + Send + 'a {
-        async move {
+    async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
+        {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.queries.lock().unwrap().push(query.clone());
             let owner = query.owner.clone().unwrap_or_else(|| "acme".to_string());
@@ -92,14 +89,13 @@ impl TokenService for Fake {
         token == fake_token("acme", "widgets")
     }
 
-    fn runner_token<'a>(
-        &'a self,
-        host: &'a str,
-        org: &'a str,
+    async fn runner_token(
+        &self,
+        host: &str,
+        org: &str,
         remove: bool,
-    ) -> impl std::future::Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a
-    {
-        async move {
+    ) -> Result<RunnerTokenResponse, BrokerError> {
+        {
             if org == "missing" {
                 return Err(BrokerError {
                     kind: ErrorKind::NotFound,
