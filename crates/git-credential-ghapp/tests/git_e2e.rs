@@ -177,6 +177,26 @@ fn clone_fetch_push_across_two_installations() -> Result<()> {
             stack.mints(100)? >= 1 && stack.mints(200)? >= 1,
             "both installations minted"
         );
+        // Without useHttpPath git sends no path; two installations serve the host, so ghapp
+        // answers nothing, and says why when asked.
+        for git in gits() {
+            let home = stack.home(&git)?.with_env("GHAPP_DEBUG", "1");
+            home.add_config("credential.helper", "ghapp")?;
+            let mut child = home
+                .command()
+                .args(["credential", "fill"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            let request = format!("url={}\n\n", stack.url("acme/widgets"));
+            std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, request.as_bytes())?;
+            let output = child.wait_with_output()?;
+            let stderr = stderr_of(&output);
+            ensure!(!output.status.success(), "{}: no credential without a path", git.label());
+            ensure!(!String::from_utf8_lossy(&output.stdout).contains("password"), "{}", git.label());
+            ensure!(stderr.contains("credential.useHttpPath true"), "{}: explained: {stderr}", git.label());
+        }
         let owners: Vec<String> = stack
             .status()?
             .tokens
