@@ -216,7 +216,17 @@ impl Inner {
             .max(runtime.settings.min_ttl);
         let mut re_resolved = false;
         loop {
-            let resolved = self.resolve(&runtime, &apps, &target).await?;
+            let resolved = self.resolve(&runtime, &apps, &target).await.map_err(|e| {
+                if e.kind == ErrorKind::Unavailable {
+                    BrokerError::unavailable(format!(
+                        "{}: no cached token with enough life left for {}",
+                        e.message,
+                        target.label()
+                    ))
+                } else {
+                    e
+                }
+            })?;
             let app = runtime
                 .app(&resolved.app_identity)
                 .cloned()

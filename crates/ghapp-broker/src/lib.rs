@@ -144,8 +144,20 @@ impl Broker {
     /// a cached token with at least `max(query.min_ttl, degraded_min_ttl)` left is served.
     pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
         let request = broker::Request::from_query(query)?;
-        let (token, _) = self.inner.token_for(&request).await?;
-        Ok(token.response())
+        // In its own task: a caller that gives up (its future dropped) leaves the look-up and
+        // mint to finish and fill the cache for the next request.
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            inner
+                .token_for(&request)
+                .await
+                .map(|(token, _)| token.response())
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(BrokerError::internal(format!(
+                "the token request task failed: {e}"
+            )))
+        })
     }
 
     /// Drops the cached entry holding exactly this token; true if there was one.

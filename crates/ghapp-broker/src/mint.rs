@@ -17,7 +17,7 @@ use crate::flight::FlightSender;
 use crate::github::{ApiError, MintedToken, TokenRequestBody};
 use crate::metrics::bump;
 use crate::resolve::Resolved;
-use ghapp_protocol::permissions::Permissions;
+use ghapp_protocol::permissions::{Level, Permissions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -110,7 +110,12 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
         ))
     };
     if let Some(asked) = &plan.body.permissions {
-        if let Some((name, level)) = minted.permissions.first_beyond(asked) {
+        // GitHub adds `metadata: read` to every scoped token (repositories need it).
+        let mut allowed = asked.clone();
+        if allowed.get("metadata").is_none() {
+            let _ = allowed.insert("metadata", Level::Read);
+        }
+        if let Some((name, level)) = minted.permissions.first_beyond(&allowed) {
             return Err(refuse(format!(
                 "grants {name}:{level}, more than asked ({})",
                 asked.to_list()

@@ -7,9 +7,9 @@
 //!
 //! Every App configured for the host (and allowing the owner) is tried in file order; the first
 //! installed wins. Answers are cached: found for `installation_cache_ttl`, "not installed" for
-//! `negative_cache_ttl`. Look-ups are single-flight per target. When GitHub is failing, an
-//! expired "found" answer is still used (for up to a day), so an outage does not stop cached
-//! tokens from being served just because a mapping aged.
+//! `negative_cache_ttl`. Look-ups are single-flight per target. An aged "found" answer is used
+//! at once while it is looked up again in the background (and kept for up to a day), so neither
+//! callers nor an outage wait on a mapping that merely aged; a 404 from access_tokens drops it.
 
 use crate::app::{AppRuntime, Runtime, Trouble};
 use crate::broker::Inner;
@@ -168,12 +168,21 @@ impl Inner {
         let waiting = {
             let mut state = self.resolutions.lock();
             let now = Instant::now();
-            if let Some(entry) = state.entries.get(&key)
-                && entry.fresh_until > now
-            {
-                return answer_to_result(entry.answer.clone(), apps);
+            let mut stale = None;
+            if let Some(entry) = state.entries.get(&key) {
+                if entry.fresh_until > now {
+                    return answer_to_result(entry.answer.clone(), apps);
+                }
+                // Stale while revalidating: an aged "found" answer is used at once while it is
+                // looked up again in the background, so callers do not wait on GitHub for it.
+                if let Answer::Found(resolved) = &entry.answer
+                    && !resolved.installation.suspended
+                    && entry.keep_until > now
+                {
+                    stale = Some(resolved.clone());
+                }
             }
-            match state.flights.get(&key) {
+            let flight = match state.flights.get(&key) {
                 Some(flight) => flight.clone(),
                 None => {
                     let (tx, rx) = flight();
@@ -188,7 +197,11 @@ impl Inner {
                     });
                     rx
                 }
+            };
+            if let Some(resolved) = stale {
+                return Ok(resolved);
             }
+            flight
         };
         let answer = waiting.wait().await.unwrap_or_else(|| {
             Err(BrokerError::internal(

@@ -220,10 +220,10 @@ fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, Strin
             "permissions is empty: remove it to allow what the installation grants, or list a ceiling like { contents = \"read\" }".into(),
         );
     }
-    if let Some(url) = &app.api_url {
-        if let Err(message) = check_api_url(url, app.insecure_http) {
-            report(Some("api_url"), message);
-        }
+    if let Some(url) = &app.api_url
+        && let Err(message) = check_api_url(url, app.insecure_http)
+    {
+        report(Some("api_url"), message);
     }
 }
 
