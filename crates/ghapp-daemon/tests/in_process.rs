@@ -122,6 +122,15 @@ async fn invalidate_runner_status_and_metrics() {
         .request("DELETE", "/v1/token", Some("{\"token\":\"ghs_other\"}"))
         .await;
     assert_eq!(r.json().unwrap()["invalidated"], false);
+    // Bodies larger than the 16 KiB head buffer but under the 64 KiB cap are read whole.
+    let padded = format!("{{\"token\":\"ghs_other\"{}}}", " ".repeat(30_000));
+    let r = h.request("DELETE", "/v1/token", Some(&padded)).await;
+    assert_eq!(
+        (r.status, r.json().unwrap()["invalidated"].as_bool()),
+        (200, Some(false)),
+        "{}",
+        r.body
+    );
     let r = h.request("DELETE", "/v1/token", Some("not json")).await;
     assert_eq!(r.status, 400);
     let huge = format!("{{\"token\":\"{}\"}}", "x".repeat(70_000));

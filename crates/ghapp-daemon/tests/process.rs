@@ -596,3 +596,46 @@ fn sighup_keeps_cached_tokens_and_applies_the_new_config() {
         refused.body
     );
 }
+
+#[test]
+fn malformed_requests_get_a_clear_4xx_or_are_cut_off_without_hurting_others() {
+    use std::io::{Read, Write};
+    let daemon = DaemonProcess::start("[daemon]\nclient_timeout = \"1s\"\n").unwrap();
+    // A client that never finishes its headers, held open while others are served.
+    let mut stalled = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    stalled
+        .write_all(b"GET /v1/token?owner=acme HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+
+    for (path, status, needle) in [
+        ("/nope", 404, "no route GET /nope"),
+        ("/v1/token?owner=ac%zzme", 400, "percent-encoding"),
+        (
+            "/v1/token?owner=acme&evil=1",
+            400,
+            "unknown query parameter",
+        ),
+    ] {
+        let r = daemon.request("GET", path, None).unwrap();
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(error_of(&r).contains(needle), "{path}: {}", r.body);
+    }
+    let oversized = format!("/v1/token?owner=acme&repo={}", "r".repeat(5000));
+    let r = daemon.request("GET", &oversized, None).unwrap();
+    assert_eq!(r.status, 414, "{}", r.body);
+    let r = ghapp_testkit::daemon::raw_request(daemon.socket(), b"BLAH\r\n\r\n").unwrap();
+    assert_eq!(r.status, 400);
+
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the stalled client was cut off"
+    );
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    assert_eq!(daemon.get("/healthz").unwrap().0, 200);
+}
