@@ -190,12 +190,27 @@ fn clone_fetch_push_across_two_installations() -> Result<()> {
                 .stderr(std::process::Stdio::piped())
                 .spawn()?;
             let request = format!("url={}\n\n", stack.url("acme/widgets"));
-            std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, request.as_bytes())?;
+            std::io::Write::write_all(
+                &mut child.stdin.take().context("stdin")?,
+                request.as_bytes(),
+            )?;
             let output = child.wait_with_output()?;
             let stderr = stderr_of(&output);
-            ensure!(!output.status.success(), "{}: no credential without a path", git.label());
-            ensure!(!String::from_utf8_lossy(&output.stdout).contains("password"), "{}", git.label());
-            ensure!(stderr.contains("credential.useHttpPath true"), "{}: explained: {stderr}", git.label());
+            ensure!(
+                !output.status.success(),
+                "{}: no credential without a path",
+                git.label()
+            );
+            ensure!(
+                !String::from_utf8_lossy(&output.stdout).contains("password"),
+                "{}",
+                git.label()
+            );
+            ensure!(
+                stderr.contains("credential.useHttpPath true"),
+                "{}: explained: {stderr}",
+                git.label()
+            );
         }
         let owners: Vec<String> = stack
             .status()?
@@ -544,6 +559,76 @@ fn credential_cache_in_front_never_serves_an_expired_token() -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn submodules_across_installations_through_rewritten_ssh_urls() -> Result<()> {
+    let stack = Stack::start(3600, 60)?;
+    let ssh_base = "git@github.example:";
+    for git in gits() {
+        let label = git.label();
+        let home = stack.home(&git)?;
+        home.use_ghapp_helper("ghapp")?;
+        // docs/git.md's SSH recipe, with the emulator standing in for https://github.com/.
+        let https_base = format!("{}/", stack.emulator.urls.git_url.trim_end_matches('/'));
+        home.set_config(&format!("url.{https_base}.insteadOf"), ssh_base)?;
+
+        // The submodule lives in the other installation (the user `octo`); give it a commit.
+        let tools = home.clone_repo(&format!("{ssh_base}octo/tools.git"), "tools")?;
+        home.commit_file(&tools, "tool.txt", &format!("from {label}\n"), "tool")?;
+        home.push(&tools).with_context(|| stack.logs())?;
+
+        // The superproject (organisation `acme`) records the submodule by its SSH URL.
+        let superproject = home.clone_repo(&format!("{ssh_base}acme/gadgets.git"), "gadgets")?;
+        let path = format!("tools-{}-{}", git.version.0, git.version.1);
+        home.run(
+            Some(&superproject),
+            &[
+                "submodule",
+                "add",
+                "--quiet",
+                &format!("{ssh_base}octo/tools.git"),
+                &path,
+            ],
+        )
+        .with_context(|| stack.logs())?;
+        home.run(
+            Some(&superproject),
+            &["commit", "--quiet", "-m", "add tools"],
+        )?;
+        home.push(&superproject).with_context(|| stack.logs())?;
+
+        let check = format!("gadgets-check-{}", git.version.1);
+        home.run(
+            None,
+            &[
+                "clone",
+                "--quiet",
+                "--recurse-submodules",
+                &format!("{ssh_base}acme/gadgets.git"),
+                &check,
+            ],
+        )
+        .with_context(|| {
+            format!(
+                "{label}: recursive clone across installations\n{}",
+                stack.logs()
+            )
+        })?;
+        let tool = home.work_dir().join(&check).join(&path).join("tool.txt");
+        ensure!(
+            tool.is_file(),
+            "{label}: the submodule was checked out: {}",
+            tool.display()
+        );
+    }
+    if !gits().is_empty() {
+        ensure!(
+            stack.mints(100)? >= 1 && stack.mints(200)? >= 1,
+            "one token per installation"
+        );
     }
     Ok(())
 }
