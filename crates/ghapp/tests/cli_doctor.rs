@@ -366,3 +366,31 @@ fn a_healthy_setup_passes() {
         assert_finding(&out, "OK", ok, "");
     }
 }
+
+#[test]
+fn daemon_running_another_key_or_config() {
+    let stack = Stack::start();
+    let sandbox = Sandbox::new();
+    let files = Files::new();
+    let other = Stack::other_key(files.dir.path());
+    let rotated = files.write("rotated.pem", &fs::read_to_string(&other).unwrap(), 0o600);
+    let config = config_with_key(&files, &rotated, &stack.emulator.urls.api_url, &stack.host);
+    let out = doctor(&sandbox, &config, stack.daemon.socket(), None);
+    assert_finding(&out, "OK", "daemon answers", "");
+    assert_finding(
+        &out,
+        "WARN",
+        "the daemon signs for App test-app with key",
+        "reload",
+    );
+
+    let renamed = files.write(
+        "renamed.toml",
+        &fs::read_to_string(&config)
+            .unwrap()
+            .replace("name = \"test-app\"", "name = \"other-app\""),
+        0o600,
+    );
+    let out = doctor(&sandbox, &renamed, stack.daemon.socket(), None);
+    assert_finding(&out, "WARN", "does not serve App other-app", "reload");
+}

@@ -7,7 +7,8 @@
 //! 2. [`keys`]: each App's private key is readable, not group/world-accessible, and is an RSA
 //!    key that signs.
 //! 3. [`daemon`]: the socket (path, how it was chosen, socket and directory permissions) and
-//!    the daemon behind it (answers, version, degraded).
+//!    the daemon behind it (answers, version, degraded, serves the config's Apps with the same
+//!    keys).
 //! 4. [`github`]: GitHub accepts each App's key (`GET /app` with an App JWT signed here from
 //!    the key file — doctor talks to GitHub directly, not through the daemon, so it also works
 //!    when the daemon is down) and the clock skew against GitHub's `Date` header.
@@ -38,11 +39,12 @@ pub fn run(context: &Context, args: DoctorArgs) -> Result<i32> {
     };
     let mut report = Report::new();
     let config = config_file::check(context, &mut report);
-    if let Some(config) = &config {
-        let loaded = keys::check(config, &mut report);
-        github::check(&loaded, &mut report);
-    }
-    daemon::check(context, &mut report);
+    let apps = config
+        .as_ref()
+        .map(|c| keys::check(c, &mut report))
+        .unwrap_or_default();
+    github::check(&apps, &mut report);
+    daemon::check(context, &apps, &mut report);
     helper::check(&mut report);
     let hosts = match host_flag {
         Some(host) => vec![host],

@@ -19,8 +19,9 @@ use ghapp_protocol::secret::Token;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Minting may need an installation token first, with retries against GitHub.
-const RUNNER_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Minting may need an installation token first, with retries against GitHub: as for
+/// `ghapp token`, longer than the daemon's default retry budget.
+const RUNNER_TOKEN_TIMEOUT: Duration = super::token::TOKEN_TIMEOUT;
 
 /// Runs the command.
 pub fn run(context: &Context, args: RunnerTokenArgs) -> Result<i32> {

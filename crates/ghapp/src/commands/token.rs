@@ -16,9 +16,11 @@ use ghapp_protocol::secret::Token;
 use serde::Serialize;
 use std::time::Duration;
 
-/// How long to wait for the daemon: generous, because a cold mint may retry against GitHub
-/// (backoff on 5xx, a replication-delay retry, a clock-skew retry).
-pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the daemon: longer than the daemon's default `retry_budget` (30 s), so
+/// when GitHub is slow or failing the daemon's own answer — the actionable one — arrives before
+/// this deadline does (a cold mint may back off on 5xx, retry a replication delay or a skewed
+/// clock).
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Runs the command.
 pub fn run(context: &Context, args: TokenArgs) -> Result<i32> {

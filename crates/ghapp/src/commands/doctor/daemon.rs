@@ -8,8 +8,11 @@
 //! - The socket: really a socket; a mode open to every user is a WARN (the daemon still checks
 //!   each peer's uid/gid, but there is no reason for it).
 //! - The daemon: answers `/v1/status` (version, degraded); refusing this user (403) is a FAIL
-//!   with the config keys that allow a uid.
+//!   with the config keys that allow a uid; an App of the config file it does not serve, or
+//!   serves with another key (fingerprints compared), is a WARN: it runs another config or was
+//!   not reloaded after a change.
 
+use super::keys::LoadedApp;
 use super::report::Report;
 use crate::commands::Context;
 use ghapp_client::{ClientError, DaemonClient};
@@ -20,14 +23,15 @@ use std::time::Duration;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reports on the socket, its directory and the daemon.
-pub fn check(context: &Context, report: &mut Report) {
+pub fn check(context: &Context, apps: &[LoadedApp], report: &mut Report) {
     let socket = context.socket();
     let path = &socket.path;
     let start_fix = "start the daemon: `systemctl --user start ghapp.socket` (or `systemctl start ghapp` for \
                      the system daemon), or `ghapp daemon --foreground`; if it runs elsewhere, point --socket / \
                      $GHAPP_SOCKET at its socket";
+    let socket_owner = std::fs::symlink_metadata(path).ok().map(|m| m.uid());
     if let Some(dir) = path.parent() {
-        check_directory(dir, report);
+        check_directory(dir, socket_owner, report);
     }
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -86,6 +90,7 @@ pub fn check(context: &Context, report: &mut Report) {
                     "restart the daemon after upgrading (systemctl --user restart ghapp)",
                 );
             }
+            compare_apps(apps, &status.apps, report);
             if status.degraded {
                 report.warn(
                     format!(
@@ -124,15 +129,45 @@ pub fn check(context: &Context, report: &mut Report) {
     }
 }
 
-fn check_directory(dir: &Path, report: &mut Report) {
+/// The config file's Apps against what the daemon reports it serves.
+fn compare_apps(
+    apps: &[LoadedApp],
+    served: &[ghapp_protocol::api::AppStatus],
+    report: &mut Report,
+) {
+    let reload_fix = "reload the daemon after changing the config or rotating a key \
+                      (`systemctl --user reload ghapp`, or SIGHUP), or point it at this config";
+    for loaded in apps {
+        let name = &loaded.app.name;
+        match served.iter().find(|s| &s.name == name) {
+            None => report.warn(format!("the daemon does not serve App {name} from the config file"), reload_fix),
+            Some(status) => match &loaded.fingerprint {
+                Some(fingerprint) if fingerprint != &status.key_fingerprint => report.warn(
+                    format!(
+                        "the daemon signs for App {name} with key {}, the config's key is {fingerprint}",
+                        status.key_fingerprint
+                    ),
+                    reload_fix,
+                ),
+                _ => {}
+            },
+        }
+    }
+}
+
+fn check_directory(dir: &Path, socket_owner: Option<u32>, report: &mut Report) {
     let Ok(metadata) = std::fs::metadata(dir) else {
         return;
     };
     let mode = metadata.permissions().mode() & 0o7777;
     let sticky = mode & 0o1000 != 0;
+    let owner = metadata.uid();
     if mode & 0o002 != 0 && !sticky {
         report.fail(
-            format!("socket directory {} is writable by every user (mode {mode:04o}): anyone could replace the socket", dir.display()),
+            format!(
+                "socket directory {} is writable by every user (mode {mode:04o}): anyone could replace the socket",
+                dir.display()
+            ),
             format!("chmod 700 {} (the daemon creates it 0700)", dir.display()),
         );
     } else if mode & 0o020 != 0 && !sticky {
@@ -146,11 +181,19 @@ fn check_directory(dir: &Path, report: &mut Report) {
                 dir.display()
             ),
         );
+    } else if let Some(socket_owner) = socket_owner.filter(|o| !sticky && *o != owner && owner != 0)
+    {
+        report.warn(
+            format!(
+                "socket directory {} belongs to uid {owner}, the socket to uid {socket_owner}: the directory's owner could swap the socket",
+                dir.display()
+            ),
+            format!("let the daemon's user own {} (the daemon creates it), or use the default socket path", dir.display()),
+        );
     } else {
         report.ok(format!(
-            "socket directory {}: mode {mode:04o}, owner uid {}",
-            dir.display(),
-            metadata.uid()
+            "socket directory {}: mode {mode:04o}, owner uid {owner}",
+            dir.display()
         ));
     }
 }

@@ -1,5 +1,8 @@
 //! Check 2: each App's private key is readable, private to its owner, and an RSA key that
-//! actually signs an App JWT (a PEM that merely *looks* right is not enough).
+//! actually signs an App JWT (a PEM that merely *looks* right is not enough). The file-mode rule
+//! is the daemon's (refused when group or others may read or write it), and the key is parsed
+//! by the broker's own `AppKey::from_pem`, whose public-key fingerprint is printed — the same
+//! one `ghapp status` shows for the key the daemon holds, so a stale daemon is visible.
 //!
 //! Doctor runs as whoever typed it; a system daemon's key is usually readable by root only. A
 //! key doctor cannot read is a WARN (it may be fine for the daemon), not a FAIL — unless the
@@ -9,7 +12,7 @@ use super::report::Report;
 use ghapp_broker::{AppConfig, Config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -22,37 +25,40 @@ pub struct LoadedApp {
     pub app: AppConfig,
     /// Its key, when readable and valid.
     pub key: Option<EncodingKey>,
+    /// The fingerprint of the key's public half (as `ghapp status` shows it).
+    pub fingerprint: Option<String>,
 }
 
 /// Reports on every App's key; returns the Apps with the keys that loaded.
 pub fn check(config: &Config, report: &mut Report) -> Vec<LoadedApp> {
-    let base = config
-        .path
-        .as_deref()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
     config
         .apps
         .iter()
-        .map(|app| LoadedApp {
-            app: app.clone(),
-            key: check_app(app, base.as_deref(), report),
+        .map(|app| {
+            let (key, fingerprint) = match check_app(app, report) {
+                Some((key, fingerprint)) => (Some(key), Some(fingerprint)),
+                None => (None, None),
+            };
+            LoadedApp {
+                app: app.clone(),
+                key,
+                fingerprint,
+            }
         })
         .collect()
 }
 
-fn check_app(app: &AppConfig, base: Option<&Path>, report: &mut Report) -> Option<EncodingKey> {
+fn check_app(app: &AppConfig, report: &mut Report) -> Option<(EncodingKey, String)> {
     let who = format!("App {}", app.describe());
-    let (pem, source) = if let Some(file) = &app.private_key_file {
-        let path = resolve(file, base);
+    let (pem, source) = if let Some(path) = &app.private_key_file {
         (
-            read_key_file(&who, &path, report)?,
+            read_key_file(&who, path, report)?,
             path.display().to_string(),
         )
     } else if let Some(variable) = &app.private_key_env {
         match std::env::var(variable) {
             Ok(value) if !value.trim().is_empty() => {
-                (Zeroizing::new(value.into_bytes()), format!("${variable}"))
+                (unescape_newlines(value), format!("${variable}"))
             }
             _ => {
                 report.warn(
@@ -74,12 +80,15 @@ fn check_app(app: &AppConfig, base: Option<&Path>, report: &mut Report) -> Optio
         );
         return None;
     };
-    match signing_key(&pem) {
-        Ok(key) => {
+    let parsed = ghapp_broker::key::AppKey::from_pem(&pem, source.clone(), &app.name)
+        .map_err(|e| e.to_string())
+        .and_then(|key| Ok((signing_key(&pem)?, key.fingerprint().to_string())));
+    match parsed {
+        Ok((key, fingerprint)) => {
             report.ok(format!(
-                "{who}: private key {source} is an RSA key that signs"
+                "{who}: private key {source} ({fingerprint}) is an RSA key that signs"
             ));
-            Some(key)
+            Some((key, fingerprint))
         }
         Err(reason) => {
             report.fail(
@@ -92,12 +101,14 @@ fn check_app(app: &AppConfig, base: Option<&Path>, report: &mut Report) -> Optio
     }
 }
 
-/// Relative key paths are relative to the config file's directory.
-fn resolve(file: &Path, base: Option<&Path>) -> PathBuf {
-    match base {
-        Some(dir) if file.is_relative() => dir.join(file),
-        _ => file.to_path_buf(),
+/// CI systems often flatten a PEM into one line with literal `\n`; the daemon accepts that,
+/// so doctor does too.
+fn unescape_newlines(value: String) -> Zeroizing<Vec<u8>> {
+    let value = Zeroizing::new(value);
+    if value.contains('\n') || !value.contains("\\n") {
+        return Zeroizing::new(value.as_bytes().to_vec());
     }
+    Zeroizing::new(value.replace("\\n", "\n").into_bytes())
 }
 
 fn read_key_file(who: &str, path: &Path, report: &mut Report) -> Option<Zeroizing<Vec<u8>>> {
@@ -123,9 +134,14 @@ fn read_key_file(who: &str, path: &Path, report: &mut Report) -> Option<Zeroizin
     };
     let mode = metadata.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
+        let access = if mode & 0o044 != 0 {
+            "readable"
+        } else {
+            "writable"
+        };
         report.fail(
             format!(
-                "{who}: private key file {} is accessible by group or others (mode {mode:04o}); the daemon refuses it",
+                "{who}: private key file {} is {access} by group or others (mode {mode:04o}); the daemon refuses it",
                 path.display()
             ),
             format!("chmod 600 {}", path.display()),
@@ -223,14 +239,12 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_follow_the_config() {
+    fn flattened_pems_are_unescaped() {
+        assert_eq!(&*unescape_newlines("a\\nb".into()), b"a\nb");
         assert_eq!(
-            resolve(Path::new("k.pem"), Some(Path::new("/etc/ghapp"))),
-            PathBuf::from("/etc/ghapp/k.pem")
-        );
-        assert_eq!(
-            resolve(Path::new("/k.pem"), Some(Path::new("/etc/ghapp"))),
-            PathBuf::from("/k.pem")
+            &*unescape_newlines("a\nb\\n".into()),
+            b"a\nb\\n",
+            "real newlines: left alone"
         );
     }
 }
