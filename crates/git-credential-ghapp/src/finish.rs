@@ -112,3 +112,15 @@ pub fn start_watchdog(deadline: std::time::Instant) {
         ));
     }
 }
+
+/// Debug builds only: panics where `GHAPP_HELPER_TEST_PANIC` names `place`, with a payload that
+/// looks like a token, so the tests can prove a panic prints no payload and still exits 0.
+/// Release builds compile this to nothing.
+pub fn test_panic_point(place: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("GHAPP_HELPER_TEST_PANIC").is_some_and(|v| v == place) {
+        panic!("test panic with ghs_PANICPAYLOAD at {place}");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = place;
+}

@@ -56,6 +56,7 @@ pub fn read_stdin_request() -> Option<CredentialRequest> {
 
 /// `get`: a token for the repository git names, or nothing (or `quit=1` with `--require`).
 pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
+    crate::finish::test_panic_point("get");
     let query = match plan(request) {
         Plan::Ask(query) => query,
         Plan::Skip(skip) => {

@@ -636,3 +636,34 @@ fn helper_links_no_tls_or_reqwest() {
         );
     }
 }
+
+#[test]
+fn a_panic_prints_no_payload_and_exits_zero() {
+    // Debug builds panic on purpose where GHAPP_HELPER_TEST_PANIC says (release builds cannot).
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let daemon = FakeDaemon::start(Reply::Json(200, token_json(&rfc3339(now_unix() + 3600))));
+    let env = [
+        ("GHAPP_SOCKET", sock(&daemon)),
+        ("GHAPP_HELPER_TEST_PANIC", "get"),
+    ];
+    let quiet = run_helper(&["get"], &env, REPO_REQUEST);
+    assert_eq!(
+        (quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()),
+        (Some(0), "", ""),
+        "{quiet:?}"
+    );
+    let loud = run_helper(&["-v", "--require", "get"], &env, REPO_REQUEST);
+    assert_eq!(
+        (loud.code, loud.stdout.as_str()),
+        (Some(0), "quit=1\n"),
+        "{loud:?}"
+    );
+    assert!(loud.stderr.contains("internal error at"), "{loud:?}");
+    assert!(
+        !loud.stderr.contains("PANICPAYLOAD"),
+        "the payload is never printed: {loud:?}"
+    );
+    assert!(daemon.seen().is_empty());
+}
