@@ -48,13 +48,13 @@ async fn run_demo(args: DemoArgs) -> Result<i32> {
     );
     let workdir = tempfile::Builder::new()
         .prefix("ghapp-demo-")
-        .tempdir()
+        .tempdir_in(temp_base())
         .context("cannot create the demo's temp directory")?;
     let mut demo = Demo::new(workdir.path())?;
 
     let outcome = tokio::select! {
         outcome = demo.steps() => outcome,
-        _ = tokio::signal::ctrl_c() => Err(StepFailed {
+        _ = interrupted() => Err(StepFailed {
             step: "interrupted",
             error: anyhow!("interrupted by Ctrl-C"),
         }),
@@ -67,10 +67,8 @@ async fn run_demo(args: DemoArgs) -> Result<i32> {
             "kept {} (--keep): config.toml, daemon.log, the clones, the emulator's state",
             kept.display()
         ));
-    } else if let Err(error) = workdir.close() {
-        line(&format!(
-            "warning: could not remove the temp directory: {error}"
-        ));
+    } else {
+        remove_dir(workdir.keep()).await;
     }
 
     match outcome {
@@ -84,6 +82,48 @@ async fn run_demo(args: DemoArgs) -> Result<i32> {
             eprintln!("ghapp demo: FAILED at {failure}");
             Ok(1)
         }
+    }
+}
+
+/// Removes the demo's directory, retrying briefly: after a Ctrl-C a git child killed on drop may
+/// still be exiting.
+async fn remove_dir(path: PathBuf) {
+    let mut last = None;
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(error) = last {
+        line(&format!(
+            "warning: could not remove {}: {error}",
+            path.display()
+        ));
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT); never, if the handler cannot be installed.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The temp dir, unless the socket path under it would be too long for a Unix socket
+/// (`$TMPDIR` can be deep), then `/tmp`.
+fn temp_base() -> PathBuf {
+    let base = std::env::temp_dir();
+    let socket = base
+        .join("ghapp-demo-XXXXXX")
+        .join("run")
+        .join("ghapp.sock");
+    if ghapp_protocol::paths::check_socket_path_length(&socket).is_ok() {
+        base
+    } else {
+        PathBuf::from("/tmp")
     }
 }
 
@@ -120,12 +160,11 @@ impl Demo {
             std::fs::create_dir_all(&state_dir)
                 .context("cannot create the emulator's state dir")?;
             std::fs::write(&fixture, emulator::fixture()).context("cannot write the fixture")?;
-            EmbeddedEmulator::start(&fixture, &state_dir).await
+            EmbeddedEmulator::spawn(&fixture, &state_dir)
         }
         .await
         .in_step(step)?;
-        let urls = emulator.urls.clone();
-        self.emulator = Some(emulator);
+        let urls = self.emulator.insert(emulator).ready().await.in_step(step)?;
         let git_host = authority(&urls.git_url).in_step(step)?;
         progress.detail(&format!("REST API {}   git {}", urls.api_url, urls.git_url));
         progress.detail(&format!(
@@ -159,19 +198,17 @@ impl Demo {
         // 3. The daemon.
         let step = progress.step("daemon", "Start the daemon: ghapp daemon --foreground");
         let log = self.root.join("daemon.log");
-        let daemon = DaemonChild::start(&self.exe, &config, &socket, &log)
-            .await
-            .in_step(step)?;
+        let daemon = DaemonChild::spawn(&self.exe, &config, &socket, &log).in_step(step)?;
+        let daemon = self.daemon.insert(daemon);
+        let socket = daemon.ready().await.in_step(step)?;
         progress.detail(&format!(
             "ready on {} (pid {}; logs in {})",
-            daemon.socket.display(),
+            socket.display(),
             daemon
                 .pid()
                 .map_or_else(|| "?".to_string(), |p| p.to_string()),
             log.display()
         ));
-        let socket = daemon.socket.clone();
-        self.daemon = Some(daemon);
 
         // 4. git.
         let step = progress.step(

@@ -13,21 +13,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM'd daemon may take to drain and exit before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running `ghapp daemon --foreground`.
+/// A `ghapp daemon --foreground` child; killed on drop.
 pub struct DaemonChild {
     child: Child,
-    /// Kept open so the daemon never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-    /// The socket it announced.
-    pub socket: PathBuf,
+    /// Read until `ready`, then kept open so the daemon never writes to a closed pipe.
+    stdout: Option<BufReader<ChildStdout>>,
     /// Its stderr.
     pub log: PathBuf,
 }
 
 impl DaemonChild {
-    /// Starts `exe daemon --foreground --config CONFIG --socket SOCKET` and waits for its
-    /// `ready <socket>` line on stdout.
-    pub async fn start(exe: &Path, config: &Path, socket: &Path, log: &Path) -> Result<Self> {
+    /// Starts `exe daemon --foreground --config CONFIG --socket SOCKET`, logging to `log`;
+    /// [`DaemonChild::ready`] waits for it to serve.
+    pub fn spawn(exe: &Path, config: &Path, socket: &Path, log: &Path) -> Result<Self> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(exe)
@@ -48,32 +46,35 @@ impl DaemonChild {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot run {} daemon", exe.display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("the daemon's stdout is not piped"))?;
-        let mut stdout = BufReader::new(stdout);
-        let announced = tokio::time::timeout(READY_TIMEOUT, read_ready_line(&mut stdout)).await;
-        let socket = match announced {
-            Ok(Ok(socket)) => socket,
-            Ok(Err(error)) => {
-                let status = wait_briefly(&mut child).await;
-                bail!("{error}{status}\n{}", log_tail(log));
-            }
-            Err(_) => {
-                let _ = child.start_kill();
-                bail!(
-                    "the daemon printed no `ready` line within {READY_TIMEOUT:?}\n{}",
-                    log_tail(log)
-                );
-            }
-        };
+        let stdout = child.stdout.take().map(BufReader::new);
         Ok(DaemonChild {
             child,
-            _stdout: stdout,
-            socket,
+            stdout,
             log: log.to_path_buf(),
         })
+    }
+
+    /// Waits for the daemon's `ready <socket>` line and returns the socket it announced.
+    pub async fn ready(&mut self) -> Result<PathBuf> {
+        let stdout = self
+            .stdout
+            .as_mut()
+            .ok_or_else(|| anyhow!("the daemon's stdout is not piped"))?;
+        let announced = tokio::time::timeout(READY_TIMEOUT, read_ready_line(stdout)).await;
+        match announced {
+            Ok(Ok(socket)) => Ok(socket),
+            Ok(Err(error)) => {
+                let status = wait_briefly(&mut self.child).await;
+                bail!("{error}{status}\n{}", log_tail(&self.log));
+            }
+            Err(_) => {
+                let _ = self.child.start_kill();
+                bail!(
+                    "the daemon printed no `ready` line within {READY_TIMEOUT:?}\n{}",
+                    log_tail(&self.log)
+                );
+            }
+        }
     }
 
     /// The daemon's process id.

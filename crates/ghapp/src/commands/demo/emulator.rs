@@ -37,17 +37,20 @@ full_name = "acme/widgets"
 "#
 }
 
-/// A running embedded emulator; stops on [`EmbeddedEmulator::stop`] or drop.
+/// The embedded emulator: its thread, and once ready, its URLs. Stops on
+/// [`EmbeddedEmulator::stop`] or drop — also while still starting, so cleanup after a Ctrl-C never
+/// races a half-started emulator writing into the temp directory.
 pub struct EmbeddedEmulator {
-    /// Where it serves.
-    pub urls: Urls,
+    urls: Option<Urls>,
+    ready: Option<oneshot::Receiver<Result<Urls>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EmbeddedEmulator {
-    /// Starts the emulator from `fixture`, keeping its keys and repositories under `state_dir`.
-    pub async fn start(fixture: &Path, state_dir: &Path) -> Result<Self> {
+    /// Starts the emulator's thread from `fixture`, keeping its keys and repositories under
+    /// `state_dir`; [`EmbeddedEmulator::ready`] waits for it to serve.
+    pub fn spawn(fixture: &Path, state_dir: &Path) -> Result<Self> {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Urls>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let fixture: PathBuf = fixture.to_path_buf();
@@ -56,18 +59,31 @@ impl EmbeddedEmulator {
             .name("demo-emulator".into())
             .spawn(move || serve(fixture, state_dir, ready_tx, stop_rx))
             .context("cannot start the emulator's thread")?;
-        // On failure or timeout the thread ends by itself once it sees `stop_tx` dropped.
-        let urls = match tokio::time::timeout(START_TIMEOUT, ready_rx).await {
+        Ok(EmbeddedEmulator {
+            urls: None,
+            ready: Some(ready_rx),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until the emulator serves and returns where.
+    pub async fn ready(&mut self) -> Result<Urls> {
+        if let Some(urls) = &self.urls {
+            return Ok(urls.clone());
+        }
+        let ready = self
+            .ready
+            .take()
+            .ok_or_else(|| anyhow!("the emulator did not start"))?;
+        let urls = match tokio::time::timeout(START_TIMEOUT, ready).await {
             Ok(Ok(Ok(urls))) => urls,
             Ok(Ok(Err(error))) => return Err(error),
             Ok(Err(_)) => bail!("the emulator's thread ended before it was ready"),
             Err(_) => bail!("the emulator did not start within {START_TIMEOUT:?}"),
         };
-        Ok(EmbeddedEmulator {
-            urls,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        self.urls = Some(urls.clone());
+        Ok(urls)
     }
 
     /// Stops serving and waits for the emulator's thread to finish.
@@ -82,7 +98,11 @@ impl EmbeddedEmulator {
 
     /// The emulator's `GET /_emulator/stats`, as JSON.
     pub async fn stats(&self) -> Result<serde_json::Value> {
-        let body = http_get(&self.urls.admin_url, "/_emulator/stats").await?;
+        let urls = self
+            .urls
+            .as_ref()
+            .ok_or_else(|| anyhow!("the emulator is not serving"))?;
+        let body = http_get(&urls.admin_url, "/_emulator/stats").await?;
         serde_json::from_slice(&body).context("the emulator's stats are not JSON")
     }
 }
