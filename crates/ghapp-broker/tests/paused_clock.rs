@@ -527,3 +527,102 @@ async fn shutdown_stops_background_refresh() {
     tokio::time::sleep(2 * HOUR).await;
     assert_eq!(s.github.mints(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_jwt_drops_the_apps_cached_tokens() {
+    let s = setup("", "", HOUR);
+    s.broker.token(&widgets()).await.unwrap();
+    assert_eq!(s.broker.status().tokens.len(), 1);
+    s.github.script(
+        "",
+        Script::Status {
+            status: 401,
+            headers: vec![],
+            message: "A JSON web token could not be decoded".into(),
+        },
+        None,
+    );
+    let gadgets = TokenQuery {
+        repo: Some("gadgets".into()),
+        ..widgets()
+    };
+    let e = assert_error(
+        s.broker.token(&gadgets).await,
+        ErrorKind::Internal,
+        "GitHub rejected the JWT of App acme-bot (id 12345)",
+    );
+    assert!(
+        e.message.contains("check app_id/client_id"),
+        "{}",
+        e.message
+    );
+    assert!(
+        s.broker.status().tokens.is_empty(),
+        "the App's cached tokens were dropped"
+    );
+    assert!(
+        s.broker
+            .status()
+            .degraded_reason
+            .unwrap()
+            .contains("rejected the JWT")
+    );
+    assert_eq!(
+        s.github.requests("GET /repos/acme/gadgets/installation"),
+        1,
+        "a 401 is not retried"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_http_is_served_only_by_insecure_http_apps() {
+    let s = setup("", "", HOUR);
+    let http = TokenQuery {
+        protocol: Some("http".into()),
+        ..widgets()
+    };
+    assert_error(
+        s.broker.token(&http).await,
+        ErrorKind::NotFound,
+        "served over https only",
+    );
+    assert_eq!(s.github.total_requests(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn owner_less_requests_use_the_only_installation_or_say_what_to_set() {
+    let s = setup("", "", HOUR);
+    let owner_less = TokenQuery::default();
+    let e = assert_error(
+        s.broker.token(&owner_less).await,
+        ErrorKind::Ambiguous,
+        "2 installations (acme, octo)",
+    );
+    assert!(
+        e.message
+            .contains("git config --global credential.useHttpPath true"),
+        "{}",
+        e.message
+    );
+    let only_acme = setup("", "owners = [\"acme\"]", HOUR);
+    let token = only_acme.broker.token(&owner_less).await.unwrap();
+    assert_eq!((token.installation_id, token.owner.as_str()), (100, "acme"));
+    assert!(token.repositories.is_empty());
+    only_acme.broker.token(&owner_less).await.unwrap();
+    assert_eq!(
+        only_acme.github.requests("GET /app/installations"),
+        1,
+        "the listing is cached"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_minted_with_less_than_min_ttl_is_refused() {
+    // GitHub minting 10-minute tokens while min_ttl is 30m: a clear error, not a short token.
+    let s = setup("min_ttl = \"30m\"", "", 10 * MIN);
+    assert_error(
+        s.broker.token(&widgets()).await,
+        ErrorKind::Unprocessable,
+        "less than the 30m required (min_ttl)",
+    );
+}
