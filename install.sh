@@ -150,6 +150,10 @@ if [ "$no_build" = 1 ] && [ -z "$from_dir" ]; then
 fi
 if [ -z "$from_dir" ]; then
   cargo="${CARGO:-cargo}"
+  # rustup installs cargo here; a shell started before the install does not have it on PATH yet.
+  if ! command -v "$cargo" >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+    cargo="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
+  fi
   if ! command -v "$cargo" >/dev/null 2>&1; then
     die "cargo not found. Install Rust (1.88 or newer) with https://rustup.rs:
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$HOME/.cargo/env\"

@@ -24,6 +24,11 @@ for arg in "$@"; do
   esac
 done
 
+# rustup installs cargo here; a shell started before the install does not have it on PATH yet.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+  PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+
 for tool in cargo git; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     case "$tool" in
@@ -35,7 +40,7 @@ for tool in cargo git; do
 done
 
 cd "$repo_dir"
-cargo_args=(build --quiet -p ghapp -p git-credential-ghapp)
+cargo_args=(build -p ghapp -p git-credential-ghapp)
 [ "$profile" = release ] && cargo_args+=(--release)
 echo "demo.sh: building ghapp and git-credential-ghapp ($profile; the first build takes a few minutes)" >&2
 cargo "${cargo_args[@]}"
