@@ -246,7 +246,7 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn max_connections() -> usize {
-        256
+        4096
     }
     pub fn host() -> String {
         ghapp_protocol::api::DEFAULT_HOST.to_string()

@@ -1,8 +1,10 @@
 //! The accept loop and the connections: hyper's HTTP/1.1 on tokio's `UnixListener`, one task per
 //! connection, SO_PEERCRED read once per connection.
 //!
-//! Limits: at most `max_connections` connections are served at once (a semaphore; the one over
-//! the limit is answered `503` straight away and closed); a request head must arrive within
+//! Limits: at most `max_connections` connections are served at once (a semaphore). A connection
+//! over the limit waits up to [`OVERLOAD_WAIT`] for a slot — a burst of git processes is absorbed
+//! instead of failing them — and only then is answered `503` and closed; at most
+//! [`MAX_WAITING`] connections wait, so waiting costs bounded memory; a request head must arrive within
 //! `client_timeout` of the connection becoming ready for it — which also closes idle keep-alive
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
 //! (hyper answers 431), query strings and bodies by the routes.
@@ -29,6 +31,11 @@ use tokio::task::JoinHandle;
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Connections over the limit being answered 503 at once; beyond that they are just closed.
 const MAX_REJECTIONS_IN_FLIGHT: usize = 64;
+/// How long a connection over `max_connections` waits for a slot before it gets a 503. Shorter
+/// than the credential helper's 2 s deadline, so a helper hears "busy" rather than timing out.
+pub const OVERLOAD_WAIT: Duration = Duration::from_secs(1);
+/// Connections that may wait for a slot at once; each holds only its socket while waiting.
+pub const MAX_WAITING: usize = 4096;
 
 /// A running server.
 pub struct Server {
@@ -87,6 +94,7 @@ async fn accept_loop<S: TokenService>(
     mut stop: watch::Receiver<bool>,
 ) {
     let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     loop {
         let accepted = tokio::select! {
             _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => break,
@@ -101,25 +109,34 @@ async fn accept_loop<S: TokenService>(
                 continue;
             }
         };
-        match state.connection_slots().clone().try_acquire_owned() {
+        let slots = state.connection_slots().clone();
+        let (state, stop) = (state.clone(), stop.clone());
+        match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();
-                let state = state.clone();
-                let stop = stop.clone();
                 tokio::spawn(async move {
                     serve_connection(stream, state, stop).await;
                     drop(slot);
                 });
             }
-            Err(_) => {
-                state.metrics.connection_rejected();
-                if let Ok(permit) = rejections.clone().try_acquire_owned() {
+            Err(_) => match waiting.clone().try_acquire_owned() {
+                Ok(waiter) => {
+                    let rejections = rejections.clone();
                     tokio::spawn(async move {
-                        reject_overloaded(stream).await;
-                        drop(permit);
+                        let slot = tokio::time::timeout(OVERLOAD_WAIT, slots.acquire_owned()).await;
+                        drop(waiter);
+                        match slot {
+                            Ok(Ok(slot)) => {
+                                state.metrics.connection_accepted();
+                                serve_connection(stream, state, stop).await;
+                                drop(slot);
+                            }
+                            _ => reject(stream, &state, &rejections).await,
+                        }
                     });
                 }
-            }
+                Err(_) => reject(stream, &state, &rejections).await,
+            },
         }
     }
     tracing::debug!("accept loop stopped");
@@ -163,6 +180,22 @@ async fn serve_connection<S: TokenService>(
     };
     if let Err(e) = result {
         tracing::debug!(peer = %peer, "connection ended: {e}");
+    }
+}
+
+/// Counts and answers a connection that found no slot; beyond [`MAX_REJECTIONS_IN_FLIGHT`]
+/// answers under way it is simply closed.
+async fn reject<S: TokenService>(
+    stream: UnixStream,
+    state: &State<S>,
+    rejections: &Arc<Semaphore>,
+) {
+    state.metrics.connection_rejected();
+    if let Ok(permit) = rejections.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            reject_overloaded(stream).await;
+            drop(permit);
+        });
     }
 }
 

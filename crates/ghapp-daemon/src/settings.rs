@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(s.apps_configured, 0);
         assert_eq!(s.default_host, None);
         assert!(s.access.uids.contains(&1000) && s.access.uids.contains(&0));
-        assert_eq!(s.max_connections, 256);
+        assert_eq!(s.max_connections, 4096);
 
         let config = Config::parse("[daemon]\nmax_connections = 0\n", path).unwrap();
         assert!(

@@ -530,6 +530,10 @@ async fn over_capacity_answers_503_quickly_and_recovers() {
     let r = h.get("/healthz").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(
+        started.elapsed() >= ghapp_daemon::server::OVERLOAD_WAIT,
+        "answered before waiting for a slot"
+    );
+    assert!(
         r.json().unwrap()["error"]
             .as_str()
             .unwrap()
@@ -546,6 +550,29 @@ async fn over_capacity_answers_503_quickly_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(h.state.metrics.counters(&Default::default())["connections_rejected"] >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_waits_for_a_slot_that_frees() {
+    let h = Harness::start(
+        "max_connections = 1\nclient_timeout = \"30s\"",
+        ONE_APP,
+        None,
+    );
+    let hold = UnixStream::connect(&h.socket).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.state.active_connections() < 1 {
+        assert!(Instant::now() < deadline, "connection not accepted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Free the slot while the next client is waiting for it: it is served, not refused.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(hold);
+    });
+    let r = h.get("/healthz").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    release.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
