@@ -1,0 +1,115 @@
+//! An HTTP/1.1 load generator for the daemon's Unix socket: C concurrent workers, each with
+//! its own connection (kept alive, or a new one per request), cycling through request paths.
+//! It is deliberately lean (hyper's low-level client, no pooling layer) so that on a 2-core
+//! machine as much CPU as possible is left to the daemon being measured.
+
+use crate::stats::Samples;
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UnixStream;
+
+/// One load run.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// The daemon's socket.
+    pub socket: PathBuf,
+    /// Request paths (with query), used round-robin across all requests.
+    pub paths: Vec<String>,
+    /// Concurrent connections.
+    pub concurrency: usize,
+    /// Total requests.
+    pub requests: u64,
+    /// Reuse each connection (keep-alive) or connect for every request.
+    pub keep_alive: bool,
+}
+
+/// Runs the load and returns per-request latencies (non-2xx answers count as errors).
+pub async fn run(spec: LoadSpec) -> Result<Samples> {
+    let spec = Arc::new(spec);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(spec.concurrency);
+    for _ in 0..spec.concurrency {
+        let (spec, next) = (spec.clone(), next.clone());
+        workers.push(tokio::spawn(async move { worker(&spec, &next).await }));
+    }
+    let mut all = Samples::default();
+    for worker in workers {
+        let samples = worker.await.context("load worker panicked")?;
+        all.micros.extend(samples.micros);
+        all.errors += samples.errors;
+    }
+    all.elapsed = started.elapsed();
+    Ok(all)
+}
+
+type Sender = http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(socket: &Path) -> Result<Sender> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn worker(spec: &LoadSpec, next: &AtomicU64) -> Samples {
+    let mut samples = Samples::default();
+    let mut sender: Option<Sender> = None;
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= spec.requests {
+            break;
+        }
+        let path = &spec.paths[(n as usize) % spec.paths.len()];
+        let started = Instant::now();
+        match one_request(spec, &mut sender, path).await {
+            Ok(true) => samples.micros.push(started.elapsed().as_micros() as u64),
+            Ok(false) | Err(_) => {
+                samples.errors += 1;
+                sender = None;
+            }
+        }
+        if !spec.keep_alive {
+            sender = None;
+        }
+    }
+    samples
+}
+
+async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -> Result<bool> {
+    if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        *sender = Some(connect(&spec.socket).await?);
+    }
+    let s = sender.as_mut().expect("connected above");
+    s.ready().await?;
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, "ghapp");
+    if !spec.keep_alive {
+        request = request.header(hyper::header::CONNECTION, "close");
+    }
+    let response = s.send_request(request.body(Empty::new())?).await?;
+    let ok = response.status().is_success();
+    response.into_body().collect().await?;
+    Ok(ok)
+}
+
+/// Sends one request and returns (status, body) — for warm-up and checks.
+pub async fn get(socket: &Path, path: &str) -> Result<(u16, Bytes)> {
+    let mut sender = connect(socket).await?;
+    sender.ready().await?;
+    let request = hyper::Request::get(path).header(hyper::header::HOST, "ghapp").body(Empty::new())?;
+    let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(request)).await??;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}

@@ -1,0 +1,14 @@
+//! `ghapp-bench`: runs every benchmark of docs/benchmarks.md and rewrites it.
+//! Use `scripts/bench.sh` (it builds in release mode first); `--quick` is a smoke run.
+
+mod load;
+mod process;
+mod scenario;
+mod stats;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let options = scenario::Options::parse();
+    scenario::run(options)
+}

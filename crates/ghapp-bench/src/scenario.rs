@@ -1,0 +1,482 @@
+//! The benchmark run: starts the emulator and the daemon from the release build, takes every
+//! measurement of docs/benchmarks.md against a baseline measured in the same run, prints the
+//! tables and rewrites the doc.
+
+use crate::load::{self, LoadSpec};
+use crate::process::{Invocation, rss_kib};
+use crate::stats::{Samples, Summary};
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use ghapp_testkit::daemon::DaemonProcess;
+use ghapp_testkit::emulator::EmulatorProcess;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Command-line options of `ghapp-bench`.
+#[derive(Debug, Parser)]
+#[command(about = "Runs ghapp's benchmarks and rewrites docs/benchmarks.md")]
+pub struct Options {
+    /// A smoke run: every measurement, with few iterations; does not write the doc.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the report (default: docs/benchmarks.md unless --quick).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Extra notes for the report (e.g. the before/after of a tuning step).
+    #[arg(long)]
+    pub note: Vec<String>,
+}
+
+/// Repositories in the benchmark fixture: `r0..` for warm paths, `c*` cold, `d*` emulator-direct,
+/// `h*` herd.
+const HERD_REPOS: usize = 100;
+const COLD_REPOS: usize = 40;
+/// Permission names the bench installation grants (write), whose subsets give distinct cache keys.
+const PERMISSION_NAMES: [&str; 14] = [
+    "actions", "checks", "contents", "deployments", "discussions", "environments", "issues",
+    "packages", "pages", "pull_requests", "repository_hooks", "security_events", "statuses", "secrets",
+];
+
+fn fixture(stateless: bool) -> String {
+    let mut repos = vec!["r0".to_string()];
+    repos.extend((0..HERD_REPOS).map(|i| format!("h{i}")));
+    repos.extend((0..COLD_REPOS).map(|i| format!("c{i}")));
+    repos.extend((0..COLD_REPOS).map(|i| format!("d{i}")));
+    let perms = PERMISSION_NAMES.iter().map(|p| format!("{p} = \"write\"")).collect::<Vec<_>>().join(", ");
+    let mut text = format!(
+        "token_ttl_secs = 3600\nstateless_default = {stateless}\n\n[[apps]]\nid = 1\nclient_id = \"Iv1.0123456789abcdef\"\nslug = \"ghapp-bench\"\nprivate_key_out = \"app1.pem\"\n\n[[installations]]\nid = 100\napp = 1\naccount = \"bench\"\naccount_type = \"Organization\"\npermissions = {{ metadata = \"read\", {perms} }}\n"
+    );
+    for repo in repos {
+        let _ = write!(text, "\n[[repositories]]\nfull_name = \"bench/{repo}\"\n");
+    }
+    text
+}
+
+fn daemon_config(emulator: &EmulatorProcess) -> String {
+    format!(
+        "[daemon]\nmin_ttl = \"30m\"\nmax_connections = 16384\n\n[[app]]\nname = \"bench\"\nhost = \"{host}\"\napi_url = \"{api}\"\napp_id = 1\nprivate_key_file = \"{key}\"\ninsecure_http = true\n",
+        host = emulator.git_host(),
+        api = emulator.urls.api_url,
+        key = emulator.key_path("app1.pem").display(),
+    )
+}
+
+struct Stack {
+    emulator: EmulatorProcess,
+    daemon: DaemonProcess,
+}
+
+impl Stack {
+    fn start(stateless: bool) -> Result<Stack> {
+        let emulator = EmulatorProcess::start(&fixture(stateless)).context("starting the emulator")?;
+        let daemon = DaemonProcess::start(&daemon_config(&emulator)).context("starting the daemon")?;
+        Ok(Stack { emulator, daemon })
+    }
+
+    fn token_path(&self, repo: &str, extra: &str) -> String {
+        format!("/v1/token?host={}&owner=bench&repo={repo}&protocol=http{extra}", self.emulator.git_host())
+    }
+
+    fn mints(&self) -> Result<u64> {
+        Ok(self.emulator.stats()?["mints_total"].as_u64().unwrap_or(0))
+    }
+
+    fn route_count(&self, route: &str) -> Result<u64> {
+        Ok(self.emulator.stats()?["requests"][route].as_u64().unwrap_or(0))
+    }
+}
+
+/// One row of a report table.
+struct Row {
+    what: String,
+    figure: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: &'static str,
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn ms(x: f64) -> String {
+    format!("{x:.3} ms")
+}
+
+/// Runs everything.
+pub fn run(options: Options) -> Result<()> {
+    raise_fd_limit();
+    let scale: u64 = if options.quick { 20 } else { 1 };
+    let bin = ghapp_testkit::bin_dir();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let started = Instant::now();
+    let mut sections = Vec::new();
+
+    eprintln!("bench: starting emulator and daemon (classic tokens)");
+    let stack = Stack::start(false)?;
+    let (idle_rss, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+
+    // a. Helper latency.
+    eprintln!("bench: helper latency");
+    sections.push(("a. Credential helper latency", helper_latency(&stack, &bin, (1000 / scale) as usize)?));
+
+    // b. Throughput with cached tokens.
+    eprintln!("bench: daemon throughput");
+    sections.push(("b. Daemon throughput, cached token (2 cores shared by load generator and daemon)", runtime.block_on(throughput(&stack, scale))?));
+
+    // c. Cold path overhead.
+    eprintln!("bench: cold path");
+    sections.push(("c. Cold path: first token for a new repository", runtime.block_on(cold_path(&stack, COLD_REPOS / if options.quick { 4 } else { 1 }))?));
+    drop(stack);
+
+    // d. Herd from a cold cache.
+    eprintln!("bench: herd");
+    let herd_stack = Stack::start(false)?;
+    sections.push(("d. Herd: concurrent requests for distinct repositories from a cold cache", runtime.block_on(herd(&herd_stack, 10_000 / scale))?));
+    drop(herd_stack);
+
+    // e. Memory with many cached tokens, each format.
+    eprintln!("bench: memory");
+    let mut memory = vec![Row {
+        what: "daemon RSS, idle (started, nothing cached)".into(),
+        figure: format!("{:.1} MB", idle_rss as f64 / 1024.0),
+        baseline: "–".into(),
+        ratio: "–".into(),
+        target: "–".into(),
+        met: "–",
+    }];
+    for stateless in [false, true] {
+        let stack = Stack::start(stateless)?;
+        memory.push(runtime.block_on(memory_with_tokens(&stack, 15_000 / scale, stateless))?);
+    }
+    sections.push(("e. Daemon memory", memory));
+
+    // f. Sizes and helper peak RSS.
+    sections.push(("f. Binary sizes and helper memory", sizes(&bin)?));
+
+    let report = render(&sections, &options, started.elapsed());
+    println!("{report}");
+    let out = options.out.clone().or_else(|| (!options.quick).then(|| PathBuf::from("docs/benchmarks.md")));
+    if let Some(out) = out {
+        std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("bench: wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
+    let home = tempfile::tempdir()?;
+    let host = stack.emulator.git_host();
+    let request = format!("protocol=http\nhost={host}\npath=bench/r0.git\n\n").into_bytes();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let base_env = vec![
+        (OsString::from("HOME"), home.path().as_os_str().to_owned()),
+        (OsString::from("PATH"), OsString::from(&path)),
+        (OsString::from("GHAPP_SOCKET"), stack.daemon.socket().as_os_str().to_owned()),
+        (OsString::from("GIT_TERMINAL_PROMPT"), OsString::from("0")),
+        (OsString::from("GIT_CONFIG_NOSYSTEM"), OsString::from("1")),
+    ];
+    let git = |helper: &str, action: &str, stdin: Vec<u8>| Invocation {
+        program: PathBuf::from("git"),
+        args: ["-c", "credential.helper=", "-c", &format!("credential.helper={helper}"), "-c", "credential.useHttpPath=true", "credential", action]
+            .iter()
+            .map(OsString::from)
+            .collect(),
+        env: base_env.clone(),
+        stdin,
+        expect_stdout: (action == "fill").then(|| "password=".to_string()),
+    };
+
+    // Baseline: git's own credential-cache holding a credential for the same URL.
+    // git's cache daemon refuses a socket directory others can read.
+    let cache_dir = home.path().join("cache");
+    std::fs::create_dir(&cache_dir)?;
+    std::fs::set_permissions(&cache_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let cache_socket = cache_dir.join("cache.sock");
+    let cache_helper = format!("cache --timeout=3600 --socket {}", cache_socket.display());
+    let approve = format!("protocol=http\nhost={host}\npath=bench/r0.git\nusername=x-access-token\npassword=cached-credential\n\n");
+    if let Some(why) = git(&cache_helper, "approve", approve.into_bytes()).run_checked()? {
+        bail!("git credential approve into credential-cache failed: {why}");
+    }
+    if !cache_socket.exists() {
+        bail!("git credential-cache daemon did not start at {}", cache_socket.display());
+    }
+    let warm = runs.min(50);
+    let mut cache_fill = git(&cache_helper, "fill", request.clone()).time(warm, runs)?;
+    let _ = Invocation {
+        args: vec!["credential-cache".into(), "--socket".into(), cache_socket.clone().into(), "exit".into()],
+        ..Invocation::new("git")
+    }
+    .run_once();
+
+    let mut ghapp_fill = git("ghapp", "fill", request.clone()).time(warm, runs)?;
+    let mut bare = Invocation {
+        args: vec!["get".into()],
+        env: base_env.clone(),
+        stdin: request.clone(),
+        expect_stdout: Some("password=".into()),
+        ..Invocation::new(bin.join("git-credential-ghapp"))
+    }
+    .time(warm, runs)?;
+    let mut floor = Invocation::new("/bin/true").time(warm, runs)?;
+
+    let (cache, ghapp, bare, floor): (Summary, Summary, Summary, Summary) =
+        (cache_fill.summary(), ghapp_fill.summary(), bare.summary(), floor.summary());
+    check_errors("helper latency", &[&cache, &ghapp, &bare, &floor])?;
+    Ok(vec![
+        Row {
+            what: format!("`git credential fill`, helper ghapp (token cached), {runs} runs: median / p99"),
+            figure: format!("{} / {}", ms(ghapp.p50_ms), ms(ghapp.p99_ms)),
+            baseline: format!("credential-cache: {} / {}", ms(cache.p50_ms), ms(cache.p99_ms)),
+            ratio: format!("{:.2}×", ghapp.p50_ms / cache.p50_ms),
+            target: "≤ 1.0× credential-cache".into(),
+            met: verdict(ghapp.p50_ms <= cache.p50_ms),
+        },
+        Row {
+            what: format!("bare `git-credential-ghapp get`, {runs} runs: median / p99"),
+            figure: format!("{} / {}", ms(bare.p50_ms), ms(bare.p99_ms)),
+            baseline: format!("/bin/true: {} / {}", ms(floor.p50_ms), ms(floor.p99_ms)),
+            ratio: format!("{:.2}×", bare.p50_ms / floor.p50_ms),
+            target: "≤ 2 ms median".into(),
+            met: verdict(bare.p50_ms <= 2.0),
+        },
+    ])
+}
+
+fn check_errors(what: &str, summaries: &[&Summary]) -> Result<()> {
+    let errors: u64 = summaries.iter().map(|s| s.errors).sum();
+    if errors > 0 {
+        bail!("{what}: {errors} runs failed");
+    }
+    Ok(())
+}
+
+async fn throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
+    let socket = stack.daemon.socket().to_path_buf();
+    let token = stack.token_path("r0", "");
+    let (status, _) = load::get(&socket, &token).await?;
+    if status != 200 {
+        bail!("warm-up token request answered {status}");
+    }
+    let mut rows = Vec::new();
+    for keep_alive in [true, false] {
+        for concurrency in [1usize, 16, 256, 1024] {
+            let requests = match (keep_alive, concurrency) {
+                (_, 1) => 20_000,
+                (true, _) => 100_000,
+                (false, _) => 40_000,
+            } / scale;
+            let spec = |path: &str| LoadSpec { socket: socket.clone(), paths: vec![path.to_string()], concurrency, requests, keep_alive };
+            let base = load::run(spec("/healthz")).await?.summary();
+            let tok = load::run(spec(&token)).await?.summary();
+            check_errors("throughput", &[&base, &tok])?;
+            let (target, met) = match (keep_alive, concurrency) {
+                (true, c) if c >= 256 => (
+                    "≥ 50,000 req/s; p99 < 5 ms at 256".to_string(),
+                    verdict(tok.per_sec >= 50_000.0 && (c != 256 || tok.p99_ms < 5.0)),
+                ),
+                (false, c) if c >= 256 => ("≥ 15,000 req/s".to_string(), verdict(tok.per_sec >= 15_000.0)),
+                _ => ("–".to_string(), "–"),
+            };
+            rows.push(Row {
+                what: format!("{} connections, {}", concurrency, if keep_alive { "keep-alive" } else { "new connection per request" }),
+                figure: format!("{:.0} req/s, p50 {} p99 {}", tok.per_sec, ms(tok.p50_ms), ms(tok.p99_ms)),
+                baseline: format!("/healthz: {:.0} req/s, p99 {}", base.per_sec, ms(base.p99_ms)),
+                ratio: format!("{:.2}× of /healthz", tok.per_sec / base.per_sec),
+                target,
+                met,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
+    let socket = stack.daemon.socket().to_path_buf();
+    let mut daemon = Samples::default();
+    for i in 0..n {
+        let t = Instant::now();
+        let (status, _) = load::get(&socket, &stack.token_path(&format!("c{i}"), "")).await?;
+        if status != 200 {
+            bail!("cold token request for c{i} answered {status}");
+        }
+        daemon.micros.push(t.elapsed().as_micros() as u64);
+    }
+    // The emulator's own service time for the same two calls, made directly with one JWT.
+    let mut direct = Samples::default();
+    for i in 0..n {
+        let t = Instant::now();
+        stack.emulator.resolve_and_mint("bench", &format!("d{i}"))?;
+        direct.micros.push(t.elapsed().as_micros() as u64);
+    }
+    let (d, e) = (daemon.summary(), direct.summary());
+    let overhead = d.p50_ms - e.p50_ms;
+    Ok(vec![Row {
+        what: format!("first token for a new repo via the daemon, {n} repos: median / p99"),
+        figure: format!("{} / {}; overhead {}", ms(d.p50_ms), ms(d.p99_ms), ms(overhead)),
+        baseline: format!("same calls straight to the emulator: {} / {}", ms(e.p50_ms), ms(e.p99_ms)),
+        ratio: format!("{:.2}×", d.p50_ms / e.p50_ms),
+        target: "overhead < 2 ms".into(),
+        met: verdict(overhead < 2.0),
+    }])
+}
+
+async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {
+    let socket = stack.daemon.socket().to_path_buf();
+    let paths: Vec<String> = (0..HERD_REPOS).map(|i| stack.token_path(&format!("h{i}"), "")).collect();
+    let lookup_route = "GET /repos/{owner}/{repo}/installation";
+    let (mints_before, lookups_before) = (stack.mints()?, stack.route_count(lookup_route)?);
+    let concurrency = requests as usize;
+    let mut samples = load::run(LoadSpec { socket, paths, concurrency, requests, keep_alive: false }).await?;
+    let s = samples.summary();
+    let mints = stack.mints()? - mints_before;
+    let lookups = stack.route_count(lookup_route)? - lookups_before;
+    let ok = s.errors == 0 && mints == HERD_REPOS as u64 && lookups <= HERD_REPOS as u64;
+    Ok(vec![Row {
+        what: format!("{requests} concurrent requests, {HERD_REPOS} distinct repos, cold cache"),
+        figure: format!(
+            "{mints} mints, {lookups} installation look-ups, {} errors, total {:.2} s, p99 {}",
+            s.errors,
+            samples.elapsed.as_secs_f64(),
+            ms(s.p99_ms)
+        ),
+        baseline: format!("{HERD_REPOS} distinct keys"),
+        ratio: format!("{:.2} mints per key", mints as f64 / HERD_REPOS as f64),
+        target: format!("exactly {HERD_REPOS} mints, ≤ {HERD_REPOS} look-ups"),
+        met: verdict(ok),
+    }])
+}
+
+async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Result<Row> {
+    let socket = stack.daemon.socket().to_path_buf();
+    // Distinct permission subsets of one repository: one cache key (and one mint) each.
+    let paths: Vec<String> = (1..=tokens)
+        .map(|mask| {
+            let list = PERMISSION_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| mask & (1 << bit) != 0)
+                .map(|(_, name)| format!("{name}:read"))
+                .collect::<Vec<_>>()
+                .join(",");
+            stack.token_path("r0", &format!("&permissions={list}"))
+        })
+        .collect();
+    let (before, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+    let mut samples = load::run(LoadSpec { socket, paths, concurrency: 64, requests: tokens, keep_alive: true }).await?;
+    let s = samples.summary();
+    if s.errors > 0 {
+        bail!("memory run: {} of {tokens} token requests failed", s.errors);
+    }
+    let (after, peak) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+    let format = if stateless { "stateless ~520-char" } else { "classic 40-char" };
+    let mb = after as f64 / 1024.0;
+    Ok(Row {
+        what: format!("daemon RSS with {tokens} cached {format} tokens"),
+        figure: format!("{mb:.1} MB (peak {:.1} MB)", peak as f64 / 1024.0),
+        baseline: format!("same daemon before: {:.1} MB", before as f64 / 1024.0),
+        ratio: format!("{:.0} bytes per token", (after.saturating_sub(before) as f64 * 1024.0) / tokens as f64),
+        target: if stateless { "–".into() } else { "< 16 MB".into() },
+        met: if stateless { "–" } else { verdict(mb < 16.0) },
+    })
+}
+
+fn sizes(bin: &Path) -> Result<Vec<Row>> {
+    let size = |name: &str| -> Result<f64> {
+        Ok(std::fs::metadata(bin.join(name)).with_context(|| format!("{name} not built"))?.len() as f64 / 1_048_576.0)
+    };
+    let helper_rss = Invocation {
+        args: vec!["get".into()],
+        env: vec![(OsString::from("GHAPP_SOCKET"), OsString::from("/nonexistent/ghapp.sock"))],
+        stdin: b"protocol=https\nhost=github.com\n\n".to_vec(),
+        ..Invocation::new(bin.join("git-credential-ghapp"))
+    }
+    .peak_rss_kib()?;
+    let true_rss = Invocation::new("/bin/true").peak_rss_kib()?;
+    Ok(vec![
+        Row {
+            what: "stripped release binaries".into(),
+            figure: format!("ghapp {:.2} MB, git-credential-ghapp {:.2} MB", size("ghapp")?, size("git-credential-ghapp")?),
+            baseline: "–".into(),
+            ratio: "–".into(),
+            target: "–".into(),
+            met: "–",
+        },
+        Row {
+            what: "helper peak RSS (`get`, daemon absent)".into(),
+            figure: format!("{:.1} MB", helper_rss as f64 / 1024.0),
+            baseline: format!("/bin/true: {:.1} MB", true_rss as f64 / 1024.0),
+            ratio: format!("{:.1}×", helper_rss as f64 / true_rss.max(1) as f64),
+            target: "< 6 MB".into(),
+            met: verdict((helper_rss as f64 / 1024.0) < 6.0),
+        },
+    ])
+}
+
+fn render(sections: &[(&str, Vec<Row>)], options: &Options, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(out, "Written by `scripts/bench.sh` (release build, `ghapp-bench`); rerun it to refresh. Every figure is");
+    let _ = writeln!(out, "measured against a baseline taken in the same run on the same machine; the ratio column is the");
+    let _ = writeln!(out, "comparison that travels between machines, the absolute figures do not.\n");
+    let _ = writeln!(out, "Machine: {}; {} cores; run took {:.0} s{}.\n", machine(), cores(), elapsed.as_secs_f64(), if options.quick { " (QUICK smoke run: few iterations)" } else { "" });
+    let _ = writeln!(out, "Method: the emulator (crates/github-emulator) and `ghapp daemon` run as separate processes on loopback and a Unix socket; `ghapp-bench` generates load with hyper's low-level HTTP/1.1 client on 2 tokio worker threads, so load generator, daemon and emulator share the 2 cores. Latencies are nearest-rank percentiles over all requests.\n");
+    let mut unmet = Vec::new();
+    for (title, rows) in sections {
+        let _ = writeln!(out, "## {title}\n");
+        let _ = writeln!(out, "| measurement | figure | baseline (same run) | ratio | target | |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for r in rows {
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", r.what, r.figure, r.baseline, r.ratio, r.target, r.met);
+            if r.met == "NOT met" {
+                unmet.push(format!("{title}: {} — {} (target {})", r.what, r.figure, r.target));
+            }
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "## Targets not met\n");
+    if unmet.is_empty() {
+        let _ = writeln!(out, "None in this run.\n");
+    } else {
+        for u in unmet {
+            let _ = writeln!(out, "- {u}");
+        }
+        let _ = writeln!(out);
+    }
+    if !options.note.is_empty() {
+        let _ = writeln!(out, "## Notes\n");
+        for n in &options.note {
+            let _ = writeln!(out, "- {n}");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "Command: `scripts/bench.sh` (smoke: `scripts/bench.sh --quick`).");
+    out
+}
+
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// 10,000 concurrent connections need as many descriptors here and in the daemon (which inherits
+/// the limit): raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on our own process with a properly initialised struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
