@@ -263,6 +263,9 @@ fn classify(error: reqwest::Error) -> TransportError {
         }
         source = cause.source();
     }
+    if message.contains("certificate") {
+        message.push_str(" (a private CA? trust it with ca_file on this [[app]])");
+    }
     TransportError { kind, message }
 }
 

@@ -46,7 +46,14 @@ async fn a_thousand_concurrent_requests_for_one_repo_mint_exactly_once() {
         tokens.insert(token.token.expose().to_string());
     }
     assert_eq!(tokens.len(), 1, "every caller got the same token");
-    let stats = env.stats();
+    // Read through the admin API itself, as any client of the emulator would.
+    let stats: github_emulator::admin::Stats =
+        reqwest::get(format!("{}/_emulator/stats", env.emulator.urls.admin_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(stats.mints_total, 1, "{stats:?}");
     assert_eq!(stats.mints.get("100"), Some(&1));
     assert_eq!(
@@ -698,4 +705,56 @@ async fn short_lived_tokens_are_refreshed_and_never_served_below_min_ttl() {
     let metrics = broker.metrics();
     assert!(seen.len() >= 2, "tokens were replaced ({})", seen.len());
     assert!(metrics.refreshes >= 1, "{metrics:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_is_trusted_through_ca_file() {
+    let state = tempfile::tempdir().unwrap();
+    let options = github_emulator::Options {
+        tls: true,
+        ..github_emulator::Options::default()
+    };
+    let emulator = github_emulator::Emulator::start_with(
+        &basic_fixture(3600),
+        state.path(),
+        state.path(),
+        options,
+    )
+    .await
+    .unwrap();
+    let ca_file = emulator.urls.ca_file.clone().expect("a CA with --tls");
+    assert!(emulator.urls.api_url.starts_with("https://"));
+    let app = |extra: &str| {
+        format!(
+            "[[app]]\nname = \"tls\"\nhost = \"ghe.test\"\napi_url = {:?}\napp_id = 1\nprivate_key_file = {:?}\n{extra}\n",
+            emulator.urls.api_url,
+            emulator.state_dir().join("app1.pem").display().to_string()
+        )
+    };
+    let query = TokenQuery {
+        host: Some("ghe.test".into()),
+        owner: Some("acme".into()),
+        repo: Some("widgets".into()),
+        ..TokenQuery::default()
+    };
+    let parse = |text: String| {
+        ghapp_broker::Config::parse(
+            &format!("[daemon]\nretry_budget = \"3s\"\n{text}"),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
+    };
+    let trusted = Broker::start(&parse(app(&format!("ca_file = {ca_file:?}")))).unwrap();
+    assert_eq!(
+        trusted.token(&query).await.unwrap().repositories,
+        vec!["widgets".to_string()]
+    );
+    let untrusted = Broker::start(&parse(app(""))).unwrap();
+    let e = untrusted.token(&query).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable);
+    assert!(
+        e.message.contains("certificate") && e.message.contains("ca_file"),
+        "{}",
+        e.message
+    );
 }
