@@ -107,8 +107,11 @@ async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -
 pub async fn get(socket: &Path, path: &str) -> Result<(u16, Bytes)> {
     let mut sender = connect(socket).await?;
     sender.ready().await?;
-    let request = hyper::Request::get(path).header(hyper::header::HOST, "ghapp").body(Empty::new())?;
-    let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(request)).await??;
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "ghapp")
+        .body(Empty::new())?;
+    let response =
+        tokio::time::timeout(Duration::from_secs(60), sender.send_request(request)).await??;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))

@@ -4,7 +4,7 @@ use crate::stats::Samples;
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -26,13 +26,24 @@ pub struct Invocation {
 impl Invocation {
     /// A command with no arguments, input or expectation.
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Invocation { program: program.into(), args: Vec::new(), env: Vec::new(), stdin: Vec::new(), expect_stdout: None }
+        Invocation {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            expect_stdout: None,
+        }
     }
 
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
-        command.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command
     }
 
@@ -43,7 +54,10 @@ impl Invocation {
 
     /// Runs once; `Some(stderr)` when the run failed, so warm-up failures can say why.
     pub fn run_checked(&self) -> Result<Option<String>> {
-        let mut child = self.command().spawn().with_context(|| format!("spawning {}", self.program.display()))?;
+        let mut child = self
+            .command()
+            .spawn()
+            .with_context(|| format!("spawning {}", self.program.display()))?;
         if let Some(mut stdin) = child.stdin.take() {
             // A helper may exit without reading stdin (e.g. /bin/true): ignore EPIPE.
             let _ = stdin.write_all(&self.stdin);
@@ -56,7 +70,11 @@ impl Invocation {
         if output.status.success() && stdout_ok {
             Ok(None)
         } else {
-            Ok(Some(format!("{}; stderr: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())))
+            Ok(Some(format!(
+                "{}; stderr: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
         }
     }
 
@@ -64,7 +82,11 @@ impl Invocation {
     pub fn time(&self, warmup: usize, runs: usize) -> Result<Samples> {
         for _ in 0..warmup {
             if let Some(why) = self.run_checked()? {
-                bail!("{} {:?} failed during warm-up: {why}", self.program.display(), self.args);
+                bail!(
+                    "{} {:?} failed during warm-up: {why}",
+                    self.program.display(),
+                    self.args
+                );
             }
         }
         let mut samples = Samples::default();
@@ -81,22 +103,35 @@ impl Invocation {
         Ok(samples)
     }
 
-    /// Runs once and returns the peak resident set size of the process, in KiB (wait4's
-    /// ru_maxrss), so short-lived processes are measured exactly rather than sampled.
+    /// Runs once under GNU time and returns the process's peak resident set size, in KiB.
+    /// A child's `ru_maxrss` also counts what its parent had resident when it forked, so the
+    /// process must be forked by something small: GNU time is, and `/bin/true` measured the same
+    /// way gives the floor to compare with.
     pub fn peak_rss_kib(&self) -> Result<u64> {
-        let mut child = self.command().spawn()?;
+        let time = Path::new("/usr/bin/time");
+        if !time.is_file() {
+            bail!("/usr/bin/time (Debian package `time`) is needed to measure peak RSS");
+        }
+        let mut command = Command::new(time);
+        command
+            .arg("-f")
+            .arg("%M")
+            .arg(&self.program)
+            .args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(&self.stdin);
         }
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: rusage is plain old data that wait4 fills in; pid is our own child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped != pid {
-            bail!("wait4 failed for {}", self.program.display());
-        }
-        Ok(usage.ru_maxrss as u64)
+        let output = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or("").trim();
+        last.parse()
+            .with_context(|| format!("GNU time printed {last:?}"))
     }
 }
 

@@ -35,8 +35,20 @@ const HERD_REPOS: usize = 100;
 const COLD_REPOS: usize = 40;
 /// Permission names the bench installation grants (write), whose subsets give distinct cache keys.
 const PERMISSION_NAMES: [&str; 14] = [
-    "actions", "checks", "contents", "deployments", "discussions", "environments", "issues",
-    "packages", "pages", "pull_requests", "repository_hooks", "security_events", "statuses", "secrets",
+    "actions",
+    "checks",
+    "contents",
+    "deployments",
+    "discussions",
+    "environments",
+    "issues",
+    "packages",
+    "pages",
+    "pull_requests",
+    "repository_hooks",
+    "security_events",
+    "statuses",
+    "secrets",
 ];
 
 fn fixture(stateless: bool) -> String {
@@ -44,7 +56,11 @@ fn fixture(stateless: bool) -> String {
     repos.extend((0..HERD_REPOS).map(|i| format!("h{i}")));
     repos.extend((0..COLD_REPOS).map(|i| format!("c{i}")));
     repos.extend((0..COLD_REPOS).map(|i| format!("d{i}")));
-    let perms = PERMISSION_NAMES.iter().map(|p| format!("{p} = \"write\"")).collect::<Vec<_>>().join(", ");
+    let perms = PERMISSION_NAMES
+        .iter()
+        .map(|p| format!("{p} = \"write\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut text = format!(
         "token_ttl_secs = 3600\nstateless_default = {stateless}\n\n[[apps]]\nid = 1\nclient_id = \"Iv1.0123456789abcdef\"\nslug = \"ghapp-bench\"\nprivate_key_out = \"app1.pem\"\n\n[[installations]]\nid = 100\napp = 1\naccount = \"bench\"\naccount_type = \"Organization\"\npermissions = {{ metadata = \"read\", {perms} }}\n"
     );
@@ -70,13 +86,18 @@ struct Stack {
 
 impl Stack {
     fn start(stateless: bool) -> Result<Stack> {
-        let emulator = EmulatorProcess::start(&fixture(stateless)).context("starting the emulator")?;
-        let daemon = DaemonProcess::start(&daemon_config(&emulator)).context("starting the daemon")?;
+        let emulator =
+            EmulatorProcess::start(&fixture(stateless)).context("starting the emulator")?;
+        let daemon =
+            DaemonProcess::start(&daemon_config(&emulator)).context("starting the daemon")?;
         Ok(Stack { emulator, daemon })
     }
 
     fn token_path(&self, repo: &str, extra: &str) -> String {
-        format!("/v1/token?host={}&owner=bench&repo={repo}&protocol=http{extra}", self.emulator.git_host())
+        format!(
+            "/v1/token?host={}&owner=bench&repo={repo}&protocol=http{extra}",
+            self.emulator.git_host()
+        )
     }
 
     fn mints(&self) -> Result<u64> {
@@ -84,7 +105,9 @@ impl Stack {
     }
 
     fn route_count(&self, route: &str) -> Result<u64> {
-        Ok(self.emulator.stats()?["requests"][route].as_u64().unwrap_or(0))
+        Ok(self.emulator.stats()?["requests"][route]
+            .as_u64()
+            .unwrap_or(0))
     }
 }
 
@@ -111,7 +134,10 @@ pub fn run(options: Options) -> Result<()> {
     raise_fd_limit();
     let scale: u64 = if options.quick { 20 } else { 1 };
     let bin = ghapp_testkit::bin_dir();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let started = Instant::now();
     let mut sections = Vec::new();
 
@@ -121,21 +147,36 @@ pub fn run(options: Options) -> Result<()> {
 
     // a. Helper latency.
     eprintln!("bench: helper latency");
-    sections.push(("a. Credential helper latency", helper_latency(&stack, &bin, (1000 / scale) as usize)?));
+    sections.push((
+        "a. Credential helper latency",
+        helper_latency(&stack, &bin, (1000 / scale) as usize)?,
+    ));
 
     // b. Throughput with cached tokens.
     eprintln!("bench: daemon throughput");
-    sections.push(("b. Daemon throughput, cached token (2 cores shared by load generator and daemon)", runtime.block_on(throughput(&stack, scale))?));
+    sections.push((
+        "b. Daemon throughput, cached token (2 cores shared by load generator and daemon)",
+        runtime.block_on(throughput(&stack, scale))?,
+    ));
 
     // c. Cold path overhead.
     eprintln!("bench: cold path");
-    sections.push(("c. Cold path: first token for a new repository", runtime.block_on(cold_path(&stack, COLD_REPOS / if options.quick { 4 } else { 1 }))?));
+    sections.push((
+        "c. Cold path: first token for a new repository",
+        runtime.block_on(cold_path(
+            &stack,
+            COLD_REPOS / if options.quick { 4 } else { 1 },
+        ))?,
+    ));
     drop(stack);
 
     // d. Herd from a cold cache.
     eprintln!("bench: herd");
     let herd_stack = Stack::start(false)?;
-    sections.push(("d. Herd: concurrent requests for distinct repositories from a cold cache", runtime.block_on(herd(&herd_stack, 10_000 / scale))?));
+    sections.push((
+        "d. Herd: concurrent requests for distinct repositories from a cold cache",
+        runtime.block_on(herd(&herd_stack, 10_000 / scale))?,
+    ));
     drop(herd_stack);
 
     // e. Memory with many cached tokens, each format.
@@ -159,7 +200,10 @@ pub fn run(options: Options) -> Result<()> {
 
     let report = render(&sections, &options, started.elapsed());
     println!("{report}");
-    let out = options.out.clone().or_else(|| (!options.quick).then(|| PathBuf::from("docs/benchmarks.md")));
+    let out = options
+        .out
+        .clone()
+        .or_else(|| (!options.quick).then(|| PathBuf::from("docs/benchmarks.md")));
     if let Some(out) = out {
         std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("bench: wrote {}", out.display());
@@ -171,20 +215,36 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     let home = tempfile::tempdir()?;
     let host = stack.emulator.git_host();
     let request = format!("protocol=http\nhost={host}\npath=bench/r0.git\n\n").into_bytes();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let base_env = vec![
         (OsString::from("HOME"), home.path().as_os_str().to_owned()),
         (OsString::from("PATH"), OsString::from(&path)),
-        (OsString::from("GHAPP_SOCKET"), stack.daemon.socket().as_os_str().to_owned()),
+        (
+            OsString::from("GHAPP_SOCKET"),
+            stack.daemon.socket().as_os_str().to_owned(),
+        ),
         (OsString::from("GIT_TERMINAL_PROMPT"), OsString::from("0")),
         (OsString::from("GIT_CONFIG_NOSYSTEM"), OsString::from("1")),
     ];
     let git = |helper: &str, action: &str, stdin: Vec<u8>| Invocation {
         program: PathBuf::from("git"),
-        args: ["-c", "credential.helper=", "-c", &format!("credential.helper={helper}"), "-c", "credential.useHttpPath=true", "credential", action]
-            .iter()
-            .map(OsString::from)
-            .collect(),
+        args: [
+            "-c",
+            "credential.helper=",
+            "-c",
+            &format!("credential.helper={helper}"),
+            "-c",
+            "credential.useHttpPath=true",
+            "credential",
+            action,
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect(),
         env: base_env.clone(),
         stdin,
         expect_stdout: (action == "fill").then(|| "password=".to_string()),
@@ -194,20 +254,33 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     // git's cache daemon refuses a socket directory others can read.
     let cache_dir = home.path().join("cache");
     std::fs::create_dir(&cache_dir)?;
-    std::fs::set_permissions(&cache_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    std::fs::set_permissions(
+        &cache_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
     let cache_socket = cache_dir.join("cache.sock");
     let cache_helper = format!("cache --timeout=3600 --socket {}", cache_socket.display());
-    let approve = format!("protocol=http\nhost={host}\npath=bench/r0.git\nusername=x-access-token\npassword=cached-credential\n\n");
+    let approve = format!(
+        "protocol=http\nhost={host}\npath=bench/r0.git\nusername=x-access-token\npassword=cached-credential\n\n"
+    );
     if let Some(why) = git(&cache_helper, "approve", approve.into_bytes()).run_checked()? {
         bail!("git credential approve into credential-cache failed: {why}");
     }
     if !cache_socket.exists() {
-        bail!("git credential-cache daemon did not start at {}", cache_socket.display());
+        bail!(
+            "git credential-cache daemon did not start at {}",
+            cache_socket.display()
+        );
     }
     let warm = runs.min(50);
     let mut cache_fill = git(&cache_helper, "fill", request.clone()).time(warm, runs)?;
     let _ = Invocation {
-        args: vec!["credential-cache".into(), "--socket".into(), cache_socket.clone().into(), "exit".into()],
+        args: vec![
+            "credential-cache".into(),
+            "--socket".into(),
+            cache_socket.clone().into(),
+            "exit".into(),
+        ],
         ..Invocation::new("git")
     }
     .run_once();
@@ -223,14 +296,24 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     .time(warm, runs)?;
     let mut floor = Invocation::new("/bin/true").time(warm, runs)?;
 
-    let (cache, ghapp, bare, floor): (Summary, Summary, Summary, Summary) =
-        (cache_fill.summary(), ghapp_fill.summary(), bare.summary(), floor.summary());
+    let (cache, ghapp, bare, floor): (Summary, Summary, Summary, Summary) = (
+        cache_fill.summary(),
+        ghapp_fill.summary(),
+        bare.summary(),
+        floor.summary(),
+    );
     check_errors("helper latency", &[&cache, &ghapp, &bare, &floor])?;
     Ok(vec![
         Row {
-            what: format!("`git credential fill`, helper ghapp (token cached), {runs} runs: median / p99"),
+            what: format!(
+                "`git credential fill`, helper ghapp (token cached), {runs} runs: median / p99"
+            ),
             figure: format!("{} / {}", ms(ghapp.p50_ms), ms(ghapp.p99_ms)),
-            baseline: format!("credential-cache: {} / {}", ms(cache.p50_ms), ms(cache.p99_ms)),
+            baseline: format!(
+                "credential-cache: {} / {}",
+                ms(cache.p50_ms),
+                ms(cache.p99_ms)
+            ),
             ratio: format!("{:.2}×", ghapp.p50_ms / cache.p50_ms),
             target: "≤ 1.0× credential-cache".into(),
             met: verdict(ghapp.p50_ms <= cache.p50_ms),
@@ -269,7 +352,13 @@ async fn throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
                 (true, _) => 100_000,
                 (false, _) => 40_000,
             } / scale;
-            let spec = |path: &str| LoadSpec { socket: socket.clone(), paths: vec![path.to_string()], concurrency, requests, keep_alive };
+            let spec = |path: &str| LoadSpec {
+                socket: socket.clone(),
+                paths: vec![path.to_string()],
+                concurrency,
+                requests,
+                keep_alive,
+            };
             let base = load::run(spec("/healthz")).await?.summary();
             let tok = load::run(spec(&token)).await?.summary();
             check_errors("throughput", &[&base, &tok])?;
@@ -278,13 +367,33 @@ async fn throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
                     "≥ 50,000 req/s; p99 < 5 ms at 256".to_string(),
                     verdict(tok.per_sec >= 50_000.0 && (c != 256 || tok.p99_ms < 5.0)),
                 ),
-                (false, c) if c >= 256 => ("≥ 15,000 req/s".to_string(), verdict(tok.per_sec >= 15_000.0)),
+                (false, c) if c >= 256 => (
+                    "≥ 15,000 req/s".to_string(),
+                    verdict(tok.per_sec >= 15_000.0),
+                ),
                 _ => ("–".to_string(), "–"),
             };
             rows.push(Row {
-                what: format!("{} connections, {}", concurrency, if keep_alive { "keep-alive" } else { "new connection per request" }),
-                figure: format!("{:.0} req/s, p50 {} p99 {}", tok.per_sec, ms(tok.p50_ms), ms(tok.p99_ms)),
-                baseline: format!("/healthz: {:.0} req/s, p99 {}", base.per_sec, ms(base.p99_ms)),
+                what: format!(
+                    "{} connections, {}",
+                    concurrency,
+                    if keep_alive {
+                        "keep-alive"
+                    } else {
+                        "new connection per request"
+                    }
+                ),
+                figure: format!(
+                    "{:.0} req/s, p50 {} p99 {}",
+                    tok.per_sec,
+                    ms(tok.p50_ms),
+                    ms(tok.p99_ms)
+                ),
+                baseline: format!(
+                    "/healthz: {:.0} req/s, p99 {}",
+                    base.per_sec,
+                    ms(base.p99_ms)
+                ),
                 ratio: format!("{:.2}× of /healthz", tok.per_sec / base.per_sec),
                 target,
                 met,
@@ -316,8 +425,17 @@ async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
     let overhead = d.p50_ms - e.p50_ms;
     Ok(vec![Row {
         what: format!("first token for a new repo via the daemon, {n} repos: median / p99"),
-        figure: format!("{} / {}; overhead {}", ms(d.p50_ms), ms(d.p99_ms), ms(overhead)),
-        baseline: format!("same calls straight to the emulator: {} / {}", ms(e.p50_ms), ms(e.p99_ms)),
+        figure: format!(
+            "{} / {}; overhead {}",
+            ms(d.p50_ms),
+            ms(d.p99_ms),
+            ms(overhead)
+        ),
+        baseline: format!(
+            "same calls straight to the emulator: {} / {}",
+            ms(e.p50_ms),
+            ms(e.p99_ms)
+        ),
         ratio: format!("{:.2}×", d.p50_ms / e.p50_ms),
         target: "overhead < 2 ms".into(),
         met: verdict(overhead < 2.0),
@@ -326,11 +444,20 @@ async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
 
 async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {
     let socket = stack.daemon.socket().to_path_buf();
-    let paths: Vec<String> = (0..HERD_REPOS).map(|i| stack.token_path(&format!("h{i}"), "")).collect();
+    let paths: Vec<String> = (0..HERD_REPOS)
+        .map(|i| stack.token_path(&format!("h{i}"), ""))
+        .collect();
     let lookup_route = "GET /repos/{owner}/{repo}/installation";
     let (mints_before, lookups_before) = (stack.mints()?, stack.route_count(lookup_route)?);
     let concurrency = requests as usize;
-    let mut samples = load::run(LoadSpec { socket, paths, concurrency, requests, keep_alive: false }).await?;
+    let mut samples = load::run(LoadSpec {
+        socket,
+        paths,
+        concurrency,
+        requests,
+        keep_alive: false,
+    })
+    .await?;
     let s = samples.summary();
     let mints = stack.mints()? - mints_before;
     let lookups = stack.route_count(lookup_route)? - lookups_before;
@@ -366,31 +493,55 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
         })
         .collect();
     let (before, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
-    let mut samples = load::run(LoadSpec { socket, paths, concurrency: 64, requests: tokens, keep_alive: true }).await?;
+    let mut samples = load::run(LoadSpec {
+        socket,
+        paths,
+        concurrency: 64,
+        requests: tokens,
+        keep_alive: true,
+    })
+    .await?;
     let s = samples.summary();
     if s.errors > 0 {
         bail!("memory run: {} of {tokens} token requests failed", s.errors);
     }
     let (after, peak) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
-    let format = if stateless { "stateless ~520-char" } else { "classic 40-char" };
+    let format = if stateless {
+        "stateless ~520-char"
+    } else {
+        "classic 40-char"
+    };
     let mb = after as f64 / 1024.0;
     Ok(Row {
         what: format!("daemon RSS with {tokens} cached {format} tokens"),
         figure: format!("{mb:.1} MB (peak {:.1} MB)", peak as f64 / 1024.0),
         baseline: format!("same daemon before: {:.1} MB", before as f64 / 1024.0),
-        ratio: format!("{:.0} bytes per token", (after.saturating_sub(before) as f64 * 1024.0) / tokens as f64),
-        target: if stateless { "–".into() } else { "< 16 MB".into() },
+        ratio: format!(
+            "{:.0} bytes per token",
+            (after.saturating_sub(before) as f64 * 1024.0) / tokens as f64
+        ),
+        target: if stateless {
+            "–".into()
+        } else {
+            "< 16 MB".into()
+        },
         met: if stateless { "–" } else { verdict(mb < 16.0) },
     })
 }
 
 fn sizes(bin: &Path) -> Result<Vec<Row>> {
     let size = |name: &str| -> Result<f64> {
-        Ok(std::fs::metadata(bin.join(name)).with_context(|| format!("{name} not built"))?.len() as f64 / 1_048_576.0)
+        Ok(std::fs::metadata(bin.join(name))
+            .with_context(|| format!("{name} not built"))?
+            .len() as f64
+            / 1_048_576.0)
     };
     let helper_rss = Invocation {
         args: vec!["get".into()],
-        env: vec![(OsString::from("GHAPP_SOCKET"), OsString::from("/nonexistent/ghapp.sock"))],
+        env: vec![(
+            OsString::from("GHAPP_SOCKET"),
+            OsString::from("/nonexistent/ghapp.sock"),
+        )],
         stdin: b"protocol=https\nhost=github.com\n\n".to_vec(),
         ..Invocation::new(bin.join("git-credential-ghapp"))
     }
@@ -399,7 +550,11 @@ fn sizes(bin: &Path) -> Result<Vec<Row>> {
     Ok(vec![
         Row {
             what: "stripped release binaries".into(),
-            figure: format!("ghapp {:.2} MB, git-credential-ghapp {:.2} MB", size("ghapp")?, size("git-credential-ghapp")?),
+            figure: format!(
+                "ghapp {:.2} MB, git-credential-ghapp {:.2} MB",
+                size("ghapp")?,
+                size("git-credential-ghapp")?
+            ),
             baseline: "–".into(),
             ratio: "–".into(),
             target: "–".into(),
@@ -419,20 +574,53 @@ fn sizes(bin: &Path) -> Result<Vec<Row>> {
 fn render(sections: &[(&str, Vec<Row>)], options: &Options, elapsed: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(out, "Written by `scripts/bench.sh` (release build, `ghapp-bench`); rerun it to refresh. Every figure is");
-    let _ = writeln!(out, "measured against a baseline taken in the same run on the same machine; the ratio column is the");
-    let _ = writeln!(out, "comparison that travels between machines, the absolute figures do not.\n");
-    let _ = writeln!(out, "Machine: {}; {} cores; run took {:.0} s{}.\n", machine(), cores(), elapsed.as_secs_f64(), if options.quick { " (QUICK smoke run: few iterations)" } else { "" });
-    let _ = writeln!(out, "Method: the emulator (crates/github-emulator) and `ghapp daemon` run as separate processes on loopback and a Unix socket; `ghapp-bench` generates load with hyper's low-level HTTP/1.1 client on 2 tokio worker threads, so load generator, daemon and emulator share the 2 cores. Latencies are nearest-rank percentiles over all requests.\n");
+    let _ = writeln!(
+        out,
+        "Written by `scripts/bench.sh` (release build, `ghapp-bench`); rerun it to refresh. Every figure is"
+    );
+    let _ = writeln!(
+        out,
+        "measured against a baseline taken in the same run on the same machine; the ratio column is the"
+    );
+    let _ = writeln!(
+        out,
+        "comparison that travels between machines, the absolute figures do not.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Machine: {}; {} cores; run took {:.0} s{}.\n",
+        machine(),
+        cores(),
+        elapsed.as_secs_f64(),
+        if options.quick {
+            " (QUICK smoke run: few iterations)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Method: the emulator (crates/github-emulator) and `ghapp daemon` run as separate processes on loopback and a Unix socket; `ghapp-bench` generates load with hyper's low-level HTTP/1.1 client on 2 tokio worker threads, so load generator, daemon and emulator share the 2 cores. Latencies are nearest-rank percentiles over all requests.\n"
+    );
     let mut unmet = Vec::new();
     for (title, rows) in sections {
         let _ = writeln!(out, "## {title}\n");
-        let _ = writeln!(out, "| measurement | figure | baseline (same run) | ratio | target | |");
+        let _ = writeln!(
+            out,
+            "| measurement | figure | baseline (same run) | ratio | target | |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for r in rows {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", r.what, r.figure, r.baseline, r.ratio, r.target, r.met);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.what, r.figure, r.baseline, r.ratio, r.target, r.met
+            );
             if r.met == "NOT met" {
-                unmet.push(format!("{title}: {} — {} (target {})", r.what, r.figure, r.target));
+                unmet.push(format!(
+                    "{title}: {} — {} (target {})",
+                    r.what, r.figure, r.target
+                ));
             }
         }
         let _ = writeln!(out);
@@ -453,14 +641,21 @@ fn render(sections: &[(&str, Vec<Row>)], options: &Options, elapsed: Duration) -
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(out, "Command: `scripts/bench.sh` (smoke: `scripts/bench.sh --quick`).");
+    let _ = writeln!(
+        out,
+        "Command: `scripts/bench.sh` (smoke: `scripts/bench.sh --quick`)."
+    );
     out
 }
 
 fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 

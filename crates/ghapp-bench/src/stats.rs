@@ -60,7 +60,11 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let mut s = Samples { micros: (1..=100).rev().map(|m| m * 1000).collect(), errors: 2, elapsed: Duration::from_secs(2) };
+        let mut s = Samples {
+            micros: (1..=100).rev().map(|m| m * 1000).collect(),
+            errors: 2,
+            elapsed: Duration::from_secs(2),
+        };
         let sum = s.summary();
         assert_eq!(sum.count, 100);
         assert_eq!(sum.p50_ms, 50.0);
