@@ -134,4 +134,64 @@ pub enum Fault {
     },
     /// Clear status/latency/drop faults, the clock offset and the replication delay.
     Clear,
+    /// Key rotation, step one: generate a new key pair for an App, write its private half to
+    /// `private_key_out` in the state dir (a bare file name, mode 0600, must not exist) and
+    /// accept JWTs signed by it as well as by the App's other keys, as GitHub does while an App
+    /// has several keys.
+    AddKey {
+        /// App id.
+        app: u64,
+        /// File name in the state dir for the new private key.
+        private_key_out: String,
+    },
+    /// Key rotation, step two: stop accepting the key whose private half is `private_key_file`
+    /// (a bare file name in the state dir). GitHub refuses to delete an App's last key; so does
+    /// this (422).
+    RemoveKey {
+        /// App id.
+        app: u64,
+        /// File name in the state dir of the private key to retire.
+        private_key_file: String,
+    },
+}
+
+/// `GET /_emulator/tokens`: every secret the emulator handed out since it started, oldest
+/// first — installation tokens (revoked and expired ones included) and runner tokens — so
+/// tests can scan logs and output for leaks and check served tokens against what was minted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTokens {
+    /// The tokens, oldest first (at most [`IssuedTokens::CAPACITY`]).
+    pub tokens: std::collections::VecDeque<IssuedToken>,
+    /// How many older tokens were forgotten because the list was full.
+    pub forgotten: u64,
+}
+
+impl IssuedTokens {
+    /// The most tokens remembered; older ones are forgotten (and counted) beyond it.
+    pub const CAPACITY: usize = 100_000;
+
+    /// Remembers one more token.
+    pub fn push(&mut self, token: IssuedToken) {
+        if self.tokens.len() >= Self::CAPACITY {
+            self.tokens.pop_front();
+            self.forgotten += 1;
+        }
+        self.tokens.push_back(token);
+    }
+}
+
+/// One secret the emulator handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    /// The secret itself.
+    pub token: String,
+    /// `installation` or `runner_registration` / `runner_remove`.
+    pub kind: String,
+    /// The installation an installation token was minted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// When it was issued (Unix seconds, emulator clock).
+    pub created_at: i64,
+    /// When it expires (Unix seconds, emulator clock).
+    pub expires_at: i64,
 }

@@ -23,6 +23,10 @@ pub async fn handle(core: &Core, req: Request<Incoming>) -> Response<Body> {
             ok()
         }
         (&Method::GET, "/_emulator/health") => ok(),
+        (&Method::GET, "/_emulator/tokens") => {
+            let issued = core.lock().issued.clone();
+            json(StatusCode::OK, &issued)
+        }
         (&Method::GET, "/_emulator/faults") => {
             let state = core.lock();
             json(
@@ -181,6 +185,81 @@ pub fn apply(core: &Core, fault: Fault) -> Result<(), (StatusCode, String)> {
             state.replication_delay = 0;
             core.clock.set_offset(0);
         }
+        Fault::AddKey {
+            app,
+            private_key_out,
+        } => {
+            let fixture_key = app_key(core, app)?;
+            let path = state_file(core, &private_key_out)?;
+            if path.exists() {
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!("{private_key_out} already exists in the state dir"),
+                ));
+            }
+            // Generating an RSA key takes a moment: not under the state lock.
+            drop(state);
+            let public = crate::keys::ensure_private_key(&path)
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            let mut state = core.lock();
+            state
+                .app_keys
+                .entry(app)
+                .or_insert_with(|| vec![fixture_key])
+                .push(public);
+        }
+        Fault::RemoveKey {
+            app,
+            private_key_file,
+        } => {
+            let fixture_key = app_key(core, app)?;
+            let path = state_file(core, &private_key_file)?;
+            if !path.is_file() {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no {private_key_file} in the state dir"),
+                ));
+            }
+            let public = crate::keys::ensure_private_key(&path)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            let keys = state
+                .app_keys
+                .entry(app)
+                .or_insert_with(|| vec![fixture_key]);
+            if !keys.contains(&public) {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("{private_key_file} is not a key of App {app}"),
+                ));
+            }
+            if keys.len() == 1 {
+                return Err((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{private_key_file} is App {app}'s last key: add another first"),
+                ));
+            }
+            keys.retain(|k| *k != public);
+        }
     }
     Ok(())
+}
+
+/// The fixture public key of App `app`, or 404.
+fn app_key(core: &Core, app: u64) -> Result<Vec<u8>, (StatusCode, String)> {
+    core.apps
+        .get(&app)
+        .map(|a| a.public_key_der.clone())
+        .ok_or((StatusCode::NOT_FOUND, format!("no App {app}")))
+}
+
+/// A bare file name in the state dir (no directories, no `..`), or 400.
+fn state_file(core: &Core, name: &str) -> Result<std::path::PathBuf, (StatusCode, String)> {
+    let bare = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    if !bare {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} must be a bare file name in the state dir"),
+        ));
+    }
+    Ok(core.state_dir.join(name))
 }

@@ -1,16 +1,17 @@
 //! The emulator's shared state: the fixed world (Apps, accounts, repositories), the mutable parts
 //! (installations, tokens, faults, counters) behind one short-held mutex, and the clock.
 
-use crate::admin::Stats;
+use crate::admin::{IssuedTokens, Stats};
 use crate::clock::Clock;
 use crate::faults::RouteFaults;
 use crate::fixture::{AccountType, Fixture, RateLimitFixture};
 use crate::model::{Account, App, Installation, Installations, Level, PermissionSet, Repository};
+use crate::repos::RepoMaker;
 use crate::tokens::{Grant, TokenStore};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Everything that changes while the emulator runs.
 #[derive(Default)]
@@ -27,6 +28,11 @@ pub struct Mutable {
     pub stats: Stats,
     /// Rate-limit buckets by key (`installation:ID`, `app:ID`, `anonymous`).
     pub rate: BTreeMap<String, RateBucket>,
+    /// Every secret handed out, for `GET /_emulator/tokens`.
+    pub issued: IssuedTokens,
+    /// Apps whose keys were rotated (`add_key`/`remove_key` faults): the public keys (PKCS#1
+    /// DER) their JWTs may be signed with, replacing the fixture's single key.
+    pub app_keys: BTreeMap<u64, Vec<Vec<u8>>>,
 }
 
 /// One primary rate-limit window.
@@ -71,6 +77,8 @@ pub struct Core {
     pub stateless_secret: [u8; 32],
     /// Base URLs (set after binding).
     pub bases: OnceLock<Bases>,
+    /// Creates repositories not on disk yet (background and on first git use).
+    pub repo_maker: Arc<RepoMaker>,
     mutable: Mutex<Mutable>,
 }
 
@@ -115,6 +123,7 @@ impl Core {
         fixture: &Fixture,
         state_dir: &Path,
         public_keys: BTreeMap<u64, Vec<u8>>,
+        repo_maker: Arc<RepoMaker>,
     ) -> anyhow::Result<Core> {
         let clock = Clock::default();
         let now = clock.unix();
@@ -270,6 +279,7 @@ impl Core {
             clock,
             stateless_secret: secret,
             bases: OnceLock::new(),
+            repo_maker,
             mutable: Mutex::new(Mutable {
                 installations,
                 ..Mutable::default()

@@ -180,6 +180,17 @@ async fn serve(core: &Arc<Core>, req: Request<Incoming>, peer: SocketAddr) -> Re
         .git_services
         .entry(service.to_string())
         .or_default() += 1;
+    if let Err(e) = core
+        .repo_maker
+        .ensure_named(&repo.owner.login, &repo.name)
+        .await
+    {
+        tracing::warn!("creating {}: {e:#}", repo.full_name());
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "repository could not be created",
+        );
+    }
     let path_info = format!("/{}/{}.git/{rest}", repo.owner.login, repo.name);
     match run_backend(core, req, peer, &path_info, &query).await {
         Ok(response) => response,

@@ -111,6 +111,17 @@ fn json_object(part: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// Verifies an App JWT and returns the App id it authenticates.
 pub fn verify(token: &str, apps: &BTreeMap<u64, App>, now: i64) -> Result<u64, Rejection> {
+    verify_with_keys(token, apps, &BTreeMap::new(), now)
+}
+
+/// [`verify`], where an App listed in `rotated_keys` is checked against those public keys
+/// (PKCS#1 DER; any may sign) instead of its fixture key — after `add_key`/`remove_key`.
+pub fn verify_with_keys(
+    token: &str,
+    apps: &BTreeMap<u64, App>,
+    rotated_keys: &BTreeMap<u64, Vec<Vec<u8>>>,
+    now: i64,
+) -> Result<u64, Rejection> {
     let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -139,12 +150,21 @@ pub fn verify(token: &str, apps: &BTreeMap<u64, App>, now: i64) -> Result<u64, R
     let app = apps.get(&app_id).ok_or(Rejection::UnknownApp)?;
 
     let signed = &token[..header.len() + 1 + claims.len()];
-    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-        &app.public_key_der,
-    );
-    key.verify(signed.as_bytes(), &signature)
-        .map_err(|_| Rejection::Undecodable)?;
+    let keys: Vec<&[u8]> = match rotated_keys.get(&app_id) {
+        Some(rotated) => rotated.iter().map(Vec::as_slice).collect(),
+        None => vec![app.public_key_der.as_slice()],
+    };
+    let verified = keys.iter().any(|der| {
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            der,
+        )
+        .verify(signed.as_bytes(), &signature)
+        .is_ok()
+    });
+    if !verified {
+        return Err(Rejection::Undecodable);
+    }
 
     let exp = claims_json
         .get("exp")

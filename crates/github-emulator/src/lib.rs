@@ -132,6 +132,7 @@ impl Emulator {
         state_dir: &Path,
         options: Options,
     ) -> anyhow::Result<Emulator> {
+        let began = std::time::Instant::now();
         let fixture = Fixture::parse(fixture_text)?;
         tokio::fs::create_dir_all(state_dir)
             .await
@@ -164,27 +165,32 @@ impl Emulator {
             ));
         }
         let repos_root = state_dir.join("repos");
-        let mut repo_tasks = tokio::task::JoinSet::new();
-        for (full_name, branch) in repositories_to_create(&fixture) {
-            let Some((owner, name)) = full_name.split_once('/') else {
-                continue;
-            };
-            let path = repos::repo_path(&repos_root, owner, name);
-            let home = state_dir.clone();
-            repo_tasks.spawn(async move {
-                repos::ensure_bare_repo(&path, &full_name, &branch, &home).await
-            });
-        }
+        let maker_task = {
+            let (root, home) = (repos_root.clone(), state_dir.clone());
+            let specs = repositories_to_create(&fixture);
+            tokio::spawn(async move { repos::RepoMaker::new(&root, specs, &home).await })
+        };
         let mut public_keys = BTreeMap::new();
         for task in key_tasks {
             let (id, der) = task.await.context("key generation task")??;
             public_keys.insert(id, der);
         }
-        while let Some(result) = repo_tasks.join_next().await {
-            result.context("repository task")??;
+        tracing::debug!("keys ready after {:?}", began.elapsed());
+        let maker = Arc::new(maker_task.await.context("repository template task")??);
+        let missing = maker.missing();
+        let (now, later) = missing.split_at(missing.len().min(repos::EAGER_REPOSITORIES));
+        for spec in now {
+            maker.ensure(spec).await?;
         }
+        let later = later.to_vec();
+        tracing::debug!(
+            "repositories ready after {:?} ({} left for later)",
+            began.elapsed(),
+            later.len()
+        );
 
-        let core = Core::new(&fixture, &state_dir, public_keys)?;
+        let core = Core::new(&fixture, &state_dir, public_keys, maker.clone())?;
+        tracing::debug!("model built after {:?}", began.elapsed());
         let api_listener = TcpListener::bind(options.listen)
             .await
             .with_context(|| format!("binding the API listener on {}", options.listen))?;
@@ -211,7 +217,15 @@ impl Emulator {
         let core = Arc::new(core);
 
         let (stop, stopped) = watch::channel(false);
+        let background = tokio::spawn(async move {
+            for spec in later {
+                if let Err(e) = maker.ensure(&spec).await {
+                    tracing::warn!("creating {}/{}: {e:#}", spec.owner, spec.name);
+                }
+            }
+        });
         let tasks = vec![
+            background,
             tokio::spawn(server::serve(
                 api_listener,
                 tls.clone(),
@@ -280,22 +294,47 @@ impl Drop for Emulator {
 }
 
 /// Every repository the fixture implies, with its default branch.
-fn repositories_to_create(fixture: &Fixture) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut push = |full_name: String, branch: String| {
-        if !out.iter().any(|(f, _)| f.eq_ignore_ascii_case(&full_name)) {
-            out.push((full_name, branch));
+fn repositories_to_create(fixture: &Fixture) -> Vec<repos::RepoSpec> {
+    // Owners are spelled as the model spells accounts: the first spelling seen, installations
+    // first (the same order `Core::new` uses), so the path on disk is the one git is served from.
+    let mut spellings: BTreeMap<String, String> = BTreeMap::new();
+    for inst in &fixture.installations {
+        spellings
+            .entry(inst.account.to_ascii_lowercase())
+            .or_insert_with(|| inst.account.clone());
+    }
+    for repo in &fixture.repositories {
+        if let Some((owner, _)) = repo.full_name.split_once('/') {
+            spellings
+                .entry(owner.to_ascii_lowercase())
+                .or_insert_with(|| owner.to_string());
+        }
+    }
+    let mut out: Vec<repos::RepoSpec> = Vec::new();
+    let mut push = |owner: &str, name: &str, branch: Option<&str>| {
+        let owner = spellings
+            .get(&owner.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or(owner);
+        let seen = out
+            .iter()
+            .any(|s| s.owner.eq_ignore_ascii_case(owner) && s.name.eq_ignore_ascii_case(name));
+        if !seen {
+            out.push(repos::RepoSpec {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                branch: branch.unwrap_or("main").to_string(),
+            });
         }
     };
     for repo in &fixture.repositories {
-        push(
-            repo.full_name.clone(),
-            repo.default_branch.clone().unwrap_or_else(|| "main".into()),
-        );
+        if let Some((owner, name)) = repo.full_name.split_once('/') {
+            push(owner, name, repo.default_branch.as_deref());
+        }
     }
     for inst in &fixture.installations {
         for name in inst.repositories.iter().flatten() {
-            push(format!("{}/{name}", inst.account), "main".into());
+            push(&inst.account, name, None);
         }
     }
     out

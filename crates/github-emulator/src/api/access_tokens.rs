@@ -218,6 +218,13 @@ pub fn create(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     };
     {
         let mut state = ctx.core.lock();
+        state.issued.push(crate::admin::IssuedToken {
+            token: token.clone(),
+            kind: "installation".to_string(),
+            installation_id: Some(grant.installation_id),
+            created_at: grant.created_at,
+            expires_at: grant.expires_at,
+        });
         state.tokens.insert(token, grant, now);
         *state
             .stats

@@ -147,10 +147,19 @@ pub fn runner_token(ctx: &mut Ctx<'_>, kind: &str) -> Result<Response<Body>, Api
     {
         return Err(ApiError::not_accessible(docs));
     }
-    let expires = ctx.core.clock.unix() + 3600;
+    let now = ctx.core.clock.unix();
+    let expires = now + 3600;
+    let token = crate::tokens::runner_token();
+    ctx.core.lock().issued.push(crate::admin::IssuedToken {
+        token: token.clone(),
+        kind: format!("runner_{kind}"),
+        installation_id: None,
+        created_at: now,
+        expires_at: expires,
+    });
     Ok(json(
         StatusCode::CREATED,
-        &j!({ "token": crate::tokens::runner_token(), "expires_at": rfc3339_millis_offset(expires) }),
+        &j!({ "token": token, "expires_at": rfc3339_millis_offset(expires) }),
     ))
 }
 

@@ -339,7 +339,10 @@ impl<'a> Ctx<'a> {
         let result = match credential(&self.headers) {
             Credential::None => Err(Rejection::Missing),
             Credential::Malformed => Err(Rejection::Undecodable),
-            Credential::Secret(secret) => jwt::verify(&secret, &self.core.apps, now),
+            Credential::Secret(secret) => {
+                let rotated = self.core.lock().app_keys.clone();
+                jwt::verify_with_keys(&secret, &self.core.apps, &rotated, now)
+            }
         };
         match result {
             Ok(app_id) => {
