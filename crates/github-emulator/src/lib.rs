@@ -207,6 +207,14 @@ impl Emulator {
             (None, None)
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let admin_listener = match tls {
+            Some(_) => Some(
+                TcpListener::bind(SocketAddr::new(options.listen.ip(), 0))
+                    .await
+                    .context("binding the admin listener")?,
+            ),
+            None => None,
+        };
         let api_url = format!("{scheme}://{}", api_listener.local_addr()?);
         let git_url = format!("{scheme}://{}", git_listener.local_addr()?);
         let _ = core.bases.set(Bases {
@@ -217,6 +225,7 @@ impl Emulator {
         let core = Arc::new(core);
 
         let (stop, stopped) = watch::channel(false);
+        let admin_stopped = stopped.clone();
         let background = tokio::spawn(async move {
             for spec in later {
                 if let Err(e) = maker.ensure(&spec).await {
@@ -224,7 +233,7 @@ impl Emulator {
                 }
             }
         });
-        let tasks = vec![
+        let mut tasks = vec![
             background,
             tokio::spawn(server::serve(
                 api_listener,
@@ -241,9 +250,25 @@ impl Emulator {
                 stopped,
             )),
         ];
+        // Over TLS the admin API also gets a plain-http port, so test tooling can reach it
+        // without trusting the CA.
+        let admin_url = match admin_listener {
+            Some(listener) => {
+                let url = format!("http://{}", listener.local_addr()?);
+                tasks.push(tokio::spawn(server::serve(
+                    listener,
+                    None,
+                    core.clone(),
+                    Surface::Admin,
+                    admin_stopped,
+                )));
+                url
+            }
+            None => api_url.clone(),
+        };
         Ok(Emulator {
             urls: Urls {
-                admin_url: api_url.clone(),
+                admin_url,
                 api_url,
                 git_url,
                 ca_file,

@@ -35,6 +35,8 @@ pub enum Surface {
     Api,
     /// Git smart HTTP.
     Git,
+    /// Only the admin API (its own plain-http port when the API is served over TLS).
+    Admin,
 }
 
 /// Accepts connections until `shutdown` changes; dropping the returned future (or finishing)
@@ -108,5 +110,6 @@ async fn dispatch(
         }
         Surface::Api => crate::api::handle(core, req).await,
         Surface::Git => crate::git::handle(core, req, peer).await,
+        Surface::Admin => Ok(crate::admin_api::handle(&core, req).await),
     }
 }
