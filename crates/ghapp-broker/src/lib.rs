@@ -11,6 +11,8 @@
 //! `clock` (Date-anchored expiry), `resolve` (installations), `cache` (tokens), `mint`,
 //! `refresh`, `runner`, `status`, `metrics`.
 
+#![warn(missing_docs)]
+
 mod app;
 mod broker;
 mod cache;

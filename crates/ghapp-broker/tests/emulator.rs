@@ -758,3 +758,42 @@ async fn a_private_ca_is_trusted_through_ca_file() {
         e.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_less_requests_page_through_every_installation() {
+    // 120 installations: GET /app/installations needs two pages of 100.
+    let mut fixture = String::from(
+        "token_ttl_secs = 3600\n[[apps]]\nid = 1\nslug = \"ghapp-test\"\nprivate_key_out = \"app1.pem\"\n",
+    );
+    for i in 0..120 {
+        fixture.push_str(&format!(
+            "[[installations]]\nid = {}\napp = 1\naccount = \"org{i}\"\naccount_type = \"Organization\"\npermissions = {{ contents = \"read\" }}\n",
+            1000 + i
+        ));
+    }
+    let env = Env::start(&fixture).await;
+    let owner_less = TokenQuery {
+        owner: None,
+        repo: None,
+        ..env.query("x", None)
+    };
+    let all = env.broker("");
+    assert_error(
+        all.token(&owner_less).await,
+        ErrorKind::Ambiguous,
+        "120 installations",
+    );
+    let one =
+        Broker::start(&env.config("", &env.app_toml("one", "owners = [\"org115\"]"))).unwrap();
+    let token = one.token(&owner_less).await.unwrap();
+    assert_eq!(
+        (token.installation_id, token.owner.as_str()),
+        (1115, "org115"),
+        "found on the second page"
+    );
+    assert_eq!(
+        env.requests("GET /app/installations"),
+        4,
+        "two pages per broker"
+    );
+}
