@@ -148,6 +148,7 @@ impl DaemonMetrics {
             ("mint_failures".to_string(), broker.mint_failures),
             ("refreshes".to_string(), broker.refreshes),
             ("refresh_failures".to_string(), broker.refresh_failures),
+            ("degraded_serves".to_string(), broker.degraded_serves),
             (
                 "installation_lookups".to_string(),
                 broker.installation_lookups,
@@ -268,6 +269,12 @@ impl DaemonMetrics {
             Kind::Counter,
             "Background refreshes that failed.",
             broker.refresh_failures as f64,
+        );
+        e.single(
+            "ghapp_degraded_serves_total",
+            Kind::Counter,
+            "Tokens served on their safety margin (below min_ttl) while GitHub was failing.",
+            broker.degraded_serves as f64,
         );
         e.single(
             "ghapp_installation_lookups_total",
