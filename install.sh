@@ -13,6 +13,8 @@ Usage: ./install.sh [OPTIONS]
 
 Builds ghapp in release mode (cargo build --release --locked) and installs:
   PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp
+  PREFIX/bin/ghapp-gh-refresh.sh          (cron: keeps gh logged in; see its header)
+  PREFIX/share/ghapp/container-entrypoint.sh   (for container images: docs/containers.md)
   PREFIX/share/bash-completion/completions/ghapp
   PREFIX/share/zsh/site-functions/_ghapp
   PREFIX/share/fish/vendor_completions.d/ghapp.fish
@@ -205,6 +207,12 @@ for bin in "${binaries[@]}"; do
 done
 ghapp="$bindir/ghapp"
 "$ghapp" --version >/dev/null || die "the installed $ghapp does not run"
+
+put_file 0755 "$repo_dir/scripts/ghapp-gh-refresh.sh" "$bindir/ghapp-gh-refresh.sh"
+record file "$bindir/ghapp-gh-refresh.sh"
+put_file 0755 "$repo_dir/scripts/container-entrypoint.sh" "$sharedir/ghapp/container-entrypoint.sh"
+record file "$sharedir/ghapp/container-entrypoint.sh"
+say "installed $bindir/ghapp-gh-refresh.sh and $sharedir/ghapp/container-entrypoint.sh"
 
 put_output "$sharedir/bash-completion/completions/ghapp" "$ghapp" completions bash
 record file "$sharedir/bash-completion/completions/ghapp"

@@ -142,6 +142,8 @@ fn from_args(sandbox: &Sandbox) -> Vec<String> {
 const INSTALLED: &[&str] = &[
     "bin/ghapp",
     "bin/git-credential-ghapp",
+    "bin/ghapp-gh-refresh.sh",
+    "share/ghapp/container-entrypoint.sh",
     "share/bash-completion/completions/ghapp",
     "share/zsh/site-functions/_ghapp",
     "share/fish/vendor_completions.d/ghapp.fish",
@@ -179,7 +181,7 @@ fn installs_runs_is_idempotent_and_uninstalls_cleanly() {
         assert!(path.is_file(), "{rel} not installed");
         assert!(fs::metadata(&path).unwrap().len() > 0, "{rel} is empty");
     }
-    for bin in ["bin/ghapp", "bin/git-credential-ghapp"] {
+    for bin in ["bin/ghapp", "bin/git-credential-ghapp", "bin/ghapp-gh-refresh.sh"] {
         assert_eq!(
             fs::metadata(prefix.join(bin)).unwrap().permissions().mode() & 0o777,
             0o755
