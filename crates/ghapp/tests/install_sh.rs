@@ -181,7 +181,11 @@ fn installs_runs_is_idempotent_and_uninstalls_cleanly() {
         assert!(path.is_file(), "{rel} not installed");
         assert!(fs::metadata(&path).unwrap().len() > 0, "{rel} is empty");
     }
-    for bin in ["bin/ghapp", "bin/git-credential-ghapp", "bin/ghapp-gh-refresh.sh"] {
+    for bin in [
+        "bin/ghapp",
+        "bin/git-credential-ghapp",
+        "bin/ghapp-gh-refresh.sh",
+    ] {
         assert_eq!(
             fs::metadata(prefix.join(bin)).unwrap().permissions().mode() & 0o777,
             0o755
