@@ -9,8 +9,16 @@ use hyper::body::Incoming;
 use serde_json::json as j;
 use std::time::Duration;
 
-/// Serves `/_emulator/...`.
+/// Serves `/_emulator/...`, with a `Date` from the emulator's clock like every other answer.
 pub async fn handle(core: &Core, req: Request<Incoming>) -> Response<Body> {
+    let mut response = route(core, req).await;
+    if let Ok(date) = http::HeaderValue::from_str(&core.clock.http_date()) {
+        response.headers_mut().insert(http::header::DATE, date);
+    }
+    response
+}
+
+async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/');
     match (&parts.method, path) {

@@ -93,6 +93,7 @@ pub struct Emulator {
     core: Arc<Core>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    background: JoinHandle<()>,
 }
 
 impl Emulator {
@@ -234,7 +235,6 @@ impl Emulator {
             }
         });
         let mut tasks = vec![
-            background,
             tokio::spawn(server::serve(
                 api_listener,
                 tls.clone(),
@@ -276,6 +276,7 @@ impl Emulator {
             core,
             stop,
             tasks,
+            background,
         })
     }
 
@@ -303,6 +304,7 @@ impl Emulator {
     /// Stops serving and waits for the listeners to close.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        self.background.abort();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -312,6 +314,7 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.background.abort();
         for task in &self.tasks {
             task.abort();
         }

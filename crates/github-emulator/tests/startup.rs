@@ -160,3 +160,23 @@ fn library_starts_and_stops_in_process() {
         );
     });
 }
+
+#[test]
+fn service_time_is_small() {
+    let emu = EmulatorProcess::start(&basic_fixture(3600)).expect("start");
+    emu.resolve_and_mint("acme", "widgets").expect("warm up");
+    let mut micros: Vec<u128> = (0..100)
+        .map(|_| {
+            let started = Instant::now();
+            emu.resolve_and_mint("acme", "widgets").expect("mint");
+            started.elapsed().as_micros()
+        })
+        .collect();
+    micros.sort();
+    eprintln!(
+        "resolve + mint (2 requests, kept-alive connection): median {} µs, p90 {} µs",
+        micros[50], micros[90]
+    );
+    // Generous: a debug build on a loaded 2-core machine.
+    assert!(micros[50] < 100_000, "median {} µs", micros[50]);
+}
