@@ -90,6 +90,9 @@ where
     });
     if let Err(e) = http1::Builder::new()
         .timer(TokioTimer::new())
+        // Idle kept-alive connections stay open until the client closes them, so pooled clients
+        // never race a server-side idle close (which would look like a GitHub failure).
+        .header_read_timeout(None)
         .keep_alive(true)
         .serve_connection(io, service)
         .await
