@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -412,4 +413,93 @@ fn release_build_install() {
     assert!(version.status.success());
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     assert!(sandbox.snapshot(&prefix).is_empty());
+}
+
+/// The "done when" path as an ordinary user: install into the user's own prefix, then run the
+/// installed `ghapp demo` (which finds the helper installed next to it). Tests run as root in
+/// CI, so this drops to `nobody`; run as a user already, the tests above cover it.
+#[test]
+fn non_root_user_installs_then_runs_the_installed_demo() {
+    if !rustix::process::geteuid().is_root() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED non_root_user_installs_then_runs_the_installed_demo: not root (the other install tests already run as this user) ***\n"
+        );
+        return;
+    }
+    let sandbox = Sandbox::new();
+    fs::set_permissions(sandbox.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = sandbox.path("home");
+    rustix::fs::chown(
+        &home,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let as_nobody = |program: &Path, args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .output()
+            .expect("setpriv runs")
+    };
+    // The checkout and the built binaries must be readable by nobody; a private checkout
+    // (umask 077) cannot be tested this way.
+    let probe = as_nobody(
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            &format!(
+                "test -r {} && test -x {}",
+                repo_dir().join("install.sh").display(),
+                ghapp_testkit::binary("ghapp").display()
+            ),
+        ],
+    );
+    if !probe.status.success() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED non_root_user_installs_then_runs_the_installed_demo: the checkout is not readable by nobody ***\n"
+        );
+        return;
+    }
+    let prefix = home.join(".local");
+    let install = repo_dir().join("install.sh");
+    let bin_dir = ghapp_testkit::bin_dir();
+    let out = as_nobody(
+        Path::new("/bin/bash"),
+        &[
+            install.to_str().unwrap(),
+            "--prefix",
+            prefix.to_str().unwrap(),
+            "--from",
+            bin_dir.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    let out = as_nobody(&prefix.join("bin/ghapp"), &["demo"]);
+    let text = ok(&out);
+    assert!(
+        text.contains("ok: cloned, committed and pushed through credential.helper ghapp"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "git-credential-ghapp: {}",
+            prefix.join("bin/git-credential-ghapp").display()
+        )),
+        "the installed helper was used:\n{text}"
+    );
+    assert!(!text.contains("ghs_"), "a token was printed:\n{text}");
 }
