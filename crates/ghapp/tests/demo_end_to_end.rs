@@ -24,6 +24,10 @@ fn run_demo(args: &[&str], tmp: &std::path::Path) -> Finished {
         .env("TMPDIR", tmp)
         .env_remove("GHAPP_SOCKET")
         .env_remove("GHAPP_CONFIG")
+        // A proxy nobody answers on: the demo must keep its loopback traffic away from it.
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

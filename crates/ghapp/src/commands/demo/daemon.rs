@@ -28,7 +28,11 @@ impl DaemonChild {
     pub fn spawn(exe: &Path, config: &Path, socket: &Path, log: &Path) -> Result<Self> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        for name in super::git::PROXY_VARIABLES {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(["daemon", "--foreground", "--config"])
             .arg(config)
             .arg("--socket")

@@ -32,6 +32,17 @@ const CLEARED: &[&str] = &[
     "GHAPP_CONFIG",
 ];
 
+/// Proxy settings: the demo talks to 127.0.0.1 only, and a proxy (which curl and reqwest would
+/// use for loopback addresses too, unless NO_PROXY says otherwise) could only get in the way.
+pub const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
 /// How to run git for the demo.
 #[derive(Debug, Clone)]
 pub struct DemoGit {
@@ -64,7 +75,7 @@ impl DemoGit {
     fn command(&self, program: &Path, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(program);
         command.args(args).current_dir(dir);
-        for name in CLEARED {
+        for name in CLEARED.iter().chain(PROXY_VARIABLES) {
             command.env_remove(name);
         }
         command
