@@ -347,3 +347,162 @@ fn real_git_clone_through_the_mounted_socket_then_fall_through() {
         "fall-through is prompt"
     );
 }
+
+/// docs/containers.md's recipe without docker: a private mount namespace where the daemon's
+/// socket directory is bind-mounted read-only, processes with container-like uids/gids, and the
+/// entrypoint + real helper + real git inside. Checks each claim of the doc:
+/// - primary gid = `socket_group` → file access and admission: the clone works;
+/// - the read-only mount still lets it connect, but not delete the socket;
+/// - `--group-add` only (supplementary group) → file access, but the daemon refuses (403) and the
+///   helper falls through;
+/// - neither → connect(2) is refused by the file system and the helper falls through.
+///
+/// Needs root (setpriv to other uids, mount namespaces); says so loudly otherwise.
+#[test]
+fn container_without_docker_ro_directory_mount_group_and_peer_checks() {
+    use ghapp_testkit::daemon::{DaemonProcess, DaemonStart, config_for_emulator};
+    use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
+    use std::io::Write;
+
+    let skip = |why: &str| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED container_without_docker_ro_directory_mount_group_and_peer_checks: {why} ***\n"
+        );
+    };
+    if !rustix::process::geteuid().is_root() {
+        return skip("needs root");
+    }
+    let probe = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .output();
+    if !matches!(&probe, Ok(out) if out.status.success()) {
+        return skip("unshare --mount is not permitted here");
+    }
+
+    const GROUP: &str = "users"; // gid 100 on Debian: an existing group to stand for `ghapp`
+    const GID: u32 = 100;
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).expect("emulator starts");
+    let config = config_for_emulator(
+        &emulator.urls.api_url,
+        &emulator.urls.git_url,
+        &emulator.key_path("app1.pem"),
+        &format!("socket_group = \"{GROUP}\""),
+    );
+    let daemon = DaemonProcess::start_with(
+        &config,
+        DaemonStart {
+            dir_mode: Some(0o711),
+            ..Default::default()
+        },
+    )
+    .expect("daemon starts");
+    let socket_mode = fs::symlink_metadata(daemon.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(socket_mode, 0o660, "socket_group makes the socket 0660");
+
+    // The "image": a world-readable root with the tools, the real helper and a mount point.
+    let image = Container::new();
+    fs::set_permissions(image.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(
+        ghapp_testkit::binary("git-credential-ghapp"),
+        image.path("bin/git-credential-ghapp"),
+    )
+    .unwrap();
+    let mount_point = image.path("run");
+    let git_url = format!("http://{}", emulator.git_host());
+    let repo_url = emulator.repo_url("acme", "widgets");
+
+    // One "container run": its own mount namespace, the socket dir mounted read-only, then the
+    // entrypoint as uid:gid (plus supplementary groups) running `git clone`.
+    let run = |name: &str, uid: u32, gid: u32, groups: &[u32]| -> Output {
+        let home = image.path(&format!("home-{name}"));
+        fs::create_dir_all(&home).unwrap();
+        rustix::fs::chown(
+            &home,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .unwrap();
+        let groups_flag = if groups.is_empty() {
+            "--clear-groups".to_string()
+        } else {
+            format!(
+                "--groups={}",
+                groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let inside = r#"
+            set -e
+            mount --bind "$1" "$2"
+            mount -o remount,bind,ro "$2"
+            if rm -f "$2/d.sock" 2>/dev/null; then echo "READ-ONLY MOUNT DID NOT PROTECT THE SOCKET" >&2; exit 99; fi
+            exec setpriv --reuid "$3" --regid "$4" "$5" -- env -i PATH="$6" HOME="$7" \
+              GHAPP_SOCKET="$2/d.sock" GHAPP_HOSTS="$8" GHAPP_DEBUG=1 GIT_TERMINAL_PROMPT=0 GIT_CONFIG_NOSYSTEM=1 \
+              /bin/sh "$9" git clone --quiet "${10}" "$7/widgets"
+        "#;
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "/bin/sh",
+                "-c",
+                inside,
+                "sh",
+            ])
+            .arg(daemon.dir())
+            .arg(&mount_point)
+            .arg(uid.to_string())
+            .arg(gid.to_string())
+            .arg(groups_flag)
+            .arg(image.path("bin"))
+            .arg(&home)
+            .arg(&git_url)
+            .arg(script())
+            .arg(&repo_url)
+            .output()
+            .unwrap()
+    };
+
+    // Primary gid = socket_group: admitted, through a read-only mount.
+    let out = run("primary", 4242, GID, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "uid 4242 gid {GID}: the clone must work: {stderr}"
+    );
+    assert!(image.path("home-primary/widgets/.git").is_dir());
+    assert!(!stderr.contains("ghs_"), "{stderr}");
+
+    // Supplementary group only (`--group-add`): connect works, the daemon refuses, git gets nothing.
+    let out = run("supplementary", 4243, 4243, &[GID]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_ne!(out.status.code(), Some(99), "{stderr}");
+    assert!(
+        stderr.contains("uid 4243 (gid 4243) may not use this ghapp daemon"),
+        "the daemon's refusal: {stderr}"
+    );
+
+    // Neither: the socket's mode stops connect(2); the helper falls through.
+    let out = run("stranger", 4244, 4244, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("permission denied"),
+        "connect refused by the file system: {stderr}"
+    );
+    assert!(
+        daemon.socket().exists(),
+        "the socket survived every container"
+    );
+}
