@@ -35,8 +35,9 @@ Options:
   --systemd         Also install the systemd user units (ghapp.socket, ghapp.service) into
                     ~/.config/systemd/user and enable the socket; skipped with a message when
                     `systemctl --user` is not available (the unit files are still installed).
-  --configure-git   Also run `ghapp configure --global` (credential.helper ghapp and
-                    credential.useHttpPath true for https://github.com).
+  --configure-git   Also run `ghapp configure --global`: credential.helper ghapp and
+                    credential.useHttpPath true for each host of the config's Apps
+                    (https://github.com when there are none).
   --uninstall       Remove exactly what earlier runs installed under --prefix (undoing
                     --systemd and --configure-git too). Your config file is kept.
   -h, --help        This text.
@@ -310,10 +311,21 @@ fi
 # Optional: git configuration.
 # ---------------------------------------------------------------------------------------------
 if [ "$configure_git" = 1 ]; then
-  # git finds `git-credential-ghapp` on PATH: make sure this run (and the user) can.
-  PATH="$bindir:$PATH" "$ghapp" configure --global
-  record git-configured "--global"
-  say "configured git: credential.helper ghapp with useHttpPath for https://github.com"
+  # `ghapp configure` prints one line per host URL: "git (--global): URL: what it wrote", or
+  # "git (--global): URL already uses ghapp; nothing changed". Only URLs it changed are recorded,
+  # so --uninstall takes back exactly those and never a setup the user made by hand.
+  configure_output="$("$ghapp" configure --global)" || die "ghapp configure --global failed"
+  while IFS= read -r configured; do
+    [ -n "$configured" ] || continue
+    say "$configured"
+    case "$configured" in
+      *" already uses ghapp"*) continue ;;
+      "git (--global): "*)
+        rest="${configured#git (--global): }"
+        url="${rest%%: *}"
+        record git-configured "--global --host $url" ;;
+    esac
+  done <<<"$configure_output"
 fi
 
 # The manifest: sorted, de-duplicated, so re-running never grows it.

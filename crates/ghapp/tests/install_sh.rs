@@ -389,12 +389,65 @@ fn configure_git_is_done_and_undone() {
         "{written}"
     );
 
+    let manifest =
+        fs::read_to_string(sandbox.prefix().join("share/ghapp/install-manifest")).unwrap();
+    assert!(
+        manifest.contains("git-configured --global --host https://github.com"),
+        "{manifest}"
+    );
+
+    // A host the user then configures by hand is theirs: uninstall keeps it.
+    let ghapp = sandbox.prefix().join("bin/ghapp");
+    let by_hand = Command::new(&ghapp)
+        .args(["configure", "--global", "--host", "ghe.example.com"])
+        .env("HOME", sandbox.path("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        by_hand.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_hand.stderr)
+    );
+
     let prefix = sandbox.prefix();
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     let after = fs::read_to_string(&gitconfig).unwrap_or_default();
     assert!(
-        !after.contains("helper = ghapp"),
-        "uninstall left ghapp in git's config:\n{after}"
+        !after.contains("credential \"https://github.com\""),
+        "uninstall left its github.com setup in git's config:\n{after}"
+    );
+    assert!(
+        after.contains("credential \"https://ghe.example.com\"")
+            && after.contains("helper = ghapp"),
+        "uninstall removed the user's own setup:\n{after}"
+    );
+}
+
+#[test]
+fn configure_git_leaves_an_existing_setup_to_the_user() {
+    let sandbox = Sandbox::new();
+    // The user set github.com up before installing (e.g. an earlier ghapp): not ours to undo.
+    let mut args = from_args(&sandbox);
+    let first: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&sandbox.install(&first));
+    let configured = Command::new(sandbox.prefix().join("bin/ghapp"))
+        .args(["configure", "--global"])
+        .env("HOME", sandbox.path("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(configured.status.success());
+    args.push("--configure-git".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = ok(&sandbox.install(&args));
+    assert!(text.contains("already uses ghapp"), "{text}");
+    let prefix = sandbox.prefix();
+    ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
+    let after = fs::read_to_string(sandbox.path("home/.gitconfig")).unwrap_or_default();
+    assert!(
+        after.contains("helper = ghapp"),
+        "uninstall undid the user's own setup:\n{after}"
     );
 }
 
