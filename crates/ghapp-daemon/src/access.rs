@@ -197,6 +197,31 @@ impl PeerPolicy {
         self.apply_ceiling(&mut query.permissions)
     }
 
+    /// Checks what the broker actually granted for a request this policy admitted: with
+    /// `repos`, the token must be narrowed to allowed repositories. The request check alone is
+    /// not enough: an App configured `installation_wide` answers a request for one repository
+    /// with a token for every repository of the installation.
+    pub fn check_grant(&self, owner: &str, repositories: &[String]) -> Result<(), Refusal> {
+        if !self.owner_allowed(owner) {
+            return Err(self.refuse(format!("a token for account {owner}")));
+        }
+        if self.repos.is_none() {
+            return Ok(());
+        }
+        if repositories.is_empty() {
+            return Err(self.refuse(format!(
+                "an installation-wide token for {owner} (the GitHub App serving it is configured installation_wide, so its tokens are not narrowed to one repository)"
+            )));
+        }
+        match repositories
+            .iter()
+            .find(|repo| !self.repo_allowed(owner, Some(repo)))
+        {
+            Some(repo) => Err(self.refuse(format!("a token covering {owner}/{repo}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a runner-token request (organization-wide, needs
     /// `organization_self_hosted_runners: write`).
     pub fn check_runner(&self, org: &str) -> Result<(), Refusal> {
@@ -520,6 +545,32 @@ mod tests {
         let any =
             PeerPolicy::from_config(1, &policy(Some(1), None, Some(&["*"]), None, None)).unwrap();
         assert!(any.check_token(&mut query(None, None, "")).is_ok());
+    }
+
+    #[test]
+    fn grants_must_stay_within_the_repos() {
+        let p = PeerPolicy::from_config(
+            1,
+            &policy(Some(1000), None, None, Some(&["acme/widgets"]), None),
+        )
+        .unwrap();
+        assert!(p.check_grant("Acme", &["Widgets".to_string()]).is_ok());
+        let wide = p.check_grant("acme", &[]).unwrap_err();
+        assert_eq!(wide.status(), 403);
+        assert!(
+            wide.message().contains("installation_wide"),
+            "{}",
+            wide.message()
+        );
+        assert!(
+            p.check_grant("acme", &["widgets".to_string(), "secrets".to_string()])
+                .unwrap_err()
+                .message()
+                .contains("acme/secrets")
+        );
+        assert!(p.check_grant("other", &["widgets".to_string()]).is_err());
+        let open = PeerPolicy::from_config(1, &policy(Some(1000), None, None, None, None)).unwrap();
+        assert!(open.check_grant("acme", &[]).is_ok());
     }
 
     #[test]

@@ -256,7 +256,8 @@ async fn serve_token<S: TokenService>(
     audit: &mut AuditEvent,
 ) -> Result<api::TokenResponse, Reply> {
     describe_query(&query, audit);
-    if let Some(policy) = settings.access.policy_for(&peer) {
+    let policy = settings.access.policy_for(&peer);
+    if let Some(policy) = policy {
         policy
             .check_token(&mut query)
             .map_err(|r| refused(r, audit))?;
@@ -264,6 +265,12 @@ async fn serve_token<S: TokenService>(
     }
     match state.service.token(&query).await {
         Ok(token) => {
+            if let Some(policy) = policy
+                && let Err(refusal) = policy.check_grant(&token.owner, &token.repositories)
+            {
+                tracing::warn!(peer = %peer, token = %token.token.fingerprint(), "a granted token is wider than the peer's [[daemon.policy]] allows; not served");
+                return Err(refused(refusal, audit));
+            }
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
             audit.installation_id = Some(token.installation_id);

@@ -190,6 +190,16 @@ fn check_dir(dir: &Path, meta: &fs::Metadata, own_uid: u32) -> anyhow::Result<()
     if !meta.is_dir() {
         bail!("socket directory {} is not a directory", dir.display());
     }
+    // Ownership first: a directory's owner may remove or rename anything in it, sticky bit or
+    // not, so a directory someone else made (say a pre-created /tmp/ghapp-<uid> with mode
+    // 1777) must never hold our socket.
+    if meta.uid() != own_uid && meta.uid() != 0 {
+        bail!(
+            "socket directory {} belongs to uid {}, not to this daemon's uid {own_uid} (or root): choose another --socket or fix its owner",
+            dir.display(),
+            meta.uid()
+        );
+    }
     let mode = meta.mode() & 0o7777;
     if mode & 0o1000 != 0 {
         // Sticky (like /tmp): others cannot remove or rename our socket.
@@ -200,13 +210,6 @@ fn check_dir(dir: &Path, meta: &fs::Metadata, own_uid: u32) -> anyhow::Result<()
             "socket directory {} is group- or other-writable (mode {mode:04o}): anyone who can write there could replace the socket; run `chmod go-w {}` or choose another --socket",
             dir.display(),
             dir.display()
-        );
-    }
-    if meta.uid() != own_uid && meta.uid() != 0 {
-        bail!(
-            "socket directory {} belongs to uid {}, not to this daemon's uid {own_uid} (or root): choose another --socket or fix its owner",
-            dir.display(),
-            meta.uid()
         );
     }
     Ok(())
@@ -418,6 +421,22 @@ mod tests {
             fs::create_dir(&foreign).unwrap();
             rustix::fs::chown(&foreign, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
             let err = bind(&foreign.join("ghapp.sock"), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+
+            // Sticky does not help when someone else owns the directory: its owner may still
+            // remove our socket and put its own in its place.
+            let foreign_sticky = tmp.path().join("foreign-sticky");
+            fs::create_dir(&foreign_sticky).unwrap();
+            fs::set_permissions(&foreign_sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+            rustix::fs::chown(
+                &foreign_sticky,
+                Some(rustix::fs::Uid::from_raw(65534)),
+                None,
+            )
+            .unwrap();
+            let err = bind(&foreign_sticky.join("ghapp.sock"), None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("belongs to uid 65534"), "{err}");

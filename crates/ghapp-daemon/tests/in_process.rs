@@ -398,6 +398,26 @@ async fn policy_restricts_owner_repo_and_permissions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_refuses_a_grant_wider_than_its_repos() {
+    // An App configured installation_wide answers a request for one repository with a token
+    // for all of them; a peer held to one repository must not receive it.
+    let me = rustix::process::geteuid().as_raw();
+    let policy = format!("[[daemon.policy]]\nuid = {me}\nrepos = [\"wide/widgets\", \"acme/*\"]\n");
+    let h = Harness::start(&policy, ONE_APP, None);
+    let r = h.get("/v1/token?owner=wide&repo=widgets").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("installation_wide"), "{}", r.body);
+    assert!(
+        !r.body.contains(&fake_token("wide", "widgets")),
+        "{}",
+        r.body
+    );
+    assert_eq!(h.get("/api/wide/widgets").await.status, 403);
+    let r = h.get("/v1/token?owner=acme&repo=widgets").await;
+    assert_eq!(r.status, 200, "a narrowed grant is served: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_clients_with_keep_alive_and_a_hex_host_header() {
     let h = Harness::start("", ONE_APP, None);
     let mut tasks = Vec::new();

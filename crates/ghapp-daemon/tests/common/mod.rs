@@ -79,7 +79,12 @@ impl TokenService for Fake {
                 app: "test-app".into(),
                 host: query.host_or_default().to_string(),
                 owner: owner.clone(),
-                repositories: query.repo.iter().cloned().collect(),
+                // "wide" plays an App configured installation_wide: never narrowed.
+                repositories: if owner == "wide" {
+                    Vec::new()
+                } else {
+                    query.repo.iter().cloned().collect()
+                },
                 permissions: query.permissions.clone(),
             })
         }
