@@ -168,6 +168,11 @@ impl Inner {
         origin: Origin,
     ) {
         let inner = self.clone();
+        let mut guard = DeadMintGuard {
+            inner: self.clone(),
+            plan: plan.clone(),
+            tx: Some(tx),
+        };
         tokio::spawn(async move {
             let outcome = inner.mint(&plan).await;
             let (result, drop_entry, app) = match outcome {
@@ -186,7 +191,9 @@ impl Inner {
                 _ => None,
             };
             inner.tokens.finish(&plan, &result, retry_at, drop_entry);
-            tx.complete(result);
+            if let Some(tx) = guard.tx.take() {
+                tx.complete(result);
+            }
         });
     }
 
@@ -312,6 +319,27 @@ impl Inner {
                 false,
             ),
         }
+    }
+}
+
+/// Ends the flight of a mint task that dies before finishing (a panic under it, or the runtime
+/// shutting down): without it the key would stay joined to a flight nobody completes, and every
+/// later request for the key would fail at once and the refresher would skip it, until restart.
+struct DeadMintGuard {
+    inner: Arc<Inner>,
+    plan: Arc<MintPlan>,
+    tx: Option<FlightSender<MintResult>>,
+}
+
+impl Drop for DeadMintGuard {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let result: MintResult = Err(BrokerError::internal(format!(
+            "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
+            self.plan.target
+        )));
+        self.inner.tokens.finish(&self.plan, &result, None, false);
+        tx.complete(result);
     }
 }
 
