@@ -284,6 +284,16 @@ impl TokenCache {
         }
     }
 
+    /// The cached token that is exactly `token`, if any.
+    pub(crate) fn find(&self, token: &str) -> Option<Arc<CachedToken>> {
+        let wanted = digest(token);
+        self.lock()
+            .entries
+            .values()
+            .find(|e| same_digest(&e.token.digest, &wanted))
+            .map(|e| e.token.clone())
+    }
+
     /// Drops the entry holding exactly `token`; true if there was one.
     pub(crate) fn invalidate(&self, token: &str) -> Option<Arc<CachedToken>> {
         let wanted = digest(token);

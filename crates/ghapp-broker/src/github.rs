@@ -104,6 +104,25 @@ impl ApiError {
         }
     }
 
+    /// This failure repeated to an operation that was not sent because of it, with `note`.
+    fn held(&self, note: &str) -> ApiError {
+        match self.clone() {
+            ApiError::Unreachable { detail } => ApiError::Unreachable {
+                detail: format!("{detail}; {note}"),
+            },
+            ApiError::JwtRejected {
+                status,
+                message,
+                route,
+            } => ApiError::JwtRejected {
+                status,
+                message: format!("{message}; {note}"),
+                route,
+            },
+            other => other,
+        }
+    }
+
     /// The generic mapping, for callers with nothing more specific to say. `app` describes
     /// the App (`acme-bot (id 12345)`).
     pub(crate) fn into_broker_error(self, app: &str) -> BrokerError {
@@ -190,6 +209,29 @@ struct RateState {
     remaining: Option<u64>,
 }
 
+/// The longest hold-off after failed operations (see [`Holdoff`]).
+pub(crate) const HOLDOFF_CAP: Duration = Duration::from_secs(10);
+
+/// After GitHub fails an operation in a way that retrying at once will not fix — no usable
+/// answer after all the retries, or the App's JWT rejected — the App's next operations are held
+/// back instead of every waiting caller and cache key trying again (a retry storm against a
+/// GitHub that is down, or hammering it with a key it refuses): 1 s after the first failure,
+/// doubling to [`HOLDOFF_CAP`], jittered — so recovery after GitHub returns takes at most that
+/// long. When the hold ends, one operation goes through as a
+/// trial while the others stay held; any answer from GitHub ends the hold-off. Callers are
+/// served from cache meanwhile, as for any failure.
+#[derive(Default)]
+struct Holdoff {
+    /// Operations failed in a row.
+    failures: u32,
+    /// No operation starts before this.
+    until: Option<Instant>,
+    /// The trial operation is in flight.
+    trial: bool,
+    /// The last failure, repeated to held operations.
+    last: Option<ApiError>,
+}
+
 /// One App's API client.
 pub(crate) struct GitHubClient {
     api_base: String,
@@ -198,6 +240,21 @@ pub(crate) struct GitHubClient {
     policy: RetryPolicy,
     token_format: Option<TokenFormat>,
     rate: Mutex<RateState>,
+    holdoff: Mutex<Holdoff>,
+}
+
+/// Ends the trial of a hold-off if its operation is dropped before it finishes.
+struct TrialGuard<'a> {
+    holdoff: &'a Mutex<Holdoff>,
+    active: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if self.active {
+            self.holdoff.lock().unwrap_or_else(|p| p.into_inner()).trial = false;
+        }
+    }
 }
 
 impl GitHubClient {
@@ -216,6 +273,66 @@ impl GitHubClient {
             policy,
             token_format,
             rate: Mutex::new(RateState::default()),
+            holdoff: Mutex::new(Holdoff::default()),
+        }
+    }
+
+    /// Whether an operation may start now: `Ok(true)` as the hold-off's trial, `Ok(false)`
+    /// when no hold-off is in force, `Err` (the last failure, marked as held) otherwise.
+    fn admit(&self, route: &str) -> Result<bool, ApiError> {
+        let mut holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
+        if holdoff.failures == 0 {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        let wait = holdoff
+            .until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        if holdoff.trial || !wait.is_zero() {
+            let note = format!(
+                "not sent: {} GitHub operation(s) in a row failed, the next try in {:.1}s",
+                holdoff.failures,
+                wait.as_secs_f64()
+            );
+            return Err(match &holdoff.last {
+                Some(last) => last.held(&note),
+                None => ApiError::Unreachable {
+                    detail: format!("{route}: {note}"),
+                },
+            });
+        }
+        holdoff.trial = true;
+        Ok(true)
+    }
+
+    /// Records how an operation ended: a failure retrying will not fix soon extends the
+    /// hold-off, any answer from GitHub ends it.
+    fn settle<T>(&self, result: &Result<T, ApiError>) {
+        let mut holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
+        holdoff.trial = false;
+        match result {
+            Err(error @ (ApiError::Unreachable { .. } | ApiError::JwtRejected { .. })) => {
+                holdoff.failures = holdoff.failures.saturating_add(1);
+                let full =
+                    Duration::from_secs(1u64 << (holdoff.failures - 1).min(5)).min(HOLDOFF_CAP);
+                let wait = full.mul_f64(0.5 + fastrand::f64() * 0.5);
+                holdoff.until = Some(Instant::now() + wait);
+                holdoff.last = Some(error.clone());
+                tracing::debug!(
+                    failures = holdoff.failures,
+                    wait_ms = wait.as_millis() as u64,
+                    "holding this App's GitHub operations back after a failure"
+                );
+            }
+            _ => {
+                if holdoff.failures > 0 {
+                    tracing::debug!(
+                        failures = holdoff.failures,
+                        "GitHub answered again: hold-off ended"
+                    );
+                }
+                *holdoff = Holdoff::default();
+            }
         }
     }
 
@@ -400,9 +517,36 @@ impl GitHubClient {
         })
     }
 
-    /// One logical call: retries, rate-limit waits, clock-skew and replication-delay handling.
-    /// Returns only 2xx answers; `path_or_url` is a path under the API base or a full URL on it.
+    /// One logical call, unless a hold-off is in force (see [`Holdoff`]): retries, rate-limit
+    /// waits, clock-skew and replication-delay handling. Returns only 2xx answers;
+    /// `path_or_url` is a path under the API base or a full URL on it.
     async fn call(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        auth: Auth<'_>,
+        body: Option<Vec<u8>>,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<(HttpResponse, ServerTime), ApiError> {
+        let route = format!(
+            "{} {}",
+            method.as_str(),
+            route_of(path_or_url, &self.api_base)
+        );
+        let trial = self.admit(&route)?;
+        let guard = TrialGuard {
+            holdoff: &self.holdoff,
+            active: trial,
+        };
+        let result = self
+            .call_with_retries(method, path_or_url, auth, body, extra_headers)
+            .await;
+        self.settle(&result);
+        drop(guard);
+        result
+    }
+
+    async fn call_with_retries(
         &self,
         method: Method,
         path_or_url: &str,

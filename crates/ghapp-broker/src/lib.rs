@@ -163,7 +163,17 @@ impl Broker {
     }
 
     /// Drops the cached entry holding exactly this token; true if there was one.
+    ///
+    /// A token minted less than GitHub's replication delay ago (5 s) is kept: a 401 then means
+    /// GitHub has not replicated it yet, not that it was revoked, and a new token would be just
+    /// as new — dropping it would make git (which erases on every 401) fail on each retry.
     pub fn invalidate(&self, token: &str) -> bool {
+        if let Some(young) = self.inner.tokens.find(token)
+            && young.minted_at.elapsed() < github::REPLICATION_DELAY
+        {
+            tracing::info!(token = %young.token.fingerprint(), app = %young.app_name, installation = young.installation_id, minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            return false;
+        }
         match self.inner.tokens.invalidate(token) {
             Some(dropped) => {
                 tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.app_name, installation = dropped.installation_id, "invalidated a cached token");

@@ -13,6 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 use support::{Env, MINT_ROUTE, assert_error, basic_fixture, perms, runner_fixture, secs_until};
 
+/// Longer than GitHub's replication delay (5 s): `Broker::invalidate` keeps younger tokens.
+const PAST_REPLICATION_DELAY: Duration = Duration::from_millis(5100);
+
 fn status_fault(
     route: Option<&str>,
     status: u16,
@@ -252,7 +255,9 @@ async fn both_token_formats_are_opaque() {
         .await
         .unwrap();
     assert_eq!(short.token.expose().len(), 40);
-    // Both are cached and invalidated alike.
+    // Both are cached and invalidated alike (once older than GitHub's replication delay: a
+    // younger token is kept, see Broker::invalidate).
+    tokio::time::sleep(PAST_REPLICATION_DELAY).await;
     assert!(stateless.invalidate(long));
     assert!(!stateless.invalidate(long));
     assert!(classic.invalidate(short.token.expose()));
@@ -587,6 +592,7 @@ async fn a_reinstalled_app_is_resolved_again() {
         installation: 100,
         new_id: Some(101),
     });
+    tokio::time::sleep(PAST_REPLICATION_DELAY).await;
     assert!(
         broker.invalidate(before.token.expose()),
         "git reported the old token rejected"
@@ -612,6 +618,9 @@ async fn invalidate_drops_exactly_one_cached_token() {
         .await
         .unwrap();
     assert!(!broker.invalidate("ghs_not_a_cached_token_at_all_0000000000"));
+    // Younger than GitHub's replication delay: a 401 for it is not a revocation, so it stays.
+    assert!(!broker.invalidate(widgets.token.expose()));
+    tokio::time::sleep(PAST_REPLICATION_DELAY).await;
     assert!(broker.invalidate(widgets.token.expose()));
     let new_widgets = broker
         .token(&env.query("acme", Some("widgets")))

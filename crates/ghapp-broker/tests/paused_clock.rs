@@ -158,8 +158,10 @@ async fn github_outage_serves_cached_tokens_on_their_margin_and_never_an_expired
         "{}",
         e.message
     );
-    // GitHub back: a fresh token, and no longer degraded.
+    // GitHub back: a fresh token once the App's hold-off after the failures ends (at most
+    // 10 s), and no longer degraded.
     s.github.clear();
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let token = s.broker.token(&widgets()).await.unwrap();
     assert_ne!(token.token, first.token);
     assert!(s.github.remaining(token.token.expose()) >= 30 * MIN);

@@ -390,6 +390,9 @@ fn revoked_token_is_erased_and_replaced() -> Result<()> {
             "{label}: the daemon holds the token git used"
         );
 
+        // The daemon keeps a token younger than GitHub's replication delay (5 s) on erase: a
+        // 401 then is most likely that delay, not a revocation. Revoke an older one.
+        std::thread::sleep(std::time::Duration::from_millis(5100));
         stack
             .emulator
             .fault(serde_json::json!({"kind": "revoke_tokens"}))?;
