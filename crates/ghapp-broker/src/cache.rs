@@ -17,7 +17,9 @@ use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
 use sha2::{Digest, Sha256};
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -59,6 +61,9 @@ pub(crate) struct MintPlan {
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
+///
+/// What it is for (App, host, account, repositories) is its plan's, shared rather than copied:
+/// the daemon may hold tens of thousands of these.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
     pub token: Token,
@@ -72,12 +77,8 @@ pub(crate) struct CachedToken {
     pub minted_at: Instant,
     /// Expiry on the local wall clock, RFC 3339.
     pub expires_at: String,
-    pub app_name: String,
-    pub host: String,
-    pub account: String,
-    pub installation_id: u64,
-    /// Repositories it is narrowed to; empty: installation-wide.
-    pub repositories: Vec<String>,
+    /// What it was minted for.
+    pub plan: Arc<MintPlan>,
     /// What GitHub granted.
     pub permissions: Permissions,
 }
@@ -93,13 +94,23 @@ impl CachedToken {
         TokenResponse {
             token: self.token.clone(),
             expires_at: self.expires_at.clone(),
-            installation_id: self.installation_id,
-            app: self.app_name.clone(),
-            host: self.host.clone(),
-            owner: self.account.clone(),
-            repositories: self.repositories.clone(),
+            installation_id: self.installation_id(),
+            app: self.plan.app_name.clone(),
+            host: self.plan.key.host.clone(),
+            owner: self.plan.account.clone(),
+            repositories: self.repositories().to_vec(),
             permissions: self.permissions.clone(),
         }
+    }
+
+    /// The installation it belongs to.
+    pub(crate) fn installation_id(&self) -> u64 {
+        self.plan.key.installation_id
+    }
+
+    /// Repositories it is narrowed to (as asked); empty: installation-wide.
+    pub(crate) fn repositories(&self) -> &[String] {
+        &self.plan.body.repositories
     }
 }
 
@@ -135,9 +146,33 @@ pub(crate) enum Acquire {
     Wait(Flight<MintResult>),
 }
 
+/// A map key that is the plan itself, hashed and compared by its [`TokenKey`]: one allocation
+/// serves as key, refresh plan and the token's description.
+#[derive(Clone)]
+struct PlanKey(Arc<MintPlan>);
+
+impl PartialEq for PlanKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for PlanKey {}
+
+impl Hash for PlanKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl Borrow<TokenKey> for PlanKey {
+    fn borrow(&self) -> &TokenKey {
+        &self.0.key
+    }
+}
+
 struct Entry {
     token: Arc<CachedToken>,
-    plan: Arc<MintPlan>,
     last_served: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -145,8 +180,8 @@ struct Entry {
 
 #[derive(Default)]
 struct State {
-    entries: HashMap<TokenKey, Entry>,
-    flights: HashMap<TokenKey, Flight<MintResult>>,
+    entries: HashMap<PlanKey, Entry>,
+    flights: HashMap<PlanKey, Flight<MintResult>>,
 }
 
 /// Cached tokens and mints in flight.
@@ -199,7 +234,7 @@ impl TokenCache {
             return Acquire::Wait(flight.clone());
         }
         let (tx, rx) = flight();
-        state.flights.insert(plan.key.clone(), rx.clone());
+        state.flights.insert(PlanKey(plan.clone()), rx.clone());
         start(tx);
         Acquire::Wait(rx)
     }
@@ -215,7 +250,7 @@ impl TokenCache {
             return false;
         }
         let (tx, rx) = flight();
-        state.flights.insert(plan.key.clone(), rx);
+        state.flights.insert(PlanKey(plan.clone()), rx);
         start(tx);
         true
     }
@@ -234,12 +269,13 @@ impl TokenCache {
         state.flights.remove(&plan.key);
         match result {
             Ok(token) => {
-                let last_served = state.entries.get(&plan.key).and_then(|e| e.last_served);
+                // Removed first: an insert over an equal key keeps the old key, and the key must
+                // be the plan the new token describes (one plan per entry, not two).
+                let last_served = state.entries.remove(&plan.key).and_then(|e| e.last_served);
                 state.entries.insert(
-                    plan.key.clone(),
+                    PlanKey(plan.clone()),
                     Entry {
                         token: token.clone(),
-                        plan: plan.clone(),
                         last_served,
                         failures: 0,
                         retry_at: None,
@@ -302,15 +338,17 @@ impl TokenCache {
             .entries
             .iter()
             .find(|(_, e)| same_digest(&e.token.digest, &wanted))
-            .map(|(k, _)| k.clone())?;
-        state.entries.remove(&key).map(|e| e.token)
+            .map(|(k, _)| k.0.clone())?;
+        state.entries.remove(&key.key).map(|e| e.token)
     }
 
     /// Drops every token of an App (its JWT was rejected); returns how many.
     pub(crate) fn drop_app(&self, identity: &str) -> usize {
         let mut state = self.lock();
         let before = state.entries.len();
-        state.entries.retain(|k, _| k.app_identity != identity);
+        state
+            .entries
+            .retain(|k, _| k.0.key.app_identity != identity);
         before - state.entries.len()
     }
 
@@ -318,7 +356,7 @@ impl TokenCache {
     pub(crate) fn retain_apps(&self, identities: &HashSet<String>) {
         self.lock()
             .entries
-            .retain(|k, _| identities.contains(&k.app_identity));
+            .retain(|k, _| identities.contains(&k.0.key.app_identity));
     }
 
     /// Removes expired tokens.
@@ -352,7 +390,7 @@ impl TokenCache {
                 continue;
             };
             if at <= now {
-                due.push(entry.plan.clone());
+                due.push(key.0.clone());
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -427,11 +465,7 @@ mod tests {
             lifetime: life,
             minted_at: now,
             expires_at: "2026-01-01T00:00:00Z".into(),
-            app_name: "acme-bot".into(),
-            host: "github.com".into(),
-            account: "acme".into(),
-            installation_id: 100,
-            repositories: vec!["widgets".into()],
+            plan: plan("widgets"),
             permissions: Permissions::new(),
         })
     }

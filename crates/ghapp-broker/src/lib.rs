@@ -171,12 +171,12 @@ impl Broker {
         if let Some(young) = self.inner.tokens.find(token)
             && young.minted_at.elapsed() < github::REPLICATION_DELAY
         {
-            tracing::info!(token = %young.token.fingerprint(), app = %young.app_name, installation = young.installation_id, minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
             return false;
         }
         match self.inner.tokens.invalidate(token) {
             Some(dropped) => {
-                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.app_name, installation = dropped.installation_id, "invalidated a cached token");
+                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
                 true
             }
             None => false,

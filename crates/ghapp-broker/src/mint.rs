@@ -201,7 +201,7 @@ impl Inner {
     /// (installation gone or suspended), and the App (for retry scheduling).
     async fn mint(
         &self,
-        plan: &MintPlan,
+        plan: &Arc<MintPlan>,
     ) -> Result<Arc<CachedToken>, (BrokerError, bool, Option<Arc<AppRuntime>>)> {
         let runtime = self.runtime();
         let Some(app) = runtime.app(&plan.key.app_identity).cloned() else {
@@ -238,11 +238,7 @@ impl Inner {
             lifetime,
             minted_at: st.received,
             expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
-            app_name: app.name().to_string(),
-            host: plan.key.host.clone(),
-            account: plan.account.clone(),
-            installation_id,
-            repositories: plan.body.repositories.clone(),
+            plan: plan.clone(),
             permissions: minted.permissions.clone(),
             token: minted.token,
         };

@@ -74,8 +74,8 @@ impl Inner {
                     return Err(BrokerError::forbidden(format!(
                         "GitHub App {} installation {} ({}) may not manage the self-hosted runners of {org}: give the App the organization permission \"Self-hosted runners: write\" ({RUNNER_PERMISSION}) and accept it for the installation (HTTP 403 from {route}: {message})",
                         app.describe(),
-                        token.installation_id,
-                        token.account,
+                        token.installation_id(),
+                        token.plan.account,
                     )));
                 }
                 Err(ApiError::Status {

@@ -49,11 +49,11 @@ impl Inner {
             .filter(|t| t.expires > now)
             .map(|t| CachedTokenStatus {
                 fingerprint: fingerprint(t.token.expose()),
-                app: t.app_name.clone(),
-                host: t.host.clone(),
-                owner: t.account.clone(),
-                installation_id: t.installation_id,
-                repositories: t.repositories.clone(),
+                app: t.plan.app_name.clone(),
+                host: t.plan.key.host.clone(),
+                owner: t.plan.account.clone(),
+                installation_id: t.installation_id(),
+                repositories: t.repositories().to_vec(),
                 permissions: t.permissions.clone(),
                 expires_at: t.expires_at.clone(),
                 remaining_secs: t.remaining(now).as_secs(),
