@@ -84,6 +84,20 @@ impl Health {
     }
 }
 
+/// An App's strings that every token plan names, allocated once per App and shared by the
+/// plans (the daemon may cache tens of thousands).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedNames {
+    /// Its host.
+    pub host: Arc<str>,
+    /// Its identity.
+    pub identity: Arc<str>,
+    /// Its configured name.
+    pub name: Arc<str>,
+    /// `acme-bot (id 12345)`.
+    pub label: Arc<str>,
+}
+
 /// One configured App, ready to talk to GitHub.
 pub(crate) struct AppRuntime {
     /// Its config entry (host lower-cased by validation).
@@ -98,6 +112,8 @@ pub(crate) struct AppRuntime {
     pub client: GitHubClient,
     /// Its standing with GitHub.
     pub health: Health,
+    /// Its names for token plans.
+    pub names: SharedNames,
 }
 
 impl AppRuntime {
@@ -127,7 +143,14 @@ impl AppRuntime {
             config.host, api_base, config.app_id, config.client_id, key_fingerprint
         ));
         tracing::info!(app = %config.name, host = %config.host, api = %api_base, key = %key_fingerprint, source = %key.source(), "GitHub App loaded");
+        let names = SharedNames {
+            host: config.host.as_str().into(),
+            identity: identity.as_str().into(),
+            name: config.name.as_str().into(),
+            label: config.describe().into(),
+        };
         Ok(AppRuntime {
+            names,
             config: config.clone(),
             identity,
             key_fingerprint,

@@ -32,9 +32,9 @@ pub(crate) type MintResult = Result<Arc<CachedToken>, BrokerError>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     /// The git host.
-    pub host: String,
+    pub host: Arc<str>,
     /// The App's identity (see `app.rs`).
-    pub app_identity: String,
+    pub app_identity: Arc<str>,
     /// The installation.
     pub installation_id: u64,
     /// Repository names, lower-cased and sorted; empty: installation-wide.
@@ -49,9 +49,9 @@ pub(crate) struct MintPlan {
     /// The cache key.
     pub key: TokenKey,
     /// The App's configured name.
-    pub app_name: String,
+    pub app_name: Arc<str>,
     /// `acme-bot (id 12345)`.
-    pub app_label: String,
+    pub app_label: Arc<str>,
     /// The installation's account login.
     pub account: String,
     /// What the token is for, in messages: `acme/widgets`, `account acme`.
@@ -95,8 +95,8 @@ impl CachedToken {
             token: self.token.clone(),
             expires_at: self.expires_at.clone(),
             installation_id: self.installation_id(),
-            app: self.plan.app_name.clone(),
-            host: self.plan.key.host.clone(),
+            app: self.plan.app_name.to_string(),
+            host: self.plan.key.host.to_string(),
             owner: self.plan.account.clone(),
             repositories: self.repositories().to_vec(),
             permissions: self.permissions.clone(),
@@ -348,7 +348,7 @@ impl TokenCache {
         let before = state.entries.len();
         state
             .entries
-            .retain(|k, _| k.0.key.app_identity != identity);
+            .retain(|k, _| *k.0.key.app_identity != *identity);
         before - state.entries.len()
     }
 
@@ -356,7 +356,7 @@ impl TokenCache {
     pub(crate) fn retain_apps(&self, identities: &HashSet<String>) {
         self.lock()
             .entries
-            .retain(|k, _| identities.contains(&k.0.key.app_identity));
+            .retain(|k, _| identities.contains(&*k.0.key.app_identity));
     }
 
     /// Removes expired tokens.

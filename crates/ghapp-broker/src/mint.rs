@@ -59,16 +59,23 @@ pub(crate) fn plan(
         .collect();
     key_repositories.sort();
     key_repositories.dedup();
+    // The App's own strings, shared (the request's host is the App's, as candidates are picked).
+    let names = &app.names;
+    let host = if *names.host == *host {
+        names.host.clone()
+    } else {
+        host.into()
+    };
     Ok(MintPlan {
         key: TokenKey {
-            host: host.to_string(),
-            app_identity: app.identity.clone(),
+            host,
+            app_identity: names.identity.clone(),
             installation_id: resolved.installation.id,
             repositories: key_repositories,
             permissions: permissions.clone(),
         },
-        app_name: app.name().to_string(),
-        app_label: app.describe(),
+        app_name: names.name.clone(),
+        app_label: names.label.clone(),
         account: resolved.installation.account.clone(),
         target,
         body: TokenRequestBody {

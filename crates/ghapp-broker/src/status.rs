@@ -49,8 +49,8 @@ impl Inner {
             .filter(|t| t.expires > now)
             .map(|t| CachedTokenStatus {
                 fingerprint: fingerprint(t.token.expose()),
-                app: t.plan.app_name.clone(),
-                host: t.plan.key.host.clone(),
+                app: t.plan.app_name.to_string(),
+                host: t.plan.key.host.to_string(),
                 owner: t.plan.account.clone(),
                 installation_id: t.installation_id(),
                 repositories: t.repositories().to_vec(),
