@@ -3,7 +3,8 @@
 //!
 //! - [`socket`]: where the socket lives and how it is created, replaced and removed.
 //! - [`systemd`]: socket activation and readiness notification.
-//! - [`server`]: the accept loop, connections and their limits.
+//! - [`server`]: the accept loop, connections and their limits; [`idle`]: which connections may
+//!   be closed to make room when every slot is taken.
 //! - [`routes`]: the API, with [`reply`] for answers.
 //! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
@@ -18,6 +19,7 @@ pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod exposition;
+pub mod idle;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

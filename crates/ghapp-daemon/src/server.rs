@@ -7,12 +7,15 @@
 //! [`MAX_WAITING`] connections wait, so waiting costs bounded memory; a request head must arrive within
 //! `client_timeout` of the connection becoming ready for it — which also closes idle keep-alive
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
-//! (hyper answers 431), query strings and bodies by the routes.
+//! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
+//! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
+//! slow-header connections cannot starve clients that send their request at once.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
 
 use crate::access::Peer;
+use crate::idle::IdleConnections;
 use crate::routes;
 use crate::service::TokenService;
 use crate::state::State;
@@ -95,6 +98,7 @@ async fn accept_loop<S: TokenService>(
 ) {
     let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
     let waiting = Arc::new(Semaphore::new(MAX_WAITING));
+    let idle = Arc::new(IdleConnections::default());
     loop {
         let accepted = tokio::select! {
             _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => break,
@@ -110,16 +114,20 @@ async fn accept_loop<S: TokenService>(
             }
         };
         let slots = state.connection_slots().clone();
-        let (state, stop) = (state.clone(), stop.clone());
+        let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();
                 tokio::spawn(async move {
-                    serve_connection(stream, state, stop).await;
+                    serve_connection(stream, state, stop, &idle).await;
                     drop(slot);
                 });
             }
-            Err(_) => match waiting.clone().try_acquire_owned() {
+            // Full: the connection idle the longest closes and frees its slot for this one,
+            // which waits for it below like any connection over the limit.
+            Err(_) => match waiting.clone().try_acquire_owned().inspect(|_| {
+                idle.close_oldest_idle();
+            }) {
                 Ok(waiter) => {
                     let rejections = rejections.clone();
                     tokio::spawn(async move {
@@ -128,7 +136,7 @@ async fn accept_loop<S: TokenService>(
                         match slot {
                             Ok(Ok(slot)) => {
                                 state.metrics.connection_accepted();
-                                serve_connection(stream, state, stop).await;
+                                serve_connection(stream, state, stop, &idle).await;
                                 drop(slot);
                             }
                             _ => reject(stream, &state, &rejections).await,
@@ -146,6 +154,7 @@ async fn serve_connection<S: TokenService>(
     stream: UnixStream,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
+    idle: &Arc<IdleConnections>,
 ) {
     let peer = match stream.peer_cred() {
         Ok(cred) => Peer {
@@ -159,9 +168,16 @@ async fn serve_connection<S: TokenService>(
         }
     };
     let client_timeout = state.settings().client_timeout;
+    let registration = idle.register();
+    let this = registration.connection().clone();
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(routes::handle(&state, peer, request).await) }
+        let busy = this.busy();
+        async move {
+            let response = routes::handle(&state, peer, request).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -171,11 +187,20 @@ async fn serve_connection<S: TokenService>(
         .max_buf_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let this = registration.connection().clone();
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
+                connection.as_mut().graceful_shutdown();
+                break connection.await;
+            }
+            _ = this.chosen() => {
+                if this.still_idle() {
+                    tracing::debug!(peer = %peer, "closed an idle connection to make room for a new one");
+                    return;
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -537,8 +537,15 @@ async fn over_capacity_answers_503_quickly_and_recovers() {
         ONE_APP,
         None,
     );
+    // Both slots busy with a request in flight (a body that never finishes); idle connections
+    // would instead be closed to make room (see over_capacity_closes_idle_connections_first).
     let hold: Vec<UnixStream> = (0..2)
-        .map(|_| UnixStream::connect(&h.socket).unwrap())
+        .map(|_| {
+            write_partial(
+                &h.socket,
+                b"DELETE /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+            )
+        })
         .collect();
     // Let the accept loop take both.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -546,6 +553,7 @@ async fn over_capacity_answers_503_quickly_and_recovers() {
         assert!(Instant::now() < deadline, "connections not accepted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let r = h.get("/healthz").await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -570,6 +578,43 @@ async fn over_capacity_answers_503_quickly_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(h.state.metrics.counters(&Default::default())["connections_rejected"] >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_closes_idle_connections_first() {
+    let h = Harness::start(
+        "max_connections = 2\nclient_timeout = \"30s\"",
+        ONE_APP,
+        None,
+    );
+    // Two connections that never send a byte hold both slots...
+    let mut idle: Vec<UnixStream> = (0..2)
+        .map(|_| UnixStream::connect(&h.socket).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.state.active_connections() < 2 {
+        assert!(Instant::now() < deadline, "connections not accepted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(ghapp_daemon::idle::MIN_IDLE * 3).await;
+    // ...and a client that sends its request is served at once: the oldest idle one is closed.
+    let started = Instant::now();
+    let r = h.get("/healthz").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(started.elapsed() < ghapp_daemon::server::OVERLOAD_WAIT);
+    let closed = tokio::task::spawn_blocking(move || {
+        idle.iter_mut()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                matches!(s.read(&mut [0u8; 16]), Ok(0))
+            })
+            .filter(|closed| *closed)
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, 1, "exactly one idle connection made room");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
