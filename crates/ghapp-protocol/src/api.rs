@@ -74,7 +74,7 @@ impl TokenQuery {
             q.append_pair("permissions", &self.permissions.to_list());
         }
         if let Some(ttl) = self.min_ttl {
-            q.append_pair("min_ttl", &ttl.as_secs().to_string());
+            q.append_pair("min_ttl", &whole_seconds_up(ttl).as_secs().to_string());
         }
         if let Some(protocol) = &self.protocol {
             q.append_pair("protocol", protocol);
@@ -106,8 +106,9 @@ impl TokenQuery {
                         Permissions::parse_list(&value).map_err(|e| QueryError(e.to_string()))?
                 }
                 "min_ttl" => {
-                    out.min_ttl =
-                        Some(parse_duration(&value).map_err(|e| QueryError(format!("min_ttl: {e}")))?)
+                    out.min_ttl = Some(whole_seconds_up(
+                        parse_duration(&value).map_err(|e| QueryError(format!("min_ttl: {e}")))?,
+                    ))
                 }
                 "protocol" => match value.as_str() {
                     "https" | "http" => out.protocol = Some(value.clone()),
@@ -131,6 +132,12 @@ impl TokenQuery {
     pub fn host_or_default(&self) -> &str {
         self.host.as_deref().unwrap_or(DEFAULT_HOST)
     }
+}
+
+/// A least-remaining-life rounded up to whole seconds, the resolution of `expires_at`, so a
+/// sub-second `min_ttl` never shrinks between client and daemon.
+fn whole_seconds_up(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0)))
 }
 
 fn decode_component(raw: &str) -> Result<String, QueryError> {

@@ -58,6 +58,10 @@ pub enum ParseError {
     /// `url=` without a `scheme://`.
     #[error("url on line {line} has no scheme")]
     UrlWithoutScheme { line: usize },
+    /// `url=` whose percent-decoded parts hold a newline or NUL (`%0a`, `%00`), which no
+    /// credential value may hold (git refuses them too).
+    #[error("url on line {line} decodes to a newline or NUL byte")]
+    UrlControlCharacter { line: usize },
     /// Reading the input failed.
     #[error("reading the request failed: {0}")]
     Io(String),
@@ -120,7 +124,17 @@ fn apply_line(request: &mut CredentialRequest, content: &[u8], line: usize) -> R
         "path" => request.path = Some(value.to_string()),
         "username" => request.username = Some(value.to_string()),
         "password" => request.password = Some(Token::new(value)),
-        "url" => *request = parse_url(value).ok_or(ParseError::UrlWithoutScheme { line })?,
+        "url" => {
+            let parsed = parse_url(value).ok_or(ParseError::UrlWithoutScheme { line })?;
+            let control = |v: &str| v.contains(['\n', '\0']);
+            let values = [&parsed.protocol, &parsed.host, &parsed.path, &parsed.username];
+            if values.into_iter().flatten().any(|v| control(v))
+                || parsed.password.as_ref().is_some_and(|p| control(p.expose()))
+            {
+                return Err(ParseError::UrlControlCharacter { line });
+            }
+            *request = parsed;
+        }
         // Everything else — capability[], wwwauth[], state[], password_expiry_utc, … — is
         // git's or another helper's business.
         _ => {}

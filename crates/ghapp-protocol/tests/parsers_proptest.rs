@@ -58,6 +58,41 @@ proptest! {
         prop_assert!(credential::parse_request(&input).is_err());
     }
 
+    /// Found by the cargo-fuzz target credential_request: `url=` components are percent-decoded,
+    /// and `%00`/`%0a` must not smuggle a NUL or newline into a value (git refuses those too).
+    #[test]
+    fn accepted_requests_hold_no_newline_or_nul(
+        scheme in "[a-z]{1,6}",
+        parts in proptest::collection::vec(prop_oneof!["[a-z0-9./:@]{0,8}", Just("%00".to_string()), Just("%0a".to_string()), Just("%0A".to_string())], 0..8),
+    ) {
+        let input = format!("url={scheme}://{}\n\n", parts.concat());
+        if let Ok(request) = credential::parse_request(input.as_bytes()) {
+            for value in [&request.protocol, &request.host, &request.path, &request.username].into_iter().flatten() {
+                prop_assert!(!value.contains(['\n', '\0']), "{:?} from {:?}", value, input);
+            }
+            if let Some(password) = &request.password {
+                prop_assert!(!password.expose().contains(['\n', '\0']), "password from {:?}", input);
+            }
+        }
+    }
+
+    /// Found by the cargo-fuzz target token_query: `min_ttl=6ns` parsed as 6 ns but encoded as
+    /// 0 s. A least-remaining-life is rounded up to whole seconds (the resolution of
+    /// `expires_at`) on both sides, so it never shrinks on the way to the daemon.
+    #[test]
+    fn sub_second_min_ttl_rounds_up_to_whole_seconds(millis in 0u64..10_000_000) {
+        let query = TokenQuery {
+            owner: Some("acme".into()),
+            min_ttl: Some(Duration::from_millis(millis)),
+            ..TokenQuery::default()
+        };
+        let whole = Duration::from_secs(millis.div_ceil(1000));
+        let parsed = TokenQuery::parse(&query.to_query_string()).unwrap();
+        prop_assert_eq!(parsed.min_ttl, Some(whole));
+        let direct = TokenQuery::parse(&format!("owner=acme&min_ttl={millis}ms")).unwrap();
+        prop_assert_eq!(direct.min_ttl, Some(whole));
+    }
+
     #[test]
     fn query_parser_never_panics(query in "[ -~]{0,300}") {
         let _ = TokenQuery::parse(&query);
