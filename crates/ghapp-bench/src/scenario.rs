@@ -21,7 +21,8 @@ pub struct Options {
     /// A smoke run: every measurement, with few iterations; does not write the doc.
     #[arg(long)]
     pub quick: bool,
-    /// Where to write the report (default: docs/benchmarks.md unless --quick).
+    /// Where to write the report (default: docs/benchmarks.md for a full run; --quick and --only
+    /// write nothing unless this is given).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Extra notes for the report (e.g. the before/after of a tuning step).
@@ -156,15 +157,27 @@ pub fn run(options: Options) -> Result<()> {
         let (idle_rss, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
         if options.wants('a') {
             eprintln!("bench: helper latency");
-            sections.push(("a. Credential helper latency", helper_latency(&stack, &bin, (1000 / scale) as usize)?));
+            sections.push((
+                "a. Credential helper latency",
+                helper_latency(&stack, &bin, (1000 / scale) as usize)?,
+            ));
         }
         if options.wants('b') {
             eprintln!("bench: daemon throughput");
-            sections.push(("b. Daemon throughput, cached token (2 cores shared by load generator and daemon)", runtime.block_on(throughput(&stack, scale))?));
+            sections.push((
+                "b. Daemon throughput, cached token (2 cores shared by load generator and daemon)",
+                runtime.block_on(throughput(&stack, scale))?,
+            ));
         }
         if options.wants('c') {
             eprintln!("bench: cold path");
-            sections.push(("c. Cold path: first token for a new repository", runtime.block_on(cold_path(&stack, COLD_REPOS / if options.quick { 4 } else { 1 }))?));
+            sections.push((
+                "c. Cold path: first token for a new repository",
+                runtime.block_on(cold_path(
+                    &stack,
+                    COLD_REPOS / if options.quick { 4 } else { 1 },
+                ))?,
+            ));
         }
         if options.wants('e') {
             eprintln!("bench: memory");
@@ -179,7 +192,11 @@ pub fn run(options: Options) -> Result<()> {
             drop(stack);
             for stateless in [false, true] {
                 let stack = Stack::start(stateless)?;
-                memory.push(runtime.block_on(memory_with_tokens(&stack, 15_000 / scale, stateless))?);
+                memory.push(runtime.block_on(memory_with_tokens(
+                    &stack,
+                    15_000 / scale,
+                    stateless,
+                ))?);
             }
             sections.push(("e. Daemon memory", memory));
         }
@@ -187,7 +204,10 @@ pub fn run(options: Options) -> Result<()> {
     if options.wants('d') {
         eprintln!("bench: herd");
         let herd_stack = Stack::start(false)?;
-        sections.push(("d. Herd: concurrent requests for distinct repositories from a cold cache", runtime.block_on(herd(&herd_stack, 10_000 / scale))?));
+        sections.push((
+            "d. Herd: concurrent requests for distinct repositories from a cold cache",
+            runtime.block_on(herd(&herd_stack, 10_000 / scale))?,
+        ));
     }
     if options.wants('f') {
         sections.push(("f. Binary sizes and helper memory", sizes(&bin)?));
@@ -196,10 +216,11 @@ pub fn run(options: Options) -> Result<()> {
 
     let report = render(&sections, &options, started.elapsed());
     println!("{report}");
+    let full = !options.quick && options.only.is_empty();
     let out = options
         .out
         .clone()
-        .or_else(|| (!options.quick).then(|| PathBuf::from("docs/benchmarks.md")));
+        .or_else(|| full.then(|| PathBuf::from("docs/benchmarks.md")));
     if let Some(out) = out {
         std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("bench: wrote {}", out.display());
@@ -285,7 +306,8 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     // `credential.helper = /abs/path/git-credential-ghapp` (the docs/git.md tuning) skips
     // the `git credential-ghapp` re-exec that the short name costs.
     let absolute = bin.join("git-credential-ghapp");
-    let mut ghapp_abs_fill = git(&absolute.display().to_string(), "fill", request.clone()).time(warm, runs)?;
+    let mut ghapp_abs_fill =
+        git(&absolute.display().to_string(), "fill", request.clone()).time(warm, runs)?;
     let mut bare = Invocation {
         args: vec!["get".into()],
         env: base_env.clone(),
@@ -303,18 +325,31 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
         bare.summary(),
         floor.summary(),
     );
-    check_errors("helper latency", &[&cache, &ghapp, &ghapp_abs, &bare, &floor])?;
+    check_errors(
+        "helper latency",
+        &[&cache, &ghapp, &ghapp_abs, &bare, &floor],
+    )?;
     let fill_row = |how: &str, s: &Summary| Row {
         what: format!("`git credential fill`, {how}, token cached, {runs} runs: median / p99"),
         figure: format!("{} / {}", ms(s.p50_ms), ms(s.p99_ms)),
-        baseline: format!("credential-cache: {} / {}", ms(cache.p50_ms), ms(cache.p99_ms)),
+        baseline: format!(
+            "credential-cache: {} / {}",
+            ms(cache.p50_ms),
+            ms(cache.p99_ms)
+        ),
         ratio: format!("{:.2}×", s.p50_ms / cache.p50_ms),
         target: "≤ 1.0× credential-cache".into(),
         met: verdict(s.p50_ms <= cache.p50_ms),
     };
     Ok(vec![
-        fill_row("`credential.helper = /path/to/git-credential-ghapp` (absolute path: no `git credential-ghapp` re-exec)", &ghapp_abs),
-        fill_row("`credential.helper = ghapp` (short name: git starts `git credential-ghapp`, which execs the helper)", &ghapp),
+        fill_row(
+            "`credential.helper = /path/to/git-credential-ghapp` (absolute path: no `git credential-ghapp` re-exec)",
+            &ghapp_abs,
+        ),
+        fill_row(
+            "`credential.helper = ghapp` (short name: git starts `git credential-ghapp`, which execs the helper)",
+            &ghapp,
+        ),
         Row {
             what: format!("bare `git-credential-ghapp get`, {runs} runs: median / p99"),
             figure: format!("{} / {}", ms(bare.p50_ms), ms(bare.p99_ms)),
