@@ -18,6 +18,8 @@ use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+
+pub mod blocking;
 use std::time::Duration;
 
 /// The largest response body accepted: status with thousands of cached tokens fits easily.
@@ -128,14 +130,7 @@ impl DaemonClient {
 
     async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
         let (status, bytes) = self.raw(method, path, body).await?;
-        if (200..300).contains(&status) {
-            serde_json::from_slice(&bytes).map_err(|e| self.protocol(format!("bad JSON in {status} answer: {e}")))
-        } else {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| format!("HTTP {status} without an error message"));
-            Err(ClientError::Api { status, message })
-        }
+        decode(&self.socket, status, &bytes)
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
@@ -172,6 +167,21 @@ impl DaemonClient {
 
     fn protocol(&self, reason: String) -> ClientError {
         ClientError::Protocol { socket: self.socket.clone(), reason }
+    }
+}
+
+/// A 2xx answer's JSON, or the daemon's `{"error": …}` as [`ClientError::Api`].
+fn decode<T: DeserializeOwned>(socket: &Path, status: u16, bytes: &[u8]) -> Result<T, ClientError> {
+    if (200..300).contains(&status) {
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
+            socket: socket.to_path_buf(),
+            reason: format!("bad JSON in {status} answer: {e}"),
+        })
+    } else {
+        let message = serde_json::from_slice::<ErrorBody>(bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status} without an error message"));
+        Err(ClientError::Api { status, message })
     }
 }
 

@@ -4,7 +4,8 @@
 use crate::answer::credential_for;
 use crate::finish::{failure_output, note};
 use crate::plan::{Plan, plan, served_protocol};
-use ghapp_client::{ClientError, DaemonClient, block_on};
+use ghapp_client::ClientError;
+use ghapp_client::blocking::BlockingClient;
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::credential::{CredentialRequest, TOKEN_USERNAME, read_request};
 use ghapp_protocol::paths::client_socket;
@@ -22,7 +23,7 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn client(&self) -> Option<DaemonClient> {
+    fn client(&self) -> Option<BlockingClient> {
         let socket = client_socket(self.socket_flag);
         let left = self.deadline.saturating_duration_since(Instant::now());
         note(format_args!(
@@ -34,7 +35,7 @@ impl Context<'_> {
             note(format_args!("deadline reached before asking the daemon"));
             return None;
         }
-        Some(DaemonClient::new(socket.path, left))
+        Some(BlockingClient::new(socket.path, self.deadline))
     }
 
     fn elapsed_ms(&self) -> u128 {
@@ -72,7 +73,7 @@ pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
     let Some(client) = context.client() else {
         return failure_output().to_vec();
     };
-    match block_on(client.token(&query)) {
+    match client.token(&query) {
         Ok(token) => match credential_for(&token, SystemTime::now()).map(|c| (c.encode(), c)) {
             Ok((Ok(bytes), credential)) => {
                 note(format_args!(
@@ -163,7 +164,7 @@ pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
     let Some(client) = context.client() else {
         return;
     };
-    match block_on(client.invalidate(password)) {
+    match client.invalidate(password) {
         Ok(true) => note(format_args!(
             "daemon dropped rejected token {}",
             password.fingerprint()
