@@ -8,8 +8,9 @@ use serde::Serialize;
 
 const JSON: &str = "application/json";
 
-/// An answer being built.
-#[derive(Debug, Clone)]
+/// An answer being built. Its `Debug` shows the body's length, never the body: a token answer
+/// holds the token.
+#[derive(Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
@@ -18,6 +19,18 @@ pub struct Reply {
     content_type: &'static str,
     body: Bytes,
     allow: Option<&'static str>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("error", &self.error)
+            .field("content_type", &self.content_type)
+            .field("body_bytes", &self.body.len())
+            .field("allow", &self.allow)
+            .finish()
+    }
 }
 
 impl Reply {

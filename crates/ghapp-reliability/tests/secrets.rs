@@ -340,7 +340,16 @@ fn debug_of_secret_holding_types_redacts() {
     let invalidate = InvalidateRequest {
         token: Token::new(secret),
     };
+    // The daemon's answer being built holds the serialized token.
+    let reply = ghapp_daemon::reply::Reply::json(200, &response);
+    let credential = ghapp_protocol::credential::CredentialResponse {
+        username: "x-access-token".into(),
+        password: Token::new(secret),
+        password_expiry_utc: Some(1_900_000_000),
+    };
     for (what, debug) in [
+        ("daemon Reply", format!("{reply:?}")),
+        ("CredentialResponse", format!("{credential:?}")),
         ("TokenResponse", format!("{response:?}")),
         ("RunnerTokenResponse", format!("{runner:?}")),
         ("InvalidateRequest", format!("{invalidate:?}")),
@@ -354,7 +363,7 @@ fn debug_of_secret_holding_types_redacts() {
             "{what} Debug shows the token: {debug}"
         );
         assert!(
-            debug.contains("sha256:"),
+            debug.contains("sha256:") || what == "daemon Reply",
             "{what} Debug shows a fingerprint: {debug}"
         );
     }
