@@ -10,7 +10,7 @@
 # also when cargo-fuzz cannot be installed or the targets cannot be built here, which is
 # reported loudly instead of failing the caller (CI).
 set -uo pipefail
-cd "$(dirname "$0")/../crates/ghapp-protocol/fuzz"
+cd "$(dirname "$0")/../crates/ghapp-protocol/fuzz" || exit 1
 seconds="${1:-${FUZZ_SECONDS:-20}}"
 targets=(credential_request token_query socket_bodies)
 

@@ -111,7 +111,7 @@ pub fn run(stack: &Stack, paths: &[String], plan: Plan<'_>) -> anyhow::Result<Fa
     while recovered_at.is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
         let ledger = Ledger::new(&stack.emulator.issued_tokens()?);
-        recovered_at = first_fresh_serve(&probes, &ledger, cleared_at, clock_offset);
+        recovered_at = all_served_fresh(&probes, &ledger, cleared_at, clock_offset);
     }
     std::thread::sleep(plan.settle);
     let mut samples: Vec<Sample> = probes.into_iter().flat_map(Probe::finish).collect();
@@ -133,26 +133,26 @@ pub fn run(stack: &Stack, paths: &[String], plan: Plan<'_>) -> anyhow::Result<Fa
     })
 }
 
-/// When every caller had been served a token the emulator minted after `cleared_at` (each
-/// probe asks one path; the latest of their first fresh answers), if all had.
-fn first_fresh_serve(
+/// When every caller had been served a token the emulator minted after `since` (local Unix
+/// seconds; each probe asks one path: the latest of their first fresh answers), if all had.
+pub fn all_served_fresh(
     probes: &[Probe],
     ledger: &Ledger,
-    cleared_at: f64,
+    since: f64,
     clock_offset: i64,
 ) -> Option<f64> {
-    let since = (cleared_at + clock_offset as f64).floor();
+    let minted_after = (since + clock_offset as f64).floor();
     let mut latest: Option<f64> = None;
     for probe in probes {
         let first = probe
             .samples()
             .into_iter()
-            .filter(|s| s.served() && s.sent_at >= cleared_at)
+            .filter(|s| s.served() && s.sent_at >= since)
             .filter(|s| {
                 s.token
                     .as_ref()
                     .and_then(|t| ledger.lifetime(t.expose()))
-                    .is_some_and(|(created, _)| created as f64 >= since)
+                    .is_some_and(|(created, _)| created as f64 >= minted_after)
             })
             .map(|s| s.answered_at)
             .min_by(f64::total_cmp)?;

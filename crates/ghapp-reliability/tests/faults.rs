@@ -15,7 +15,7 @@
 
 use anyhow::Context;
 use ghapp_protocol::api::RUNNER_TOKEN_PATH;
-use ghapp_reliability::expiry;
+use ghapp_reliability::expiry::{self, ExpiryCheck};
 use ghapp_reliability::figures;
 use ghapp_reliability::github::{EmulatorAdmin, Ledger, unix_now};
 use ghapp_reliability::probe::{self, Ask, Probe};
@@ -422,50 +422,65 @@ impl GitLoop {
     }
 }
 
-/// Installation 100 (acme) suspended mid-run, then unsuspended; installation 200 (octo) is
-/// untouched. Callers for acme get a clear 403 naming the suspension once the daemon learns of
-/// it, octo's callers never notice, and acme recovers after the unsuspension.
-fn suspended() -> CaseResult {
+/// A fault on installation 100 (acme) while installation 200 (octo) is untouched: acme's callers
+/// get `status` with one of `needles` in the message once the daemon learns of it, octo's never notice,
+/// acme recovers after `clear`. Returns the run and its figures, checked.
+fn installation_fault(
+    case: &str,
+    inject: Fault,
+    clear: Fault,
+    status: u16,
+    needles: &[&str],
+) -> anyhow::Result<(scenario::FaultRun, FaultFigures)> {
     let stack = Stack::start(Timing::fast(), "", DaemonStart::default())?;
     let tools = stack.token_path("octo", "tools");
     let run = scenario::run(
         &stack,
         &stack.three_keys(),
         Plan {
-            inject: Box::new(|s| s.emulator.inject(Fault::Suspend { installation: 100 })),
+            inject: Box::new(move |s| s.emulator.inject(inject)),
             hold: Duration::from_secs(20),
-            clear: Box::new(|s| s.emulator.inject(Fault::Unsuspend { installation: 100 })),
+            clear: Box::new(move |s| s.emulator.inject(clear)),
             recover_within: Duration::from_secs(20),
             settle: Duration::from_secs(3),
             callers: Callers::default(),
         },
     )?;
-    let figures = run.figures("suspended");
-    anyhow::ensure!(figures.expiry.clean(), "expiry: {:?}", figures.expiry);
+    let figures = run.figures(case);
+    let context = || serde_json::to_string(&figures).unwrap_or_default();
+    anyhow::ensure!(figures.expiry.clean(), "expiry: {}", context());
     anyhow::ensure!(
         !figures.failed_by_path.contains_key(&tools),
-        "octo/tools (another installation) failed: {:?}",
-        figures.failed_by_path
+        "octo/tools (another installation) failed: {}",
+        context()
     );
     anyhow::ensure!(
-        figures.error_statuses.keys().all(|s| *s == 403),
-        "statuses {:?}: {:?}",
-        figures.error_statuses,
-        figures.error_examples
+        figures.error_statuses.keys().all(|s| *s == status),
+        "statuses other than {status}: {}",
+        context()
     );
     let example = figures
         .error_examples
-        .get(&403)
+        .get(&status)
         .cloned()
         .unwrap_or_default();
     anyhow::ensure!(
-        example.contains("suspended"),
-        "403 without the reason: {example:?}"
+        needles.iter().any(|n| example.contains(n)),
+        "{status} without any of {needles:?}: {example:?}"
     );
-    anyhow::ensure!(
-        figures.recovery_s.is_some(),
-        "no recovery after the unsuspension"
-    );
+    anyhow::ensure!(figures.recovery_s.is_some(), "no recovery: {}", context());
+    Ok((run, figures))
+}
+
+/// Installation 100 suspended mid-run, then unsuspended: a clear 403 naming the suspension.
+fn suspended() -> CaseResult {
+    let (run, figures) = installation_fault(
+        "suspended",
+        Fault::Suspend { installation: 100 },
+        Fault::Unsuspend { installation: 100 },
+        403,
+        &["is suspended"],
+    )?;
     let stale = stale_serves(&run, 100, run.fault_at);
     with_extra(
         &figures,
@@ -494,45 +509,21 @@ fn stale_serves(run: &scenario::FaultRun, installation: u64, since: f64) -> f64 
 }
 
 /// The App uninstalled from acme mid-run (its routes 404, its tokens revoked), then reinstalled
-/// under a new installation id: acme's callers get a clear 404 once the daemon learns of it, and
-/// are served again from the new installation after the reinstall.
+/// under a new installation id: a clear 404, then tokens from the new installation.
 fn uninstalled() -> CaseResult {
-    let stack = Stack::start(Timing::fast(), "", DaemonStart::default())?;
-    let tools = stack.token_path("octo", "tools");
-    let run = scenario::run(
-        &stack,
-        &stack.three_keys(),
-        Plan {
-            inject: Box::new(|s| s.emulator.inject(Fault::Uninstall { installation: 100 })),
-            hold: Duration::from_secs(20),
-            clear: Box::new(|s| {
-                s.emulator.inject(Fault::Reinstall {
-                    installation: 100,
-                    new_id: Some(101),
-                })
-            }),
-            recover_within: Duration::from_secs(20),
-            settle: Duration::from_secs(3),
-            callers: Callers::default(),
+    let (run, figures) = installation_fault(
+        "uninstalled",
+        Fault::Uninstall { installation: 100 },
+        Fault::Reinstall {
+            installation: 100,
+            new_id: Some(101),
         },
+        404,
+        &[
+            "is not installed on acme/",
+            "no longer exists (uninstalled or reinstalled)",
+        ],
     )?;
-    let figures = run.figures("uninstalled");
-    anyhow::ensure!(figures.expiry.clean(), "expiry: {:?}", figures.expiry);
-    anyhow::ensure!(
-        !figures.failed_by_path.contains_key(&tools),
-        "octo/tools (another installation) failed: {:?}",
-        figures.failed_by_path
-    );
-    anyhow::ensure!(
-        figures.error_statuses.keys().all(|s| *s == 404),
-        "statuses {:?}: {:?}",
-        figures.error_statuses,
-        figures.error_examples
-    );
-    anyhow::ensure!(
-        figures.recovery_s.is_some(),
-        "no recovery after the reinstall"
-    );
     let reinstalled = run
         .samples
         .iter()
@@ -589,7 +580,7 @@ impl Watch {
         all
     }
 
-    /// When a caller was first served, after `since`, a token minted after `since`.
+    /// When every caller had been served, after `since`, a token minted after `since`.
     fn fresh_serve_after(
         &self,
         stack: &Stack,
@@ -599,24 +590,24 @@ impl Watch {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let ledger = Ledger::new(&stack.emulator.issued_tokens()?);
-            let found = self
-                .samples()
-                .into_iter()
-                .filter(|s| s.served() && s.sent_at >= since)
-                .filter(|s| {
-                    s.token
-                        .as_ref()
-                        .and_then(|t| ledger.lifetime(t.expose()))
-                        .is_some_and(|(created, _)| created as f64 >= since.floor())
-                })
-                .map(|s| s.answered_at)
-                .min_by(f64::total_cmp);
-            if found.is_some() {
-                return Ok(found);
+            if let Some(at) = scenario::all_served_fresh(&self.probes, &ledger, since, 0) {
+                return Ok(Some(at));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         Ok(None)
+    }
+
+    /// Stops, and checks every served token against the emulator's ledger (no expired one).
+    fn finish_checked(
+        self,
+        stack: &Stack,
+    ) -> anyhow::Result<(Vec<probe::Sample>, TrafficLog, ExpiryCheck)> {
+        let (samples, traffic) = self.finish();
+        let ledger = Ledger::new(&stack.emulator.issued_tokens()?);
+        let expiry = expiry::check(&samples, &ledger, 0);
+        anyhow::ensure!(expiry.clean(), "expiry: {expiry:?}");
+        Ok((samples, traffic, expiry))
     }
 
     fn finish(mut self) -> (Vec<probe::Sample>, TrafficLog) {
@@ -644,6 +635,17 @@ fn failures_between(
         .map(|s| (s.status, s.error.clone().unwrap_or_default()))
         .collect();
     (failed.len(), examples)
+}
+
+/// Fails when any sample sent after `since` failed.
+fn ensure_none_failed_after(
+    samples: &[probe::Sample],
+    since: f64,
+    what: &str,
+) -> anyhow::Result<()> {
+    let (failed, examples) = failures_between(samples, since, f64::MAX);
+    anyhow::ensure!(failed == 0, "{failed} failures after {what}: {examples:?}");
+    Ok(())
 }
 
 /// Writes `from` over `to` as a key rotation tool would: a 0600 temp file renamed into place.
@@ -751,10 +753,7 @@ fn key_rotation() -> CaseResult {
     wait_for_new_fingerprint(&stack, &rotated)?;
     let recovered_at = watch.fresh_serve_after(&stack, fixed_at, Duration::from_secs(15))?;
     std::thread::sleep(Duration::from_secs(3));
-    let (samples, traffic) = watch.finish();
-    let ledger = Ledger::new(&emulator.issued_tokens()?);
-    let expiry = expiry::check(&samples, &ledger, 0);
-    anyhow::ensure!(expiry.clean(), "expiry: {expiry:?}");
+    let (samples, traffic, expiry) = watch.finish_checked(&stack)?;
     let (failed_b, examples_b) = failures_between(&samples, retired_at, fixed_at);
     let first_failure = samples
         .iter()
@@ -770,11 +769,7 @@ fn key_rotation() -> CaseResult {
     );
     let recovered_at =
         recovered_at.ok_or_else(|| anyhow::anyhow!("no recovery after the fix and SIGHUP"))?;
-    let (failed_after, examples_after) = failures_between(&samples, recovered_at, f64::MAX);
-    anyhow::ensure!(
-        failed_after == 0,
-        "failures after recovery: {examples_after:?}"
-    );
+    ensure_none_failed_after(&samples, recovered_at, "recovery")?;
     let wrong_key = traffic.between(retired_at, fixed_at);
     // A key GitHub rejects is not tried again on every caller's request.
     anyhow::ensure!(
@@ -847,20 +842,13 @@ fn killed_and_restarted() -> CaseResult {
         .ok_or_else(|| anyhow::anyhow!("no token after the restart"))?;
     std::thread::sleep(Duration::from_secs(5));
     let ended_at = unix_now();
-    let (samples, traffic) = watch.finish();
-    let ledger = Ledger::new(&stack.emulator.issued_tokens()?);
-    let expiry = expiry::check(&samples, &ledger, 0);
-    anyhow::ensure!(expiry.clean(), "expiry: {expiry:?}");
+    let (samples, traffic, expiry) = watch.finish_checked(&stack)?;
     let (down_failed, down_examples) = failures_between(&samples, killed_at, restart_at);
     anyhow::ensure!(
         down_examples.keys().all(|s| *s == 0),
         "while down, callers got HTTP answers: {down_examples:?}"
     );
-    let (after_failed, after_examples) = failures_between(&samples, recovered_at, f64::MAX);
-    anyhow::ensure!(
-        after_failed == 0,
-        "failures after the restart: {after_examples:?}"
-    );
+    ensure_none_failed_after(&samples, recovered_at, "the restart")?;
     let after = traffic.between(restart_at, ended_at);
     // One mint per key for the cold cache, and at most one refresh per key in the rest.
     anyhow::ensure!(
