@@ -161,10 +161,24 @@ fn check_outage(figures: &FaultFigures, status: u16, needle: &str) -> anyhow::Re
         figures.during.mint_attempts,
         figures.fault_s
     );
+    check_after(figures)?;
     anyhow::ensure!(
         figures.failed_after_recovery == 0,
         "{} failures after recovery",
         figures.failed_after_recovery
+    );
+    Ok(())
+}
+
+/// No storm after the fault either: from the clear to the end, the three keys are minted again
+/// once and then refreshed about every 8 s, nothing more.
+fn check_after(figures: &FaultFigures) -> anyhow::Result<()> {
+    let bound = 3 * ((figures.after_s / 8.0).ceil() as u64 + 2);
+    anyhow::ensure!(
+        figures.after.mint_attempts <= bound,
+        "{} mint attempts in the {}s after the fault (at most {bound})",
+        figures.after.mint_attempts,
+        figures.after_s
     );
     Ok(())
 }
@@ -469,6 +483,13 @@ fn installation_fault(
         "{status} without any of {needles:?}: {example:?}"
     );
     anyhow::ensure!(figures.recovery_s.is_some(), "no recovery: {}", context());
+    // What GitHub says is remembered: no mint per caller's request while it lasts.
+    anyhow::ensure!(
+        figures.during.mint_attempts <= 10 && figures.during.requests <= 40,
+        "GitHub asked too often during the fault: {}",
+        context()
+    );
+    check_after(&figures)?;
     Ok((run, figures))
 }
 
