@@ -8,7 +8,10 @@
 //! - a clock-skew 401 on a JWT route: the offset is learnt from `Date`, one retry;
 //! - a 401 with an installation token minted under 5 s ago (GitHub's replication delay):
 //!   retried with short exponential sleeps until the token is 5 s old;
-//! - 404/422 and other 4xx: never retried.
+//! - 404/422 and other 4xx: never retried;
+//! - an operation that failed for good (no usable answer after its retries, or the JWT
+//!   rejected): the App's next operations are held back, 1 s doubling to 10 s, one trial at a
+//!   time, so waiting callers and cache keys cause no retry storm ([`Holdoff`]).
 //!
 //! Errors quote GitHub's `message` and name the route; they never contain a token.
 
