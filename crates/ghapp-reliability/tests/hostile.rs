@@ -422,7 +422,7 @@ impl Attackers {
                             reopened.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(250));
                 }
                 let held = conns.iter().filter(|c| c.is_some()).count();
                 open.fetch_sub(held, Ordering::Relaxed);
