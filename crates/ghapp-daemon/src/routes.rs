@@ -312,19 +312,11 @@ async fn invalidate<S: TokenService>(
     request: Request<Incoming>,
     audit: &mut AuditEvent,
 ) -> Reply {
-    let body = match read_body(request, settings.client_timeout).await {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
-    let invalidation: InvalidateRequest = match serde_json::from_slice(&body) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            return Reply::error(
-                400,
-                format!("invalid body: expected {{\"token\": \"…\"}} ({e})"),
-            );
-        }
-    };
+    let invalidation: InvalidateRequest =
+        match read_json(request, settings, r#"{"token": "…"}"#).await {
+            Ok(parsed) => parsed,
+            Err(reply) => return reply,
+        };
     audit.token_fingerprint = Some(invalidation.token.fingerprint());
     let invalidated = state.service.invalidate(invalidation.token.expose());
     if invalidated {
@@ -378,20 +370,15 @@ async fn runner_token<S: TokenService>(
     request: Request<Incoming>,
     audit: &mut AuditEvent,
 ) -> Reply {
-    let body = match read_body(request, settings.client_timeout).await {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
-    let wanted: RunnerTokenRequest = match serde_json::from_slice(&body) {
+    let wanted: RunnerTokenRequest = match read_json(
+        request,
+        settings,
+        r#"{"org": "…", "host": "…", "remove": false}"#,
+    )
+    .await
+    {
         Ok(parsed) => parsed,
-        Err(e) => {
-            return Reply::error(
-                400,
-                format!(
-                    "invalid body: expected {{\"org\": \"…\", \"host\": \"…\", \"remove\": false}} ({e})"
-                ),
-            );
-        }
+        Err(reply) => return reply,
     };
     let org = match api::check_name("org", &wanted.org) {
         Ok(org) => org,
@@ -525,6 +512,18 @@ async fn workspace<S: TokenService>(
 }
 
 /// Reads a request body within the size cap and the client deadline.
+/// Reads a JSON body within the limits; a body that does not parse gets a 400 showing the
+/// `expected` shape.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+    settings: &Settings,
+    expected: &str,
+) -> Result<T, Reply> {
+    let body = read_body(request, settings.client_timeout).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Reply::error(400, format!("invalid body: expected {expected} ({e})")))
+}
+
 async fn read_body(request: Request<Incoming>, deadline: Duration) -> Result<Bytes, Reply> {
     let declared = request
         .headers()
