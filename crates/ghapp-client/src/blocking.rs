@@ -4,7 +4,9 @@
 //! keeps git's hot path to connect, write, read. The deadline bounds every step.
 
 use super::{ClientError, MAX_RESPONSE_BYTES, decode};
-use ghapp_protocol::api::{InvalidateRequest, InvalidateResponse, TOKEN_PATH, TokenQuery, TokenResponse};
+use ghapp_protocol::api::{
+    InvalidateRequest, InvalidateResponse, TOKEN_PATH, TokenQuery, TokenResponse,
+};
 use ghapp_protocol::secret::Token;
 use serde::de::DeserializeOwned;
 use std::io::{ErrorKind, Read, Write};
@@ -24,36 +26,61 @@ impl BlockingClient {
     /// A client for `socket` whose calls must all be over by `deadline`.
     pub fn new(socket: impl Into<PathBuf>, deadline: Instant) -> Self {
         let budget = deadline.saturating_duration_since(Instant::now());
-        BlockingClient { socket: socket.into(), deadline, budget }
+        BlockingClient {
+            socket: socket.into(),
+            deadline,
+            budget,
+        }
     }
 
     /// `GET /v1/token`.
     pub fn token(&self, query: &TokenQuery) -> Result<TokenResponse, ClientError> {
-        self.json("GET", &format!("{TOKEN_PATH}?{}", query.to_query_string()), None)
+        self.json(
+            "GET",
+            &format!("{TOKEN_PATH}?{}", query.to_query_string()),
+            None,
+        )
     }
 
     /// `DELETE /v1/token`: true if the daemon held this token and dropped it.
     pub fn invalidate(&self, token: &Token) -> Result<bool, ClientError> {
-        let body = serde_json::to_vec(&InvalidateRequest { token: token.clone() })
-            .map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
+        let body = serde_json::to_vec(&InvalidateRequest {
+            token: token.clone(),
+        })
+        .map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
         let answer: InvalidateResponse = self.json("DELETE", TOKEN_PATH, Some(&body))?;
         Ok(answer.invalidated)
     }
 
-    fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<T, ClientError> {
+    fn json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<T, ClientError> {
         let (status, bytes) = self.exchange(method, path, body)?;
         decode(&self.socket, status, &bytes)
     }
 
     /// Sends one request and reads the whole answer: (status, body).
-    fn exchange(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|e| ClientError::Unreachable {
-            socket: self.socket.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: ghapp\r\nconnection: close\r\n");
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|e| ClientError::Unreachable {
+                socket: self.socket.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nhost: ghapp\r\nconnection: close\r\n");
         if let Some(body) = body {
-            request.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()));
+            request.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            ));
         }
         request.push_str("\r\n");
         let mut bytes = request.into_bytes();
@@ -100,16 +127,25 @@ impl BlockingClient {
     fn io_error(&self, error: std::io::Error) -> ClientError {
         match error.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => self.timeout(),
-            _ => ClientError::Unreachable { socket: self.socket.clone(), reason: error.to_string() },
+            _ => ClientError::Unreachable {
+                socket: self.socket.clone(),
+                reason: error.to_string(),
+            },
         }
     }
 
     fn timeout(&self) -> ClientError {
-        ClientError::Timeout { socket: self.socket.clone(), timeout: self.budget }
+        ClientError::Timeout {
+            socket: self.socket.clone(),
+            timeout: self.budget,
+        }
     }
 
     fn protocol(&self, reason: String) -> ClientError {
-        ClientError::Protocol { socket: self.socket.clone(), reason }
+        ClientError::Protocol {
+            socket: self.socket.clone(),
+            reason,
+        }
     }
 }
 
@@ -128,7 +164,11 @@ fn complete(answer: &[u8]) -> Result<Option<(u16, Vec<u8>)>, String> {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        })
         .ok_or("answer without content-length")?
         .ok_or("bad content-length")?;
     let body = &answer[head_len..];
@@ -149,13 +189,24 @@ mod tests {
         partial.extend_from_slice(b"cde");
         assert_eq!(complete(&partial).unwrap(), Some((200, b"abcde".to_vec())));
         assert!(complete(b"garbage\r\n\r\n").is_err());
-        assert!(complete(b"HTTP/1.1 200 OK\r\n\r\n").is_err(), "no content-length");
+        assert!(
+            complete(b"HTTP/1.1 200 OK\r\n\r\n").is_err(),
+            "no content-length"
+        );
     }
 
     #[test]
     fn missing_socket_is_unreachable() {
-        let client = BlockingClient::new("/nonexistent/ghapp.sock", Instant::now() + Duration::from_secs(2));
-        assert!(client.token(&TokenQuery::default()).unwrap_err().is_unreachable());
+        let client = BlockingClient::new(
+            "/nonexistent/ghapp.sock",
+            Instant::now() + Duration::from_secs(2),
+        );
+        assert!(
+            client
+                .token(&TokenQuery::default())
+                .unwrap_err()
+                .is_unreachable()
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! answered no" ([`ClientError::Api`]), which carries the daemon's actionable message.
 
 use ghapp_protocol::api::{
-    ErrorBody, InvalidateRequest, InvalidateResponse, RunnerTokenRequest, RunnerTokenResponse,
-    STATUS_PATH, StatusResponse, TOKEN_PATH, TokenQuery, TokenResponse, RUNNER_TOKEN_PATH,
+    ErrorBody, InvalidateRequest, InvalidateResponse, RUNNER_TOKEN_PATH, RunnerTokenRequest,
+    RunnerTokenResponse, STATUS_PATH, StatusResponse, TOKEN_PATH, TokenQuery, TokenResponse,
 };
 use ghapp_protocol::secret::Token;
 use http_body_util::{BodyExt, Full, Limited};
@@ -65,7 +65,10 @@ pub enum ClientError {
 impl ClientError {
     /// True when no daemon answered at all (the helper's silent fall-through case).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Timeout { .. }
+        )
     }
 
     /// The HTTP status the daemon answered with, if it answered.
@@ -87,7 +90,11 @@ pub struct DaemonClient {
 impl DaemonClient {
     /// A client for `socket`; every call must finish within `timeout`.
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
-        DaemonClient { socket: socket.into(), timeout, http: Client::unix() }
+        DaemonClient {
+            socket: socket.into(),
+            timeout,
+            http: Client::unix(),
+        }
     }
 
     /// The socket this client talks to.
@@ -103,8 +110,10 @@ impl DaemonClient {
 
     /// `DELETE /v1/token`: true if the daemon held this token and dropped it.
     pub async fn invalidate(&self, token: &Token) -> Result<bool, ClientError> {
-        let body = serde_json::to_vec(&InvalidateRequest { token: token.clone() })
-            .expect("a token serializes");
+        let body = serde_json::to_vec(&InvalidateRequest {
+            token: token.clone(),
+        })
+        .expect("a token serializes");
         let answer: InvalidateResponse = self.json(Method::DELETE, TOKEN_PATH, Some(body)).await?;
         Ok(answer.invalidated)
     }
@@ -115,25 +124,46 @@ impl DaemonClient {
     }
 
     /// `POST /v1/runner-token`.
-    pub async fn runner_token(&self, request: &RunnerTokenRequest) -> Result<RunnerTokenResponse, ClientError> {
+    pub async fn runner_token(
+        &self,
+        request: &RunnerTokenRequest,
+    ) -> Result<RunnerTokenResponse, ClientError> {
         let body = serde_json::to_vec(request).expect("a request serializes");
         self.json(Method::POST, RUNNER_TOKEN_PATH, Some(body)).await
     }
 
     /// Any route, raw: (status, body). For `/metrics`, `/healthz` and the seed routes.
-    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
         match tokio::time::timeout(self.timeout, self.send(method, path, body)).await {
             Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout { socket: self.socket.clone(), timeout: self.timeout }),
+            Err(_) => Err(ClientError::Timeout {
+                socket: self.socket.clone(),
+                timeout: self.timeout,
+            }),
         }
     }
 
-    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         let (status, bytes) = self.raw(method, path, body).await?;
         decode(&self.socket, status, &bytes)
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
         let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path).into();
         let mut builder = Request::builder().method(method).uri(uri);
         if body.is_some() {
@@ -142,7 +172,11 @@ impl DaemonClient {
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| self.protocol(format!("cannot build request for {path}: {e}")))?;
-        let response = self.http.request(request).await.map_err(|e| self.connect_error(e))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| self.connect_error(e))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
@@ -159,14 +193,20 @@ impl DaemonClient {
             while let Some(inner) = source.source() {
                 source = inner;
             }
-            ClientError::Unreachable { socket: self.socket.clone(), reason: source.to_string() }
+            ClientError::Unreachable {
+                socket: self.socket.clone(),
+                reason: source.to_string(),
+            }
         } else {
             self.protocol(error.to_string())
         }
     }
 
     fn protocol(&self, reason: String) -> ClientError {
-        ClientError::Protocol { socket: self.socket.clone(), reason }
+        ClientError::Protocol {
+            socket: self.socket.clone(),
+            reason,
+        }
     }
 }
 

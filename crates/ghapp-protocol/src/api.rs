@@ -92,7 +92,9 @@ impl TokenQuery {
             let key = decode_component(raw_key)?;
             let value = decode_component(raw_value)?;
             if value.len() > MAX_QUERY_VALUE {
-                return Err(QueryError(format!("query parameter {key} is longer than {MAX_QUERY_VALUE} bytes")));
+                return Err(QueryError(format!(
+                    "query parameter {key} is longer than {MAX_QUERY_VALUE} bytes"
+                )));
             }
             if seen.contains(&key) {
                 return Err(QueryError(format!("query parameter {key} given twice")));
@@ -112,7 +114,11 @@ impl TokenQuery {
                 }
                 "protocol" => match value.as_str() {
                     "https" | "http" => out.protocol = Some(value.clone()),
-                    other => return Err(QueryError(format!("protocol {other:?} is not served: only https (and http for Apps with insecure_http)"))),
+                    other => {
+                        return Err(QueryError(format!(
+                            "protocol {other:?} is not served: only https (and http for Apps with insecure_http)"
+                        )));
+                    }
                 },
                 other => {
                     return Err(QueryError(format!(
@@ -137,7 +143,11 @@ impl TokenQuery {
 /// A least-remaining-life rounded up to whole seconds, the resolution of `expires_at`, so a
 /// sub-second `min_ttl` never shrinks between client and daemon.
 fn whole_seconds_up(duration: Duration) -> Duration {
-    Duration::from_secs(duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0)))
+    Duration::from_secs(
+        duration
+            .as_secs()
+            .saturating_add(u64::from(duration.subsec_nanos() > 0)),
+    )
 }
 
 fn decode_component(raw: &str) -> Result<String, QueryError> {
@@ -149,7 +159,10 @@ fn decode_component(raw: &str) -> Result<String, QueryError> {
                 && bytes[i + 1].is_ascii_hexdigit()
                 && bytes[i + 2].is_ascii_hexdigit())
         {
-            return Err(QueryError(format!("bad percent-encoding in query near {:?}", truncate(raw))));
+            return Err(QueryError(format!(
+                "bad percent-encoding in query near {:?}",
+                truncate(raw)
+            )));
         }
     }
     let plus_as_space = raw.replace('+', " ");
@@ -193,7 +206,10 @@ pub fn check_host(value: &str) -> Result<String, QueryError> {
     if ok {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(QueryError(format!("invalid host {:?}: expected host[:port]", truncate(value))))
+        Err(QueryError(format!(
+            "invalid host {:?}: expected host[:port]",
+            truncate(value)
+        )))
     }
 }
 

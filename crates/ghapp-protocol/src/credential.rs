@@ -112,12 +112,18 @@ fn strip_line_ending(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn apply_line(request: &mut CredentialRequest, content: &[u8], line: usize) -> Result<(), ParseError> {
+fn apply_line(
+    request: &mut CredentialRequest,
+    content: &[u8],
+    line: usize,
+) -> Result<(), ParseError> {
     if content.contains(&0) {
         return Err(ParseError::Nul { line });
     }
     let text = std::str::from_utf8(content).map_err(|_| ParseError::NotUtf8 { line })?;
-    let (key, value) = text.split_once('=').ok_or(ParseError::MissingEquals { line })?;
+    let (key, value) = text
+        .split_once('=')
+        .ok_or(ParseError::MissingEquals { line })?;
     match key {
         "protocol" => request.protocol = Some(value.to_string()),
         "host" => request.host = Some(value.to_string()),
@@ -127,9 +133,17 @@ fn apply_line(request: &mut CredentialRequest, content: &[u8], line: usize) -> R
         "url" => {
             let parsed = parse_url(value).ok_or(ParseError::UrlWithoutScheme { line })?;
             let control = |v: &str| v.contains(['\n', '\0']);
-            let values = [&parsed.protocol, &parsed.host, &parsed.path, &parsed.username];
+            let values = [
+                &parsed.protocol,
+                &parsed.host,
+                &parsed.path,
+                &parsed.username,
+            ];
             if values.into_iter().flatten().any(|v| control(v))
-                || parsed.password.as_ref().is_some_and(|p| control(p.expose()))
+                || parsed
+                    .password
+                    .as_ref()
+                    .is_some_and(|p| control(p.expose()))
             {
                 return Err(ParseError::UrlControlCharacter { line });
             }
@@ -222,7 +236,11 @@ impl CredentialResponse {
     }
 }
 
-fn push_attribute(out: &mut Vec<u8>, key: &'static str, value: &str) -> Result<(), UnencodableValue> {
+fn push_attribute(
+    out: &mut Vec<u8>,
+    key: &'static str,
+    value: &str,
+) -> Result<(), UnencodableValue> {
     if value.contains(['\n', '\0']) {
         return Err(UnencodableValue(key));
     }
@@ -261,15 +279,19 @@ mod tests {
 
     #[test]
     fn url_replaces_earlier_attributes() {
-        let req =
-            parse_request(b"host=old\nurl=https://x-access-token:s%65cret@ghe.example.com:8443/acme/w%20x.git\n")
-                .unwrap();
+        let req = parse_request(
+            b"host=old\nurl=https://x-access-token:s%65cret@ghe.example.com:8443/acme/w%20x.git\n",
+        )
+        .unwrap();
         assert_eq!(req.protocol.as_deref(), Some("https"));
         assert_eq!(req.host.as_deref(), Some("ghe.example.com:8443"));
         assert_eq!(req.path.as_deref(), Some("acme/w x.git"));
         assert_eq!(req.username.as_deref(), Some("x-access-token"));
         assert_eq!(req.password.as_ref().map(Token::expose), Some("secret"));
-        assert_eq!(parse_request(b"url=https://\n").unwrap().host.as_deref(), Some(""));
+        assert_eq!(
+            parse_request(b"url=https://\n").unwrap().host.as_deref(),
+            Some("")
+        );
         assert_eq!(
             parse_request(b"url=github.com/acme\n").unwrap_err(),
             ParseError::UrlWithoutScheme { line: 1 }
@@ -278,24 +300,48 @@ mod tests {
 
     #[test]
     fn refuses_what_git_refuses() {
-        assert_eq!(parse_request(b"protocol=https\nnonsense\n").unwrap_err(), ParseError::MissingEquals { line: 2 });
-        assert_eq!(parse_request(b"host=\xff\n").unwrap_err(), ParseError::NotUtf8 { line: 1 });
-        assert_eq!(parse_request(b"host=a\0b\n").unwrap_err(), ParseError::Nul { line: 1 });
+        assert_eq!(
+            parse_request(b"protocol=https\nnonsense\n").unwrap_err(),
+            ParseError::MissingEquals { line: 2 }
+        );
+        assert_eq!(
+            parse_request(b"host=\xff\n").unwrap_err(),
+            ParseError::NotUtf8 { line: 1 }
+        );
+        assert_eq!(
+            parse_request(b"host=a\0b\n").unwrap_err(),
+            ParseError::Nul { line: 1 }
+        );
         let mut long = b"host=".to_vec();
         long.resize(MAX_LINE_BYTES, b'a');
         long.push(b'\n');
-        assert_eq!(parse_request(&long).unwrap_err(), ParseError::LineTooLong { line: 1 });
+        assert_eq!(
+            parse_request(&long).unwrap_err(),
+            ParseError::LineTooLong { line: 1 }
+        );
         long.truncate(MAX_LINE_BYTES - 1);
         long.push(b'\n');
-        assert!(parse_request(&long).is_ok(), "a line of exactly the limit is allowed");
+        assert!(
+            parse_request(&long).is_ok(),
+            "a line of exactly the limit is allowed"
+        );
     }
 
     #[test]
     fn repository_from_path_forms() {
         let pair = |o: &str, r: Option<&str>| Some((o.to_string(), r.map(str::to_string)));
-        assert_eq!(repository_from_path("acme/widgets.git"), pair("acme", Some("widgets")));
-        assert_eq!(repository_from_path("/acme/widgets/"), pair("acme", Some("widgets")));
-        assert_eq!(repository_from_path("acme/widgets.git/info/lfs"), pair("acme", Some("widgets")));
+        assert_eq!(
+            repository_from_path("acme/widgets.git"),
+            pair("acme", Some("widgets"))
+        );
+        assert_eq!(
+            repository_from_path("/acme/widgets/"),
+            pair("acme", Some("widgets"))
+        );
+        assert_eq!(
+            repository_from_path("acme/widgets.git/info/lfs"),
+            pair("acme", Some("widgets"))
+        );
         assert_eq!(repository_from_path("acme"), pair("acme", None));
         assert_eq!(repository_from_path("//"), None);
     }
@@ -311,7 +357,10 @@ mod tests {
             response.encode().unwrap(),
             b"username=x-access-token\npassword=ghs_abc\npassword_expiry_utc=1700000000\n"
         );
-        let bad = CredentialResponse { password: Token::new("a\nb"), ..response };
+        let bad = CredentialResponse {
+            password: Token::new("a\nb"),
+            ..response
+        };
         assert_eq!(bad.encode().unwrap_err(), UnencodableValue("password"));
     }
 }

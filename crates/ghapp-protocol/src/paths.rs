@@ -110,7 +110,8 @@ impl Environment {
 
     fn xdg_socket(&self) -> Option<PathBuf> {
         let dir = PathBuf::from(self.xdg_runtime_dir.as_ref()?);
-        dir.is_absolute().then(|| dir.join("ghapp").join(SOCKET_FILE_NAME))
+        dir.is_absolute()
+            .then(|| dir.join("ghapp").join(SOCKET_FILE_NAME))
     }
 
     fn temp_socket(&self) -> PathBuf {
@@ -120,14 +121,27 @@ impl Environment {
     }
 
     /// Steps 1–3 of the socket rule.
-    fn explicit_socket(&self, flag: Option<&Path>, config_socket: Option<&Path>) -> Option<Resolved> {
+    fn explicit_socket(
+        &self,
+        flag: Option<&Path>,
+        config_socket: Option<&Path>,
+    ) -> Option<Resolved> {
         if let Some(path) = flag {
-            return Some(Resolved { path: path.to_path_buf(), source: Source::Flag });
+            return Some(Resolved {
+                path: path.to_path_buf(),
+                source: Source::Flag,
+            });
         }
         if let Some(path) = &self.socket {
-            return Some(Resolved { path: PathBuf::from(path), source: Source::Env });
+            return Some(Resolved {
+                path: PathBuf::from(path),
+                source: Source::Env,
+            });
         }
-        config_socket.map(|path| Resolved { path: path.to_path_buf(), source: Source::Config })
+        config_socket.map(|path| Resolved {
+            path: path.to_path_buf(),
+            source: Source::Config,
+        })
     }
 
     /// The socket the daemon binds.
@@ -136,12 +150,21 @@ impl Environment {
             return explicit;
         }
         if let Some(path) = self.xdg_socket() {
-            return Resolved { path, source: Source::XdgRuntimeDir };
+            return Resolved {
+                path,
+                source: Source::XdgRuntimeDir,
+            };
         }
         if self.uid == 0 {
-            return Resolved { path: PathBuf::from(SYSTEM_SOCKET), source: Source::System };
+            return Resolved {
+                path: PathBuf::from(SYSTEM_SOCKET),
+                source: Source::System,
+            };
         }
-        Resolved { path: self.temp_socket(), source: Source::TempDir }
+        Resolved {
+            path: self.temp_socket(),
+            source: Source::TempDir,
+        }
     }
 
     /// The socket a client connects to; `exists` says whether a socket is at a path (injected so
@@ -157,11 +180,20 @@ impl Environment {
         }
         let candidates = self
             .xdg_socket()
-            .map(|path| Resolved { path, source: Source::XdgRuntimeDir })
+            .map(|path| Resolved {
+                path,
+                source: Source::XdgRuntimeDir,
+            })
             .into_iter()
             .chain([
-                Resolved { path: PathBuf::from(SYSTEM_SOCKET), source: Source::System },
-                Resolved { path: self.temp_socket(), source: Source::TempDir },
+                Resolved {
+                    path: PathBuf::from(SYSTEM_SOCKET),
+                    source: Source::System,
+                },
+                Resolved {
+                    path: self.temp_socket(),
+                    source: Source::TempDir,
+                },
             ])
             .collect::<Vec<_>>();
         candidates
@@ -174,18 +206,30 @@ impl Environment {
     /// The config file: `$GHAPP_CONFIG`, else the user's if it exists, else the system one.
     pub fn config_file(&self, flag: Option<&Path>, exists: impl Fn(&Path) -> bool) -> Resolved {
         if let Some(path) = flag {
-            return Resolved { path: path.to_path_buf(), source: Source::Flag };
+            return Resolved {
+                path: path.to_path_buf(),
+                source: Source::Flag,
+            };
         }
         if let Some(path) = &self.config {
-            return Resolved { path: PathBuf::from(path), source: Source::Env };
+            return Resolved {
+                path: PathBuf::from(path),
+                source: Source::Env,
+            };
         }
         if let Some(dir) = &self.user_config_dir {
             let path = dir.join("ghapp").join("config.toml");
             if exists(&path) {
-                return Resolved { path, source: Source::UserConfigDir };
+                return Resolved {
+                    path,
+                    source: Source::UserConfigDir,
+                };
             }
         }
-        Resolved { path: PathBuf::from(SYSTEM_CONFIG), source: Source::System }
+        Resolved {
+            path: PathBuf::from(SYSTEM_CONFIG),
+            source: Source::System,
+        }
     }
 }
 
@@ -248,19 +292,35 @@ mod tests {
     #[test]
     fn daemon_order() {
         let mut e = env();
-        assert_eq!(e.daemon_socket(None, None).path, PathBuf::from("/tmp/ghapp-1000/ghapp.sock"));
+        assert_eq!(
+            e.daemon_socket(None, None).path,
+            PathBuf::from("/tmp/ghapp-1000/ghapp.sock")
+        );
         e.uid = 0;
         assert_eq!(e.daemon_socket(None, None).source, Source::System);
         e.xdg_runtime_dir = Some("relative".into());
-        assert_eq!(e.daemon_socket(None, None).source, Source::System, "relative XDG dir ignored");
+        assert_eq!(
+            e.daemon_socket(None, None).source,
+            Source::System,
+            "relative XDG dir ignored"
+        );
         e.xdg_runtime_dir = Some("/run/user/0".into());
-        assert_eq!(e.daemon_socket(None, None).path, PathBuf::from("/run/user/0/ghapp/ghapp.sock"));
+        assert_eq!(
+            e.daemon_socket(None, None).path,
+            PathBuf::from("/run/user/0/ghapp/ghapp.sock")
+        );
         let cfg = PathBuf::from("/cfg.sock");
         assert_eq!(e.daemon_socket(None, Some(&cfg)).source, Source::Config);
         e.socket = Some("/env.sock".into());
-        assert_eq!(e.daemon_socket(None, Some(&cfg)).path, PathBuf::from("/env.sock"));
+        assert_eq!(
+            e.daemon_socket(None, Some(&cfg)).path,
+            PathBuf::from("/env.sock")
+        );
         let flag = PathBuf::from("/flag.sock");
-        assert_eq!(e.daemon_socket(Some(&flag), Some(&cfg)).source, Source::Flag);
+        assert_eq!(
+            e.daemon_socket(Some(&flag), Some(&cfg)).source,
+            Source::Flag
+        );
     }
 
     #[test]
@@ -270,13 +330,20 @@ mod tests {
         let found = e.client_socket(None, None, |p| p == Path::new(SYSTEM_SOCKET));
         assert_eq!(found.source, Source::System);
         let none = e.client_socket(None, None, |_| false);
-        assert_eq!(none.source, Source::XdgRuntimeDir, "falls back to where its own daemon would be");
+        assert_eq!(
+            none.source,
+            Source::XdgRuntimeDir,
+            "falls back to where its own daemon would be"
+        );
     }
 
     #[test]
     fn config_file_order() {
         let mut e = env();
-        assert_eq!(e.config_file(None, |_| false).path, PathBuf::from(SYSTEM_CONFIG));
+        assert_eq!(
+            e.config_file(None, |_| false).path,
+            PathBuf::from(SYSTEM_CONFIG)
+        );
         assert_eq!(
             e.config_file(None, |_| true).path,
             PathBuf::from("/home/u/.config/ghapp/config.toml")
@@ -289,6 +356,10 @@ mod tests {
     fn socket_length_limit() {
         assert!(check_socket_path_length(Path::new("/run/ghapp/ghapp.sock")).is_ok());
         let long = PathBuf::from(format!("/{}", "a".repeat(SUN_PATH_MAX)));
-        assert!(check_socket_path_length(&long).unwrap_err().contains("at most 107"));
+        assert!(
+            check_socket_path_length(&long)
+                .unwrap_err()
+                .contains("at most 107")
+        );
     }
 }
