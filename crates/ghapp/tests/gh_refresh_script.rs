@@ -1,29 +1,19 @@
 //! scripts/ghapp-gh-refresh.sh with a fake `ghapp` and a fake `gh` on PATH: what gh is given
 //! (args, stdin, environment), the lock, and each exit status.
 
+mod common;
+
+use common::{which, write_executable};
+
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const FAKE_TOKEN: &str = "ghs_FAKEfakeFAKEfakeFAKEfakeFAKEfake0123";
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ghapp-gh-refresh.sh")
-}
-
-fn which(tool: &str) -> PathBuf {
-    ["/usr/local/bin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{tool} not found in /usr/local/bin, /usr/bin or /bin"))
-}
-
-fn write_executable(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    common::script("ghapp-gh-refresh.sh")
 }
 
 /// A sandbox: a bin dir with only the tools the script needs plus fake ghapp and gh, which

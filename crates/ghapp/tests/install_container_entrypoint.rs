@@ -2,27 +2,18 @@
 //! mounted and the helper is in the "image", idempotently; left untouched otherwise; the
 //! container's command always runs with its exit status.
 
+mod common;
+
+use common::{which, write_executable};
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/container-entrypoint.sh")
-}
-
-fn which(tool: &str) -> PathBuf {
-    ["/usr/local/bin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{tool} not found in /usr/local/bin, /usr/bin or /bin"))
-}
-
-fn write_executable(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    common::script("container-entrypoint.sh")
 }
 
 /// A fake container: its own HOME, a PATH holding only git, grep and sh (plus whatever a test

@@ -149,3 +149,27 @@ impl Sandbox {
         values
     }
 }
+
+/// A script under the repository's scripts/ directory.
+pub fn script(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name)
+}
+
+/// A system tool by absolute path, so a test's restricted PATH can hold exactly what a script
+/// may use.
+pub fn which(tool: &str) -> PathBuf {
+    ["/usr/local/bin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|dir| std::path::Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} not found in /usr/local/bin, /usr/bin or /bin"))
+}
+
+/// Writes a file and makes it executable (fake tools for scripts under test).
+pub fn write_executable(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
