@@ -531,38 +531,36 @@ impl GitHubClient {
         body: Option<Vec<u8>>,
         extra_headers: &[(&str, &str)],
     ) -> Result<(HttpResponse, ServerTime), ApiError> {
-        let route = format!(
-            "{} {}",
-            method.as_str(),
-            route_of(path_or_url, &self.api_base)
-        );
-        let trial = self.admit(&route)?;
-        let guard = TrialGuard {
-            holdoff: &self.holdoff,
-            active: trial,
-        };
-        let result = self
-            .call_with_retries(method, path_or_url, auth, body, extra_headers)
-            .await;
-        self.settle(&result);
-        drop(guard);
-        result
-    }
-
-    async fn call_with_retries(
-        &self,
-        method: Method,
-        path_or_url: &str,
-        auth: Auth<'_>,
-        body: Option<Vec<u8>>,
-        extra_headers: &[(&str, &str)],
-    ) -> Result<(HttpResponse, ServerTime), ApiError> {
         let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
             format!("{}{path_or_url}", self.api_base)
         };
         let route = format!("{} {}", method.as_str(), route_of(&url, &self.api_base));
+        let trial = self.admit(&route)?;
+        let guard = TrialGuard {
+            holdoff: &self.holdoff,
+            active: trial,
+        };
+        let result = self
+            .call_with_retries(method, &url, route, auth, body, extra_headers)
+            .await;
+        self.settle(&result);
+        drop(guard);
+        result
+    }
+
+    /// The retry loop of [`Self::call`], for the full `url` and its `route` (`POST
+    /// /app/installations/{id}/access_tokens`, as logged), both worked out once by the caller.
+    async fn call_with_retries(
+        &self,
+        method: Method,
+        url: &str,
+        route: String,
+        auth: Auth<'_>,
+        body: Option<Vec<u8>>,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<(HttpResponse, ServerTime), ApiError> {
         let deadline = Instant::now() + self.policy.budget;
         let mut attempts = 0u32;
         let mut skew_corrected = false;
@@ -587,7 +585,7 @@ impl GitHubClient {
             attempts += 1;
             let timeout = self.policy.attempt_timeout.min(deadline - now);
             let request =
-                self.build_request(method, &url, auth, body.clone(), extra_headers, timeout)?;
+                self.build_request(method, url, auth, body.clone(), extra_headers, timeout)?;
             let outcome = tokio::time::timeout(
                 timeout + Duration::from_millis(500),
                 self.transport.send(request),
