@@ -87,20 +87,7 @@ struct MintResponse {
 /// The handler.
 pub fn create(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let app = ctx.require_jwt()?;
-    let id: u64 = ctx
-        .matched
-        .param("installation_id")
-        .parse()
-        .map_err(|_| ApiError::not_found(DOCS))?;
-    let installation = ctx
-        .core
-        .lock()
-        .installations
-        .live
-        .get(&id)
-        .filter(|i| i.app_id == app.id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(DOCS))?;
+    let installation = super::apps::app_installation(ctx, app, DOCS)?;
     if installation.suspended_at.is_some() {
         return Err(ApiError::with_docs(
             StatusCode::FORBIDDEN,

@@ -3,6 +3,7 @@
 use super::Ctx;
 use crate::fixture::AccountType;
 use crate::http::{ApiError, Body, empty, json};
+use crate::model::{App, Installation};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
@@ -119,22 +120,29 @@ fn installation_id(ctx: &Ctx<'_>, docs: &'static str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::not_found(docs))
 }
 
-/// `GET /app/installations/{installation_id}`.
-pub fn get_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let app = ctx.require_jwt()?;
-    let id = installation_id(ctx, DOCS_GET_INSTALLATION)?;
-    let installation = ctx
-        .core
+/// The live installation of `app` that the route's `{installation_id}` names; GitHub's 404 (with
+/// `docs`) for a malformed id, an unknown one, or another App's installation.
+pub(crate) fn app_installation(
+    ctx: &Ctx<'_>,
+    app: &App,
+    docs: &'static str,
+) -> Result<Installation, ApiError> {
+    let id = installation_id(ctx, docs)?;
+    ctx.core
         .lock()
         .installations
         .live
         .get(&id)
         .filter(|i| i.app_id == app.id)
-        .cloned();
-    match installation {
-        Some(i) => Ok(json(StatusCode::OK, &i.json(app, &ctx.api_base))),
-        None => Err(ApiError::not_found(DOCS_GET_INSTALLATION)),
-    }
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(docs))
+}
+
+/// `GET /app/installations/{installation_id}`.
+pub fn get_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let app = ctx.require_jwt()?;
+    let installation = app_installation(ctx, app, DOCS_GET_INSTALLATION)?;
+    Ok(json(StatusCode::OK, &installation.json(app, &ctx.api_base)))
 }
 
 /// `DELETE /app/installations/{installation_id}`: uninstall (tokens stop working).
