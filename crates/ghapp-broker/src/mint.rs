@@ -13,7 +13,7 @@ use crate::broker::Inner;
 use crate::cache::{CachedToken, MintPlan, MintResult, Origin, TokenKey, digest};
 use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
-use crate::flight::FlightSender;
+use crate::flight::{FlightSender, spawn_flight};
 use crate::github::{ApiError, MintedToken, TokenRequestBody};
 use crate::metrics::bump;
 use crate::resolve::Resolved;
@@ -24,6 +24,10 @@ use tokio::time::Instant;
 
 /// Longest wait between background attempts to re-mint a token whose refresh keeps failing.
 pub(crate) const REFRESH_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// A mint's outcome: the token, or the error, whether the key's cached token must go
+/// (installation gone or suspended), and the App (for retry scheduling).
+type MintOutcome = Result<Arc<CachedToken>, (BrokerError, bool, Option<Arc<AppRuntime>>)>;
 
 /// What to mint for a request.
 pub(crate) fn plan(
@@ -167,49 +171,58 @@ pub(crate) fn refresh_retry_at(failures: u32, app: &AppRuntime) -> Instant {
 }
 
 impl Inner {
-    /// Spawns the mint of `plan`; the result goes to `tx` after the cache is updated.
+    /// Spawns the mint of `plan`; the result goes to `tx` after the cache is updated. A mint
+    /// task that dies (a panic under it, the runtime shutting down) still ends its flight.
     pub(crate) fn spawn_mint(
         self: &Arc<Self>,
         plan: Arc<MintPlan>,
         tx: FlightSender<MintResult>,
         origin: Origin,
     ) {
-        let inner = self.clone();
-        let mut guard = DeadMintGuard {
-            inner: self.clone(),
-            plan: plan.clone(),
-            tx: Some(tx),
+        let (inner, settler) = (self.clone(), self.clone());
+        let minting = plan.clone();
+        spawn_flight(
+            tx,
+            async move { inner.mint(&minting).await },
+            move |outcome| settler.settle_mint(&plan, origin, outcome),
+        );
+    }
+
+    /// Records a mint's outcome in the cache and metrics; `None`: its task died.
+    fn settle_mint(
+        &self,
+        plan: &Arc<MintPlan>,
+        origin: Origin,
+        outcome: Option<MintOutcome>,
+    ) -> MintResult {
+        let Some(outcome) = outcome else {
+            let result: MintResult = Err(BrokerError::internal(format!(
+                "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
+                plan.target
+            )));
+            self.tokens.finish(plan, &result, None, false);
+            return result;
         };
-        tokio::spawn(async move {
-            let outcome = inner.mint(&plan).await;
-            let (result, drop_entry, app) = match outcome {
-                Ok(token) => (Ok(token), false, None),
-                Err((error, drop_entry, app)) => (Err(error), drop_entry, app),
-            };
-            match (&result, origin) {
-                (Ok(_), Origin::Refresh) => bump(&inner.metrics.refreshes),
-                (Err(_), Origin::Refresh) => bump(&inner.metrics.refresh_failures),
-                _ => {}
-            }
-            let retry_at = match (&result, &app) {
-                (Err(_), Some(app)) => {
-                    Some(refresh_retry_at(inner.tokens.failures(&plan.key) + 1, app))
-                }
-                _ => None,
-            };
-            inner.tokens.finish(&plan, &result, retry_at, drop_entry);
-            if let Some(tx) = guard.tx.take() {
-                tx.complete(result);
-            }
-        });
+        let (result, drop_entry, app) = match outcome {
+            Ok(token) => (Ok(token), false, None),
+            Err((error, drop_entry, app)) => (Err(error), drop_entry, app),
+        };
+        match (&result, origin) {
+            (Ok(_), Origin::Refresh) => bump(&self.metrics.refreshes),
+            (Err(_), Origin::Refresh) => bump(&self.metrics.refresh_failures),
+            _ => {}
+        }
+        let retry_at = match (&result, &app) {
+            (Err(_), Some(app)) => Some(refresh_retry_at(self.tokens.failures(&plan.key) + 1, app)),
+            _ => None,
+        };
+        self.tokens.finish(plan, &result, retry_at, drop_entry);
+        result
     }
 
     /// Mints one token. On failure: the error, whether the cached token of the key must go
     /// (installation gone or suspended), and the App (for retry scheduling).
-    async fn mint(
-        &self,
-        plan: &Arc<MintPlan>,
-    ) -> Result<Arc<CachedToken>, (BrokerError, bool, Option<Arc<AppRuntime>>)> {
+    async fn mint(&self, plan: &Arc<MintPlan>) -> MintOutcome {
         let runtime = self.runtime();
         let Some(app) = runtime.app(&plan.key.app_identity).cloned() else {
             return Err((
@@ -322,27 +335,6 @@ impl Inner {
                 false,
             ),
         }
-    }
-}
-
-/// Ends the flight of a mint task that dies before finishing (a panic under it, or the runtime
-/// shutting down): without it the key would stay joined to a flight nobody completes, and every
-/// later request for the key would fail at once and the refresher would skip it, until restart.
-struct DeadMintGuard {
-    inner: Arc<Inner>,
-    plan: Arc<MintPlan>,
-    tx: Option<FlightSender<MintResult>>,
-}
-
-impl Drop for DeadMintGuard {
-    fn drop(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
-        let result: MintResult = Err(BrokerError::internal(format!(
-            "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
-            self.plan.target
-        )));
-        self.inner.tokens.finish(&self.plan, &result, None, false);
-        tx.complete(result);
     }
 }
 

@@ -14,7 +14,7 @@
 use crate::app::{AppRuntime, Runtime, Trouble};
 use crate::broker::Inner;
 use crate::error::BrokerError;
-use crate::flight::{Flight, flight};
+use crate::flight::{Flight, flight, spawn_flight};
 use crate::github::{ApiError, InstallationInfo, jwt_rejected_error};
 use crate::metrics::bump;
 use std::collections::{HashMap, HashSet};
@@ -187,14 +187,23 @@ impl Inner {
                 None => {
                     let (tx, rx) = flight();
                     state.flights.insert(key.clone(), rx.clone());
-                    let inner = self.clone();
+                    let (inner, settler) = (self.clone(), self.clone());
                     let runtime = runtime.clone();
                     let apps = apps.to_vec();
-                    tokio::spawn(async move {
-                        let result = inner.look_up(&apps, &key.target).await;
-                        let result = inner.record_answer(&runtime, key, result);
-                        tx.complete(result);
-                    });
+                    let asked = key.target.clone();
+                    spawn_flight(
+                        tx,
+                        async move { inner.look_up(&apps, &asked).await },
+                        move |result| {
+                            let result = result.unwrap_or_else(|| {
+                                Err(BrokerError::internal(format!(
+                                    "the installation look-up for {} failed unexpectedly (see the daemon's log); the next request tries again",
+                                    key.target.label()
+                                )))
+                            });
+                            settler.record_answer(&runtime, key, result)
+                        },
+                    );
                     rx
                 }
             };
