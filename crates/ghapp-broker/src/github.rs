@@ -21,7 +21,7 @@ use crate::clock::{ServerTime, format_rfc3339, parse_rfc3339};
 use crate::config::TokenFormat;
 use crate::error::BrokerError;
 use crate::jwt::{JwtSigner, is_clock_skew_message};
-use crate::retry::{RetryPolicy, backoff, parse_retry_after, rate_limit};
+use crate::retry::{RetryPolicy, backoff, jittered_backoff, parse_retry_after, rate_limit};
 use crate::transport::{HttpRequest, HttpResponse, HttpTransport, Method};
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
@@ -316,9 +316,8 @@ impl GitHubClient {
         match result {
             Err(error @ (ApiError::Unreachable { .. } | ApiError::JwtRejected { .. })) => {
                 holdoff.failures = holdoff.failures.saturating_add(1);
-                let full =
-                    Duration::from_secs(1u64 << (holdoff.failures - 1).min(5)).min(HOLDOFF_CAP);
-                let wait = full.mul_f64(0.5 + fastrand::f64() * 0.5);
+                let wait =
+                    jittered_backoff(Duration::from_secs(1), holdoff.failures - 1, HOLDOFF_CAP);
                 holdoff.until = Some(Instant::now() + wait);
                 holdoff.last = Some(error.clone());
                 tracing::debug!(

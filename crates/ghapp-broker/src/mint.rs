@@ -17,6 +17,7 @@ use crate::flight::{FlightSender, spawn_flight};
 use crate::github::{ApiError, MintedToken, TokenRequestBody};
 use crate::metrics::bump;
 use crate::resolve::Resolved;
+use crate::retry::jittered_backoff;
 use ghapp_protocol::permissions::{Level, Permissions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,10 +161,12 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to 30 s,
 /// jittered, and not before a rate limit ends.
 pub(crate) fn refresh_retry_at(failures: u32, app: &AppRuntime) -> Instant {
-    let base =
-        Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(REFRESH_RETRY_CAP);
-    let jittered = base.mul_f64(0.5 + fastrand::f64() * 0.5);
-    let at = Instant::now() + jittered;
+    let wait = jittered_backoff(
+        Duration::from_secs(1),
+        failures.saturating_sub(1),
+        REFRESH_RETRY_CAP,
+    );
+    let at = Instant::now() + wait;
     match app.client.rate_limited_until() {
         Some((until, _)) => at.max(until),
         None => at,
