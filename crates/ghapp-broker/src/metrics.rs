@@ -1,12 +1,47 @@
 //! The broker's counters and the mint-latency histogram, updated without locks on the hot path
 //! (atomics) and read as a [`BrokerMetrics`] snapshot.
 
-use crate::BrokerMetrics;
-use crate::Histogram;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Counters and histograms the daemon renders as Prometheus text and in `/v1/status`.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerMetrics {
+    /// Requests answered from cache.
+    pub cache_hits: u64,
+    /// Requests that needed a mint (or waited on one).
+    pub cache_misses: u64,
+    /// Tokens minted, by App name.
+    pub mints: BTreeMap<String, u64>,
+    /// Failed mints.
+    pub mint_failures: u64,
+    /// Background refreshes that succeeded.
+    pub refreshes: u64,
+    /// Background refreshes that failed.
+    pub refresh_failures: u64,
+    /// Installation look-ups made against GitHub.
+    pub installation_lookups: u64,
+    /// Mint latency in seconds: cumulative (upper bound, count) buckets, sum and count.
+    pub mint_latency: Histogram,
+    /// GitHub's last `x-ratelimit-remaining` per App name.
+    pub rate_limit_remaining: BTreeMap<String, u64>,
+    /// Requests answered with a cached token below `min_ttl` (but above `degraded_min_ttl`)
+    /// because GitHub was failing.
+    pub degraded_serves: u64,
+}
+
+/// A cumulative histogram in Prometheus' shape.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// (upper bound in seconds, cumulative count) — the last bound is +Inf.
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
 
 /// Upper bounds (seconds) of the mint-latency buckets; +Inf is added.
 pub(crate) const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];

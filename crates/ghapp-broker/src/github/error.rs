@@ -1,8 +1,8 @@
 //! Why a GitHub call failed, as the engine saw it: before the broker adds which App,
-//! installation and target it was for (see `failure.rs`, the one place that does).
+//! installation and target it was for (`failure.rs` is the one place that turns it into a
+//! broker error).
 
 use crate::clock::format_rfc3339;
-use crate::error::BrokerError;
 use std::time::SystemTime;
 
 /// Why a GitHub call failed, before the caller adds its context.
@@ -81,33 +81,24 @@ impl ApiError {
         }
     }
 
-    /// The generic mapping, for callers with nothing more specific to say. `app` describes
-    /// the App (`acme-bot (id 12345)`).
-    pub(crate) fn into_broker_error(self, app: &str) -> BrokerError {
-        match &self {
-            ApiError::RateLimited { .. } | ApiError::Unreachable { .. } => {
-                BrokerError::unavailable(format!("GitHub unreachable ({})", self.detail()))
+    /// GitHub's answer as data: its status (when it answered), the route, and its message (or
+    /// what went wrong on the way).
+    pub(crate) fn answer(&self) -> (Option<u16>, Option<String>, String) {
+        match self {
+            ApiError::Status {
+                status,
+                message,
+                route,
             }
-            ApiError::JwtRejected { .. } => jwt_rejected_error(app, &self.detail()),
-            ApiError::Status { status: 403, .. } => {
-                BrokerError::forbidden(format!("GitHub App {app}: {}", self.detail()))
-            }
-            ApiError::Status { status: 404, .. } => {
-                BrokerError::not_found(format!("GitHub App {app}: {}", self.detail()))
-            }
-            ApiError::Status { status: 422, .. } => {
-                BrokerError::unprocessable(format!("GitHub App {app}: {}", self.detail()))
-            }
-            ApiError::Status { .. } | ApiError::Protocol { .. } => {
-                BrokerError::internal(format!("GitHub App {app}: {}", self.detail()))
+            | ApiError::JwtRejected {
+                status,
+                message,
+                route,
+            } => (Some(*status), Some(route.clone()), message.clone()),
+            ApiError::RateLimited { route, .. } => (None, Some(route.clone()), self.detail()),
+            ApiError::Unreachable { detail } | ApiError::Protocol { detail } => {
+                (None, None, detail.clone())
             }
         }
     }
-}
-
-/// The "bad key" error: GitHub does not accept this App's JWT.
-pub(crate) fn jwt_rejected_error(app: &str, detail: &str) -> BrokerError {
-    BrokerError::internal(format!(
-        "GitHub rejected the JWT of App {app} ({detail}): check app_id/client_id and that the private key is the App's current key"
-    ))
 }

@@ -16,7 +16,7 @@ mod wire;
 use std::time::Duration;
 
 pub(crate) use engine::GitHubClient;
-pub(crate) use error::{ApiError, jwt_rejected_error};
+pub(crate) use error::ApiError;
 pub(crate) use wire::{InstallationInfo, MintedToken, TokenRequestBody};
 
 /// A 401 with a token younger than this is GitHub's replication delay, not a rejection.
