@@ -105,6 +105,16 @@ impl TokenService for Fake {
                 return Err(BrokerError::new(
                     ErrorKind::NotFound,
                     format!("not installed on {org}"),
+                )
+                .with_app("test-app")
+                .with_installation(100)
+                .with_target(format!("organization {org}"))
+                .with_github(
+                    Some(404),
+                    Some(format!(
+                        "POST /orgs/{org}/actions/runners/registration-token"
+                    )),
+                    "Not Found",
                 ));
             }
             Ok(RunnerTokenResponse {
