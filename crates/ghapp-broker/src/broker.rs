@@ -113,8 +113,18 @@ impl Core {
             .map_or("the config file".to_string(), |p| p.display().to_string())
     }
 
-    /// A token for `request`, with the App that minted it.
+    /// A token for `request`, with the App that minted it. Every error names the target.
     pub(crate) async fn token_for(
+        self: &Arc<Self>,
+        request: &Request,
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+        self.serve(request)
+            .await
+            .map_err(|e| e.with_target(request.target().label()))
+    }
+
+    /// The request path of [`Self::token_for`].
+    async fn serve(
         self: &Arc<Self>,
         request: &Request,
     ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {

@@ -301,7 +301,7 @@ pub(crate) fn not_installed_prefix(apps: &[Arc<AppRuntime>]) -> String {
 fn answer_to_result(answer: Answer, apps: &[Arc<AppRuntime>]) -> Result<Resolved, BrokerError> {
     match answer {
         Answer::Found(resolved) => Ok(resolved),
-        Answer::NotInstalled(message) => Err(BrokerError::not_found(message)),
+        Answer::NotInstalled(message) => Err(about_the_app(BrokerError::not_found(message), apps)),
         Answer::Several(list) => {
             let mut accounts: Vec<String> = list
                 .iter()
@@ -309,13 +309,24 @@ fn answer_to_result(answer: Answer, apps: &[Arc<AppRuntime>]) -> Result<Resolved
                 .collect();
             accounts.sort();
             accounts.dedup();
-            Err(BrokerError::ambiguous(format!(
-                "git did not say which repository it wants, and {} {} {} installations ({}): run `git config --global credential.useHttpPath true` so git sends the repository path, or name the owner",
-                describe_apps(apps),
-                if apps.len() == 1 { "has" } else { "have" },
-                list.len(),
-                accounts.join(", "),
-            )))
+            Err(about_the_app(
+                BrokerError::ambiguous(format!(
+                    "git did not say which repository it wants, and {} {} {} installations ({}): run `git config --global credential.useHttpPath true` so git sends the repository path, or name the owner",
+                    describe_apps(apps),
+                    if apps.len() == 1 { "has" } else { "have" },
+                    list.len(),
+                    accounts.join(", "),
+                )),
+                apps,
+            ))
         }
+    }
+}
+
+/// `error` naming the App when exactly one was asked.
+fn about_the_app(error: BrokerError, apps: &[Arc<AppRuntime>]) -> BrokerError {
+    match apps {
+        [one] => error.with_app(one.name()),
+        _ => error,
     }
 }
