@@ -257,6 +257,18 @@ impl Core {
             .wait()
             .await
             .unwrap_or_else(|| Err(BrokerError::internal("the token mint task failed")));
+        self.after_mint(plan, result, required, degraded_floor)
+    }
+
+    /// What a caller gets from the mint it waited on: the token if it has `required` life;
+    /// while GitHub fails, a cached token with `degraded_floor` left; else the error.
+    fn after_mint(
+        &self,
+        plan: &MintPlan,
+        result: MintResult,
+        required: Duration,
+        degraded_floor: Duration,
+    ) -> MintResult {
         match result {
             Ok(token) => {
                 let remaining = token.remaining(Instant::now());

@@ -11,6 +11,7 @@
 use crate::app::AppRuntime;
 use crate::error::{BrokerError, ErrorKind};
 use crate::failure::{self, Consequence};
+use crate::github::{ApiError, InstallationInfo};
 use crate::metrics::{Metrics, bump};
 use crate::resolve::{Answer, LookupResult, Resolved, Target, describe_apps, not_installed_prefix};
 use std::sync::Arc;
@@ -50,23 +51,7 @@ async fn ask_each_app(
     let mut listed: Vec<Resolved> = Vec::new();
     for app in apps {
         bump(&metrics.installation_lookups);
-        let found = match (&target.owner, &target.repo) {
-            (Some(owner), Some(repo)) => app
-                .client
-                .repo_installation(owner, repo)
-                .await
-                .map(|i| i.into_iter().collect()),
-            (Some(owner), None) => app
-                .client
-                .owner_installation(owner)
-                .await
-                .map(|i| i.into_iter().collect()),
-            _ => app.client.installations().await.map(|all| {
-                all.into_iter()
-                    .filter(|i| app.config.allows_owner(&i.account))
-                    .collect::<Vec<_>>()
-            }),
-        };
+        let found = ask_app(app, target).await;
         match found {
             Ok(installations) => {
                 app.health.ok();
@@ -100,27 +85,11 @@ async fn ask_each_app(
         }
     }
     if target.owner.is_none() {
-        if transient.is_some() || other.is_some() {
-            // Half a list is no basis for "the only installation".
-            return Err(transient
-                .or(other)
-                .unwrap_or_else(|| BrokerError::internal("look-up failed")));
-        }
-        return Ok(match listed.len() {
-            0 => Answer::NotInstalled(format!("{} has no installations", describe_apps(apps))),
-            1 => Answer::Found(listed.remove(0)),
-            _ => {
-                let active: Vec<&Resolved> = listed
-                    .iter()
-                    .filter(|r| !r.installation.suspended)
-                    .collect();
-                if active.len() == 1 {
-                    Answer::Found(active[0].clone())
-                } else {
-                    Answer::Several(listed)
-                }
-            }
-        });
+        // Half a list is no basis for "the only installation".
+        return match transient.or(other) {
+            Some(error) => Err(error),
+            None => Ok(only_installation(listed, apps)),
+        };
     }
     if let Some(error) = transient.or(other) {
         return Err(error);
@@ -130,4 +99,46 @@ async fn ask_each_app(
         not_installed_prefix(apps),
         target.label()
     )))
+}
+
+/// The installations of `app` serving `target`: at most one for an owner (or repository),
+/// every installation the App's `owners` allow for an owner-less target.
+async fn ask_app(app: &AppRuntime, target: &Target) -> Result<Vec<InstallationInfo>, ApiError> {
+    match (&target.owner, &target.repo) {
+        (Some(owner), Some(repo)) => app
+            .client
+            .repo_installation(owner, repo)
+            .await
+            .map(|i| i.into_iter().collect()),
+        (Some(owner), None) => app
+            .client
+            .owner_installation(owner)
+            .await
+            .map(|i| i.into_iter().collect()),
+        _ => app.client.installations().await.map(|all| {
+            all.into_iter()
+                .filter(|i| app.config.allows_owner(&i.account))
+                .collect()
+        }),
+    }
+}
+
+/// An owner-less request's answer from every installation listed: the only one, or the only
+/// active one; else none or several.
+fn only_installation(mut listed: Vec<Resolved>, apps: &[Arc<AppRuntime>]) -> Answer {
+    match listed.len() {
+        0 => Answer::NotInstalled(format!("{} has no installations", describe_apps(apps))),
+        1 => Answer::Found(listed.remove(0)),
+        _ => {
+            let active: Vec<&Resolved> = listed
+                .iter()
+                .filter(|r| !r.installation.suspended)
+                .collect();
+            if active.len() == 1 {
+                Answer::Found(active[0].clone())
+            } else {
+                Answer::Several(listed)
+            }
+        }
+    }
 }
