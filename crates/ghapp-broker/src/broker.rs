@@ -451,6 +451,7 @@ impl Core {
                     retried = true;
                 }
                 RunnerAnswer::Failed(failure) => {
+                    self.metrics.record_github_failure(&failure.error);
                     if let Some(consequence) = &failure.consequence {
                         self.apply(&app, consequence);
                     }

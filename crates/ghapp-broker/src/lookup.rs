@@ -76,6 +76,7 @@ async fn ask_each_app(
                 );
                 consequences.extend(failure.consequence.map(|c| (app.clone(), c)));
                 let error = failure.error.with_target(target.label());
+                metrics.record_github_failure(&error);
                 if error.kind == ErrorKind::Unavailable {
                     transient.get_or_insert(error);
                 } else {

@@ -172,7 +172,9 @@ impl Minter {
             Ok(minted) => minted,
             Err(error) => {
                 bump(&self.metrics.mint_failures);
-                return Err(failure::mint_failure(app, plan, error));
+                let failure = failure::mint_failure(app, plan, error);
+                self.metrics.record_github_failure(&failure.error);
+                return Err(failure);
             }
         };
         app.health.ok();

@@ -166,6 +166,14 @@ async fn permissions_stay_within_the_ceiling() {
         e.github_route(),
         Some("POST /app/installations/100/access_tokens")
     );
+    assert_eq!(
+        broker
+            .metrics()
+            .github_failures
+            .get(&("test-app".to_string(), 422)),
+        Some(&1),
+        "metrics count the failure by App and GitHub's status"
+    );
     assert!(
         e.github_message()
             .is_some_and(|m| m.contains("not granted to this installation")),
