@@ -30,6 +30,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// A mint's result, with the App that minted (`None`: no longer configured), for scheduling.
+type MintAttempt = (Result<Arc<CachedToken>, Failure>, Option<Arc<AppRuntime>>);
+
 /// State shared by every clone of the broker and its background tasks.
 pub(crate) struct Core {
     runtime: RwLock<Arc<Runtime>>,
@@ -329,10 +332,7 @@ impl Core {
     }
 
     /// Mints `plan` with its App (if still configured); the App comes back for scheduling.
-    async fn mint(
-        &self,
-        plan: &Arc<MintPlan>,
-    ) -> (Result<Arc<CachedToken>, Failure>, Option<Arc<AppRuntime>>) {
+    async fn mint(&self, plan: &Arc<MintPlan>) -> MintAttempt {
         let Some(app) = self.runtime().app(&plan.key.app_identity).cloned() else {
             let error = BrokerError::internal(format!(
                 "GitHub App {} is no longer configured",
@@ -357,7 +357,7 @@ impl Core {
         &self,
         plan: &Arc<MintPlan>,
         origin: Origin,
-        outcome: Option<(Result<Arc<CachedToken>, Failure>, Option<Arc<AppRuntime>>)>,
+        outcome: Option<MintAttempt>,
     ) -> MintResult {
         let Some((result, app)) = outcome else {
             let result: MintResult = Err(BrokerError::internal(format!(
