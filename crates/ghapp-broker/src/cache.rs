@@ -13,6 +13,7 @@
 //! and asks.
 
 use crate::app::Settings;
+use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
@@ -25,7 +26,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -44,13 +45,56 @@ pub(crate) struct TokenKey {
     pub app_identity: Arc<str>,
     /// The installation.
     pub installation_id: u64,
-    /// Repository names, lower-cased and sorted; empty: installation-wide.
-    pub repositories: Vec<String>,
+    /// The repository the token is narrowed to; `None`: installation-wide.
+    pub repository: Option<RepoName>,
     /// Permissions asked of GitHub; `None`: everything the installation has.
     pub permissions: Option<Permissions>,
 }
 
+/// A repository name as asked, equal to and hashed like any other spelling of it (GitHub's
+/// names are case-insensitive): the key and the mint request share one copy of the name.
+#[derive(Debug, Clone)]
+pub(crate) struct RepoName(Box<str>);
+
+impl RepoName {
+    /// The name, spelled as asked.
+    pub(crate) fn new(name: &str) -> RepoName {
+        RepoName(name.into())
+    }
+
+    /// The name as asked (what GitHub is sent).
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` is this name in any case.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        self.0.eq_ignore_ascii_case(name)
+    }
+}
+
+impl PartialEq for RepoName {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(&other.0)
+    }
+}
+
+impl Eq for RepoName {}
+
+impl Hash for RepoName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for byte in self.0.bytes() {
+            state.write_u8(byte.to_ascii_lowercase());
+        }
+        state.write_u8(0xff);
+    }
+}
+
 /// Everything needed to mint (and re-mint) the token of one key.
+///
+/// The daemon may hold tens of thousands of these (one per cached token), so nothing is stored
+/// twice: the App's strings are shared, and the access_tokens request is built from the key
+/// when it is sent ([`MintPlan::body`]).
 #[derive(Debug)]
 pub(crate) struct MintPlan {
     /// The cache key.
@@ -60,11 +104,28 @@ pub(crate) struct MintPlan {
     /// `acme-bot (id 12345)`.
     pub app_label: Arc<str>,
     /// The installation's account login.
-    pub account: String,
+    pub account: Box<str>,
     /// What the token is for, in messages: `acme/widgets`, `account acme`.
-    pub target: String,
-    /// The access_tokens request body.
-    pub body: TokenRequestBody,
+    pub target: Box<str>,
+}
+
+impl MintPlan {
+    /// The access_tokens request body: the repository as asked, the permissions of the key.
+    pub(crate) fn body(&self) -> TokenRequestBody {
+        TokenRequestBody {
+            repositories: self.repositories(),
+            permissions: self.key.permissions.clone(),
+        }
+    }
+
+    /// Repositories the token is narrowed to, as asked; empty: installation-wide.
+    pub(crate) fn repositories(&self) -> Vec<String> {
+        self.key
+            .repository
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect()
+    }
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
@@ -78,12 +139,10 @@ pub(crate) struct CachedToken {
     pub digest: [u8; 32],
     /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
     pub expires: Instant,
-    /// Its life when it arrived.
-    pub lifetime: Duration,
     /// When it arrived.
     pub minted_at: Instant,
-    /// Expiry on the local wall clock, RFC 3339.
-    pub expires_at: String,
+    /// Expiry on the local wall clock (formatted when asked: [`CachedToken::expires_at`]).
+    pub expires_wall: SystemTime,
     /// What it was minted for.
     pub plan: Arc<MintPlan>,
     /// What GitHub granted.
@@ -96,16 +155,26 @@ impl CachedToken {
         self.expires.saturating_duration_since(now)
     }
 
+    /// Its life when it arrived.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.expires.saturating_duration_since(self.minted_at)
+    }
+
+    /// Expiry on the local wall clock, RFC 3339 (`2026-11-22T05:00:00Z`).
+    pub(crate) fn expires_at(&self) -> String {
+        format_rfc3339(self.expires_wall)
+    }
+
     /// The socket API's answer.
     pub(crate) fn response(&self) -> TokenResponse {
         TokenResponse {
             token: self.token.clone(),
-            expires_at: self.expires_at.clone(),
+            expires_at: self.expires_at(),
             installation_id: self.installation_id(),
             app: self.plan.app_name.to_string(),
             host: self.plan.key.host.to_string(),
-            owner: self.plan.account.clone(),
-            repositories: self.repositories().to_vec(),
+            owner: self.plan.account.to_string(),
+            repositories: self.repositories(),
             permissions: self.permissions.clone(),
         }
     }
@@ -116,8 +185,8 @@ impl CachedToken {
     }
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
-    pub(crate) fn repositories(&self) -> &[String] {
-        &self.plan.body.repositories
+    pub(crate) fn repositories(&self) -> Vec<String> {
+        self.plan.repositories()
     }
 }
 
@@ -191,11 +260,30 @@ impl Borrow<TokenKey> for PlanKey {
     }
 }
 
+/// A cached token and its refresh bookkeeping. Kept small (one per cached token, in a table
+/// with room to spare): the failure record is boxed, as a refresh rarely fails.
 struct Entry {
     token: Arc<CachedToken>,
     last_served: Option<Instant>,
+    failed: Option<Box<Failed>>,
+}
+
+/// Failed background re-mints of an entry since its last successful one.
+struct Failed {
+    /// How many, in a row.
     failures: u32,
+    /// Not to be tried again before this.
     retry_at: Option<Instant>,
+}
+
+impl Entry {
+    fn failures(&self) -> u32 {
+        self.failed.as_ref().map_or(0, |f| f.failures)
+    }
+
+    fn retry_at(&self) -> Option<Instant> {
+        self.failed.as_ref().and_then(|f| f.retry_at)
+    }
 }
 
 #[derive(Default)]
@@ -295,8 +383,7 @@ impl TokenCache {
                     Entry {
                         token: token.clone(),
                         last_served,
-                        failures: 0,
-                        retry_at: None,
+                        failed: None,
                     },
                 );
             }
@@ -305,13 +392,12 @@ impl TokenCache {
             }
             (Err(_), after) => {
                 if let Some(entry) = state.entries.get_mut(&plan.key) {
-                    entry.failures += 1;
-                    entry.retry_at = match after {
-                        AfterFailure::Retry { not_before } => {
-                            Some(retry_at(entry.failures, not_before))
-                        }
+                    let failures = entry.failures() + 1;
+                    let retry_at = match after {
+                        AfterFailure::Retry { not_before } => Some(retry_at(failures, not_before)),
                         _ => None,
                     };
+                    entry.failed = Some(Box::new(Failed { failures, retry_at }));
                 }
             }
         }
@@ -322,7 +408,7 @@ impl TokenCache {
     /// Consecutive failed mints for a key.
     #[cfg(test)]
     pub(crate) fn failures(&self, key: &TokenKey) -> u32 {
-        self.lock().entries.get(key).map_or(0, |e| e.failures)
+        self.lock().entries.get(key).map_or(0, Entry::failures)
     }
 
     /// The cached token of a key, if any (whatever its life).
@@ -438,8 +524,8 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
         .expires
         .checked_sub(threshold)
         .unwrap_or(token.minted_at);
-    let mut at = by_ttl.max(token.minted_at + token.lifetime / 4);
-    if let Some(retry_at) = entry.retry_at {
+    let mut at = by_ttl.max(token.minted_at + token.lifetime() / 4);
+    if let Some(retry_at) = entry.retry_at() {
         at = at.max(retry_at);
     }
     if at >= token.expires || at > last_served + settings.refresh_window {
@@ -481,14 +567,13 @@ mod tests {
                 host: "github.com".into(),
                 app_identity: "app".into(),
                 installation_id: 100,
-                repositories: vec![repo.into()],
+                repository: Some(RepoName::new(repo)),
                 permissions: None,
             },
             app_name: "acme-bot".into(),
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
-            target: format!("acme/{repo}"),
-            body: TokenRequestBody::default(),
+            target: format!("acme/{repo}").into(),
         })
     }
 
@@ -498,9 +583,8 @@ mod tests {
             token: Token::new(secret),
             digest: digest(secret),
             expires: now + life,
-            lifetime: life,
             minted_at: now,
-            expires_at: "2026-01-01T00:00:00Z".into(),
+            expires_wall: SystemTime::UNIX_EPOCH,
             plan: plan("widgets"),
             permissions: Permissions::new(),
         })

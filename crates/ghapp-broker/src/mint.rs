@@ -9,11 +9,10 @@
 //!   the token is not served.
 
 use crate::app::AppRuntime;
-use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
-use crate::clock::format_rfc3339;
+use crate::cache::{CachedToken, MintPlan, RepoName, TokenKey, digest};
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
-use crate::github::{MintedToken, TokenRequestBody};
+use crate::github::MintedToken;
 use crate::metrics::{Metrics, bump};
 use crate::resolve::Resolved;
 use ghapp_protocol::permissions::{Level, Permissions};
@@ -44,16 +43,10 @@ pub(crate) fn plan(
     } else {
         ceiling.map(|c| within_installation(c, &resolved.installation.permissions))
     };
-    let repositories: Vec<String> = match repo {
-        Some(repo) if !app.config.installation_wide => vec![repo.to_string()],
-        _ => Vec::new(),
+    let repository = match repo {
+        Some(repo) if !app.config.installation_wide => Some(RepoName::new(repo)),
+        _ => None,
     };
-    let mut key_repositories: Vec<String> = repositories
-        .iter()
-        .map(|r| r.to_ascii_lowercase())
-        .collect();
-    key_repositories.sort();
-    key_repositories.dedup();
     // The App's own strings, shared (the request's host is the App's, as candidates are picked).
     let names = &app.names;
     let host = if *names.host == *host {
@@ -66,17 +59,13 @@ pub(crate) fn plan(
             host,
             app_identity: names.identity.clone(),
             installation_id: resolved.installation.id,
-            repositories: key_repositories,
-            permissions: permissions.clone(),
+            repository,
+            permissions,
         },
         app_name: names.name.clone(),
         app_label: names.label.clone(),
-        account: resolved.installation.account.clone(),
-        target,
-        body: TokenRequestBody {
-            repositories,
-            permissions,
-        },
+        account: resolved.installation.account.as_str().into(),
+        target: target.into(),
     })
 }
 
@@ -111,7 +100,7 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             plan.app_label, plan.target
         ))
     };
-    if let Some(asked) = &plan.body.permissions {
+    if let Some(asked) = &plan.key.permissions {
         // GitHub adds `metadata: read` to every scoped token (repositories need it).
         let mut allowed = asked.clone();
         if allowed.get("metadata").is_none() {
@@ -127,21 +116,21 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             return Err(refuse(format!("grants {odd}, which was not asked for")));
         }
     }
-    if !plan.body.repositories.is_empty() {
+    if let Some(asked) = &plan.key.repository {
         let Some(granted) = &minted.repositories else {
             return Err(refuse(format!(
                 "is not narrowed to {} as asked",
-                plan.body.repositories.join(", ")
+                asked.as_str()
             )));
         };
         let mut granted: Vec<String> = granted.iter().map(|r| r.to_ascii_lowercase()).collect();
         granted.sort();
         granted.dedup();
-        if granted != plan.key.repositories {
+        if !matches!(granted.as_slice(), [only] if asked.matches(only)) {
             return Err(refuse(format!(
                 "covers repositories [{}] instead of [{}]",
                 granted.join(", "),
-                plan.key.repositories.join(", ")
+                asked.as_str().to_ascii_lowercase()
             )));
         }
     }
@@ -168,7 +157,7 @@ impl Minter {
     ) -> Result<Arc<CachedToken>, Failure> {
         let installation_id = plan.key.installation_id;
         let started = Instant::now();
-        let minted = match app.client.create_token(installation_id, &plan.body).await {
+        let minted = match app.client.create_token(installation_id, &plan.body()).await {
             Ok(minted) => minted,
             Err(error) => {
                 bump(&self.metrics.mint_failures);
@@ -191,13 +180,11 @@ impl Minter {
             });
         }
         let st = minted.server_time;
-        let lifetime = st.remaining_until(minted.expires_at);
         let token = CachedToken {
             digest: digest(minted.token.expose()),
             expires: st.instant_of(minted.expires_at),
-            lifetime,
             minted_at: st.received,
-            expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
+            expires_wall: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             permissions: minted.permissions.clone(),
             token: minted.token,
@@ -208,7 +195,7 @@ impl Minter {
             installation = installation_id,
             target = %plan.target,
             token = %token.token.fingerprint(),
-            expires_in_secs = lifetime.as_secs(),
+            expires_in_secs = token.lifetime().as_secs(),
             clock_offset_secs = app.client.clock_offset(),
             "minted an installation token"
         );

@@ -65,11 +65,11 @@ pub(crate) fn status(
             fingerprint: fingerprint(t.token.expose()),
             app: t.plan.app_name.to_string(),
             host: t.plan.key.host.to_string(),
-            owner: t.plan.account.clone(),
+            owner: t.plan.account.to_string(),
             installation_id: t.installation_id(),
-            repositories: t.repositories().to_vec(),
+            repositories: t.repositories(),
             permissions: t.permissions.clone(),
-            expires_at: t.expires_at.clone(),
+            expires_at: t.expires_at(),
             remaining_secs: t.remaining(now).as_secs(),
         })
         .collect();
