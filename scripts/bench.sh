@@ -2,9 +2,27 @@
 # Runs every benchmark against a release build and rewrites docs/benchmarks.md.
 #   scripts/bench.sh            full run (a few minutes on 2 cores), writes docs/benchmarks.md
 #   scripts/bench.sh --quick    smoke run: every measurement with few iterations, writes nothing
-# Extra arguments go to ghapp-bench (e.g. --note "after: LTO on").
+# Extra arguments go to ghapp-bench (e.g. --note "after: LTO on", --only b, --no-oha).
+#
+# Section b2 measures the throughput rows again with oha, a load generator ghapp does not write.
+# When oha is absent it is installed here (pinned, --locked, in its own target dir so it does not
+# wait on the workspace's build lock); set GHAPP_BENCH_OHA=/path/to/oha to use another copy, or
+# GHAPP_BENCH_NO_INSTALL=1 to skip the install (the rows then say SKIPPED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+OHA_VERSION=1.16.0 # keep in step with crates/ghapp-bench/src/oha.rs PINNED_VERSION
+
+have_oha() {
+    [ -n "${GHAPP_BENCH_OHA:-}" ] || command -v oha >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/oha" ]
+}
+if ! have_oha && [ -z "${GHAPP_BENCH_NO_INSTALL:-}" ]; then
+    echo "bench: installing oha $OHA_VERSION (cargo install --locked; takes minutes once)" >&2
+    # Without default features: no TLS stack, which the Unix-socket rows do not need.
+    CARGO_TARGET_DIR="${TMPDIR:-/tmp}/ghapp-bench-oha-build" \
+        cargo install oha --version "$OHA_VERSION" --locked --no-default-features >&2 ||
+        echo "bench: oha install failed; its rows will say SKIPPED" >&2
+fi
+
 echo "bench: building release binaries" >&2
 cargo build --release --locked -p ghapp -p git-credential-ghapp -p github-emulator -p ghapp-bench >&2
 exec target/release/ghapp-bench "$@"
