@@ -30,6 +30,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Tokens stored since memory was last handed back that make a burst worth a trim
+/// ([`release_freed_memory`]).
+const TRIM_AFTER_STORED: u32 = 256;
+
 /// Longest wait between background attempts to re-mint a token whose refresh keeps failing.
 pub(crate) const REFRESH_RETRY_CAP: Duration = Duration::from_secs(30);
 
@@ -290,6 +294,8 @@ impl Entry {
 struct State {
     entries: HashMap<PlanKey, Entry>,
     flights: HashMap<PlanKey, Flight<MintResult>>,
+    /// Tokens stored since freed memory was last handed back to the system.
+    stored_since_trim: u32,
 }
 
 /// Cached tokens and mints in flight.
@@ -375,6 +381,7 @@ impl TokenCache {
         state.flights.remove(&plan.key);
         match (result, after_failure) {
             (Ok(token), _) => {
+                state.stored_since_trim = state.stored_since_trim.saturating_add(1);
                 // Removed first: an insert over an equal key keeps the old key, and the key must
                 // be the plan the new token describes (one plan per entry, not two).
                 let last_served = state.entries.remove(&plan.key).and_then(|e| e.last_served);
@@ -401,8 +408,17 @@ impl TokenCache {
                 }
             }
         }
+        // The last mint of a burst (callers' or a refresh round's) has landed: what its requests
+        // and answers used between the long-lived tokens is free now, hand it back.
+        let trim = state.flights.is_empty() && state.stored_since_trim >= TRIM_AFTER_STORED;
+        if trim {
+            state.stored_since_trim = 0;
+        }
         drop(state);
         self.wake.notify_one();
+        if trim {
+            release_freed_memory();
+        }
     }
 
     /// Consecutive failed mints for a key.
@@ -506,6 +522,19 @@ impl TokenCache {
             }
         }
         (due, next)
+    }
+}
+
+/// Hands freed heap memory back to the system. A burst of mints leaves the allocator's arenas
+/// full of holes (each mint's HTTP exchange and JSON freed between long-lived tokens) that it
+/// keeps resident; glibc's `malloc_trim` returns every whole free page (measured: 2.4 MB of
+/// 26.5 MB after 15,000 mints, docs/benchmarks.md). A millisecond or so, once per burst.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it takes the allocator's own
+    // locks and touches no memory that is in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
