@@ -4,10 +4,11 @@
 
 use std::fmt;
 
-/// Descriptors kept free for everything that is not a client connection: stdio, the listener,
-/// tokio's epoll and wakers, the audit log, the socket lock, connections to GitHub, a
-/// `private_key_command`'s pipes.
-pub const RESERVED_DESCRIPTORS: u64 = 128;
+/// Descriptors kept free for everything that is not a served or waiting client connection:
+/// stdio, the listener, tokio's epoll and wakers, the audit log, the socket lock, connections to
+/// GitHub, a `private_key_command`'s pipes, and the connections being answered 503 or refused
+/// (64 each at most, see `crate::server`).
+pub const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// Makes the process non-dumpable (`PR_SET_DUMPABLE` 0: no core file, `/proc/PID/mem` and
 /// `ptrace` for root only, not for other processes of the daemon's uid) and sets `RLIMIT_CORE`
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn the_cap_leaves_room_for_waiting_connections_and_the_reserve() {
-        assert_eq!(connection_cap(4096, 1024), (1024 - 128) / 2);
+        assert_eq!(connection_cap(4096, 1024), (1024 - 256) / 2);
         assert_eq!(connection_cap(64, 1024), 64);
         assert_eq!(connection_cap(4096, 1_048_576), 4096);
         assert_eq!(connection_cap(4096, 10), 1, "never zero");

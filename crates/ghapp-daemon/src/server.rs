@@ -101,6 +101,7 @@ async fn accept_loop<S: TokenService>(
     mut stop: watch::Receiver<bool>,
 ) {
     let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     // Waiting connections hold descriptors too: no more of them than slots (the open-files
     // limit was sized for twice max_connections, see crate::hardening).
     let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
@@ -132,7 +133,7 @@ async fn accept_loop<S: TokenService>(
         };
         // A refused peer holds nothing: no slot, no waiting, no descriptor past this line.
         if !state.settings().access.admits(&peer) {
-            refuse_peer(stream, peer, &state);
+            refuse_peer(stream, peer, &state, &refusals);
             continue;
         }
         let slots = state.connection_slots().clone();
@@ -172,10 +173,18 @@ async fn accept_loop<S: TokenService>(
     tracing::debug!("accept loop stopped");
 }
 
-/// Answers a peer that is not admitted with a `403` written without waiting (nothing of its
-/// request is read or parsed), records it in the audit log and closes the connection at once,
-/// so refused peers cannot hold descriptors, slots or waiting places.
-fn refuse_peer<S: TokenService>(stream: UnixStream, peer: Peer, state: &State<S>) {
+/// Answers a peer that is not admitted with a `403` written at once (nothing of its request is
+/// parsed), records it in the audit log and closes the connection: after at most
+/// [`REFUSAL_GRACE`] while fewer than [`MAX_REFUSALS_IN_FLIGHT`] refusals are closing (a client
+/// that has not sent its request yet — curl checks its connection first — still reads the
+/// answer rather than a hang-up), else at once. Refused peers hold no slot, no waiting place,
+/// and at most that many descriptors.
+fn refuse_peer<S: TokenService>(
+    stream: UnixStream,
+    peer: Peer,
+    state: &State<S>,
+    refusals: &Arc<Semaphore>,
+) {
     let settings = state.settings();
     state.metrics.peer_refused();
     state.metrics.request(REFUSED_ROUTE, 403);
@@ -195,12 +204,25 @@ fn refuse_peer<S: TokenService>(stream: UnixStream, peer: Peer, state: &State<S>
     );
     // A fresh socket's send buffer takes this small answer whole; if not, the peer gets less.
     let _ = stream.try_write(response.as_bytes());
-    // Discard what already arrived (without waiting), so the close is an end of file for the
-    // peer rather than a reset that could lose the answer.
-    let mut discard = [0u8; 4096];
-    while matches!(stream.try_read(&mut discard), Ok(n) if n > 0) {}
-    drop(stream);
+    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            // Discard the request head as it arrives, unparsed, so the close is an end of file
+            // for the peer rather than a reset.
+            let mut discard = [0u8; 4096];
+            let mut stream = stream;
+            let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+                while matches!(stream.read(&mut discard).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            drop(permit);
+        });
+    }
 }
+
+/// Refused connections closing at once (see [`refuse_peer`]); beyond that, closed at once.
+pub const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// How long a refused connection stays open for its request to arrive and be discarded.
+pub const REFUSAL_GRACE: Duration = Duration::from_millis(200);
 
 /// The route label of a connection refused before its request was read.
 pub const REFUSED_ROUTE: &str = "(refused peer)";
