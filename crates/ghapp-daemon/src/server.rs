@@ -2,7 +2,8 @@
 //! connection, SO_PEERCRED read once per connection.
 //!
 //! A peer that is not admitted (SO_PEERCRED read at accept) is answered `403` and closed at once,
-//! before any of its request is read: refused peers hold no slot and no descriptor.
+//! without its request being parsed: refused peers hold no slot, no waiting place, and at most
+//! [`MAX_REFUSALS_IN_FLIGHT`] descriptors for at most [`REFUSAL_GRACE`].
 //!
 //! Limits: at most `max_connections` connections are served at once (a semaphore). A connection
 //! over the limit waits up to [`OVERLOAD_WAIT`] for a slot — a burst of git processes is absorbed
@@ -219,7 +220,8 @@ fn refuse_peer<S: TokenService>(
     }
 }
 
-/// Refused connections closing at once (see [`refuse_peer`]); beyond that, closed at once.
+/// Refused connections given [`REFUSAL_GRACE`] at once (see [`refuse_peer`]); beyond that, a
+/// refused connection is closed right after its answer is written.
 pub const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How long a refused connection stays open for its request to arrive and be discarded.
 pub const REFUSAL_GRACE: Duration = Duration::from_millis(200);
