@@ -304,7 +304,10 @@ async fn serve_token<S: TokenService>(
             }
             Ok(token)
         }
-        Err(error) => Err(broker_error(&error)),
+        Err(error) => {
+            audit.broker_failure(&error);
+            Err(broker_error(&error))
+        }
     }
 }
 
@@ -447,7 +450,10 @@ async fn runner_token<S: TokenService>(
             audit.expires_at = Some(token.expires_at.clone());
             Reply::json(200, &token)
         }
-        Err(error) => broker_error(&error),
+        Err(error) => {
+            audit.broker_failure(&error);
+            broker_error(&error)
+        }
     }
 }
 
