@@ -371,7 +371,8 @@ fn group_switches_gain_nothing_and_restricted_peers_see_only_their_own() {
 /// Not a test on its own: the attacker process of
 /// `a_refused_uid_holding_connections_does_not_starve_the_helper`, run as another uid. Holds
 /// `GHAPP_ATTACK_CONNECTIONS` idle connections to `GHAPP_ATTACK_SOCKET` (reopening any the
-/// daemon closes) for `GHAPP_ATTACK_SECONDS`, sending nothing.
+/// daemon closes) for `GHAPP_ATTACK_SECONDS` or until `GHAPP_ATTACK_STOP` exists, sending
+/// nothing.
 #[test]
 #[ignore = "the attacker process of another test"]
 fn attacker_holds_idle_connections() {
@@ -387,9 +388,10 @@ fn attacker_holds_idle_connections() {
         .parse()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let stop = std::env::var_os("GHAPP_ATTACK_STOP").map(PathBuf::from);
     let mut held: Vec<Option<UnixStream>> = (0..count).map(|_| None).collect();
     let (mut connects, mut closed_by_daemon) = (0u64, 0u64);
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stop.as_ref().is_some_and(|p| p.exists()) {
         for slot in held.iter_mut() {
             let alive = slot.as_mut().is_some_and(|stream| {
                 let mut byte = [0u8; 512];
@@ -461,6 +463,7 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
             (2 * MAX_CONNECTIONS).to_string(),
         )
         .env("GHAPP_ATTACK_SECONDS", attack_seconds.to_string())
+        .env("GHAPP_ATTACK_STOP", daemon.dir.path().join("stop-attack"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -500,7 +503,7 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
         }
     }
     let helper_time = started.elapsed();
-    let _ = attacker.kill();
+    std::fs::write(daemon.dir.path().join("stop-attack"), "").unwrap();
     let attacker_output = attacker.wait_with_output().unwrap();
     let attacker_said = String::from_utf8_lossy(&attacker_output.stdout);
     eprintln!(
