@@ -448,7 +448,7 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     );
 
     let attack_seconds = 60;
-    let mut attacker = Command::new("setpriv")
+    let attacker = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--groups=4242", "--"])
         .arg(std::env::current_exe().unwrap())
         .args([
