@@ -6,7 +6,7 @@
 //! re-mints recently used tokens before they run low. When GitHub fails, cached tokens keep
 //! serving down to `degraded_min_ttl`, and [`Broker::status`] reports "degraded".
 //!
-//! Modules, one concept each: [`config`] (the file), [`key`] (private keys), `jwt` (App JWTs),
+//! Modules, one concept each: [`config`] (the file, re-exported from `ghapp_protocol`), [`key`] (private keys), `jwt` (App JWTs),
 //! [`transport`] (the HTTP seam), `github` (GitHub's API with retries and rate limits), `retry`,
 //! `clock` (Date-anchored expiry), `resolve` (installations), `cache` (tokens), `mint`,
 //! `refresh`, `runner`, `status`, `metrics`.
@@ -17,7 +17,6 @@ mod app;
 mod broker;
 mod cache;
 mod clock;
-pub mod config;
 mod error;
 mod flight;
 mod github;
@@ -41,6 +40,8 @@ use std::sync::Arc;
 
 pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
 pub use error::{BrokerError, ErrorKind};
+/// The config file: its home is `ghapp_protocol::config`, shared by every binary.
+pub use ghapp_protocol::config;
 
 /// Counters and histograms the daemon renders as Prometheus text and in `/v1/status`.
 #[derive(Debug, Clone, Default)]
