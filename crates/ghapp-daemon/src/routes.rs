@@ -393,7 +393,9 @@ async fn runner_token<S: TokenService>(
     audit.host = Some(host.clone());
     audit.owner = Some(org.clone());
     if let Some(policy) = settings.access.policy_for(&peer)
-        && let Err(refusal) = policy.check_runner(&org)
+        && let Err(refusal) = policy
+            .check_host(&host)
+            .and_then(|()| policy.check_runner(&org))
     {
         return refused(refusal, audit);
     }
