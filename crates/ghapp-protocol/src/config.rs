@@ -135,8 +135,12 @@ impl Config {
     /// binary makes after loading, on values only it can resolve (a group name to a gid).
     pub fn error_at(&self, key: &str, message: impl Into<String>) -> ConfigError {
         let located = Located::new(&self.source.text);
+        let file = match (&self.path, self.source.origin.as_os_str().is_empty()) {
+            (Some(path), true) => path.clone(),
+            _ => self.source.origin.clone(),
+        };
         ConfigError {
-            file: self.source.origin.clone(),
+            file,
             problems: vec![ConfigProblem {
                 line: located.line_of_path(&locate::parse_path(key)),
                 key: key.to_string(),
