@@ -203,8 +203,9 @@ pub struct AppConfig {
     pub owners: Option<Vec<String>>,
     /// Permission ceiling for every token.
     pub permissions: Option<Permissions>,
-    /// Serve `protocol=http` for this host; only for loopback hosts and API URLs (emulators
-    /// and tests), so a token never crosses a network in clear text.
+    /// Serve git's `protocol=http` for this host (and derive an `http://` API URL from it);
+    /// only for loopback hosts (emulators and tests), so a token never crosses a network in
+    /// clear text.
     #[serde(default)]
     pub insecure_http: bool,
     /// Mint installation-wide tokens instead of narrowing to the repo asked for.

@@ -335,7 +335,7 @@ fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, Strin
         );
     }
     if let Some(url) = &app.api_url
-        && let Err(message) = check_api_url(url, app.insecure_http)
+        && let Err(message) = check_api_url(url)
     {
         report(Some("api_url"), message);
     }
@@ -370,22 +370,19 @@ fn is_loopback(authority: &str) -> bool {
     }
 }
 
-fn check_api_url(url: &str, insecure_http: bool) -> Result<(), String> {
+/// An `https://` base URL, or `http://` to a loopback address (an emulator on this machine):
+/// plain http never carries the App's JWT or its tokens across a network.
+fn check_api_url(url: &str) -> Result<(), String> {
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
-        if !insecure_http {
-            return Err(format!(
-                "api_url {url} is plain http, which would send the App's JWT unencrypted: use https, or set insecure_http = true (emulators and tests only)"
-            ));
-        }
         let authority = rest.split('/').next().unwrap_or_default();
         let host = authority
             .rsplit_once('@')
             .map_or(authority, |(_, host)| host);
         if !is_loopback(host) {
             return Err(format!(
-                "api_url {url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): the App's JWT and tokens would cross the network in clear text; use https"
+                "api_url {url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): the App's JWT and tokens would cross the network in clear text; use https (plain http is for an emulator on this machine only)"
             ));
         }
         rest
@@ -498,15 +495,20 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_api_needs_insecure_http() {
-        let base = "[[app]]\nname = \"e\"\nhost = \"127.0.0.1:9\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"http://127.0.0.1:8/\"\n";
-        let err = parse(base).unwrap_err();
+    fn plain_http_api_only_on_loopback() {
+        let app = |api: &str| {
+            format!(
+                "[[app]]\nname = \"e\"\nhost = \"github.com\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"{api}\"\n"
+            )
+        };
+        let err = parse(&app("http://ghe.example.com/api/v3")).unwrap_err();
         assert!(
-            err.contains("line 6: app[0] (e): api_url http://127.0.0.1:8/ is plain http"),
+            err.contains("line 6: app[0] (e): api_url http://ghe.example.com/api/v3 is plain http to a host that is not loopback"),
             "{err}"
         );
-        let ok = parse(&format!("{base}insecure_http = true\n")).unwrap();
+        let ok = parse(&app("http://127.0.0.1:8/")).unwrap();
         assert_eq!(ok.apps[0].api_base(), "http://127.0.0.1:8");
+        assert!(!ok.apps[0].insecure_http, "git over http stays off");
         let err = parse(
             "[[app]]\nname = \"e\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"ftp://x\"\n",
         )
