@@ -78,7 +78,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
     let own_uid = rustix::process::geteuid().as_raw();
     let settings = settings::Settings::from_config(&config, &config_path, own_uid)
-        .map_err(|e| anyhow!("config {}: {e}", config_path.display()))?;
+        .map_err(|e| anyhow!("{e}"))?;
     let launch = lifecycle::Launch {
         socket_flag: options.socket,
         environment,

@@ -439,7 +439,9 @@ async fn runner_token<S: TokenService>(
         return refused(refusal, audit);
     }
     if let Grant::Policy(policy) = grant
-        && let Err(refusal) = policy.check_runner(&org)
+        && let Err(refusal) = policy
+            .check_host(&host)
+            .and_then(|()| policy.check_runner(&org))
     {
         return refused(refusal, audit);
     }
