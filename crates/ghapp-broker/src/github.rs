@@ -17,7 +17,7 @@
 
 mod json;
 
-use crate::clock::{ServerTime, format_rfc3339, parse_rfc3339};
+use crate::clock::ServerTime;
 use crate::config::TokenFormat;
 use crate::error::BrokerError;
 use crate::jwt::{JwtSigner, is_clock_skew_message};
@@ -25,6 +25,7 @@ use crate::retry::{RetryPolicy, backoff, parse_retry_after, rate_limit};
 use crate::transport::{HttpRequest, HttpResponse, HttpTransport, Method};
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -100,7 +101,7 @@ impl ApiError {
             ApiError::RateLimited { until, route } => {
                 format!(
                     "rate limited by GitHub until {} ({route})",
-                    format_rfc3339(*until)
+                    Timestamp::from(*until)
                 )
             }
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => detail.clone(),
@@ -186,7 +187,7 @@ pub(crate) struct TokenRequestBody {
 pub(crate) struct MintedToken {
     pub token: Token,
     /// GitHub's `expires_at`.
-    pub expires_at: SystemTime,
+    pub expires_at: Timestamp,
     /// When the answer arrived, by both clocks and GitHub's.
     pub server_time: ServerTime,
     /// What GitHub granted.
@@ -201,8 +202,8 @@ pub(crate) struct MintedToken {
 #[derive(Debug)]
 pub(crate) struct RunnerToken {
     pub token: Token,
-    /// As GitHub wrote it.
-    pub expires_at: String,
+    /// GitHub's `expires_at`.
+    pub expires_at: Timestamp,
 }
 
 #[derive(Default)]
@@ -467,9 +468,6 @@ impl GitHubClient {
             .call(Method::Post, &path, Auth::App, Some(json), &extra)
             .await?;
         let parsed: json::AccessTokenJson = parse_json(&response, &route)?;
-        let expires_at = parse_rfc3339(&parsed.expires_at).ok_or_else(|| ApiError::Protocol {
-            detail: format!("{route}: unreadable expires_at {:?}", parsed.expires_at),
-        })?;
         if parsed.token.is_empty() {
             return Err(ApiError::Protocol {
                 detail: format!("{route}: empty token"),
@@ -479,7 +477,7 @@ impl GitHubClient {
             json::permissions_from_map(&parsed.permissions);
         Ok(MintedToken {
             token: Token::new(parsed.token),
-            expires_at,
+            expires_at: parsed.expires_at,
             server_time,
             permissions,
             unrecognised_permissions,

@@ -11,7 +11,6 @@
 use crate::app::AppRuntime;
 use crate::broker::Inner;
 use crate::cache::{CachedToken, MintPlan, MintResult, Origin, TokenKey, digest};
-use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
 use crate::flight::FlightSender;
 use crate::github::{ApiError, MintedToken, TokenRequestBody};
@@ -244,7 +243,7 @@ impl Inner {
             expires: st.instant_of(minted.expires_at),
             lifetime,
             minted_at: st.received,
-            expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
+            expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             permissions: minted.permissions.clone(),
             token: minted.token,

@@ -55,7 +55,7 @@ impl Inner {
                 installation_id: t.installation_id(),
                 repositories: t.repositories().to_vec(),
                 permissions: t.permissions.clone(),
-                expires_at: t.expires_at.clone(),
+                expires_at: t.expires_at,
                 remaining_secs: t.remaining(now).as_secs(),
             })
             .collect();

@@ -17,7 +17,6 @@
 
 pub mod access;
 pub mod audit;
-pub mod clock;
 pub mod exposition;
 pub mod idle;
 pub mod lifecycle;

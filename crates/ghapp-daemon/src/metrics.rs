@@ -98,11 +98,11 @@ impl DaemonMetrics {
     }
 
     /// Records the remaining life of a token handed out.
-    pub fn served_token(&self, remaining_secs: f64) {
+    pub fn served_token(&self, remaining: Duration) {
         self.served_ttl
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe(remaining_secs.max(0.0));
+            .observe(remaining.as_secs_f64());
     }
 
     /// Counts a peer refused by the allow-lists.
@@ -339,8 +339,8 @@ mod tests {
         m.request("/v1/token", 200);
         m.request("/v1/token", 200);
         m.request("unmatched", 404);
-        m.served_token(3500.0);
-        m.served_token(100.0);
+        m.served_token(Duration::from_secs(3500));
+        m.served_token(Duration::from_secs(100));
         m.peer_refused();
         let broker = BrokerMetrics {
             cache_hits: 5,

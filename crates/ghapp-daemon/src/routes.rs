@@ -14,6 +14,7 @@ use ghapp_broker::{BrokerError, ErrorKind};
 use ghapp_protocol::api::{
     self, InvalidateRequest, InvalidateResponse, RunnerTokenRequest, StatusResponse, TokenQuery,
 };
+use ghapp_protocol::time::Timestamp;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -274,12 +275,12 @@ async fn serve_token<S: TokenService>(
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
             audit.installation_id = Some(token.installation_id);
-            audit.expires_at = Some(token.expires_at.clone());
+            audit.expires_at = Some(token.expires_at);
             audit.owner = Some(token.owner.clone());
             audit.permissions = Some(token.permissions.to_list());
-            if let Some(remaining) = crate::clock::seconds_until(&token.expires_at) {
-                state.metrics.served_token(remaining);
-            }
+            state
+                .metrics
+                .served_token(token.expires_at.remaining(Timestamp::now()));
             Ok(token)
         }
         Err(error) => Err(broker_error(&error)),
@@ -401,7 +402,7 @@ async fn runner_token<S: TokenService>(
         Ok(token) => {
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
-            audit.expires_at = Some(token.expires_at.clone());
+            audit.expires_at = Some(token.expires_at);
             Reply::json(200, &token)
         }
         Err(error) => broker_error(&error),
@@ -464,7 +465,7 @@ async fn tokman<S: TokenService>(
 #[derive(Serialize)]
 struct WorkspaceToken<'a> {
     token: &'a str,
-    expires_at: &'a str,
+    expires_at: Timestamp,
 }
 
 async fn workspace<S: TokenService>(
@@ -486,7 +487,7 @@ async fn workspace<S: TokenService>(
             200,
             &WorkspaceToken {
                 token: token.token.expose(),
-                expires_at: &token.expires_at,
+                expires_at: token.expires_at,
             },
         ),
         Err(reply) if audit.outcome == Outcome::DeniedPolicy => reply,

@@ -2,6 +2,7 @@
 //! ignored, optional fields defaulted as octokit does) and converted to the broker's types.
 
 use ghapp_protocol::permissions::{Level, Permissions};
+use ghapp_protocol::time::Timestamp;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -38,7 +39,7 @@ pub(crate) struct AccountJson {
 #[derive(Deserialize)]
 pub(crate) struct AccessTokenJson {
     pub token: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
     #[serde(default)]
     pub permissions: BTreeMap<String, String>,
     #[serde(default)]
@@ -55,7 +56,7 @@ pub(crate) struct RepositoryJson {
 #[derive(Deserialize)]
 pub(crate) struct RunnerTokenJson {
     pub token: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 /// GitHub's permission map as ghapp's type. Names or levels ghapp does not recognise are
