@@ -8,7 +8,7 @@
 //! - [`routes`]: the API, with [`reply`] for answers.
 //! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
-//! - [`metrics`] + [`exposition`]: `/metrics`; [`audit`]: the JSON-lines audit log.
+//! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT.
 //!
 //! Contract with the tests, the demo and scripts: once the socket accepts connections the daemon
@@ -17,7 +17,6 @@
 
 pub mod access;
 pub mod audit;
-pub mod exposition;
 pub mod idle;
 pub mod lifecycle;
 pub mod logging;

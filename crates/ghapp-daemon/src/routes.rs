@@ -3,7 +3,6 @@
 
 use crate::access::{Peer, Refusal};
 use crate::audit::{AuditEvent, Outcome};
-use crate::exposition;
 use crate::metrics::Gauges;
 use crate::reply::Reply;
 use crate::service::TokenService;
@@ -358,10 +357,13 @@ fn metrics<S: TokenService>(state: &State<S>) -> Reply {
         active_connections: state.active_connections(),
         max_connections: state.max_connections(),
     };
-    let text = state
+    match state
         .metrics
-        .render(&state.service.metrics(), &state.service.status(), &gauges);
-    Reply::text(200, exposition::CONTENT_TYPE, text)
+        .render(&state.service.metrics(), &state.service.status(), &gauges)
+    {
+        Ok(page) => Reply::text(200, crate::metrics::CONTENT_TYPE, page),
+        Err(_) => Reply::error(500, "the metrics page could not be written"),
+    }
 }
 
 async fn runner_token<S: TokenService>(
