@@ -282,7 +282,10 @@ async fn serve_token<S: TokenService>(
                 .served_token(token.expires_at.remaining(Timestamp::now()));
             Ok(token)
         }
-        Err(error) => Err(broker_error(&error)),
+        Err(error) => {
+            audit.broker_failure(&error);
+            Err(broker_error(&error))
+        }
     }
 }
 
@@ -407,7 +410,10 @@ async fn runner_token<S: TokenService>(
             audit.expires_at = Some(token.expires_at);
             Reply::json(200, &token)
         }
-        Err(error) => broker_error(&error),
+        Err(error) => {
+            audit.broker_failure(&error);
+            broker_error(&error)
+        }
     }
 }
 
