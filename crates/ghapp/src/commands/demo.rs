@@ -267,9 +267,7 @@ impl Demo {
         // 6. Commit and push.
         let step = progress.step("push", "Commit and push");
         let pushed = async {
-            let stamp = time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let stamp = ghapp_protocol::time::Timestamp::now();
             std::fs::write(
                 work.join("HELLO-FROM-GHAPP.md"),
                 format!(
@@ -588,7 +586,7 @@ mod tests {
             installation_id: 100,
             repositories: vec![REPO.into()],
             permissions: Permissions::parse_list("contents:write,metadata:read").unwrap(),
-            expires_at: "2030-01-01T00:00:00Z".into(),
+            expires_at: "2030-01-01T00:00:00Z".parse().unwrap(),
             remaining_secs: 3590,
         };
         assert!(covers_repo(&token));
