@@ -25,6 +25,7 @@ mod jwt;
 pub mod key;
 mod metrics;
 mod mint;
+pub mod probe;
 mod refresh;
 mod resolve;
 mod retry;
