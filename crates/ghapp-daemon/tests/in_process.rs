@@ -44,7 +44,11 @@ async fn token_route_answers_and_refuses_clearly() {
         ),
         ("/v1/token?owner=acme&owner=x", 400, "given twice"),
         ("/v1/token?repo=x", 400, "without owner"),
-        ("/v1/token?owner=acme&permissions=contents", 400, "contents"),
+        (
+            "/v1/token?owner=acme&permissions=contents",
+            400,
+            "NAME:LEVEL",
+        ),
         (
             "/v1/token?owner=missing&repo=x",
             404,
@@ -80,7 +84,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
         r.json().unwrap()["error"]
             .as_str()
             .unwrap()
-            .contains("no route GET /v2/nothing")
+            .contains("no route GET for this path")
     );
     let r = h.request("POST", "/v1/token", Some("{}")).await;
     assert_eq!(r.status, 405);
@@ -242,6 +246,32 @@ async fn invalidate_runner_status_and_metrics() {
     assert_eq!(
         invalidated["token_fingerprint"],
         ghapp_protocol::secret::fingerprint(&cached)
+    );
+    // A failure's record carries what the broker's error says as data.
+    let failed = records
+        .iter()
+        .find(|r| {
+            r["outcome"] == "failed" && r["route"] == "/v1/runner-token" && r["status"] == 404
+        })
+        .expect("a failed runner-token record");
+    assert_eq!(
+        (
+            failed["app"].as_str(),
+            failed["installation_id"].as_u64(),
+            failed["target"].as_str(),
+            failed["github_status"].as_u64(),
+            failed["github_route"].as_str(),
+            failed["github_message"].as_str(),
+        ),
+        (
+            Some("test-app"),
+            Some(100),
+            Some("organization missing"),
+            Some(404),
+            Some("POST /orgs/missing/actions/runners/registration-token"),
+            Some("Not Found"),
+        ),
+        "{failed}"
     );
     let granted = records
         .iter()
