@@ -5,6 +5,12 @@
 //! Errors separate "the daemon is not there" ([`ClientError::Unreachable`],
 //! [`ClientError::Timeout`]) — where the helper falls through silently — from "the daemon
 //! answered no" ([`ClientError::Api`]), which carries the daemon's actionable message.
+//!
+//! Before a request leaves, the socket must be trustworthy
+//! ([`ghapp_protocol::paths::trust`]): its directories and file belong to this uid, root or a
+//! configured `trusted_uids` entry, none of them is a link or writable by others, and the
+//! process answering on it (`SO_PEERCRED`) runs as one of those uids. Otherwise the call fails
+//! with [`ClientError::Untrusted`] and nothing — no query, no token — is sent.
 
 use ghapp_protocol::api::{
     ErrorBody, InvalidateRequest, InvalidateResponse, RUNNER_TOKEN_PATH, RunnerTokenRequest,
@@ -13,9 +19,9 @@ use ghapp_protocol::api::{
 use ghapp_protocol::secret::Token;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
+use ghapp_protocol::paths::trust::{self, TrustedUids, Untrusted};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyperlocal::{UnixClientExt, UnixConnector};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +58,15 @@ pub enum ClientError {
         /// The daemon's `error` message.
         message: String,
     },
+    /// The socket, or the process answering on it, is not one this client may trust: nothing
+    /// was sent.
+    #[error("refusing to use the ghapp socket {socket}: {reason}")]
+    Untrusted {
+        /// The socket path.
+        socket: PathBuf,
+        /// What is wrong with it.
+        reason: Untrusted,
+    },
     /// The daemon answered something that is not the API (a different program on the socket?).
     #[error("unexpected answer from {socket}: {reason}")]
     Protocol {
@@ -80,21 +95,30 @@ impl ClientError {
     }
 }
 
-/// A connection to the daemon's socket with a per-call deadline.
+/// A client for the daemon's socket with a per-call deadline. Every call opens one connection
+/// (a Unix socket connect costs microseconds) so each is checked for trust.
+#[derive(Clone)]
 pub struct DaemonClient {
     socket: PathBuf,
     timeout: Duration,
-    http: Client<UnixConnector, Full<Bytes>>,
+    trusted: TrustedUids,
 }
 
 impl DaemonClient {
-    /// A client for `socket`; every call must finish within `timeout`.
+    /// A client for `socket`; every call must finish within `timeout`. It trusts this process's
+    /// uid and root; [`DaemonClient::trusting`] widens that.
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
         DaemonClient {
             socket: socket.into(),
             timeout,
-            http: Client::unix(),
+            trusted: TrustedUids::current(&[]),
         }
+    }
+
+    /// The same client trusting `trusted` (from `[daemon] trusted_uids`).
+    pub fn trusting(mut self, trusted: TrustedUids) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     /// The socket this client talks to.
@@ -158,25 +182,58 @@ impl DaemonClient {
         decode(&self.socket, status, &bytes)
     }
 
+    /// Checks the socket's path, connects, and checks who answers.
+    async fn connect(&self) -> Result<tokio::net::UnixStream, ClientError> {
+        let servers = trust::check_socket_path(&self.socket, &self.trusted)
+            .map_err(|reason| untrusted(&self.socket, reason))?;
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                socket: self.socket.clone(),
+                reason: e.to_string(),
+            })?;
+        let server = stream.peer_cred().map_err(|e| {
+            untrusted(
+                &self.socket,
+                Untrusted::Inspect {
+                    path: self.socket.clone(),
+                    reason: format!("cannot read the server's credentials: {e}"),
+                },
+            )
+        })?;
+        trust::check_peer(&self.socket, server.uid(), &servers)
+            .map_err(|reason| untrusted(&self.socket, reason))?;
+        Ok(stream)
+    }
+
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
-        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path).into();
-        let mut builder = Request::builder().method(method).uri(uri);
+        let stream = self.connect().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.protocol(format!("HTTP handshake failed: {e}")))?;
+        // The connection task ends with the exchange (or with this call's timeout).
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "ghapp");
         if body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| self.protocol(format!("cannot build request for {path}: {e}")))?;
-        let response = self
-            .http
-            .request(request)
+        let response = sender
+            .send_request(request)
             .await
-            .map_err(|e| self.connect_error(e))?;
+            .map_err(|e| self.protocol(e.to_string()))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
@@ -186,27 +243,19 @@ impl DaemonClient {
         Ok((status_code(status), bytes))
     }
 
-    fn connect_error(&self, error: hyper_util::client::legacy::Error) -> ClientError {
-        if error.is_connect() {
-            // The innermost cause is the io::Error from connect(2): ENOENT, ECONNREFUSED, EACCES.
-            let mut source: &dyn std::error::Error = &error;
-            while let Some(inner) = source.source() {
-                source = inner;
-            }
-            ClientError::Unreachable {
-                socket: self.socket.clone(),
-                reason: source.to_string(),
-            }
-        } else {
-            self.protocol(error.to_string())
-        }
-    }
-
     fn protocol(&self, reason: String) -> ClientError {
         ClientError::Protocol {
             socket: self.socket.clone(),
             reason,
         }
+    }
+}
+
+/// [`ClientError::Untrusted`] for `socket`.
+fn untrusted(socket: &Path, reason: Untrusted) -> ClientError {
+    ClientError::Untrusted {
+        socket: socket.to_path_buf(),
+        reason,
     }
 }
 

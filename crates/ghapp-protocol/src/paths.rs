@@ -15,6 +15,12 @@
 //!
 //! Config file: `$GHAPP_CONFIG`, else `<user config dir>/ghapp/config.toml` if it exists, else
 //! `/etc/ghapp/config.toml`.
+//!
+//! Whichever rule chose it, a client talks to a socket only when [`trust`] accepts its path and
+//! the process answering on it: a path merely existing proves nothing (anyone may create
+//! `/tmp/ghapp-<uid>` before its owner does).
+
+pub mod trust;
 
 use serde::Deserialize;
 use std::ffi::OsString;
@@ -245,6 +251,71 @@ pub fn client_socket(flag: Option<&Path>) -> Resolved {
         None
     };
     env.client_socket(flag, config_socket.as_deref(), |p| p.exists())
+}
+
+/// What a client needs to reach the daemon: the socket and the uids it may trust there.
+#[derive(Debug, Clone)]
+pub struct ClientTarget {
+    /// The socket and the rule that chose it.
+    pub socket: Resolved,
+    /// Who may own the socket's directories and file and answer on it: this process's uid,
+    /// root, and `[daemon] trusted_uids` of the config file.
+    pub trusted: trust::TrustedUids,
+}
+
+/// [`client_socket`] plus the trusted uids, reading the config file (`config_flag`, else the
+/// usual resolution) at most once.
+pub fn client_target(socket_flag: Option<&Path>, config_flag: Option<&Path>) -> ClientTarget {
+    let env = Environment::current();
+    let config = env.config_file(config_flag, |p| p.is_file());
+    let settings = client_settings_from_config_file(&config.path);
+    let config_socket = if socket_flag.is_none() && env.socket.is_none() {
+        settings.socket
+    } else {
+        None
+    };
+    ClientTarget {
+        socket: env.client_socket(socket_flag, config_socket.as_deref(), |p| p.exists()),
+        trusted: trust::TrustedUids::new(env.uid, &settings.trusted_uids),
+    }
+}
+
+/// The part of the config file clients read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFileSettings {
+    /// `[daemon] socket`.
+    pub socket: Option<PathBuf>,
+    /// `[daemon] trusted_uids`: uids besides the client's own and root that may run the daemon
+    /// it talks to (a system daemon's user, for one).
+    pub trusted_uids: Vec<u32>,
+}
+
+/// `[daemon] socket` and `[daemon] trusted_uids` from a config file; a missing or broken file
+/// gives the defaults (the daemon and `ghapp doctor` report a broken file).
+///
+/// Seam: the config schema is moving into `ghapp_protocol::config` with a light reader for
+/// clients (`client_settings`); once that lands, this becomes a call to it.
+pub fn client_settings_from_config_file(path: &Path) -> ClientFileSettings {
+    #[derive(Deserialize)]
+    struct File {
+        daemon: Option<Daemon>,
+    }
+    #[derive(Deserialize)]
+    struct Daemon {
+        socket: Option<PathBuf>,
+        #[serde(default)]
+        trusted_uids: Vec<u32>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return ClientFileSettings::default();
+    };
+    match toml::from_str::<File>(&text) {
+        Ok(File { daemon: Some(d) }) => ClientFileSettings {
+            socket: d.socket,
+            trusted_uids: d.trusted_uids,
+        },
+        _ => ClientFileSettings::default(),
+    }
 }
 
 /// `[daemon] socket` from a config file, if the file exists, parses, and sets it. A broken file
