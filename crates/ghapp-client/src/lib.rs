@@ -16,10 +16,10 @@ use ghapp_protocol::api::{
     ErrorBody, InvalidateRequest, InvalidateResponse, RUNNER_TOKEN_PATH, RunnerTokenRequest,
     RunnerTokenResponse, STATUS_PATH, StatusResponse, TOKEN_PATH, TokenQuery, TokenResponse,
 };
+use ghapp_protocol::paths::trust::{self, TrustedUids, Untrusted};
 use ghapp_protocol::secret::Token;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use ghapp_protocol::paths::trust::{self, TrustedUids, Untrusted};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;

@@ -159,12 +159,7 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<BoundSocket> {
 pub fn prepare_dir(dir: &Path, group: Option<u32>, own_uid: u32) -> anyhow::Result<()> {
     let mode = if group.is_some() { 0o710 } else { 0o700 };
     let trusted = TrustedUids::new(own_uid, &[]);
-    let refuse = |e: trust::Untrusted| {
-        anyhow!(
-            "unsafe socket directory {}: {e}",
-            dir.display()
-        )
-    };
+    let refuse = |e: trust::Untrusted| anyhow!("unsafe socket directory {}: {e}", dir.display());
     let existed = fs::symlink_metadata(dir).is_ok();
     let opened = trust::prepare_socket_dir(dir, mode, &trusted);
     if existed {
@@ -416,7 +411,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("symbolic link"), "{err}");
-        assert!(!real.join("sub").exists(), "nothing created through the link");
+        assert!(
+            !real.join("sub").exists(),
+            "nothing created through the link"
+        );
 
         if own_uid() == 0 {
             let foreign = tmp.path().join("foreign");

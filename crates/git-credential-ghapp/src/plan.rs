@@ -258,7 +258,9 @@ mod tests {
         assert!(is_installation_token(
             "ghs_16C7e42F292c6912E7710c838347Ae178B4a"
         ));
-        assert!(is_installation_token("ghs_12345_eyJhbGciOi.eyJzdWIi-_x.c2lnbmF0dXJl"));
+        assert!(is_installation_token(
+            "ghs_12345_eyJhbGciOi.eyJzdWIi-_x.c2lnbmF0dXJl"
+        ));
         for other in [
             "",
             "hunter2",

@@ -68,7 +68,9 @@ impl TrustedUids {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Untrusted {
     /// A component of the path is a symbolic link.
-    #[error("{path} is a symbolic link; ghapp follows no links on the way to its socket (use the real path)")]
+    #[error(
+        "{path} is a symbolic link; ghapp follows no links on the way to its socket (use the real path)"
+    )]
     Symlink {
         /// The link.
         path: PathBuf,
@@ -82,7 +84,9 @@ pub enum Untrusted {
         expected: &'static str,
     },
     /// A directory or the socket belongs to an untrusted uid.
-    #[error("{path} belongs to uid {owner}, who is not trusted (trusted: {trusted:?}; add the uid to [daemon] trusted_uids in your config only if that user runs your daemon)")]
+    #[error(
+        "{path} belongs to uid {owner}, who is not trusted (trusted: {trusted:?}; add the uid to [daemon] trusted_uids in your config only if that user runs your daemon)"
+    )]
     Owner {
         /// The directory or socket.
         path: PathBuf,
@@ -92,7 +96,9 @@ pub enum Untrusted {
         trusted: Vec<u32>,
     },
     /// A directory others may write to.
-    #[error("{path} is group- or other-writable (mode {mode:04o}): another user could put their own socket there; run `chmod go-w {path}` or choose another socket path")]
+    #[error(
+        "{path} is group- or other-writable (mode {mode:04o}): another user could put their own socket there; run `chmod go-w {path}` or choose another socket path"
+    )]
     Writable {
         /// The directory.
         path: PathBuf,
@@ -100,7 +106,9 @@ pub enum Untrusted {
         mode: u32,
     },
     /// The process answering on the socket runs as an untrusted uid.
-    #[error("the process answering on {path} runs as uid {uid}, who is not trusted (trusted: {trusted:?}; add the uid to [daemon] trusted_uids in your config only if that user runs your daemon)")]
+    #[error(
+        "the process answering on {path} runs as uid {uid}, who is not trusted (trusted: {trusted:?}; add the uid to [daemon] trusted_uids in your config only if that user runs your daemon)"
+    )]
     Peer {
         /// The socket.
         path: PathBuf,
@@ -197,7 +205,11 @@ pub fn check_peer(socket: &Path, uid: u32, trusted: &TrustedUids) -> Result<(), 
 /// The daemon's side: creates the missing directories of `dir` (mode `mode`, one `mkdirat` at
 /// a time, following no link) and checks the whole chain by the same rule as clients. Returns the
 /// opened directory.
-pub fn prepare_socket_dir(dir: &Path, mode: u32, trusted: &TrustedUids) -> Result<OwnedFd, Untrusted> {
+pub fn prepare_socket_dir(
+    dir: &Path,
+    mode: u32,
+    trusted: &TrustedUids,
+) -> Result<OwnedFd, Untrusted> {
     let dir = absolute(dir)?;
     match walk(&dir, trusted, Missing::Create(mode))? {
         Walk::Complete(fd) => Ok(fd),
@@ -310,8 +322,7 @@ fn delegated(socket: &Path, trusted: &TrustedUids) -> TrustedUids {
     let root_only = |path: &str| {
         rustix::fs::lstat(path).is_ok_and(|s| {
             s.st_uid == 0
-                && rustix::fs::FileType::from_raw_mode(s.st_mode)
-                    == rustix::fs::FileType::Directory
+                && rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory
                 && s.st_mode & 0o022 == 0
         })
     };
@@ -370,7 +381,10 @@ mod tests {
         std::fs::create_dir_all(tmp.join("ok")).unwrap();
         std::fs::set_permissions(tmp.join("ok"), std::fs::Permissions::from_mode(0o700)).unwrap();
         let sock = tmp.join("ok/ghapp.sock");
-        assert!(check_socket_path(&sock, &me()).is_ok(), "missing socket in a good dir");
+        assert!(
+            check_socket_path(&sock, &me()).is_ok(),
+            "missing socket in a good dir"
+        );
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         assert!(check_socket_path(&sock, &me()).is_ok());
 

@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn the_answer_must_name_the_host_asked() {
-        assert_eq!(answered_host("github.com", "GitHub.com").unwrap(), "github.com");
+        assert_eq!(
+            answered_host("github.com", "GitHub.com").unwrap(),
+            "github.com"
+        );
         assert_eq!(
             answered_host("ghe.example.com:8443", "ghe.example.com:8443").unwrap(),
             "ghe.example.com:8443"
