@@ -161,15 +161,15 @@ pub fn prepare_dir(dir: &Path, group: Option<u32>, own_uid: u32) -> anyhow::Resu
     let trusted = TrustedUids::new(own_uid, &[]);
     let refuse = |e: trust::Untrusted| anyhow!("unsafe socket directory {}: {e}", dir.display());
     let existed = fs::symlink_metadata(dir).is_ok();
-    let opened = trust::prepare_socket_dir(dir, mode, &trusted);
+    // A directory made here cannot fail for its mode (mkdirat's mode has no group/other write
+    // bits, and the umask only narrows it), so any refusal is about the chain: report it.
+    drop(trust::prepare_socket_dir(dir, mode, &trusted).map_err(refuse)?);
     if existed {
-        return opened.map(drop).map_err(refuse);
+        return Ok(());
     }
-    // We made (at least) the last directory: give it its mode (the umask may have narrowed
-    // it) and group. The chain was just checked link-free and writable by no one else, so the
-    // path still names the directory we made. Failing the first check is fine here: a fresh
-    // directory may still lack its final mode.
-    drop(opened);
+    // We made (at least) the last directory: give it its exact mode (the umask may have
+    // narrowed it) and group. The chain was just checked link-free and writable by no one
+    // else, so the path still names the directory we made.
     let meta = fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
     if meta.is_dir() && meta.uid() == own_uid {
