@@ -97,7 +97,10 @@ if [ -z "$lock" ]; then
       exit 75
     fi
     state_dir="${XDG_STATE_HOME:-$HOME/.local/state}/ghapp"
-    if ! mkdir -p -m 0700 "$state_dir" || [ ! -O "$state_dir" ]; then
+    # The parents get the umask's mode, the ghapp directory itself 0700.
+    mkdir -p "${state_dir%/*}" 2>/dev/null
+    [ -d "$state_dir" ] || mkdir -m 0700 "$state_dir" 2>/dev/null
+    if [ ! -d "$state_dir" ] || [ -L "$state_dir" ] || [ ! -O "$state_dir" ]; then
       log "cannot use $state_dir for the lock file (missing or not owned by uid $(id -u)); set GHAPP_GH_REFRESH_LOCK"
       exit 75
     fi
