@@ -1,124 +1,81 @@
-//! The broker's shared state and the request path: validate the request, pick the Apps for the
-//! host, resolve the installation, plan the token, then serve it from cache or wait for its
-//! single mint — falling back to a cached token on its degraded margin while GitHub fails.
+//! The orchestrator ([`Core`]): the request path and everything that coordinates the broker's
+//! parts. Validate the request, pick the Apps for the host, resolve the installation
+//! ([`Resolver`]), plan the token, then serve it from the [`TokenCache`] or wait for its single
+//! mint ([`Minter`]) — falling back to a cached token on its degraded margin while GitHub fails.
+//! The parts never touch each other: a failure's [`Consequence`] for the caches (drop an App's
+//! tokens, forget or suspend an installation) is carried out here, and so are the refresher's
+//! rounds, runner tokens, reloads and status.
 
 use crate::app::{AppRuntime, Runtime, Trouble};
-use crate::cache::{Acquire, CachedToken, MintPlan, Origin, TokenCache};
+use crate::cache::{Acquire, AfterFailure, CachedToken, MintPlan, MintResult, Origin, TokenCache};
 use crate::error::{BrokerError, ErrorKind};
-use crate::metrics::{Metrics, bump};
-use crate::mint::{plan, suspended_error};
-use crate::resolve::{ResolutionCache, Target};
+use crate::failure::{Consequence, Failure, suspended_error};
+use crate::flight::{FlightSender, spawn_flight};
+use crate::github::REPLICATION_DELAY;
+use crate::lookup::look_up;
+use crate::metrics::{BrokerMetrics, Metrics, bump};
+use crate::mint::{Minter, plan};
+use crate::refresh::{Refresher, Round};
+use crate::request::Request;
+use crate::resolve::{Resolved, Resolver, Target};
+use crate::runner::{self, RunnerAnswer};
+use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
-use ghapp_protocol::api::{TokenQuery, check_host, check_name};
+use ghapp_protocol::api::RunnerTokenResponse;
 use ghapp_protocol::duration::format_duration;
-use ghapp_protocol::permissions::Permissions;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Installation tokens live one hour; no `min_ttl` at or above it can be met.
-pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// A mint's result, with the App that minted (`None`: no longer configured), for scheduling.
+type MintAttempt = (Result<Arc<CachedToken>, Failure>, Option<Arc<AppRuntime>>);
 
 /// State shared by every clone of the broker and its background tasks.
-pub(crate) struct Inner {
+pub(crate) struct Core {
     runtime: RwLock<Arc<Runtime>>,
-    pub(crate) tokens: TokenCache,
-    pub(crate) resolutions: ResolutionCache,
-    pub(crate) metrics: Metrics,
+    tokens: TokenCache,
+    resolver: Resolver,
+    minter: Minter,
+    metrics: Arc<Metrics>,
     /// A transport for every App instead of reqwest (tests, embedding).
-    pub(crate) transport: Option<Arc<dyn HttpTransport>>,
+    transport: Option<Arc<dyn HttpTransport>>,
     /// The config file, for messages.
-    pub(crate) config_path: RwLock<Option<PathBuf>>,
+    config_path: RwLock<Option<PathBuf>>,
     /// Set to true to stop background work.
-    pub(crate) stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
 }
 
-/// A token request, validated and normalised.
-#[derive(Debug, Clone)]
-pub(crate) struct Request {
-    pub host: String,
-    pub owner: Option<String>,
-    pub repo: Option<String>,
-    pub permissions: Permissions,
-    pub min_ttl: Option<Duration>,
-    pub http: bool,
-}
-
-impl Request {
-    /// Checks a query the way the socket parser does (the daemon may build queries itself).
-    pub(crate) fn from_query(query: &TokenQuery) -> Result<Request, BrokerError> {
-        let bad = |e: ghapp_protocol::api::QueryError| BrokerError::bad_request(e.0);
-        let host = check_host(query.host_or_default()).map_err(bad)?;
-        let owner = query
-            .owner
-            .as_deref()
-            .map(|o| check_name("owner", o))
-            .transpose()
-            .map_err(bad)?;
-        let repo = query
-            .repo
-            .as_deref()
-            .map(|r| check_name("repo", r))
-            .transpose()
-            .map_err(bad)?;
-        let repo = repo.map(|r| r.strip_suffix(".git").map(str::to_string).unwrap_or(r));
-        if repo.is_some() && owner.is_none() {
-            return Err(BrokerError::bad_request("repo given without owner"));
-        }
-        if let Some(min_ttl) = query.min_ttl
-            && min_ttl >= TOKEN_LIFETIME
-        {
-            return Err(BrokerError::bad_request(format!(
-                "min_ttl {} cannot be met: installation tokens live one hour",
-                format_duration(min_ttl)
-            )));
-        }
-        let http = match query.protocol.as_deref() {
-            None | Some("https") => false,
-            Some("http") => true,
-            Some(other) => {
-                return Err(BrokerError::bad_request(format!(
-                    "protocol {other:?} is not served: only https (and http for insecure_http Apps)"
-                )));
-            }
-        };
-        Ok(Request {
-            host,
-            owner,
-            repo,
-            permissions: query.permissions.clone(),
-            min_ttl: query.min_ttl,
-            http,
-        })
-    }
-
-    fn target(&self) -> Target {
-        Target {
-            host: self.host.clone(),
-            owner: self.owner.as_ref().map(|o| o.to_ascii_lowercase()),
-            repo: self.repo.as_ref().map(|r| r.to_ascii_lowercase()),
-        }
-    }
-}
-
-impl Inner {
-    /// New state around `runtime`.
-    pub(crate) fn new(
+impl Core {
+    /// New state around `runtime`, with its refresher running.
+    pub(crate) fn start(
         runtime: Runtime,
         transport: Option<Arc<dyn HttpTransport>>,
         config_path: Option<PathBuf>,
-    ) -> Self {
-        Inner {
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let core = Arc::new(Core {
             runtime: RwLock::new(Arc::new(runtime)),
             tokens: TokenCache::default(),
-            resolutions: ResolutionCache::default(),
-            metrics: Metrics::default(),
+            resolver: Resolver::default(),
+            minter: Minter::new(metrics.clone()),
+            metrics,
             transport,
             config_path: RwLock::new(config_path),
             stop: watch::channel(false).0,
-        }
+        });
+        let weak = Arc::downgrade(&core);
+        Refresher::spawn(
+            core.stop.subscribe(),
+            core.tokens.wake.clone(),
+            move || match weak.upgrade() {
+                Some(core) => Round::NextDue(core.refresh_round()),
+                None => Round::Gone,
+            },
+        );
+        core
     }
 
     /// The Apps and settings in force.
@@ -129,10 +86,26 @@ impl Inner {
             .clone()
     }
 
-    /// Puts a new runtime in force.
-    pub(crate) fn set_runtime(&self, runtime: Runtime, config_path: Option<PathBuf>) {
+    /// The transport every App uses instead of reqwest, if one was given.
+    pub(crate) fn transport(&self) -> Option<&Arc<dyn HttpTransport>> {
+        self.transport.as_ref()
+    }
+
+    /// Puts a new runtime in force: Apps whose identity is unchanged keep their cached tokens
+    /// and installations; the others' go.
+    pub(crate) fn reload(&self, runtime: Runtime, config_path: Option<PathBuf>) -> usize {
+        let identities: HashSet<String> = runtime.apps.iter().map(|a| a.identity.clone()).collect();
         *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtime);
         *self.config_path.write().unwrap_or_else(|p| p.into_inner()) = config_path;
+        self.tokens.retain_apps(&identities);
+        self.resolver.retain_apps(&identities);
+        self.tokens.wake.notify_one();
+        identities.len()
+    }
+
+    /// Stops background work.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     fn config_name(&self) -> String {
@@ -143,72 +116,23 @@ impl Inner {
             .map_or("the config file".to_string(), |p| p.display().to_string())
     }
 
-    /// The Apps that may serve a request: configured for its host, allowing plain http when
-    /// asked over http, and allowing its owner.
-    fn candidate_apps(
-        &self,
-        runtime: &Runtime,
-        request: &Request,
-    ) -> Result<Vec<Arc<AppRuntime>>, BrokerError> {
-        let for_host: Vec<Arc<AppRuntime>> = runtime
-            .apps
-            .iter()
-            .filter(|a| a.config.host == request.host)
-            .cloned()
-            .collect();
-        if for_host.is_empty() {
-            return Err(BrokerError::not_found(format!(
-                "no GitHub App is configured for host {}: add an [[app]] with host = \"{}\" to {}",
-                request.host,
-                request.host,
-                self.config_name()
-            )));
-        }
-        let by_protocol: Vec<Arc<AppRuntime>> = for_host
-            .into_iter()
-            .filter(|a| !request.http || a.config.insecure_http)
-            .collect();
-        if by_protocol.is_empty() {
-            return Err(BrokerError::not_found(format!(
-                "host {} is served over https only: plain http needs insecure_http = true on its [[app]] (emulators and tests only)",
-                request.host
-            )));
-        }
-        let Some(owner) = &request.owner else {
-            return Ok(by_protocol);
-        };
-        let allowed: Vec<Arc<AppRuntime>> = by_protocol
-            .iter()
-            .filter(|a| a.config.allows_owner(owner))
-            .cloned()
-            .collect();
-        if allowed.is_empty() {
-            let lists = by_protocol
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{}: {}",
-                        a.name(),
-                        a.config.owners.clone().unwrap_or_default().join(", ")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(BrokerError::forbidden(format!(
-                "account {owner} is not in the owners of any GitHub App for {} ({lists})",
-                request.host
-            )));
-        }
-        Ok(allowed)
-    }
-
-    /// A token for `request`, with the App that minted it.
+    /// A token for `request`, with the App that minted it. Every error names the target.
     pub(crate) async fn token_for(
         self: &Arc<Self>,
         request: &Request,
     ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+        self.serve(request)
+            .await
+            .map_err(|e| e.with_target(request.target().label()))
+    }
+
+    /// The request path of [`Self::token_for`].
+    async fn serve(
+        self: &Arc<Self>,
+        request: &Request,
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
         let runtime = self.runtime();
-        let apps = self.candidate_apps(&runtime, request)?;
+        let apps = request.candidate_apps(&runtime, &self.config_name())?;
         let target = request.target();
         let required = request
             .min_ttl
@@ -218,11 +142,12 @@ impl Inner {
         loop {
             let resolved = self.resolve(&runtime, &apps, &target).await.map_err(|e| {
                 if e.kind == ErrorKind::Unavailable {
-                    BrokerError::unavailable(format!(
+                    let message = format!(
                         "{}: no cached token with enough life left for {}",
                         e.message,
                         target.label()
-                    ))
+                    );
+                    e.with_message(message)
                 } else {
                     e
                 }
@@ -235,26 +160,31 @@ impl Inner {
                         "GitHub App {} is no longer configured",
                         resolved.app_name
                     ))
+                    .with_app(resolved.app_name.clone())
                 })?;
             if resolved.installation.suspended {
                 return Err(suspended_error(
                     &app.describe(),
                     resolved.installation.id,
                     &resolved.installation.account,
-                ));
+                )
+                .with_app(app.name()));
             }
             let label = match &request.repo {
                 Some(repo) => format!("{}/{repo}", request.owner.as_deref().unwrap_or_default()),
                 None => format!("account {}", resolved.installation.account),
             };
-            let plan = Arc::new(plan(
-                &app,
-                &request.host,
-                &resolved,
-                request.repo.as_deref(),
-                &request.permissions,
-                label,
-            )?);
+            let plan = Arc::new(
+                plan(
+                    &app,
+                    &request.host,
+                    &resolved,
+                    request.repo.as_deref(),
+                    &request.permissions,
+                    label,
+                )
+                .map_err(|e| e.with_app(app.name()))?,
+            );
             match self
                 .obtain(&runtime, &app, &plan, required, request.min_ttl)
                 .await
@@ -268,6 +198,28 @@ impl Inner {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// The installation serving `target` among `apps`, from the resolver; a look-up's
+    /// consequences for the caches are carried out here.
+    async fn resolve(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        apps: &[Arc<AppRuntime>],
+        target: &Target,
+    ) -> Result<Resolved, BrokerError> {
+        let core = self.clone();
+        let asked_apps = apps.to_vec();
+        let asked = target.clone();
+        self.resolver
+            .resolve(&runtime.settings, apps, target, move || async move {
+                let outcome = look_up(&asked_apps, &asked, &core.metrics).await;
+                for (app, consequence) in &outcome.consequences {
+                    core.apply(app, consequence);
+                }
+                outcome.answer
+            })
+            .await
     }
 
     /// The token of `plan`: cached with `required` life, or from its (single) mint; when GitHub
@@ -308,6 +260,18 @@ impl Inner {
             .wait()
             .await
             .unwrap_or_else(|| Err(BrokerError::internal("the token mint task failed")));
+        self.after_mint(plan, result, required, degraded_floor)
+    }
+
+    /// What a caller gets from the mint it waited on: the token if it has `required` life;
+    /// while GitHub fails, a cached token with `degraded_floor` left; else the error.
+    fn after_mint(
+        &self,
+        plan: &MintPlan,
+        result: MintResult,
+        required: Duration,
+        degraded_floor: Duration,
+    ) -> MintResult {
         match result {
             Ok(token) => {
                 let remaining = token.remaining(Instant::now());
@@ -320,7 +284,10 @@ impl Inner {
                     plan.target,
                     format_duration(remaining),
                     format_duration(required)
-                )))
+                ))
+                .with_app(&*plan.app_name)
+                .with_installation(plan.key.installation_id)
+                .with_target(plan.target.clone()))
             }
             Err(error) if error.kind == ErrorKind::Unavailable => {
                 let now = Instant::now();
@@ -334,13 +301,200 @@ impl Inner {
                         tracing::warn!(target = %plan.target, token = %token.token.fingerprint(), remaining_secs = token.remaining(now).as_secs(), "{}; serving a cached token on its margin", error.message);
                         Ok(token)
                     }
-                    _ => Err(BrokerError::unavailable(format!(
-                        "{}: no cached token with enough life left for {}",
-                        error.message, plan.target
-                    ))),
+                    _ => {
+                        let message = format!(
+                            "{}: no cached token with enough life left for {}",
+                            error.message, plan.target
+                        );
+                        Err(error.with_message(message))
+                    }
                 }
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Spawns the mint of `plan`; the result goes to `tx` after the cache is updated. A mint
+    /// task that dies (a panic under it, the runtime shutting down) still ends its flight.
+    fn spawn_mint(
+        self: &Arc<Self>,
+        plan: Arc<MintPlan>,
+        tx: FlightSender<MintResult>,
+        origin: Origin,
+    ) {
+        let (core, settler) = (self.clone(), self.clone());
+        let minting = plan.clone();
+        spawn_flight(
+            tx,
+            async move { core.mint(&minting).await },
+            move |outcome| settler.settle_mint(&plan, origin, outcome),
+        );
+    }
+
+    /// Mints `plan` with its App (if still configured); the App comes back for scheduling.
+    async fn mint(&self, plan: &Arc<MintPlan>) -> MintAttempt {
+        let Some(app) = self.runtime().app(&plan.key.app_identity).cloned() else {
+            let error = BrokerError::internal(format!(
+                "GitHub App {} is no longer configured",
+                plan.app_name
+            ))
+            .with_app(&*plan.app_name);
+            return (
+                Err(Failure {
+                    error,
+                    consequence: None,
+                }),
+                None,
+            );
+        };
+        let result = self.minter.mint(&app, plan).await;
+        (result, Some(app))
+    }
+
+    /// Records a mint's outcome — in the token cache, the metrics, and for a failure its
+    /// consequence — and returns what waiters get; `None`: the mint's task died.
+    fn settle_mint(
+        &self,
+        plan: &Arc<MintPlan>,
+        origin: Origin,
+        outcome: Option<MintAttempt>,
+    ) -> MintResult {
+        let Some((result, app)) = outcome else {
+            let result: MintResult = Err(BrokerError::internal(format!(
+                "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
+                plan.target
+            ))
+            .with_app(&*plan.app_name)
+            .with_installation(plan.key.installation_id)
+            .with_target(plan.target.clone()));
+            self.tokens.finish(plan, &result, AfterFailure::Keep);
+            return result;
+        };
+        match (&result, origin) {
+            (Ok(_), Origin::Refresh) => bump(&self.metrics.refreshes),
+            (Err(_), Origin::Refresh) => bump(&self.metrics.refresh_failures),
+            _ => {}
+        }
+        let (result, after_failure) = match result {
+            Ok(token) => (Ok(token), AfterFailure::Keep),
+            Err(Failure { error, consequence }) => {
+                let after = match (&consequence, &app) {
+                    // The App is gone, or the installation: the old token goes too.
+                    (_, None)
+                    | (
+                        Some(Consequence::ForgetInstallation(_) | Consequence::MarkSuspended(_)),
+                        _,
+                    ) => AfterFailure::Drop,
+                    (_, Some(app)) => AfterFailure::Retry {
+                        not_before: app.client.rate_limited_until().map(|(until, _)| until),
+                    },
+                };
+                if let (Some(consequence), Some(app)) = (&consequence, &app) {
+                    self.apply(app, consequence);
+                }
+                (Err(error), after)
+            }
+        };
+        self.tokens.finish(plan, &result, after_failure);
+        result
+    }
+
+    /// Carries out what a failure of `app` means for the caches.
+    fn apply(&self, app: &AppRuntime, consequence: &Consequence) {
+        match consequence {
+            Consequence::DropAppTokens => {
+                let dropped = self.tokens.drop_app(&app.identity);
+                tracing::info!(app = %app.name(), dropped_tokens = dropped, "dropped the App's cached tokens: GitHub rejects its JWT");
+            }
+            Consequence::ForgetInstallation(id) => self.resolver.forget_installation(*id),
+            Consequence::MarkSuspended(id) => {
+                let ttl = self.runtime().settings.negative_cache_ttl;
+                self.resolver.mark_suspended(*id, ttl);
+            }
+        }
+    }
+
+    /// One refresher round: evict, start due refreshes; returns when the next one falls due.
+    fn refresh_round(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let runtime = self.runtime();
+        self.tokens.evict_expired(now);
+        self.resolver.evict(now);
+        let (due, next) = self.tokens.refresh_due(now, &runtime.settings);
+        for plan in due {
+            let started = self.tokens.start_refresh(&plan, |tx| {
+                self.spawn_mint(plan.clone(), tx, Origin::Refresh)
+            });
+            if started {
+                tracing::debug!(target = %plan.target, "refreshing a token in the background");
+            }
+        }
+        next
+    }
+
+    /// A runner registration (or removal, with `remove`) token for `org` on `host`.
+    pub(crate) async fn runner_token(
+        self: &Arc<Self>,
+        host: &str,
+        org: &str,
+        remove: bool,
+    ) -> Result<RunnerTokenResponse, BrokerError> {
+        let request = Request::from_query(&runner::runner_query(host, org)?)?;
+        let mut retried = false;
+        loop {
+            let (token, app) = self.token_for(&request).await?;
+            match runner::ask(&app, &token, &request.host, org, remove, !retried).await {
+                RunnerAnswer::Issued(response) => return Ok(response),
+                RunnerAnswer::Revoked => {
+                    tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
+                    self.tokens.invalidate(token.token.expose());
+                    retried = true;
+                }
+                RunnerAnswer::Failed(failure) => {
+                    self.metrics.record_github_failure(&failure.error);
+                    if let Some(consequence) = &failure.consequence {
+                        self.apply(&app, consequence);
+                    }
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    /// Drops the cached entry holding exactly this token (see [`crate::Broker::invalidate`]).
+    pub(crate) fn invalidate(&self, token: &str) -> bool {
+        if let Some(young) = self.tokens.find(token)
+            && young.minted_at.elapsed() < REPLICATION_DELAY
+        {
+            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            return false;
+        }
+        match self.tokens.invalidate(token) {
+            Some(dropped) => {
+                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Apps, installations, cached tokens, and whether GitHub is failing.
+    pub(crate) fn status(&self) -> BrokerStatus {
+        status::status(
+            &self.runtime(),
+            self.resolver.installations(),
+            self.tokens.snapshot(),
+        )
+    }
+
+    /// Counter snapshot.
+    pub(crate) fn metrics(&self) -> BrokerMetrics {
+        let rate_limits: BTreeMap<String, u64> = self
+            .runtime()
+            .apps
+            .iter()
+            .filter_map(|app| Some((app.name().to_string(), app.client.rate_limit_remaining()?)))
+            .collect();
+        self.metrics.snapshot(rate_limits)
     }
 }

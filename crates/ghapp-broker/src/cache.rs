@@ -6,13 +6,17 @@
 //! for one key cause exactly one mint; the mint's task stores its result and removes the flight
 //! under the lock too, so a caller always finds either the new token or the flight.
 //!
-//! The cache also decides what the background refresher should re-mint: tokens served within
-//! `refresh_window` whose life falls below `min_ttl + refresh_ahead`.
+//! The cache owns the whole refresh policy: what the background refresher should re-mint
+//! (tokens served within `refresh_window` whose life falls below `min_ttl + refresh_ahead`, see
+//! [`refresh_at`]) and when a failed re-mint is tried again (1 s doubling to
+//! [`REFRESH_RETRY_CAP`], jittered, never inside a rate-limit wait). The refresher only wakes
+//! and asks.
 
 use crate::app::Settings;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
+use crate::retry::jittered_backoff;
 use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
@@ -24,6 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// Longest wait between background attempts to re-mint a token whose refresh keeps failing.
+pub(crate) const REFRESH_RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// What a mint yields to every waiter.
 pub(crate) type MintResult = Result<Arc<CachedToken>, BrokerError>;
@@ -134,6 +141,19 @@ pub(crate) enum Origin {
     Caller,
     /// The background refresher.
     Refresh,
+}
+
+/// What a failed mint does to the key's cached token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// It keeps serving; the refresher tries again with backoff, not before `not_before`
+    /// (the end of a rate-limit wait).
+    Retry { not_before: Option<Instant> },
+    /// It keeps serving; no retry is scheduled beyond the usual (the App is gone, or the mint's
+    /// task died).
+    Keep,
+    /// It goes (the installation is gone or suspended).
+    Drop,
 }
 
 /// The outcome of [`TokenCache::acquire`].
@@ -256,19 +276,17 @@ impl TokenCache {
     }
 
     /// Records a mint's outcome and ends its flight (before the result is published, so a new
-    /// caller finds the token). A failure schedules the next background attempt at `retry_at`;
-    /// `drop_entry` removes the old token (installation gone or suspended).
+    /// caller finds the token). `after_failure` says what a failure does to the cached token.
     pub(crate) fn finish(
         &self,
         plan: &Arc<MintPlan>,
         result: &MintResult,
-        retry_at: Option<Instant>,
-        drop_entry: bool,
+        after_failure: AfterFailure,
     ) {
         let mut state = self.lock();
         state.flights.remove(&plan.key);
-        match result {
-            Ok(token) => {
+        match (result, after_failure) {
+            (Ok(token), _) => {
                 // Removed first: an insert over an equal key keeps the old key, and the key must
                 // be the plan the new token describes (one plan per entry, not two).
                 let last_served = state.entries.remove(&plan.key).and_then(|e| e.last_served);
@@ -282,13 +300,18 @@ impl TokenCache {
                     },
                 );
             }
-            Err(_) if drop_entry => {
+            (Err(_), AfterFailure::Drop) => {
                 state.entries.remove(&plan.key);
             }
-            Err(_) => {
+            (Err(_), after) => {
                 if let Some(entry) = state.entries.get_mut(&plan.key) {
                     entry.failures += 1;
-                    entry.retry_at = retry_at;
+                    entry.retry_at = match after {
+                        AfterFailure::Retry { not_before } => {
+                            Some(retry_at(entry.failures, not_before))
+                        }
+                        _ => None,
+                    };
                 }
             }
         }
@@ -297,6 +320,7 @@ impl TokenCache {
     }
 
     /// Consecutive failed mints for a key.
+    #[cfg(test)]
     pub(crate) fn failures(&self, key: &TokenKey) -> u32 {
         self.lock().entries.get(key).map_or(0, |e| e.failures)
     }
@@ -424,6 +448,18 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
     Some(at)
 }
 
+/// The next background attempt after `failures` consecutive failures: 1 s doubling to
+/// [`REFRESH_RETRY_CAP`], jittered, and not before `not_before` (a rate limit's end).
+fn retry_at(failures: u32, not_before: Option<Instant>) -> Instant {
+    let wait = jittered_backoff(
+        Duration::from_secs(1),
+        failures.saturating_sub(1),
+        REFRESH_RETRY_CAP,
+    );
+    let at = Instant::now() + wait;
+    not_before.map_or(at, |until| at.max(until))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,7 +510,7 @@ mod tests {
         let Acquire::Wait(_) = cache.acquire(plan, Duration::ZERO, None, |_| {}) else {
             panic!("empty cache")
         };
-        cache.finish(plan, &Ok(token), None, false);
+        cache.finish(plan, &Ok(token), AfterFailure::Keep);
     }
 
     #[tokio::test(start_paused = true)]
@@ -549,16 +585,29 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(1500)).await;
         assert_eq!(cache.refresh_due(Instant::now(), &s).0.len(), 1);
-        // A failure defers the next attempt.
-        let retry_at = Instant::now() + Duration::from_secs(10);
+        // A failure defers the next attempt: by the backoff, and past a rate limit's end.
+        let rate_limited_until = Instant::now() + Duration::from_secs(10);
+        let down = || Err(BrokerError::unavailable("down"));
         cache.finish(
             &p,
-            &Err(BrokerError::unavailable("down")),
-            Some(retry_at),
-            false,
+            &down(),
+            AfterFailure::Retry {
+                not_before: Some(rate_limited_until),
+            },
         );
         assert_eq!(cache.failures(&p.key), 1);
-        assert_eq!(cache.refresh_due(Instant::now(), &s).1, Some(retry_at));
+        assert_eq!(
+            cache.refresh_due(Instant::now(), &s).1,
+            Some(rate_limited_until)
+        );
+        cache.finish(&p, &down(), AfterFailure::Retry { not_before: None });
+        let (due, next) = cache.refresh_due(Instant::now(), &s);
+        let wait = next.unwrap() - Instant::now();
+        assert!(due.is_empty());
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
+            "second failure: 2 s, half jittered: {wait:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

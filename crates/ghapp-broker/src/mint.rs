@@ -1,5 +1,5 @@
-//! Minting: what to ask GitHub for (narrowing and ceilings), the mint itself in its own task,
-//! and checking that GitHub granted what was asked.
+//! Minting: what to ask GitHub for ([`plan`]: narrowing and ceilings), the mint itself
+//! ([`Minter`]), and checking that GitHub granted what was asked ([`check_minted`]).
 //!
 //! - A repository named → the token is narrowed to it, unless the App is `installation_wide`.
 //! - Permissions asked must be within the App's ceiling (`permissions`), else 422 naming the
@@ -9,21 +9,16 @@
 //!   the token is not served.
 
 use crate::app::AppRuntime;
-use crate::broker::Inner;
-use crate::cache::{CachedToken, MintPlan, MintResult, Origin, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
 use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
-use crate::flight::FlightSender;
-use crate::github::{ApiError, MintedToken, TokenRequestBody};
-use crate::metrics::bump;
+use crate::failure::{self, Failure};
+use crate::github::{MintedToken, TokenRequestBody};
+use crate::metrics::{Metrics, bump};
 use crate::resolve::Resolved;
 use ghapp_protocol::permissions::{Level, Permissions};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// Longest wait between background attempts to re-mint a token whose refresh keeps failing.
-pub(crate) const REFRESH_RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// What to mint for a request.
 pub(crate) fn plan(
@@ -153,89 +148,47 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
     Ok(())
 }
 
-/// The next background attempt after `failures` consecutive failures: 1 s doubling to 30 s,
-/// jittered, and not before a rate limit ends.
-pub(crate) fn refresh_retry_at(failures: u32, app: &AppRuntime) -> Instant {
-    let base =
-        Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(REFRESH_RETRY_CAP);
-    let jittered = base.mul_f64(0.5 + fastrand::f64() * 0.5);
-    let at = Instant::now() + jittered;
-    match app.client.rate_limited_until() {
-        Some((until, _)) => at.max(until),
-        None => at,
-    }
+/// Mints tokens and checks what GitHub granted; records mint metrics. Touches no cache: the
+/// broker stores the token and carries out a failure's consequence.
+pub(crate) struct Minter {
+    metrics: Arc<Metrics>,
 }
 
-impl Inner {
-    /// Spawns the mint of `plan`; the result goes to `tx` after the cache is updated.
-    pub(crate) fn spawn_mint(
-        self: &Arc<Self>,
-        plan: Arc<MintPlan>,
-        tx: FlightSender<MintResult>,
-        origin: Origin,
-    ) {
-        let inner = self.clone();
-        let mut guard = DeadMintGuard {
-            inner: self.clone(),
-            plan: plan.clone(),
-            tx: Some(tx),
-        };
-        tokio::spawn(async move {
-            let outcome = inner.mint(&plan).await;
-            let (result, drop_entry, app) = match outcome {
-                Ok(token) => (Ok(token), false, None),
-                Err((error, drop_entry, app)) => (Err(error), drop_entry, app),
-            };
-            match (&result, origin) {
-                (Ok(_), Origin::Refresh) => bump(&inner.metrics.refreshes),
-                (Err(_), Origin::Refresh) => bump(&inner.metrics.refresh_failures),
-                _ => {}
-            }
-            let retry_at = match (&result, &app) {
-                (Err(_), Some(app)) => {
-                    Some(refresh_retry_at(inner.tokens.failures(&plan.key) + 1, app))
-                }
-                _ => None,
-            };
-            inner.tokens.finish(&plan, &result, retry_at, drop_entry);
-            if let Some(tx) = guard.tx.take() {
-                tx.complete(result);
-            }
-        });
+impl Minter {
+    /// A minter recording into `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Minter { metrics }
     }
 
-    /// Mints one token. On failure: the error, whether the cached token of the key must go
-    /// (installation gone or suspended), and the App (for retry scheduling).
-    async fn mint(
+    /// Mints the token of `plan` with `app` and checks it against the plan.
+    pub(crate) async fn mint(
         &self,
+        app: &AppRuntime,
         plan: &Arc<MintPlan>,
-    ) -> Result<Arc<CachedToken>, (BrokerError, bool, Option<Arc<AppRuntime>>)> {
-        let runtime = self.runtime();
-        let Some(app) = runtime.app(&plan.key.app_identity).cloned() else {
-            return Err((
-                BrokerError::internal(format!(
-                    "GitHub App {} is no longer configured",
-                    plan.app_name
-                )),
-                true,
-                None,
-            ));
-        };
+    ) -> Result<Arc<CachedToken>, Failure> {
         let installation_id = plan.key.installation_id;
         let started = Instant::now();
         let minted = match app.client.create_token(installation_id, &plan.body).await {
             Ok(minted) => minted,
             Err(error) => {
                 bump(&self.metrics.mint_failures);
-                let (error, drop_entry) = self.mint_failure(&app, plan, error);
-                return Err((error, drop_entry, Some(app)));
+                let failure = failure::mint_failure(app, plan, error);
+                self.metrics.record_github_failure(&failure.error);
+                return Err(failure);
             }
         };
         app.health.ok();
         if let Err(error) = check_minted(plan, &minted) {
             bump(&self.metrics.mint_failures);
             tracing::error!(app = %app.name(), installation = installation_id, "{}", error.message);
-            return Err((error, false, Some(app)));
+            let error = error
+                .with_app(app.name())
+                .with_installation(installation_id)
+                .with_target(plan.target.clone());
+            return Err(Failure {
+                error,
+                consequence: None,
+            });
         }
         let st = minted.server_time;
         let lifetime = st.remaining_until(minted.expires_at);
@@ -261,109 +214,6 @@ impl Inner {
         );
         Ok(Arc::new(token))
     }
-
-    /// Turns a failed access_tokens call into the caller's error, updating health and the
-    /// installation cache. The flag says whether the key's cached token must be dropped.
-    fn mint_failure(
-        &self,
-        app: &AppRuntime,
-        plan: &MintPlan,
-        error: ApiError,
-    ) -> (BrokerError, bool) {
-        let installation = format!(
-            "installation {} ({})",
-            plan.key.installation_id, plan.account
-        );
-        match &error {
-            ApiError::Status {
-                status: 403,
-                message,
-                ..
-            } if message.to_ascii_lowercase().contains("suspended") => {
-                let ttl = self.runtime().settings.negative_cache_ttl;
-                self.resolutions
-                    .mark_suspended(plan.key.installation_id, ttl);
-                let e = suspended_error(&app.describe(), plan.key.installation_id, &plan.account);
-                (e, true)
-            }
-            ApiError::Status { status: 404, .. } => {
-                self.resolutions
-                    .forget_installation(plan.key.installation_id);
-                (
-                    BrokerError::not_found(format!(
-                        "GitHub App {} {installation} no longer exists (uninstalled or reinstalled): {}",
-                        app.describe(),
-                        error.detail()
-                    )),
-                    true,
-                )
-            }
-            ApiError::Status { status: 422, .. } => (
-                BrokerError::unprocessable(format!(
-                    "GitHub refused a token for {} from App {} ({installation}; asked {}): {}",
-                    plan.target,
-                    app.describe(),
-                    describe_request(&plan.body),
-                    error.detail()
-                )),
-                false,
-            ),
-            ApiError::Status { status: 403, .. } => (
-                BrokerError::forbidden(format!(
-                    "GitHub refused a token for {} from App {} ({installation}): {}",
-                    plan.target,
-                    app.describe(),
-                    error.detail()
-                )),
-                false,
-            ),
-            _ => (
-                self.api_failure(app, error, &format!("minting a token for {}", plan.target)),
-                false,
-            ),
-        }
-    }
-}
-
-/// Ends the flight of a mint task that dies before finishing (a panic under it, or the runtime
-/// shutting down): without it the key would stay joined to a flight nobody completes, and every
-/// later request for the key would fail at once and the refresher would skip it, until restart.
-struct DeadMintGuard {
-    inner: Arc<Inner>,
-    plan: Arc<MintPlan>,
-    tx: Option<FlightSender<MintResult>>,
-}
-
-impl Drop for DeadMintGuard {
-    fn drop(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
-        let result: MintResult = Err(BrokerError::internal(format!(
-            "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
-            self.plan.target
-        )));
-        self.inner.tokens.finish(&self.plan, &result, None, false);
-        tx.complete(result);
-    }
-}
-
-/// "GitHub App acme-bot (id 12345) installation 100 (acme) is suspended".
-pub(crate) fn suspended_error(app: &str, installation_id: u64, account: &str) -> BrokerError {
-    BrokerError::forbidden(format!(
-        "GitHub App {app} installation {installation_id} ({account}) is suspended: an owner of {account} must unsuspend it in the account's installed GitHub Apps settings"
-    ))
-}
-
-fn describe_request(body: &TokenRequestBody) -> String {
-    let repos = if body.repositories.is_empty() {
-        "all repositories".to_string()
-    } else {
-        body.repositories.join(", ")
-    };
-    let perms = body
-        .permissions
-        .as_ref()
-        .map_or("all granted permissions".to_string(), |p| p.to_list());
-    format!("{repos}; {perms}")
 }
 
 #[cfg(test)]

@@ -1,68 +1,54 @@
-//! The background refresher: re-mints recently used tokens before they fall below `min_ttl`,
-//! so callers almost never wait on GitHub, and evicts expired tokens and stale mappings.
+//! The [`Refresher`]: the background task that runs the broker's refresh rounds — at the time
+//! the token cache says the next token falls due, when the cache's schedule changes, and at
+//! least every [`MAX_SLEEP`] (to evict expired entries) — until the broker stops or is dropped.
 //!
-//! "Recently used" means served within `refresh_window` (default one hour, so an hourly job
-//! finds a fresh token every time). A key is due when its token has less than
-//! `min_ttl + refresh_ahead` left; its mint is the same single flight callers join, so a caller
-//! arriving mid-refresh waits for that mint instead of starting another. A failed refresh is
-//! retried with jittered backoff (1 s doubling to 30 s, and never inside a rate-limit wait)
-//! while the old token keeps serving.
+//! What is due and when a failed refresh is tried again is the token cache's policy
+//! (`cache.rs`); what a round does is the broker's (`broker.rs`): the refresher only keeps time.
 
-use crate::broker::Inner;
-use crate::cache::Origin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// The refresher wakes at least this often (to evict expired entries).
 pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-impl Inner {
-    /// Starts the refresher. It holds only a weak reference between rounds, so dropping every
-    /// broker handle ends it too.
-    pub(crate) fn spawn_refresher(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let mut stop = self.stop.subscribe();
+/// What a refresh round reports.
+pub(crate) enum Round {
+    /// The broker is gone: stop.
+    Gone,
+    /// Done; the next token falls due then (`None`: nothing scheduled).
+    NextDue(Option<Instant>),
+}
+
+/// The background refresh task.
+pub(crate) struct Refresher;
+
+impl Refresher {
+    /// Starts the task: runs `round` now and whenever it is due, `wake` is notified, or
+    /// [`MAX_SLEEP`] has passed; ends when `stop` turns true or `round` reports the broker gone.
+    /// `round` should hold the broker weakly, so dropping every handle ends the task too.
+    pub(crate) fn spawn(
+        mut stop: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+        round: impl Fn() -> Round + Send + 'static,
+    ) {
         tokio::spawn(async move {
             loop {
-                let wake_at = {
-                    let Some(inner) = weak.upgrade() else { return };
-                    if *stop.borrow() {
-                        return;
-                    }
-                    inner.refresh_round()
+                if *stop.borrow() {
+                    return;
+                }
+                let now = Instant::now();
+                let wake_at = match round() {
+                    Round::Gone => return,
+                    Round::NextDue(next) => next.unwrap_or(now + MAX_SLEEP).min(now + MAX_SLEEP),
                 };
-                let Some(inner) = weak.upgrade() else { return };
-                let notified = inner.tokens_notified();
-                drop(inner);
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake_at) => {}
-                    _ = notified.notified() => {}
+                    _ = wake.notified() => {}
                     _ = stop.changed() => {}
                 }
             }
         });
-    }
-
-    fn tokens_notified(&self) -> Arc<tokio::sync::Notify> {
-        self.tokens.wake.clone()
-    }
-
-    /// One round: evict, start due refreshes; returns when to look again.
-    fn refresh_round(self: &Arc<Self>) -> Instant {
-        let now = Instant::now();
-        let runtime = self.runtime();
-        self.tokens.evict_expired(now);
-        self.resolutions.evict(now);
-        let (due, next) = self.tokens.refresh_due(now, &runtime.settings);
-        for plan in due {
-            let started = self.tokens.start_refresh(&plan, |tx| {
-                self.spawn_mint(plan.clone(), tx, Origin::Refresh)
-            });
-            if started {
-                tracing::debug!(target = %plan.target, "refreshing a token in the background");
-            }
-        }
-        next.unwrap_or(now + MAX_SLEEP).min(now + MAX_SLEEP)
     }
 }

@@ -1,4 +1,6 @@
-//! Which installation serves a request: (host, owner, repo) → (App, installation).
+//! The [`Resolver`]: which installation serves a request, (host, owner, repo) → (App,
+//! installation), from its cache of answers or from the one look-up in flight per target.
+//! How GitHub is asked is `lookup.rs`'s job; what the answers mean for callers is here.
 //!
 //! - repo named: `GET /repos/{o}/{r}/installation`;
 //! - owner only: `GET /orgs/{o}/installation`, then `GET /users/{o}/installation` on 404;
@@ -9,15 +11,15 @@
 //! installed wins. Answers are cached: found for `installation_cache_ttl`, "not installed" for
 //! `negative_cache_ttl`. Look-ups are single-flight per target. An aged "found" answer is used
 //! at once while it is looked up again in the background (and kept for up to a day), so neither
-//! callers nor an outage wait on a mapping that merely aged; a 404 from access_tokens drops it.
+//! callers nor an outage wait on a mapping that merely aged; a 404 from access_tokens drops it
+//! (the broker calls [`Resolver::forget_installation`]).
 
-use crate::app::{AppRuntime, Runtime, Trouble};
-use crate::broker::Inner;
-use crate::error::BrokerError;
-use crate::flight::{Flight, flight};
-use crate::github::{ApiError, InstallationInfo, jwt_rejected_error};
-use crate::metrics::bump;
+use crate::app::{AppRuntime, Settings};
+use crate::error::{BrokerError, ErrorKind};
+use crate::flight::{Flight, flight, spawn_flight};
+use crate::github::InstallationInfo;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -53,7 +55,9 @@ pub(crate) struct Resolved {
 }
 
 #[derive(Debug, Clone)]
-enum Answer {
+/// What GitHub said about a target.
+pub(crate) enum Answer {
+    /// Installed.
     Found(Resolved),
     /// Not installed; the message says on what and which Apps were asked.
     NotInstalled(String),
@@ -75,7 +79,8 @@ struct Entry {
     keep_until: Instant,
 }
 
-type LookupResult = Result<Answer, BrokerError>;
+/// A look-up's outcome, shared by everyone waiting on it.
+pub(crate) type LookupResult = Result<Answer, BrokerError>;
 
 #[derive(Default)]
 struct State {
@@ -83,15 +88,82 @@ struct State {
     flights: HashMap<Key, Flight<LookupResult>>,
 }
 
-/// Cached answers and look-ups in flight.
+/// Cached answers and the look-ups in flight, one per (target, candidate Apps).
 #[derive(Default)]
-pub(crate) struct ResolutionCache {
-    state: Mutex<State>,
+pub(crate) struct Resolver {
+    state: Arc<Mutex<State>>,
 }
 
-impl ResolutionCache {
+impl Resolver {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
+    }
+
+    /// The installation serving `target` among `apps` (non-empty, all for `target.host`):
+    /// cached, or from the look-up in flight, or from a new one — `look_up()`, run in its own
+    /// task — whose answer is cached by `settings`' TTLs.
+    pub(crate) async fn resolve<F, Fut>(
+        &self,
+        settings: &Settings,
+        apps: &[Arc<AppRuntime>],
+        target: &Target,
+        look_up: F,
+    ) -> Result<Resolved, BrokerError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = LookupResult> + Send + 'static,
+    {
+        let key = Key {
+            target: target.clone(),
+            apps: apps.iter().map(|a| a.identity.clone()).collect(),
+        };
+        let waiting = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let mut stale = None;
+            if let Some(entry) = state.entries.get(&key) {
+                if entry.fresh_until > now {
+                    return answer_to_result(entry.answer.clone(), apps);
+                }
+                // Stale while revalidating: an aged "found" answer is used at once while it is
+                // looked up again in the background, so callers do not wait on GitHub for it.
+                if let Answer::Found(resolved) = &entry.answer
+                    && !resolved.installation.suspended
+                    && entry.keep_until > now
+                {
+                    stale = Some(resolved.clone());
+                }
+            }
+            let flight = match state.flights.get(&key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    let (tx, rx) = flight();
+                    state.flights.insert(key.clone(), rx.clone());
+                    let shared = self.state.clone();
+                    let settings = settings.clone();
+                    spawn_flight(tx, look_up(), move |result| {
+                        let result = result.unwrap_or_else(|| {
+                            Err(BrokerError::internal(format!(
+                                "the installation look-up for {} failed unexpectedly (see the daemon's log); the next request tries again",
+                                key.target.label()
+                            )))
+                        });
+                        record_answer(&shared, &settings, key, result)
+                    });
+                    rx
+                }
+            };
+            if let Some(resolved) = stale {
+                return Ok(resolved);
+            }
+            flight
+        };
+        let answer = waiting.wait().await.unwrap_or_else(|| {
+            Err(BrokerError::internal(
+                "the installation look-up task failed",
+            ))
+        })?;
+        answer_to_result(answer, apps)
     }
 
     /// Forgets every mapping to an installation (GitHub said it no longer exists).
@@ -153,228 +225,55 @@ impl ResolutionCache {
     }
 }
 
-impl Inner {
-    /// The installation serving `target` among `apps` (non-empty, all for `target.host`).
-    pub(crate) async fn resolve(
-        self: &Arc<Self>,
-        runtime: &Arc<Runtime>,
-        apps: &[Arc<AppRuntime>],
-        target: &Target,
-    ) -> Result<Resolved, BrokerError> {
-        let key = Key {
-            target: target.clone(),
-            apps: apps.iter().map(|a| a.identity.clone()).collect(),
-        };
-        let waiting = {
-            let mut state = self.resolutions.lock();
-            let now = Instant::now();
-            let mut stale = None;
-            if let Some(entry) = state.entries.get(&key) {
-                if entry.fresh_until > now {
-                    return answer_to_result(entry.answer.clone(), apps);
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Caches a look-up's answer (or falls back to a stale one when GitHub is failing) and
+/// ends the flight.
+fn record_answer(
+    shared: &Mutex<State>,
+    settings: &Settings,
+    key: Key,
+    result: LookupResult,
+) -> LookupResult {
+    let now = Instant::now();
+    let mut state = lock(shared);
+    state.flights.remove(&key);
+    match result {
+        Ok(answer) => {
+            let (ttl, keep) = match &answer {
+                Answer::Found(r) if r.installation.suspended => {
+                    (settings.negative_cache_ttl, STALE_KEEP)
                 }
-                // Stale while revalidating: an aged "found" answer is used at once while it is
-                // looked up again in the background, so callers do not wait on GitHub for it.
-                if let Answer::Found(resolved) = &entry.answer
-                    && !resolved.installation.suspended
-                    && entry.keep_until > now
-                {
-                    stale = Some(resolved.clone());
-                }
-            }
-            let flight = match state.flights.get(&key) {
-                Some(flight) => flight.clone(),
-                None => {
-                    let (tx, rx) = flight();
-                    state.flights.insert(key.clone(), rx.clone());
-                    let inner = self.clone();
-                    let runtime = runtime.clone();
-                    let apps = apps.to_vec();
-                    tokio::spawn(async move {
-                        let result = inner.look_up(&apps, &key.target).await;
-                        let result = inner.record_answer(&runtime, key, result);
-                        tx.complete(result);
-                    });
-                    rx
-                }
+                Answer::Found(_) => (settings.installation_cache_ttl, STALE_KEEP),
+                Answer::Several(_) => (settings.installation_cache_ttl, Duration::ZERO),
+                Answer::NotInstalled(_) => (settings.negative_cache_ttl, Duration::ZERO),
             };
-            if let Some(resolved) = stale {
-                return Ok(resolved);
-            }
-            flight
-        };
-        let answer = waiting.wait().await.unwrap_or_else(|| {
-            Err(BrokerError::internal(
-                "the installation look-up task failed",
-            ))
-        })?;
-        answer_to_result(answer, apps)
-    }
-
-    /// Caches a look-up's answer (or falls back to a stale one when GitHub is failing) and
-    /// ends the flight.
-    fn record_answer(&self, runtime: &Runtime, key: Key, result: LookupResult) -> LookupResult {
-        let now = Instant::now();
-        let settings = &runtime.settings;
-        let mut state = self.resolutions.lock();
-        state.flights.remove(&key);
-        match result {
-            Ok(answer) => {
-                let (ttl, keep) = match &answer {
-                    Answer::Found(r) if r.installation.suspended => {
-                        (settings.negative_cache_ttl, STALE_KEEP)
-                    }
-                    Answer::Found(_) => (settings.installation_cache_ttl, STALE_KEEP),
-                    Answer::Several(_) => (settings.installation_cache_ttl, Duration::ZERO),
-                    Answer::NotInstalled(_) => (settings.negative_cache_ttl, Duration::ZERO),
-                };
-                let fresh_until = now + ttl;
-                state.entries.insert(
-                    key,
-                    Entry {
-                        answer: answer.clone(),
-                        fresh_until,
-                        keep_until: fresh_until + keep,
-                    },
-                );
-                Ok(answer)
-            }
-            Err(error) if error.kind == crate::ErrorKind::Unavailable => {
-                match state.entries.get(&key) {
-                    Some(entry)
-                        if matches!(entry.answer, Answer::Found(_)) && entry.keep_until > now =>
-                    {
-                        tracing::warn!(target = %key.target.label(), "{}; using the last known installation", error.message);
-                        Ok(entry.answer.clone())
-                    }
-                    _ => Err(error),
-                }
-            }
-            Err(error) => Err(error),
+            let fresh_until = now + ttl;
+            state.entries.insert(
+                key,
+                Entry {
+                    answer: answer.clone(),
+                    fresh_until,
+                    keep_until: fresh_until + keep,
+                },
+            );
+            Ok(answer)
         }
-    }
-
-    /// Asks GitHub, App by App.
-    async fn look_up(&self, apps: &[Arc<AppRuntime>], target: &Target) -> LookupResult {
-        let mut transient: Option<BrokerError> = None;
-        let mut other: Option<BrokerError> = None;
-        let mut listed: Vec<Resolved> = Vec::new();
-        for app in apps {
-            bump(&self.metrics.installation_lookups);
-            let found = match (&target.owner, &target.repo) {
-                (Some(owner), Some(repo)) => app
-                    .client
-                    .repo_installation(owner, repo)
-                    .await
-                    .map(|i| i.into_iter().collect()),
-                (Some(owner), None) => app
-                    .client
-                    .owner_installation(owner)
-                    .await
-                    .map(|i| i.into_iter().collect()),
-                _ => app.client.installations().await.map(|all| {
-                    all.into_iter()
-                        .filter(|i| app.config.allows_owner(&i.account))
-                        .collect::<Vec<_>>()
-                }),
-            };
-            match found {
-                Ok(installations) => {
-                    app.health.ok();
-                    let resolved = installations.into_iter().map(|installation| Resolved {
-                        app_identity: app.identity.clone(),
-                        app_name: app.name().to_string(),
-                        installation,
-                    });
-                    if target.owner.is_some() {
-                        if let Some(first) = resolved.into_iter().next() {
-                            return Ok(Answer::Found(first));
-                        }
-                    } else {
-                        listed.extend(resolved);
-                    }
-                }
-                Err(error) => {
-                    let error = self.api_failure(
-                        app,
-                        error,
-                        &format!("looking up the installation for {}", target.label()),
-                    );
-                    if error.kind == crate::ErrorKind::Unavailable {
-                        transient.get_or_insert(error);
-                    } else {
-                        other.get_or_insert(error);
-                    }
-                }
+        Err(error) if error.kind == ErrorKind::Unavailable => match state.entries.get(&key) {
+            Some(entry) if matches!(entry.answer, Answer::Found(_)) && entry.keep_until > now => {
+                tracing::warn!(target = %key.target.label(), "{}; using the last known installation", error.message);
+                Ok(entry.answer.clone())
             }
-        }
-        if target.owner.is_none() {
-            if transient.is_some() || other.is_some() {
-                // Half a list is no basis for "the only installation".
-                return Err(transient
-                    .or(other)
-                    .unwrap_or_else(|| BrokerError::internal("look-up failed")));
-            }
-            return Ok(match listed.len() {
-                0 => Answer::NotInstalled(format!("{} has no installations", describe_apps(apps))),
-                1 => Answer::Found(listed.remove(0)),
-                _ => {
-                    let active: Vec<&Resolved> = listed
-                        .iter()
-                        .filter(|r| !r.installation.suspended)
-                        .collect();
-                    if active.len() == 1 {
-                        Answer::Found(active[0].clone())
-                    } else {
-                        Answer::Several(listed)
-                    }
-                }
-            });
-        }
-        if let Some(error) = transient.or(other) {
-            return Err(error);
-        }
-        Ok(Answer::NotInstalled(format!(
-            "{} installed on {}",
-            not_installed_prefix(apps),
-            target.label()
-        )))
-    }
-
-    /// Maps a failed GitHub call of `app`, recording its health; a rejected JWT also drops the
-    /// App's cached tokens. `doing` says what was being done, for the message.
-    pub(crate) fn api_failure(
-        &self,
-        app: &AppRuntime,
-        error: ApiError,
-        doing: &str,
-    ) -> BrokerError {
-        match &error {
-            e if e.is_transient() => {
-                let detail = e.detail();
-                app.health.fail(
-                    Trouble::Unreachable,
-                    format!("App {}: GitHub unreachable ({detail})", app.name()),
-                );
-                tracing::warn!(app = %app.name(), "GitHub unreachable while {doing}: {detail}");
-                BrokerError::unavailable(format!("GitHub unreachable ({detail})"))
-            }
-            ApiError::JwtRejected { .. } => {
-                let error = jwt_rejected_error(&app.describe(), &error.detail());
-                app.health.fail(
-                    Trouble::BadKey,
-                    format!("App {}: {}", app.name(), error.message),
-                );
-                let dropped = self.tokens.drop_app(&app.identity);
-                tracing::error!(app = %app.name(), dropped_tokens = dropped, "{}", error.message);
-                error
-            }
-            _ => error.into_broker_error(&app.describe()),
-        }
+            _ => Err(error),
+        },
+        Err(error) => Err(error),
     }
 }
 
-fn describe_apps(apps: &[Arc<AppRuntime>]) -> String {
+/// "GitHub App acme-bot (id 1)" or "the GitHub Apps for github.com (…)".
+pub(crate) fn describe_apps(apps: &[Arc<AppRuntime>]) -> String {
     match apps {
         [one] => format!("GitHub App {}", one.describe()),
         many => format!(
@@ -390,17 +289,19 @@ fn describe_apps(apps: &[Arc<AppRuntime>]) -> String {
     }
 }
 
-fn not_installed_prefix(apps: &[Arc<AppRuntime>]) -> String {
+/// "GitHub App acme-bot (id 1) is not" or "none of … is".
+pub(crate) fn not_installed_prefix(apps: &[Arc<AppRuntime>]) -> String {
     match apps {
         [one] => format!("GitHub App {} is not", one.describe()),
         many => format!("none of {} is", describe_apps(many)),
     }
 }
 
+/// What an answer means for a caller.
 fn answer_to_result(answer: Answer, apps: &[Arc<AppRuntime>]) -> Result<Resolved, BrokerError> {
     match answer {
         Answer::Found(resolved) => Ok(resolved),
-        Answer::NotInstalled(message) => Err(BrokerError::not_found(message)),
+        Answer::NotInstalled(message) => Err(about_the_app(BrokerError::not_found(message), apps)),
         Answer::Several(list) => {
             let mut accounts: Vec<String> = list
                 .iter()
@@ -408,13 +309,24 @@ fn answer_to_result(answer: Answer, apps: &[Arc<AppRuntime>]) -> Result<Resolved
                 .collect();
             accounts.sort();
             accounts.dedup();
-            Err(BrokerError::ambiguous(format!(
-                "git did not say which repository it wants, and {} {} {} installations ({}): run `git config --global credential.useHttpPath true` so git sends the repository path, or name the owner",
-                describe_apps(apps),
-                if apps.len() == 1 { "has" } else { "have" },
-                list.len(),
-                accounts.join(", "),
-            )))
+            Err(about_the_app(
+                BrokerError::ambiguous(format!(
+                    "git did not say which repository it wants, and {} {} {} installations ({}): run `git config --global credential.useHttpPath true` so git sends the repository path, or name the owner",
+                    describe_apps(apps),
+                    if apps.len() == 1 { "has" } else { "have" },
+                    list.len(),
+                    accounts.join(", "),
+                )),
+                apps,
+            ))
         }
+    }
+}
+
+/// `error` naming the App when exactly one was asked.
+fn about_the_app(error: BrokerError, apps: &[Arc<AppRuntime>]) -> BrokerError {
+    match apps {
+        [one] => error.with_app(one.name()),
+        _ => error,
     }
 }

@@ -40,12 +40,16 @@ impl RetryPolicy {
     }
 }
 
-/// The sleep before retry number `retry` (0-based): `base·2^retry` capped, with "equal jitter"
-/// (half fixed, half random) so many daemons recovering together do not retry in step.
+/// The sleep before retry number `retry` (0-based) of one GitHub operation.
 pub(crate) fn backoff(retry: u32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1u32 << retry.min(16))
-        .min(BACKOFF_CAP);
+    jittered_backoff(BACKOFF_BASE, retry, BACKOFF_CAP)
+}
+
+/// The one backoff of the broker, for every "try again later": `base·2^step` capped at `cap`,
+/// with "equal jitter" (half fixed, half random) so many daemons — or many keys — recovering
+/// together do not retry in step.
+pub(crate) fn jittered_backoff(base: Duration, step: u32, cap: Duration) -> Duration {
+    let full = base.saturating_mul(1u32 << step.min(16)).min(cap);
     let half = full / 2;
     half + half.mul_f64(fastrand::f64())
 }

@@ -156,6 +156,29 @@ async fn permissions_stay_within_the_ceiling() {
         ErrorKind::Unprocessable,
         "not granted to this installation",
     );
+    // The error carries what it is about as data, not only in its message.
+    assert_eq!(
+        (e.app(), e.installation_id(), e.target(), e.github_status()),
+        (Some("test-app"), Some(100), Some("acme/widgets"), Some(422)),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.github_route(),
+        Some("POST /app/installations/100/access_tokens")
+    );
+    assert_eq!(
+        broker
+            .metrics()
+            .github_failures
+            .get(&("test-app".to_string(), 422)),
+        Some(&1),
+        "metrics count the failure by App and GitHub's status"
+    );
+    assert!(
+        e.github_message()
+            .is_some_and(|m| m.contains("not granted to this installation")),
+        "{e:?}"
+    );
     assert!(
         e.message.contains("test-app (id 1)") && e.message.contains("acme/widgets"),
         "{}",
@@ -346,6 +369,11 @@ async fn error_kinds_are_typed_and_actionable() {
             .ends_with("no cached token with enough life left for octo/tools"),
         "{}",
         e.message
+    );
+    assert_eq!(
+        (e.app(), e.target(), e.github_status()),
+        (Some("test-app"), Some("octo/tools"), None),
+        "no answer from GitHub, so no status: {e:?}"
     );
     env.fault(Fault::Clear);
 }

@@ -76,6 +76,21 @@ pub struct AuditEvent {
     /// The token's expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The App a failure involved (its configured name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// What a failed request was for, as the broker names it (`acme/widgets`, `account acme`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// GitHub's HTTP status, when a failure was GitHub's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github_status: Option<u16>,
+    /// The GitHub route that failed (`POST /app/installations/{id}/access_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github_route: Option<String>,
+    /// GitHub's message on a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github_message: Option<String>,
     /// Time spent answering, in milliseconds.
     pub duration_ms: u64,
 }
@@ -100,8 +115,24 @@ impl AuditEvent {
             token_fingerprint: None,
             installation_id: None,
             expires_at: None,
+            app: None,
+            target: None,
+            github_status: None,
+            github_route: None,
+            github_message: None,
             duration_ms: 0,
         }
+    }
+
+    /// Records what a broker failure was about: the App, installation and target, and GitHub's
+    /// status, route and message — each only when the error carries it.
+    pub fn broker_failure(&mut self, error: &ghapp_broker::BrokerError) {
+        self.app = error.app().map(str::to_string);
+        self.installation_id = error.installation_id().or(self.installation_id);
+        self.target = error.target().map(str::to_string);
+        self.github_status = error.github_status();
+        self.github_route = error.github_route().map(str::to_string);
+        self.github_message = error.github_message().map(str::to_string);
     }
 }
 

@@ -282,7 +282,10 @@ async fn serve_token<S: TokenService>(
             }
             Ok(token)
         }
-        Err(error) => Err(broker_error(&error)),
+        Err(error) => {
+            audit.broker_failure(&error);
+            Err(broker_error(&error))
+        }
     }
 }
 
@@ -404,7 +407,10 @@ async fn runner_token<S: TokenService>(
             audit.expires_at = Some(token.expires_at.clone());
             Reply::json(200, &token)
         }
-        Err(error) => broker_error(&error),
+        Err(error) => {
+            audit.broker_failure(&error);
+            broker_error(&error)
+        }
     }
 }
 

@@ -243,6 +243,32 @@ async fn invalidate_runner_status_and_metrics() {
         invalidated["token_fingerprint"],
         ghapp_protocol::secret::fingerprint(&cached)
     );
+    // A failure's record carries what the broker's error says as data.
+    let failed = records
+        .iter()
+        .find(|r| {
+            r["outcome"] == "failed" && r["route"] == "/v1/runner-token" && r["status"] == 404
+        })
+        .expect("a failed runner-token record");
+    assert_eq!(
+        (
+            failed["app"].as_str(),
+            failed["installation_id"].as_u64(),
+            failed["target"].as_str(),
+            failed["github_status"].as_u64(),
+            failed["github_route"].as_str(),
+            failed["github_message"].as_str(),
+        ),
+        (
+            Some("test-app"),
+            Some(100),
+            Some("organization missing"),
+            Some(404),
+            Some("POST /orgs/missing/actions/runners/registration-token"),
+            Some("Not Found"),
+        ),
+        "{failed}"
+    );
     let granted = records
         .iter()
         .find(|r| r["outcome"] == "granted" && r["route"] == "/v1/token")

@@ -52,22 +52,22 @@ impl TokenService for Fake {
             let repo = query.repo.clone().unwrap_or_default();
             match owner.as_str() {
                 "missing" => {
-                    return Err(BrokerError {
-                        kind: ErrorKind::NotFound,
-                        message: format!("GitHub App test-app is not installed on {owner}/{repo}"),
-                    });
+                    return Err(BrokerError::new(
+                        ErrorKind::NotFound,
+                        format!("GitHub App test-app is not installed on {owner}/{repo}"),
+                    ));
                 }
                 "down" => {
-                    return Err(BrokerError {
-                        kind: ErrorKind::Unavailable,
-                        message: "GitHub unreachable: connection refused".into(),
-                    });
+                    return Err(BrokerError::new(
+                        ErrorKind::Unavailable,
+                        "GitHub unreachable: connection refused",
+                    ));
                 }
                 "ceiling" => {
-                    return Err(BrokerError {
-                        kind: ErrorKind::Unprocessable,
-                        message: "beyond the App's ceiling".into(),
-                    });
+                    return Err(BrokerError::new(
+                        ErrorKind::Unprocessable,
+                        "beyond the App's ceiling",
+                    ));
                 }
                 "slow" => tokio::time::sleep(Duration::from_secs(1)).await,
                 _ => {}
@@ -102,10 +102,20 @@ impl TokenService for Fake {
     ) -> Result<RunnerTokenResponse, BrokerError> {
         {
             if org == "missing" {
-                return Err(BrokerError {
-                    kind: ErrorKind::NotFound,
-                    message: format!("not installed on {org}"),
-                });
+                return Err(BrokerError::new(
+                    ErrorKind::NotFound,
+                    format!("not installed on {org}"),
+                )
+                .with_app("test-app")
+                .with_installation(100)
+                .with_target(format!("organization {org}"))
+                .with_github(
+                    Some(404),
+                    Some(format!(
+                        "POST /orgs/{org}/actions/runners/registration-token"
+                    )),
+                    "Not Found",
+                ));
             }
             Ok(RunnerTokenResponse {
                 token: Token::new("AAAARUNNERTOKENSECRET"),

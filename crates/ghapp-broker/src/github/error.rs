@@ -1,0 +1,104 @@
+//! Why a GitHub call failed, as the engine saw it: before the broker adds which App,
+//! installation and target it was for (`failure.rs` is the one place that turns it into a
+//! broker error).
+
+use crate::clock::format_rfc3339;
+use std::time::SystemTime;
+
+/// Why a GitHub call failed, before the caller adds its context.
+#[derive(Debug, Clone)]
+pub(crate) enum ApiError {
+    /// GitHub answered an error status that retrying will not fix.
+    Status {
+        status: u16,
+        message: String,
+        route: String,
+    },
+    /// GitHub rejected the App JWT (after any clock correction).
+    JwtRejected {
+        status: u16,
+        message: String,
+        route: String,
+    },
+    /// Rate limited beyond what the budget allows waiting for.
+    RateLimited { until: SystemTime, route: String },
+    /// No usable answer after the retries: transport failures or 5xx.
+    Unreachable { detail: String },
+    /// An answer that is not what GitHub documents.
+    Protocol { detail: String },
+}
+
+impl ApiError {
+    /// True for failures of GitHub rather than of the request: worth serving from cache.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Unreachable { .. }
+        )
+    }
+
+    /// What happened, for messages ("HTTP 503 from POST /app/…: Service Unavailable").
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            ApiError::Status {
+                status,
+                message,
+                route,
+            }
+            | ApiError::JwtRejected {
+                status,
+                message,
+                route,
+            } => {
+                format!("HTTP {status} from {route}: {message}")
+            }
+            ApiError::RateLimited { until, route } => {
+                format!(
+                    "rate limited by GitHub until {} ({route})",
+                    format_rfc3339(*until)
+                )
+            }
+            ApiError::Unreachable { detail } | ApiError::Protocol { detail } => detail.clone(),
+        }
+    }
+
+    /// This failure repeated to an operation that was not sent because of it, with `note`.
+    pub(super) fn held(&self, note: &str) -> ApiError {
+        match self.clone() {
+            ApiError::Unreachable { detail } => ApiError::Unreachable {
+                detail: format!("{detail}; {note}"),
+            },
+            ApiError::JwtRejected {
+                status,
+                message,
+                route,
+            } => ApiError::JwtRejected {
+                status,
+                message: format!("{message}; {note}"),
+                route,
+            },
+            other => other,
+        }
+    }
+
+    /// GitHub's answer as data: its status (when it answered), the route, and its message (or
+    /// what went wrong on the way).
+    pub(crate) fn answer(&self) -> (Option<u16>, Option<String>, String) {
+        match self {
+            ApiError::Status {
+                status,
+                message,
+                route,
+            }
+            | ApiError::JwtRejected {
+                status,
+                message,
+                route,
+            } => (Some(*status), Some(route.clone()), message.clone()),
+            ApiError::RateLimited { route, .. } => (None, Some(route.clone()), self.detail()),
+            ApiError::Unreachable { detail } | ApiError::Protocol { detail } => {
+                (None, None, detail.clone())
+            }
+        }
+    }
+}
