@@ -271,20 +271,22 @@ fn stat(fd: &OwnedFd, path: &Path) -> Result<Stat, Untrusted> {
 /// Turns a failed `openat(O_NOFOLLOW | O_DIRECTORY)` into "a link", "not a directory" or the
 /// OS's reason.
 fn classify(parent: &OwnedFd, name: &OsStr, path: &Path, error: Errno) -> Untrusted {
-    if error == Errno::LOOP || error == Errno::NOTDIR {
-        if let Ok(stat) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+    let not_followed = error == Errno::LOOP || error == Errno::NOTDIR;
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if not_followed => {
             if rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink {
-                return Untrusted::Symlink {
+                Untrusted::Symlink {
                     path: path.to_path_buf(),
-                };
+                }
+            } else {
+                Untrusted::WrongType {
+                    path: path.to_path_buf(),
+                    expected: "directory",
+                }
             }
-            return Untrusted::WrongType {
-                path: path.to_path_buf(),
-                expected: "directory",
-            };
         }
+        _ => inspect(path, error),
     }
-    inspect(path, error)
 }
 
 /// One directory of the chain: trusted owner; not group/other-writable unless it is a sticky
