@@ -307,6 +307,14 @@ fn assert_every_client_refuses(scene: &Scene, victim: &User, fake: &FakeDaemon, 
     );
     assert!(!text(&exec.stdout).contains(EVIL_TOKEN));
 
+    let doctor = scene.ghapp(victim, &["doctor"]);
+    let report = format!("{}{}", text(&doctor.stdout), text(&doctor.stderr));
+    assert!(
+        report.contains("refusing to use the ghapp socket"),
+        "doctor: {report}"
+    );
+    assert!(report.contains(why), "doctor should say {why:?}: {report}");
+
     let get = scene.helper(victim, "get", GET);
     assert_eq!(get.status.code(), Some(0));
     assert!(
