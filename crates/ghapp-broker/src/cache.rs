@@ -13,7 +13,6 @@
 //! and asks.
 
 use crate::app::Settings;
-use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
@@ -21,12 +20,13 @@ use crate::retry::jittered_backoff;
 use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -145,8 +145,8 @@ pub(crate) struct CachedToken {
     pub expires: Instant,
     /// When it arrived.
     pub minted_at: Instant,
-    /// Expiry on the local wall clock (formatted when asked: [`CachedToken::expires_at`]).
-    pub expires_wall: SystemTime,
+    /// Expiry on the local wall clock.
+    pub expires_at: Timestamp,
     /// What it was minted for.
     pub plan: Arc<MintPlan>,
     /// What GitHub granted.
@@ -164,16 +164,11 @@ impl CachedToken {
         self.expires.saturating_duration_since(self.minted_at)
     }
 
-    /// Expiry on the local wall clock, RFC 3339 (`2026-11-22T05:00:00Z`).
-    pub(crate) fn expires_at(&self) -> String {
-        format_rfc3339(self.expires_wall)
-    }
-
     /// The socket API's answer.
     pub(crate) fn response(&self) -> TokenResponse {
         TokenResponse {
             token: self.token.clone(),
-            expires_at: self.expires_at(),
+            expires_at: self.expires_at,
             installation_id: self.installation_id(),
             app: self.plan.app_name.to_string(),
             host: self.plan.key.host.to_string(),
@@ -613,7 +608,7 @@ mod tests {
             digest: digest(secret),
             expires: now + life,
             minted_at: now,
-            expires_wall: SystemTime::UNIX_EPOCH,
+            expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             plan: plan("widgets"),
             permissions: Permissions::new(),
         })

@@ -184,7 +184,7 @@ impl Minter {
             digest: digest(minted.token.expose()),
             expires: st.instant_of(minted.expires_at),
             minted_at: st.received,
-            expires_wall: st.local_time_of(minted.expires_at),
+            expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             permissions: minted.permissions.clone(),
             token: minted.token,

@@ -15,8 +15,13 @@
 //!
 //! Config file: `$GHAPP_CONFIG`, else `<user config dir>/ghapp/config.toml` if it exists, else
 //! `/etc/ghapp/config.toml`.
+//!
+//! Whichever rule chose it, a client talks to a socket only when [`trust`] accepts its path and
+//! the process answering on it: a path merely existing proves nothing (anyone may create
+//! `/tmp/ghapp-<uid>` before its owner does).
 
-use serde::Deserialize;
+pub mod trust;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -234,7 +239,7 @@ impl Environment {
 }
 
 /// The socket a client (helper, CLI) should connect to, reading the environment and, when the
-/// config file exists, its `[daemon] socket` — nothing else of the config is parsed.
+/// config file exists and is trusted, its `[daemon] socket`.
 pub fn client_socket(flag: Option<&Path>) -> Resolved {
     let env = Environment::current();
     let needs_config = flag.is_none() && env.socket.is_none();
@@ -247,20 +252,39 @@ pub fn client_socket(flag: Option<&Path>) -> Resolved {
     env.client_socket(flag, config_socket.as_deref(), |p| p.exists())
 }
 
-/// `[daemon] socket` from a config file, if the file exists, parses, and sets it. A broken file
-/// is the daemon's and `ghapp doctor`'s to report; clients just fall back to the defaults.
+/// What a client needs to reach the daemon: the socket and the uids it may trust there.
+#[derive(Debug, Clone)]
+pub struct ClientTarget {
+    /// The socket and the rule that chose it.
+    pub socket: Resolved,
+    /// Who may own the socket's directories and file and answer on it: this process's uid,
+    /// root, and `[daemon] trusted_uids` of the config file.
+    pub trusted: trust::TrustedUids,
+}
+
+/// [`client_socket`] plus the trusted uids, reading the config file (`config_flag`, else the
+/// usual resolution) at most once.
+pub fn client_target(socket_flag: Option<&Path>, config_flag: Option<&Path>) -> ClientTarget {
+    let env = Environment::current();
+    let config = env.config_file(config_flag, |p| p.is_file());
+    let settings = crate::config::client_settings(&config.path).unwrap_or_default();
+    let config_socket = if socket_flag.is_none() && env.socket.is_none() {
+        settings.socket
+    } else {
+        None
+    };
+    ClientTarget {
+        socket: env.client_socket(socket_flag, config_socket.as_deref(), |p| p.exists()),
+        trusted: trust::TrustedUids::new(env.uid, &settings.trusted_uids),
+    }
+}
+
+/// `[daemon] socket` from a config file, if the file exists, is trusted, validates and sets it
+/// (see [`crate::config::client_settings`]). A broken file is the daemon's and `ghapp doctor`'s
+/// to report; clients just fall back to the defaults. An untrusted one (writable by others) is
+/// ignored: its socket is never followed.
 pub fn socket_from_config_file(path: &Path) -> Option<PathBuf> {
-    #[derive(Deserialize)]
-    struct File {
-        daemon: Option<Daemon>,
-    }
-    #[derive(Deserialize)]
-    struct Daemon {
-        socket: Option<PathBuf>,
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let file: File = toml::from_str(&text).ok()?;
-    file.daemon?.socket
+    crate::config::client_settings(path)?.socket
 }
 
 /// Refuses socket paths the kernel cannot bind or connect to, with a message that says why.
