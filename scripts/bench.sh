@@ -17,9 +17,9 @@ have_oha() {
 }
 if ! have_oha && [ -z "${GHAPP_BENCH_NO_INSTALL:-}" ]; then
     echo "bench: installing oha $OHA_VERSION (cargo install --locked; takes minutes once)" >&2
-    # Without default features: no TLS stack, which the Unix-socket rows do not need.
+    # Default features (rustls): oha 1.16.0 does not build without a TLS feature.
     CARGO_TARGET_DIR="${TMPDIR:-/tmp}/ghapp-bench-oha-build" \
-        cargo install oha --version "$OHA_VERSION" --locked --no-default-features >&2 ||
+        cargo install oha --version "$OHA_VERSION" --locked >&2 ||
         echo "bench: oha install failed; its rows will say SKIPPED" >&2
 fi
 
