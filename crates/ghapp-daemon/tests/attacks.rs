@@ -18,7 +18,7 @@
 
 use ghapp_testkit::daemon::{HttpResponse, config_for, http_request, short_temp_dir};
 use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -27,9 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use ghapp_testkit::system::{ThrowawayUser, is_root, run_with_input};
 
 /// True (after a loud message) when the test cannot run here.
 fn skipped_without_root(test: &str) -> bool {
@@ -88,28 +86,15 @@ impl Daemon {
                     chown(&entry.unwrap().path(), uid, gid);
                 }
                 chown(dir.path(), uid, gid);
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .arg("--clear-groups")
-                    .arg("--")
-                    .arg(daemon_binary());
-                c
+                ghapp_testkit::system::as_user(uid, gid, daemon_binary())
             }
             None => Command::new(daemon_binary()),
         };
-        command
-            .args(["daemon", "--foreground", "--config"])
-            .arg(&config_path)
-            .arg("--socket")
-            .arg(&socket)
+        ghapp_testkit::daemon::foreground_daemon(&mut command, &config_path, &socket)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
             .env_remove("GHAPP_SOCKET")
             .env_remove("GHAPP_CONFIG")
             .env("GHAPP_LOG", "info,ghapp_daemon=debug");
@@ -184,7 +169,7 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 
 #[derive(Default)]
 struct Accounts {
-    users: Vec<String>,
+    users: Vec<ThrowawayUser>,
     groups: Vec<String>,
 }
 
@@ -217,28 +202,22 @@ impl Accounts {
     /// uid and primary gid.
     fn user(&mut self, suffix: &str, groups: &[&str]) -> (String, u32, u32) {
         let name = Self::name(suffix);
-        let mut command = Command::new("useradd");
-        command.args(["-M", "-U", "-s", "/usr/sbin/nologin"]);
+        let supplementary = groups.join(",");
+        let mut options = vec!["-M", "-U", "-s", "/usr/sbin/nologin"];
         if !groups.is_empty() {
-            command.arg("-G").arg(groups.join(","));
+            options.extend(["-G", supplementary.as_str()]);
         }
-        Self::run(command.arg(&name));
-        self.users.push(name.clone());
-        let uid = Self::run(Command::new("id").args(["-u", &name]))
-            .parse()
-            .unwrap();
-        let gid = Self::run(Command::new("id").args(["-g", &name]))
-            .parse()
-            .unwrap();
-        (name, uid, gid)
+        let user = ThrowawayUser::create(&name, &options).unwrap_or_else(|error| panic!("{error}"));
+        let answer = (name, user.uid, user.gid);
+        self.users.push(user);
+        answer
     }
 }
 
 impl Drop for Accounts {
     fn drop(&mut self) {
-        for user in &self.users {
-            let _ = Command::new("userdel").arg(user).output();
-        }
+        // Users first: a group that is still some user's group cannot be deleted.
+        self.users.clear();
         for group in &self.groups {
             let _ = Command::new("groupdel").arg(group).output();
         }
@@ -481,22 +460,13 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     let mut slowest = Duration::ZERO;
     for _ in 0..CALLS {
         let call = Instant::now();
-        let mut child = Command::new(&helper)
-            .arg("get")
-            .env("GHAPP_SOCKET", &daemon.socket)
-            .env_remove("GHAPP_DEBUG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_input(
+            Command::new(&helper)
+                .arg("get")
+                .env("GHAPP_SOCKET", &daemon.socket)
+                .env_remove("GHAPP_DEBUG"),
+            input.as_bytes(),
+        );
         slowest = slowest.max(call.elapsed());
         if String::from_utf8_lossy(&output.stdout).contains("password=ghs_") {
             succeeded += 1;
