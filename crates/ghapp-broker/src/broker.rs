@@ -18,7 +18,7 @@ use crate::mint::{Minter, plan};
 use crate::refresh::{Refresher, Round};
 use crate::request::Request;
 use crate::resolve::{Resolved, Resolver, Target};
-use crate::runner::{self, RunnerAnswer};
+use crate::runner::{self, RunnerAnswer, RunnerTarget};
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
 use ghapp_protocol::api::RunnerTokenResponse;
@@ -217,6 +217,7 @@ impl Core {
                 for (app, consequence) in &outcome.consequences {
                     core.apply(app, consequence);
                 }
+                core.resolver.note_enterprise(&asked.host, &outcome.enterprise);
                 outcome.answer
             })
             .await
@@ -386,7 +387,7 @@ impl Core {
                         _,
                     ) => AfterFailure::Drop,
                     (_, Some(app)) => AfterFailure::Retry {
-                        not_before: app.client.rate_limited_until().map(|(until, _)| until),
+                        not_before: app.client.mint_held_until().map(|(until, _)| until),
                     },
                 };
                 if let (Some(consequence), Some(app)) = (&consequence, &app) {
@@ -432,18 +433,29 @@ impl Core {
         next
     }
 
-    /// A runner registration (or removal, with `remove`) token for `org` on `host`.
+    /// A runner registration (or removal, with `remove`) token for `target` on `host`.
     pub(crate) async fn runner_token(
         self: &Arc<Self>,
         host: &str,
-        org: &str,
+        target: RunnerTarget,
         remove: bool,
     ) -> Result<RunnerTokenResponse, BrokerError> {
-        let request = Request::from_query(&runner::runner_query(host, org)?)?;
+        let request = Request::from_query(&runner::runner_query(host, &target)?)?;
+        // The validated (lower-cased) names.
+        let target = match (&request.owner, &request.repo, target) {
+            (Some(owner), Some(repo), RunnerTarget::Repository { .. }) => RunnerTarget::Repository {
+                owner: owner.clone(),
+                repo: repo.clone(),
+            },
+            (Some(owner), _, RunnerTarget::Organization(_)) => {
+                RunnerTarget::Organization(owner.clone())
+            }
+            (_, _, target) => target,
+        };
         let mut retried = false;
         loop {
             let (token, app) = self.token_for(&request).await?;
-            match runner::ask(&app, &token, &request.host, org, remove, !retried).await {
+            match runner::ask(&app, &token, &request.host, &target, remove, !retried).await {
                 RunnerAnswer::Issued(response) => return Ok(response),
                 RunnerAnswer::Revoked => {
                     tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");

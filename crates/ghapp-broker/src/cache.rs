@@ -65,6 +65,9 @@ pub(crate) struct MintPlan {
     pub target: String,
     /// The access_tokens request body.
     pub body: TokenRequestBody,
+    /// What the installation was granted, as its look-up said: what a token minted without
+    /// narrowed permissions has when GitHub's answer does not list them.
+    pub installation_permissions: Permissions,
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
@@ -117,7 +120,12 @@ impl CachedToken {
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
     pub(crate) fn repositories(&self) -> &[String] {
-        &self.plan.body.repositories
+        if self.plan.body.repositories.is_empty() {
+            // Narrowed by id (a renamed repository) or not at all: the names asked for.
+            &self.plan.key.repositories
+        } else {
+            &self.plan.body.repositories
+        }
     }
 }
 
@@ -489,6 +497,7 @@ mod tests {
             account: "acme".into(),
             target: format!("acme/{repo}"),
             body: TokenRequestBody::default(),
+            installation_permissions: Permissions::new(),
         })
     }
 

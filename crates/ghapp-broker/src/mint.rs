@@ -5,8 +5,12 @@
 //! - Permissions asked must be within the App's ceiling (`permissions`), else 422 naming the
 //!   first one beyond it. None asked → the ceiling (limited to what the installation has), or,
 //!   without a ceiling, nothing (GitHub then grants everything the installation has).
+//! - A repository found through a redirect (renamed) is narrowed by its id, as its old name no
+//!   longer resolves.
 //! - GitHub's answer must not grant more than asked, and must be narrowed as asked; otherwise
-//!   the token is not served.
+//!   the token is not served. GitHub's schema requires only `token` and `expires_at`: what the
+//!   answer leaves out (`permissions`, `repositories`, `repository_selection`) is not held
+//!   against it, what it carries is checked.
 
 use crate::app::AppRuntime;
 use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
@@ -44,11 +48,14 @@ pub(crate) fn plan(
     } else {
         ceiling.map(|c| within_installation(c, &resolved.installation.permissions))
     };
-    let repositories: Vec<String> = match repo {
-        Some(repo) if !app.config.installation_wide => vec![repo.to_string()],
-        _ => Vec::new(),
+    let narrowed_to = repo.filter(|_| !app.config.installation_wide);
+    let (repositories, repository_ids) = match (narrowed_to, resolved.installation.repository_id)
+    {
+        (Some(_), Some(id)) => (Vec::new(), vec![id]),
+        (Some(repo), None) => (vec![repo.to_string()], Vec::new()),
+        (None, _) => (Vec::new(), Vec::new()),
     };
-    let mut key_repositories: Vec<String> = repositories
+    let mut key_repositories: Vec<String> = narrowed_to
         .iter()
         .map(|r| r.to_ascii_lowercase())
         .collect();
@@ -75,8 +82,10 @@ pub(crate) fn plan(
         target,
         body: TokenRequestBody {
             repositories,
+            repository_ids,
             permissions,
         },
+        installation_permissions: resolved.installation.permissions.clone(),
     })
 }
 
@@ -111,13 +120,15 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             plan.app_label, plan.target
         ))
     };
-    if let Some(asked) = &plan.body.permissions {
+    if let Some(asked) = &plan.body.permissions
+        && let Some(granted) = &minted.permissions
+    {
         // GitHub adds `metadata: read` to every scoped token (repositories need it).
         let mut allowed = asked.clone();
         if allowed.get("metadata").is_none() {
             let _ = allowed.insert("metadata", Level::Read);
         }
-        if let Some((name, level)) = minted.permissions.first_beyond(&allowed) {
+        if let Some((name, level)) = granted.first_beyond(&allowed) {
             return Err(refuse(format!(
                 "grants {name}:{level}, more than asked ({})",
                 asked.to_list()
@@ -127,23 +138,49 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             return Err(refuse(format!("grants {odd}, which was not asked for")));
         }
     }
-    if !plan.body.repositories.is_empty() {
-        let Some(granted) = &minted.repositories else {
+    let narrowed = !plan.body.repositories.is_empty() || !plan.body.repository_ids.is_empty();
+    if !narrowed {
+        return Ok(());
+    }
+    if let Some(selection) = &minted.repository_selection
+        && selection != "selected"
+    {
+        return Err(refuse(format!(
+            "covers repository_selection {selection:?}, not the repositories asked ({})",
+            plan.key.repositories.join(", ")
+        )));
+    }
+    // Absent: GitHub's schema does not require the list; the selection (if any) was checked.
+    let Some(granted) = &minted.repositories else {
+        return Ok(());
+    };
+    if !plan.body.repository_ids.is_empty() {
+        let mut ids: Vec<Option<u64>> = granted.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        let asked: Vec<Option<u64>> = plan.body.repository_ids.iter().copied().map(Some).collect();
+        if ids != asked {
+            let names: Vec<&str> = granted.iter().map(|r| r.name.as_str()).collect();
             return Err(refuse(format!(
-                "is not narrowed to {} as asked",
-                plan.body.repositories.join(", ")
-            )));
-        };
-        let mut granted: Vec<String> = granted.iter().map(|r| r.to_ascii_lowercase()).collect();
-        granted.sort();
-        granted.dedup();
-        if granted != plan.key.repositories {
-            return Err(refuse(format!(
-                "covers repositories [{}] instead of [{}]",
-                granted.join(", "),
-                plan.key.repositories.join(", ")
+                "covers repositories [{}] instead of the repository with id {:?}",
+                names.join(", "),
+                plan.body.repository_ids
             )));
         }
+        return Ok(());
+    }
+    let mut names: Vec<String> = granted
+        .iter()
+        .map(|r| r.name.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names != plan.key.repositories {
+        return Err(refuse(format!(
+            "covers repositories [{}] instead of [{}]",
+            names.join(", "),
+            plan.key.repositories.join(", ")
+        )));
     }
     Ok(())
 }
@@ -199,7 +236,13 @@ impl Minter {
             minted_at: st.received,
             expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
             plan: plan.clone(),
-            permissions: minted.permissions.clone(),
+            // Not listed by GitHub: what was asked, else everything the installation has.
+            permissions: minted.permissions.clone().unwrap_or_else(|| {
+                plan.body
+                    .permissions
+                    .clone()
+                    .unwrap_or_else(|| plan.installation_permissions.clone())
+            }),
             token: minted.token,
         };
         self.metrics.record_mint(app.name(), started.elapsed());
