@@ -83,6 +83,8 @@ pub struct PeerPolicy {
 
 /// The permission runner tokens need on the organization.
 const RUNNER_PERMISSION: &str = "organization_self_hosted_runners";
+/// What a repository runner token needs (GitHub: repository `administration: write`).
+const REPOSITORY_RUNNER_PERMISSION: &str = "administration";
 
 impl PeerPolicy {
     /// Validates one config entry (`index` is 1-based).
@@ -238,6 +240,28 @@ impl PeerPolicy {
         {
             return Err(Refusal::BeyondCeiling(format!(
                 "runner tokens need {RUNNER_PERMISSION}:write, beyond the ceiling for {} in [[daemon.policy]] entry {}",
+                self.who(),
+                self.index
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a repository runner-token request (needs `administration: write` on it).
+    pub fn check_repository_runner(&self, owner: &str, repo: &str) -> Result<(), Refusal> {
+        if !self.owner_allowed(owner) {
+            return Err(self.refuse(format!("account {owner}")));
+        }
+        if !self.repo_allowed(owner, Some(repo)) {
+            return Err(self.refuse(format!("a runner token for {owner}/{repo}")));
+        }
+        if let Some(ceiling) = &self.ceiling
+            && ceiling
+                .get(REPOSITORY_RUNNER_PERMISSION)
+                .is_none_or(|level| level < Level::Write)
+        {
+            return Err(Refusal::BeyondCeiling(format!(
+                "repository runner tokens need {REPOSITORY_RUNNER_PERMISSION}:write, beyond the ceiling for {} in [[daemon.policy]] entry {}",
                 self.who(),
                 self.index
             )));

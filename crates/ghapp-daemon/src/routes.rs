@@ -376,7 +376,7 @@ async fn runner_token<S: TokenService>(
     let wanted: RunnerTokenRequest = match read_json(
         request,
         settings,
-        r#"{"org": "…", "host": "…", "remove": false}"#,
+        r#"{"org": "…", "repo": "…", "host": "…", "remove": false}"#,
     )
     .await
     {
@@ -387,6 +387,11 @@ async fn runner_token<S: TokenService>(
         Ok(org) => org,
         Err(e) => return Reply::error(400, e.to_string()),
     };
+    let repo = match wanted.repo.as_deref().map(|r| api::check_name("repo", r)) {
+        None => None,
+        Some(Ok(repo)) => Some(repo),
+        Some(Err(e)) => return Reply::error(400, e.to_string()),
+    };
     let host = match wanted.host.as_deref().map(api::check_host).transpose() {
         Ok(host) => host
             .or_else(|| settings.default_host.clone())
@@ -395,12 +400,26 @@ async fn runner_token<S: TokenService>(
     };
     audit.host = Some(host.clone());
     audit.owner = Some(org.clone());
-    if let Some(policy) = settings.access.policy_for(&peer)
-        && let Err(refusal) = policy.check_runner(&org)
-    {
-        return refused(refusal, audit);
+    audit.repo = repo.clone();
+    if let Some(policy) = settings.access.policy_for(&peer) {
+        let checked = match &repo {
+            Some(repo) => policy.check_repository_runner(&org, repo),
+            None => policy.check_runner(&org),
+        };
+        if let Err(refusal) = checked {
+            return refused(refusal, audit);
+        }
     }
-    match state.service.runner_token(&host, &org, wanted.remove).await {
+    let issued = match &repo {
+        Some(repo) => {
+            state
+                .service
+                .repository_runner_token(&host, &org, repo, wanted.remove)
+                .await
+        }
+        None => state.service.runner_token(&host, &org, wanted.remove).await,
+    };
+    match issued {
         Ok(token) => {
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
