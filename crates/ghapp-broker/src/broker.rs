@@ -454,7 +454,10 @@ impl Core {
         };
         let mut retried = false;
         loop {
-            let (token, app) = self.token_for(&request).await?;
+            let (token, app) = self
+                .token_for(&request)
+                .await
+                .map_err(|e| Self::runner_advice(&target, e))?;
             match runner::ask(&app, &token, &request.host, &target, remove, !retried).await {
                 RunnerAnswer::Issued(response) => return Ok(response),
                 RunnerAnswer::Revoked => {
@@ -471,6 +474,25 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// A runner-token request's failure, with advice for an organization's runners asked of
+    /// an account whose installation cannot have them (a user account's repositories get
+    /// runners one repository at a time).
+    fn runner_advice(target: &RunnerTarget, error: BrokerError) -> BrokerError {
+        let RunnerTarget::Organization(owner) = target else {
+            return error;
+        };
+        if !matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::NotFound)
+            || error.message.contains("OWNER/REPO")
+        {
+            return error;
+        }
+        let message = format!(
+            "{}; if {owner} is a user account, its repositories get runners one at a time: `ghapp runner-token OWNER/REPO`",
+            error.message
+        );
+        error.with_message(message)
     }
 
     /// Drops the cached entry holding exactly this token (see [`crate::Broker::invalidate`]).
