@@ -262,6 +262,86 @@ impl Minter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::TokenKey;
+    use crate::clock::ServerTime;
+    use crate::github::GrantedRepository;
+    use ghapp_protocol::secret::Token;
+    use std::time::{Duration, SystemTime};
+
+    fn narrowed_plan(body: TokenRequestBody) -> MintPlan {
+        MintPlan {
+            key: TokenKey {
+                host: "github.com".into(),
+                app_identity: "app".into(),
+                installation_id: 100,
+                repositories: vec!["widgets".into()],
+                permissions: body.permissions.clone(),
+            },
+            app_name: "acme-bot".into(),
+            app_label: "acme-bot (id 1)".into(),
+            account: "acme".into(),
+            target: "acme/widgets".into(),
+            body,
+            installation_permissions: Permissions::new(),
+        }
+    }
+
+    /// GitHub's minimal answer: only `token` and `expires_at`.
+    fn minimal() -> MintedToken {
+        MintedToken {
+            token: Token::new("ghs_x"),
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            server_time: ServerTime::from_date_header(None),
+            permissions: None,
+            unrecognised_permissions: Vec::new(),
+            repositories: None,
+            repository_selection: None,
+        }
+    }
+
+    #[test]
+    fn minimal_answers_pass_and_what_they_carry_is_checked() {
+        let by_name = narrowed_plan(TokenRequestBody {
+            repositories: vec!["widgets".into()],
+            permissions: Some(Permissions::parse_list("contents:read").unwrap()),
+            ..TokenRequestBody::default()
+        });
+        assert!(check_minted(&by_name, &minimal()).is_ok());
+        let wide = MintedToken {
+            repository_selection: Some("all".into()),
+            ..minimal()
+        };
+        let e = check_minted(&by_name, &wide).unwrap_err();
+        assert!(e.message.contains("repository_selection \"all\""), "{}", e.message);
+        let more = MintedToken {
+            permissions: Some(Permissions::parse_list("contents:write").unwrap()),
+            ..minimal()
+        };
+        assert!(check_minted(&by_name, &more).is_err(), "more than asked");
+        let other = MintedToken {
+            repositories: Some(vec![GrantedRepository {
+                id: Some(1),
+                name: "gadgets".into(),
+            }]),
+            ..minimal()
+        };
+        assert!(check_minted(&by_name, &other).is_err(), "another repository");
+
+        let by_id = narrowed_plan(TokenRequestBody {
+            repository_ids: vec![42],
+            ..TokenRequestBody::default()
+        });
+        assert!(check_minted(&by_id, &minimal()).is_ok());
+        let renamed = |id| MintedToken {
+            repositories: Some(vec![GrantedRepository {
+                id: Some(id),
+                name: "widgets".into(),
+            }]),
+            ..minimal()
+        };
+        assert!(check_minted(&by_id, &renamed(42)).is_ok(), "its new name");
+        assert!(check_minted(&by_id, &renamed(43)).is_err(), "another id");
+    }
 
     #[test]
     fn ceiling_is_limited_to_the_installation() {
