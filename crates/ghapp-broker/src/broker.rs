@@ -217,7 +217,8 @@ impl Core {
                 for (app, consequence) in &outcome.consequences {
                     core.apply(app, consequence);
                 }
-                core.resolver.note_enterprise(&asked.host, &outcome.enterprise);
+                core.resolver
+                    .note_enterprise(&asked.host, &outcome.enterprise);
                 outcome.answer
             })
             .await
@@ -443,10 +444,12 @@ impl Core {
         let request = Request::from_query(&runner::runner_query(host, &target)?)?;
         // The validated (lower-cased) names.
         let target = match (&request.owner, &request.repo, target) {
-            (Some(owner), Some(repo), RunnerTarget::Repository { .. }) => RunnerTarget::Repository {
-                owner: owner.clone(),
-                repo: repo.clone(),
-            },
+            (Some(owner), Some(repo), RunnerTarget::Repository { .. }) => {
+                RunnerTarget::Repository {
+                    owner: owner.clone(),
+                    repo: repo.clone(),
+                }
+            }
             (Some(owner), _, RunnerTarget::Organization(_)) => {
                 RunnerTarget::Organization(owner.clone())
             }

@@ -253,9 +253,17 @@ mod tests {
         assert_ne!(before, after, "re-signed");
         assert_eq!(claims(&after).iss, serde_json::json!(7));
         assert!(!s.use_app_id_issuer(), "once");
-        assert!(!signer(None, Some("Iv23liABC")).use_app_id_issuer(), "no App id");
-        assert!(!signer(Some(7), None).use_app_id_issuer(), "already the App id");
-        assert!(is_issuer_message("'Issuer' claim ('iss') must be an Integer"));
+        assert!(
+            !signer(None, Some("Iv23liABC")).use_app_id_issuer(),
+            "no App id"
+        );
+        assert!(
+            !signer(Some(7), None).use_app_id_issuer(),
+            "already the App id"
+        );
+        assert!(is_issuer_message(
+            "'Issuer' claim ('iss') must be an Integer"
+        ));
     }
 
     #[test]

@@ -49,16 +49,13 @@ pub(crate) fn plan(
         ceiling.map(|c| within_installation(c, &resolved.installation.permissions))
     };
     let narrowed_to = repo.filter(|_| !app.config.installation_wide);
-    let (repositories, repository_ids) = match (narrowed_to, resolved.installation.repository_id)
-    {
+    let (repositories, repository_ids) = match (narrowed_to, resolved.installation.repository_id) {
         (Some(_), Some(id)) => (Vec::new(), vec![id]),
         (Some(repo), None) => (vec![repo.to_string()], Vec::new()),
         (None, _) => (Vec::new(), Vec::new()),
     };
-    let mut key_repositories: Vec<String> = narrowed_to
-        .iter()
-        .map(|r| r.to_ascii_lowercase())
-        .collect();
+    let mut key_repositories: Vec<String> =
+        narrowed_to.iter().map(|r| r.to_ascii_lowercase()).collect();
     key_repositories.sort();
     key_repositories.dedup();
     // The App's own strings, shared (the request's host is the App's, as candidates are picked).
@@ -312,7 +309,11 @@ mod tests {
             ..minimal()
         };
         let e = check_minted(&by_name, &wide).unwrap_err();
-        assert!(e.message.contains("repository_selection \"all\""), "{}", e.message);
+        assert!(
+            e.message.contains("repository_selection \"all\""),
+            "{}",
+            e.message
+        );
         let more = MintedToken {
             permissions: Some(Permissions::parse_list("contents:write").unwrap()),
             ..minimal()
@@ -325,7 +326,10 @@ mod tests {
             }]),
             ..minimal()
         };
-        assert!(check_minted(&by_name, &other).is_err(), "another repository");
+        assert!(
+            check_minted(&by_name, &other).is_err(),
+            "another repository"
+        );
 
         let by_id = narrowed_plan(TokenRequestBody {
             repository_ids: vec![42],

@@ -175,7 +175,11 @@ mod tests {
         assert_eq!(secondary_wait(Duration::from_secs(3), 1).as_secs(), 3);
         assert_eq!(secondary_wait(Duration::from_secs(3), 3).as_secs(), 12);
         let long = Duration::from_secs(3600);
-        assert_eq!(secondary_wait(long, 4), long, "never below GitHub's own wait");
+        assert_eq!(
+            secondary_wait(long, 4),
+            long,
+            "never below GitHub's own wait"
+        );
     }
 
     #[test]

@@ -151,10 +151,7 @@ async fn spec_minimal_answers_are_accepted_and_what_they_carry_is_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_refused_by_old_ghes_gives_way_to_the_app_id_once_and_for_all() {
-    let fixture = format!(
-        "ghes_version = \"3.13\"\n{}",
-        support::basic_fixture(3600)
-    );
+    let fixture = format!("ghes_version = \"3.13\"\n{}", support::basic_fixture(3600));
     let env = Env::start(&fixture).await;
     let broker = Broker::start(&env.config(
         "",
@@ -166,10 +163,7 @@ async fn a_client_id_refused_by_old_ghes_gives_way_to_the_app_id_once_and_for_al
         Some("client id")
     );
     for repo in ["widgets", "gadgets"] {
-        broker
-            .token(&env.query("acme", Some(repo)))
-            .await
-            .unwrap();
+        broker.token(&env.query("acme", Some(repo))).await.unwrap();
     }
     broker.token(&env.query("octo", None)).await.unwrap();
     let stats = env.stats();
@@ -199,7 +193,11 @@ async fn a_client_id_refused_by_old_ghes_gives_way_to_the_app_id_once_and_for_al
         ErrorKind::Internal,
         "'Issuer' claim ('iss')",
     );
-    assert!(e.message.contains("check app_id/client_id"), "{}", e.message);
+    assert!(
+        e.message.contains("check app_id/client_id"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +236,10 @@ full_name = "acme/widgets"
         })
         .await
         .unwrap();
-    assert_eq!(token.installation_id, 100, "the only installation serving repositories");
+    assert_eq!(
+        token.installation_id, 100,
+        "the only installation serving repositories"
+    );
     let status = broker.status();
     let listed: Vec<(u64, bool, &str)> = status
         .installations
@@ -344,5 +345,9 @@ full_name = "octo/notes"
     );
     // A user account has no organization runners: the error says what to ask for instead.
     let e = broker.runner_token(&host, "octo", false).await.unwrap_err();
-    assert!(e.message.contains("ghapp runner-token OWNER/REPO"), "{}", e.message);
+    assert!(
+        e.message.contains("ghapp runner-token OWNER/REPO"),
+        "{}",
+        e.message
+    );
 }

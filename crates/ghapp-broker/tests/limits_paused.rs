@@ -92,7 +92,11 @@ async fn work_held_by_a_rate_limit_resumes_spread_out_not_at_one_instant() {
         tokio::spawn(async move { broker.token(&query("widgets", "contents:read")).await })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(s.github.arrivals(MINT).len(), 1, "the first mint was limited");
+    assert_eq!(
+        s.github.arrivals(MINT).len(),
+        1,
+        "the first mint was limited"
+    );
     // Seven more keys of the App, all held by the App's (JWT) limit.
     let mut held = vec![first];
     for (repo, permissions) in [
@@ -183,7 +187,11 @@ async fn repeated_secondary_limits_wait_exponentially_longer_within_the_budget()
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(short.github.arrivals(MINT).len(), 2, "60 s fit, 120 s did not");
+    assert_eq!(
+        short.github.arrivals(MINT).len(),
+        2,
+        "60 s fit, 120 s did not"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,10 +240,7 @@ async fn a_moved_installation_look_up_is_followed_only_on_the_apps_api_with_the_
     let token = s.broker.token(&query("renamed", "")).await.unwrap();
     assert_eq!(token.installation_id, 100);
     assert_eq!(token.repositories, vec!["renamed".to_string()]);
-    assert_eq!(
-        s.github.requests("GET /repositories/1100/installation"),
-        1
-    );
+    assert_eq!(s.github.requests("GET /repositories/1100/installation"), 1);
     let seen = s.github.headers_seen();
     let followed = &seen[seen.len() - 2];
     let authorization = followed

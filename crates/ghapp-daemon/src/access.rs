@@ -659,4 +659,29 @@ mod tests {
         .unwrap();
         assert!(ok.check_runner("acme").is_ok());
     }
+
+    #[test]
+    fn repository_runner_tokens_need_the_repository_and_administration() {
+        let repos =
+            PeerPolicy::from_config(1, &policy(Some(1), None, None, Some(&["acme/x"]), None))
+                .unwrap();
+        assert!(repos.check_repository_runner("acme", "x").is_ok());
+        assert_eq!(
+            repos.check_repository_runner("acme", "y").unwrap_err().status(),
+            403
+        );
+        let low =
+            PeerPolicy::from_config(1, &policy(Some(1), None, None, None, Some("contents:read")))
+                .unwrap();
+        assert_eq!(
+            low.check_repository_runner("acme", "x").unwrap_err().status(),
+            422
+        );
+        let ok = PeerPolicy::from_config(
+            1,
+            &policy(Some(1), None, None, None, Some("administration:write")),
+        )
+        .unwrap();
+        assert!(ok.check_repository_runner("acme", "x").is_ok());
+    }
 }

@@ -378,11 +378,9 @@ impl GitHubClient {
         let server_time = ServerTime::from_date_header(response.header("date"));
         let status = response.status;
         let success = (200..300).contains(&status);
-        let resource = self
-            .limits
-            .answered(auth.bucket(), route, success, |name| {
-                response.header(name).map(str::to_string)
-            });
+        let resource = self.limits.answered(auth.bucket(), route, success, |name| {
+            response.header(name).map(str::to_string)
+        });
         if success {
             return Verdict::Done(Ok((response, server_time)));
         }
@@ -584,7 +582,6 @@ impl GitHubClient {
             timeout,
         })
     }
-
 }
 
 /// The error of an operation a rate limit holds beyond its budget.

@@ -21,9 +21,9 @@ use std::time::Duration;
 pub(crate) use engine::GitHubClient;
 pub(crate) use error::ApiError;
 pub(crate) use limits::Bucket;
-pub(crate) use wire::{InstallationInfo, MintedToken, TokenRequestBody};
 #[cfg(test)]
 pub(crate) use wire::GrantedRepository;
+pub(crate) use wire::{InstallationInfo, MintedToken, TokenRequestBody};
 
 /// A 401 with a token younger than this is GitHub's replication delay, not a rejection.
 pub(crate) const REPLICATION_DELAY: Duration = Duration::from_secs(5);
