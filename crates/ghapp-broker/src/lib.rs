@@ -32,7 +32,7 @@
 //! | `jwt` | App JWTs |
 //! | [`key`] | private keys |
 //! | [`transport`] | the HTTP seam |
-//! | [`config`] | the config file |
+//! | [`config`] | the config file: a re-export of `ghapp_protocol::config`, where its schema and validation live |
 
 #![warn(missing_docs)]
 
@@ -40,7 +40,6 @@ mod app;
 mod broker;
 mod cache;
 mod clock;
-pub mod config;
 mod error;
 mod failure;
 mod flight;
@@ -63,6 +62,8 @@ use std::sync::Arc;
 
 pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
 pub use error::{BrokerError, ErrorKind};
+/// The config file: its home is `ghapp_protocol::config`, shared by every binary.
+pub use ghapp_protocol::config;
 pub use metrics::{BrokerMetrics, Histogram};
 pub use status::BrokerStatus;
 

@@ -6,11 +6,13 @@
 //! - [`credential`]: git's credential-helper protocol (parse git's request, write our answer).
 //! - [`api`]: the daemon's socket API — request queries, response bodies, route paths.
 //! - [`permissions`]: GitHub App permission names and levels, as parsed from every surface.
+//! - [`config`]: the config file — its schema, all its validation, and how every binary reads it.
 //! - [`paths`]: where the socket and the config file live, resolved the same way by all binaries.
 //! - [`secret`]: the [`Token`](secret::Token) type that never prints itself, and fingerprints.
 //! - [`duration`]: human durations such as `30m` used in config, queries and flags.
 
 pub mod api;
+pub mod config;
 pub mod credential;
 pub mod duration;
 pub mod paths;
