@@ -78,7 +78,7 @@ impl Health {
                 format!(
                     "{} (since {})",
                     p.reason,
-                    crate::clock::format_rfc3339(p.since)
+                    ghapp_protocol::time::Timestamp::from(p.since)
                 )
             })
     }

@@ -49,6 +49,7 @@ pub mod key;
 mod lookup;
 mod metrics;
 mod mint;
+pub mod probe;
 mod refresh;
 mod request;
 mod resolve;

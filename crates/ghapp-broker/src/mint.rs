@@ -14,7 +14,6 @@
 
 use crate::app::AppRuntime;
 use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
-use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
 use crate::github::{MintedToken, TokenRequestBody};
@@ -231,7 +230,7 @@ impl Minter {
             expires: st.instant_of(minted.expires_at),
             lifetime,
             minted_at: st.received,
-            expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
+            expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             // Not listed by GitHub: what was asked, else everything the installation has.
             permissions: minted.permissions.clone().unwrap_or_else(|| {
@@ -287,7 +286,7 @@ mod tests {
     fn minimal() -> MintedToken {
         MintedToken {
             token: Token::new("ghs_x"),
-            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            expires_at: (SystemTime::now() + Duration::from_secs(3600)).into(),
             server_time: ServerTime::from_date_header(None),
             permissions: None,
             unrecognised_permissions: Vec::new(),

@@ -8,7 +8,7 @@
 //! - [`routes`]: the API, with [`reply`] for answers.
 //! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
-//! - [`metrics`] + [`exposition`]: `/metrics`; [`audit`]: the JSON-lines audit log.
+//! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
 //!   dumps, the open-files limit and the connection cap that fits it.
 //!
@@ -18,8 +18,6 @@
 
 pub mod access;
 pub mod audit;
-pub mod clock;
-pub mod exposition;
 pub mod hardening;
 pub mod idle;
 pub mod lifecycle;

@@ -10,6 +10,7 @@
 //! - [`paths`]: where the socket and the config file live, resolved the same way by all binaries.
 //! - [`secret`]: the [`Token`](secret::Token) type that never prints itself, and fingerprints.
 //! - [`duration`]: human durations such as `30m` used in config, queries and flags.
+//! - [`time`]: [`Timestamp`](time::Timestamp), an instant written as RFC 3339 only at the wire.
 
 pub mod api;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod duration;
 pub mod paths;
 pub mod permissions;
 pub mod secret;
+pub mod time;
 
 /// The version of ghapp, sent as `User-Agent: ghapp/<version>` and reported by `/v1/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,10 +14,10 @@ use super::wire::{
     permissions_from_map,
 };
 use super::{ApiError, GitHubClient};
-use crate::clock::parse_rfc3339;
 use crate::config::TokenFormat;
 use crate::transport::Method;
 use ghapp_protocol::secret::Token;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Most pages of `GET /app/installations` read (100 per page).
@@ -186,15 +186,12 @@ impl GitHubClient {
             .call(Method::Post, &path, Auth::App, Some(json), &extra)
             .await?;
         let parsed: AccessTokenJson = parse_json(&response, &route)?;
-        let expires_at = parse_rfc3339(&parsed.expires_at).ok_or_else(|| ApiError::Protocol {
-            detail: format!("{route}: unreadable expires_at {:?}", parsed.expires_at),
-        })?;
         if let Some(problem) = token_problem(&parsed.token) {
             return Err(ApiError::Protocol {
                 detail: format!("{route}: GitHub's token {problem}; it was not used"),
             });
         }
-        if expires_at <= server_time.server_now {
+        if SystemTime::from(parsed.expires_at) <= server_time.server_now {
             return Err(ApiError::Protocol {
                 detail: format!(
                     "{route}: the token GitHub minted expired at {} already, by GitHub's own clock; it was not used",
@@ -211,7 +208,7 @@ impl GitHubClient {
         };
         Ok(MintedToken {
             token: Token::new(parsed.token),
-            expires_at,
+            expires_at: parsed.expires_at,
             server_time,
             permissions,
             unrecognised_permissions,

@@ -3,7 +3,7 @@
 //! broker error).
 
 use super::limits::Bucket;
-use crate::clock::format_rfc3339;
+use ghapp_protocol::time::Timestamp;
 use std::time::SystemTime;
 
 /// Why a GitHub call failed, before the caller adds its context.
@@ -73,7 +73,7 @@ impl ApiError {
             } => {
                 format!(
                     "rate limited by GitHub until {} ({route}; {bucket}, resource {resource})",
-                    format_rfc3339(*until)
+                    Timestamp::from(*until)
                 )
             }
             ApiError::Redirected {
