@@ -612,8 +612,7 @@ mod tests {
         assert_eq!(cache.failures(&p.key), 1);
         let next = cache.refresh_due(Instant::now(), &s).1.unwrap();
         assert!(
-            next >= rate_limited_until
-                && next <= rate_limited_until + Duration::from_millis(2500),
+            next >= rate_limited_until && next <= rate_limited_until + Duration::from_millis(2500),
             "after the limit, spread by at most a quarter of its 10 s: {:?}",
             next - rate_limited_until
         );
