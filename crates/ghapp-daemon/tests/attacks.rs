@@ -681,6 +681,79 @@ fn the_audit_log_is_never_followed_through_a_symlink_and_kept_private() {
     assert!(daemon.log_text().contains("narrowed it to 0600"));
 }
 
+/// Attacker's pass: a FIFO in the audit log's place (planted by anyone who can write its
+/// directory) blocked the daemon's `open(2)` until a reader came — at start it never became
+/// ready; on SIGHUP its main loop hung, so SIGTERM was never acted on. It must be refused at
+/// once, like any file that is not a regular file.
+#[test]
+fn a_fifo_in_place_of_the_audit_log_is_refused_without_hanging() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let fifo = log_dir.path().join("audit.jsonl");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let config = format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string());
+    let started = std::time::Instant::now();
+    let refused = Daemon::start(&config, Setup::default()).map(|_| ());
+    let log = refused.expect_err("a daemon whose audit log is a FIFO must not start");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refusing took {:?}: the open blocked on the FIFO",
+        started.elapsed()
+    );
+    assert!(log.contains("not a regular file"), "{log}");
+
+    // On SIGHUP: the previous audit log stays, the daemon keeps serving and still stops.
+    let good = log_dir.path().join("good.jsonl");
+    let config = format!("[daemon]\naudit_log = {:?}\n", good.display().to_string());
+    let mut daemon = Daemon::start(&config, Setup::default()).unwrap();
+    let config_path = daemon.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string()),
+    )
+    .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.log_text().contains("not a regular file") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never reported the FIFO:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.request("GET", "/v1/status", None).status, 200);
+    assert!(
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .contains("/v1/status")
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if daemon.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM after the reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 // ---- 12.10 ----
 
 /// Every writable mapping of `pid`, read through /proc/PID/mem: which of `needles` occur.
