@@ -16,7 +16,7 @@ use crate::app::Settings;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
-use crate::retry::jittered_backoff;
+use crate::retry::{jittered_backoff, resume_spread};
 use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
@@ -66,6 +66,9 @@ pub(crate) struct MintPlan {
     pub target: String,
     /// The access_tokens request body.
     pub body: TokenRequestBody,
+    /// What the installation was granted, as its look-up said: what a token minted without
+    /// narrowed permissions has when GitHub's answer does not list them.
+    pub installation_permissions: Permissions,
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
@@ -118,7 +121,12 @@ impl CachedToken {
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
     pub(crate) fn repositories(&self) -> &[String] {
-        &self.plan.body.repositories
+        if self.plan.body.repositories.is_empty() {
+            // Narrowed by id (a renamed repository) or not at all: the names asked for.
+            &self.plan.key.repositories
+        } else {
+            &self.plan.body.repositories
+        }
     }
 }
 
@@ -450,15 +458,19 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
 }
 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to
-/// [`REFRESH_RETRY_CAP`], jittered, and not before `not_before` (a rate limit's end).
+/// [`REFRESH_RETRY_CAP`], jittered, and not before `not_before` (a rate limit's end) — then
+/// spread after it, so the keys one limit held are not refreshed at one instant.
 fn retry_at(failures: u32, not_before: Option<Instant>) -> Instant {
+    let now = Instant::now();
     let wait = jittered_backoff(
         Duration::from_secs(1),
         failures.saturating_sub(1),
         REFRESH_RETRY_CAP,
     );
-    let at = Instant::now() + wait;
-    not_before.map_or(at, |until| at.max(until))
+    let at = now + wait;
+    not_before.map_or(at, |until| {
+        at.max(until + resume_spread(until.saturating_duration_since(now)))
+    })
 }
 
 #[cfg(test)]
@@ -490,6 +502,7 @@ mod tests {
             account: "acme".into(),
             target: format!("acme/{repo}"),
             body: TokenRequestBody::default(),
+            installation_permissions: Permissions::new(),
         })
     }
 
@@ -597,9 +610,11 @@ mod tests {
             },
         );
         assert_eq!(cache.failures(&p.key), 1);
-        assert_eq!(
-            cache.refresh_due(Instant::now(), &s).1,
-            Some(rate_limited_until)
+        let next = cache.refresh_due(Instant::now(), &s).1.unwrap();
+        assert!(
+            next >= rate_limited_until && next <= rate_limited_until + Duration::from_millis(2500),
+            "after the limit, spread by at most a quarter of its 10 s: {:?}",
+            next - rate_limited_until
         );
         cache.finish(&p, &down(), AfterFailure::Retry { not_before: None });
         let (due, next) = cache.refresh_due(Instant::now(), &s);

@@ -1,6 +1,8 @@
 //! The App JWT: RS256, `iat = now − 60 s` (GitHub's advice against clock drift),
 //! `exp = now + 540 s` (under GitHub's 600 s limit), `iss` = client id when configured, else the
-//! App id. One JWT is reused while it has at least a minute of life.
+//! App id. One JWT is reused while it has at least a minute of life. When GitHub refuses the
+//! client id as issuer (GHES before 3.14) and an App id is configured, the GitHub engine
+//! switches the signer to the App id for good ([`JwtSigner::use_app_id_issuer`]).
 //!
 //! "now" is the local clock shifted by the offset learnt from GitHub's `Date` header when GitHub
 //! rejected a JWT for its times (octokit's recovery), so a host with a wrong clock still works.
@@ -11,7 +13,7 @@ use crate::key::AppKey;
 use ghapp_protocol::secret::Token;
 use jsonwebtoken::{Algorithm, Header, encode};
 use serde::Serialize;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Seconds `iat` is backdated.
@@ -46,6 +48,10 @@ struct Current {
 pub(crate) struct JwtSigner {
     key: Arc<AppKey>,
     issuer: Issuer,
+    /// The App id, when `issuer` is a client id: what to issue as if GitHub refuses that.
+    app_id_fallback: Option<u64>,
+    /// The App id replaced the client id as issuer.
+    issuing_app_id: AtomicBool,
     offset_secs: AtomicI64,
     current: Mutex<Option<Current>>,
 }
@@ -62,9 +68,15 @@ impl JwtSigner {
             (None, Some(app_id)) => Issuer::AppId(app_id),
             (None, None) => return Err(BrokerError::internal("an App needs app_id or client_id")),
         };
+        let app_id_fallback = match issuer {
+            Issuer::ClientId(_) => app_id,
+            Issuer::AppId(_) => None,
+        };
         Ok(JwtSigner {
             key,
             issuer,
+            app_id_fallback,
+            issuing_app_id: AtomicBool::new(false),
             offset_secs: AtomicI64::new(0),
             current: Mutex::new(None),
         })
@@ -81,10 +93,14 @@ impl JwtSigner {
         {
             return Ok(c.jwt.clone());
         }
+        let fallback = self
+            .app_id_fallback
+            .filter(|_| self.issuing_app_id.load(Ordering::Relaxed))
+            .map(Issuer::AppId);
         let claims = Claims {
             iat: now - IAT_BACKDATE_SECS,
             exp: now + LIFETIME_SECS,
-            iss: &self.issuer,
+            iss: fallback.as_ref().unwrap_or(&self.issuer),
         };
         let jwt = encode(
             &Header::new(Algorithm::RS256),
@@ -118,6 +134,24 @@ impl JwtSigner {
         self.offset_secs.load(Ordering::Relaxed)
     }
 
+    /// Issues as the App id from now on instead of the client id; false when there is nothing
+    /// to switch to (no App id configured, the issuer already an App id, or switched before).
+    pub(crate) fn use_app_id_issuer(&self) -> bool {
+        if self.app_id_fallback.is_none() || self.issuing_app_id.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        self.forget();
+        true
+    }
+
+    /// The issuer in use: `client id` or `App id`.
+    pub(crate) fn issuer_kind(&self) -> &'static str {
+        match self.issuer {
+            Issuer::ClientId(_) if !self.issuing_app_id.load(Ordering::Relaxed) => "client id",
+            _ => "App id",
+        }
+    }
+
     /// Forgets the cached JWT (after GitHub rejected it).
     pub(crate) fn forget(&self) {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -129,6 +163,12 @@ impl JwtSigner {
 pub(crate) fn is_clock_skew_message(message: &str) -> bool {
     message.contains("'Expiration time' claim ('exp')")
         || message.contains("'Issued at' claim ('iat')")
+}
+
+/// True for GitHub's 401 refusing the JWT's issuer: `'Issuer' claim ('iss') must be an
+/// Integer` (what GHES before 3.14 answers a client id).
+pub(crate) fn is_issuer_message(message: &str) -> bool {
+    message.contains("'Issuer' claim ('iss')")
 }
 
 #[cfg(test)]
@@ -200,6 +240,30 @@ mod tests {
         let c = claims(&after);
         assert!((c.iat - (unix_now(0) - 360)).abs() <= 2);
         assert_eq!(s.clock_offset(), -300);
+    }
+
+    #[test]
+    fn a_refused_client_id_gives_way_to_the_app_id_once() {
+        let s = signer(Some(7), Some("Iv23liABC"));
+        assert_eq!(s.issuer_kind(), "client id");
+        let before = s.jwt().unwrap();
+        assert!(s.use_app_id_issuer());
+        assert_eq!(s.issuer_kind(), "App id");
+        let after = s.jwt().unwrap();
+        assert_ne!(before, after, "re-signed");
+        assert_eq!(claims(&after).iss, serde_json::json!(7));
+        assert!(!s.use_app_id_issuer(), "once");
+        assert!(
+            !signer(None, Some("Iv23liABC")).use_app_id_issuer(),
+            "no App id"
+        );
+        assert!(
+            !signer(Some(7), None).use_app_id_issuer(),
+            "already the App id"
+        );
+        assert!(is_issuer_message(
+            "'Issuer' claim ('iss') must be an Integer"
+        ));
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! One App checked the daemon's way, for `ghapp doctor`: the key loaded by [`AppKey::load`]
 //! (same sources, same file-mode rule, same 10 s `private_key_command` limit), the App JWT
-//! signed by the daemon's signer (same claims: `iss` a number for an App id), and
+//! signed by the daemon's signer (same claims: `iss` a number for an App id, a string for a
+//! client id), and
 //! `GET /app` then `GET /app/installations` sent through the daemon's transport
 //! ([`ReqwestTransport`]: same timeouts, proxies and `ca_file`) with the daemon's headers.
 //!
 //! Doctor has no key loading, JWT or HTTP code of its own, so it cannot drift from what the
 //! daemon sends. A JWT GitHub refuses for its times is re-signed on GitHub's clock (from the
 //! `Date` header) and sent once more, as the daemon does; the probe says it did, so doctor can
-//! report a bad clock and a bad key separately.
+//! report a bad clock and a bad key separately. Likewise a client id GitHub refuses as the
+//! JWT's issuer (GHES before 3.14) is replaced by the App id and sent once more, as the daemon
+//! does; the probe says which issuer GitHub accepted.
 //!
 //! Every outcome is data ([`AppProbe`]): doctor decides what is OK, WARN or FAIL.
 
 use crate::config::{AppConfig, DaemonConfig};
 use crate::error::BrokerError;
-use crate::jwt::{JwtSigner, is_clock_skew_message};
+use crate::jwt::{JwtSigner, is_clock_skew_message, is_issuer_message};
 use crate::key::AppKey;
 use crate::transport::{
     HttpRequest, HttpResponse, HttpTransport, Method, ReqwestTransport, TransportError,
@@ -103,6 +106,11 @@ pub struct GithubAnswer {
     pub clock_offset_secs: Option<i64>,
     /// GitHub refused the first JWT for its times and the probe re-signed it on GitHub's clock.
     pub adopted_github_clock: bool,
+    /// The JWT issuer of the last `GET /app`: `client id` or `App id`.
+    pub issuer: &'static str,
+    /// GitHub refused the client id as the issuer and the probe signed with the App id instead
+    /// (what the daemon does too).
+    pub client_id_refused: bool,
     /// On 200: the App's installations (first page), or why they could not be listed.
     pub installations: Option<Result<Installations, String>>,
 }
@@ -234,7 +242,16 @@ async fn ask_github(
         adopted_github_clock = true;
         response = get("/app").await.map_err(unreachable)?;
     }
+    let mut client_id_refused = false;
+    if response.status == 401
+        && is_issuer_message(&message_of(&response))
+        && signer.use_app_id_issuer()
+    {
+        client_id_refused = true;
+        response = get("/app").await.map_err(unreachable)?;
+    }
     let status = response.status;
+    let issuer = signer.issuer_kind();
     if status != 200 {
         return Ok(GithubAnswer {
             api_base,
@@ -242,6 +259,8 @@ async fn ask_github(
             detail: message_of(&response),
             clock_offset_secs,
             adopted_github_clock,
+            issuer,
+            client_id_refused,
             installations: None,
         });
     }
@@ -261,6 +280,8 @@ async fn ask_github(
         detail,
         clock_offset_secs,
         adopted_github_clock,
+        issuer,
+        client_id_refused,
         installations,
     })
 }

@@ -13,7 +13,9 @@
 //!   seen here is off by that much.
 //!
 //! When GitHub refuses the JWT for its times, the probe re-signs it on GitHub's clock as the
-//! daemon does, so a bad clock and a bad key are reported separately.
+//! daemon does, so a bad clock and a bad key are reported separately. The report names the JWT
+//! issuer GitHub accepted (client id or App id); when it refused the client id (GHES before
+//! 3.14) and took the App id, that is said too — the daemon falls back the same way.
 
 use super::keys::ProbedApp;
 use super::report::Report;
@@ -72,8 +74,16 @@ fn report_answer(who: &str, answer: &GithubAnswer, report: &mut Report) {
         );
         return;
     }
+    let issuer = if answer.client_id_refused {
+        format!(
+            "JWT issuer: {}; GitHub refused the client id, as GHES before 3.14 does, and the daemon falls back to the App id the same way",
+            answer.issuer
+        )
+    } else {
+        format!("JWT issuer: {}", answer.issuer)
+    };
     report.ok(format!(
-        "{who}: GitHub accepted the key (GET {api}/app: slug {}{on_its_clock})",
+        "{who}: GitHub accepted the key (GET {api}/app: slug {}{on_its_clock}; {issuer})",
         answer.detail
     ));
     match &answer.installations {
