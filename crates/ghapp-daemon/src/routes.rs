@@ -367,8 +367,14 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
     let counters = match grant {
         Grant::Unrestricted => state.metrics.counters(&metrics),
         Grant::Policy(policy) => {
-            installations.retain(|i| policy.covers_owner(&i.owner));
-            tokens.retain(|t| policy.check_grant(&t.owner, &t.repositories).is_ok());
+            // The entry's `hosts` too: an installation or token of another host is not the
+            // peer's to see, even for an account it may ask for.
+            installations
+                .retain(|i| policy.check_host(&i.host).is_ok() && policy.covers_owner(&i.owner));
+            tokens.retain(|t| {
+                policy.check_host(&t.host).is_ok()
+                    && policy.check_grant(&t.owner, &t.repositories).is_ok()
+            });
             Default::default()
         }
         Grant::Nothing(_) => {

@@ -507,6 +507,93 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
 }
 
 #[test]
+#[ignore = "the attacker process of another test"]
+fn attacker_connects_in_a_loop() {
+    let Some(socket) = std::env::var_os("GHAPP_ATTACK_SOCKET") else {
+        return;
+    };
+    let seconds: u64 = std::env::var("GHAPP_ATTACK_SECONDS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut connects = 0u64;
+    while Instant::now() < deadline {
+        if UnixStream::connect(&socket).is_ok() {
+            connects += 1;
+        }
+    }
+    println!("attacker: {connects} connects");
+}
+
+/// Attacker's pass: a refused peer connecting in a loop wrote one audit line and one log line
+/// per connection — ~23,000 of each (10 MB) a second, filling the disk. Refusal lines are capped
+/// per second; the next line written counts the refusals that were not logged one by one.
+#[test]
+fn a_refused_peer_connecting_in_a_loop_cannot_flood_the_logs() {
+    if skipped_without_root("a_refused_peer_connecting_in_a_loop_cannot_flood_the_logs") {
+        return;
+    }
+    let config = "[daemon]\nsocket_group = \"4242\"\naudit_log = \"@DIR@/audit.jsonl\"\n";
+    let daemon = Daemon::start(
+        config,
+        Setup {
+            dir_mode: Some(0o711),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let attack_seconds = 3;
+    let started = Instant::now();
+    let attacker = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--groups=4242", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "attacker_connects_in_a_loop",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("GHAPP_ATTACK_SOCKET", &daemon.socket)
+        .env("GHAPP_ATTACK_SECONDS", attack_seconds.to_string())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&attacker.stdout);
+    let connects: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("attacker: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the attacker said: {said}"));
+    // Let the daemon finish with the backlog.
+    std::thread::sleep(Duration::from_millis(500));
+    let seconds = started.elapsed().as_secs() + 2;
+    let cap = 20 * seconds as usize;
+    let audit = std::fs::read_to_string(daemon.dir.path().join("audit.jsonl")).unwrap();
+    let audit_lines = audit.lines().filter(|l| l.contains("denied_peer")).count();
+    let log_lines = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("refused a peer"))
+        .count();
+    eprintln!("{connects} refused connects: {audit_lines} audit lines, {log_lines} log lines");
+    assert!(
+        connects > 10 * cap as u64,
+        "the attacker made only {connects} connections: the test shows nothing"
+    );
+    assert!(audit_lines > 0, "refused peers are still audited");
+    assert!(
+        audit_lines <= cap && log_lines <= cap,
+        "{audit_lines} audit lines and {log_lines} log lines for {connects} refusals in {seconds} s (at most {cap})"
+    );
+    assert!(
+        audit.contains("were not logged one by one"),
+        "the unlogged refusals are counted: {audit}"
+    );
+}
+
+#[test]
 fn max_connections_is_capped_to_fit_the_descriptor_limit() {
     let daemon = Daemon::start(
         "[daemon]\nmax_connections = 4096\n",
@@ -649,6 +736,79 @@ fn the_audit_log_is_never_followed_through_a_symlink_and_kept_private() {
             .contains("/v1/status")
     );
     assert!(daemon.log_text().contains("narrowed it to 0600"));
+}
+
+/// Attacker's pass: a FIFO in the audit log's place (planted by anyone who can write its
+/// directory) blocked the daemon's `open(2)` until a reader came — at start it never became
+/// ready; on SIGHUP its main loop hung, so SIGTERM was never acted on. It must be refused at
+/// once, like any file that is not a regular file.
+#[test]
+fn a_fifo_in_place_of_the_audit_log_is_refused_without_hanging() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let fifo = log_dir.path().join("audit.jsonl");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let config = format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string());
+    let started = std::time::Instant::now();
+    let refused = Daemon::start(&config, Setup::default()).map(|_| ());
+    let log = refused.expect_err("a daemon whose audit log is a FIFO must not start");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refusing took {:?}: the open blocked on the FIFO",
+        started.elapsed()
+    );
+    assert!(log.contains("not a regular file"), "{log}");
+
+    // On SIGHUP: the previous audit log stays, the daemon keeps serving and still stops.
+    let good = log_dir.path().join("good.jsonl");
+    let config = format!("[daemon]\naudit_log = {:?}\n", good.display().to_string());
+    let mut daemon = Daemon::start(&config, Setup::default()).unwrap();
+    let config_path = daemon.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string()),
+    )
+    .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.log_text().contains("not a regular file") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never reported the FIFO:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.request("GET", "/v1/status", None).status, 200);
+    assert!(
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .contains("/v1/status")
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if daemon.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM after the reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // ---- 12.10 ----
