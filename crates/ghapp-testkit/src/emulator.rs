@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 /// margin is for a loaded 2-core CI machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The `User-Agent` the helpers' HTTP client sends unless the caller gives one.
+pub const TESTKIT_USER_AGENT: &str = "ghapp-testkit";
+
 /// Per-request timeout of the helpers' HTTP client.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -500,6 +503,14 @@ fn exchange(
     );
     if !keep_alive {
         head.push_str("Connection: close\r\n");
+    }
+    // GitHub (and so the emulator) refuses requests without a User-Agent; a caller that passes
+    // its own (even an empty one, to test that refusal) replaces this one.
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+    {
+        head.push_str(&format!("User-Agent: {TESTKIT_USER_AGENT}\r\n"));
     }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));

@@ -209,6 +209,26 @@ fn gh_api_through_ghapp_exec_against_a_tls_enterprise_host() {
         text(&out)
     );
 
+    // `gh api /repos/OWNER/REPO`: the full repository object (issue 13: GitHub's surface that
+    // real clients use).
+    let out = exec(&[
+        "api",
+        "/repos/acme/widgets",
+        "--jq",
+        "[.full_name, .default_branch, .owner.login, (.network_count|tostring)] | join(\" \")",
+    ]);
+    assert!(
+        out.status.success(),
+        "gh api /repos/acme/widgets failed\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "acme/widgets main acme 0",
+        "{}",
+        text(&out)
+    );
+
     // gh's own failure status comes back through ghapp exec.
     let out = exec(&["api", "repos/acme/widgets/no-such-route"]);
     assert_eq!(
@@ -223,7 +243,7 @@ fn gh_api_through_ghapp_exec_against_a_tls_enterprise_host() {
         text(&out)
     );
 
-    // One cached token served all three gh runs.
+    // One cached token served all four gh runs.
     let (status, body) = daemon.get("/v1/status").unwrap();
     assert_eq!(status, 200, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();

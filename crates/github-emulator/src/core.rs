@@ -28,6 +28,8 @@ pub struct Mutable {
     pub stats: Stats,
     /// Rate-limit buckets by key (`installation:ID`, `app:ID`, `anonymous`).
     pub rate: BTreeMap<String, RateBucket>,
+    /// Secondary-limit windows by the same keys: (minute window start, requests in it).
+    pub secondary: BTreeMap<String, (i64, u64)>,
     /// Every secret handed out, for `GET /_emulator/tokens`.
     pub issued: IssuedTokens,
     /// Apps whose keys were rotated (`add_key`/`remove_key` faults): the public keys (PKCS#1
@@ -71,6 +73,14 @@ pub struct Core {
     pub stateless_default: bool,
     /// Rate-limit settings.
     pub rate_limit: RateLimitFixture,
+    /// Per-installation primary limits that differ from `rate_limit.limit`.
+    pub installation_limits: BTreeMap<u64, u64>,
+    /// Answer with only the fields GitHub's schemas mark required.
+    pub minimal: bool,
+    /// Whether JWTs may name their App by client id (not on GHES before 3.14).
+    pub client_id_issuer: bool,
+    /// Former names: (old owner, old name, repository id).
+    pub renames: Vec<(String, String, u64)>,
     /// The clock.
     pub clock: Clock,
     /// HS256 secret of stateless tokens.
@@ -164,14 +174,28 @@ impl Core {
                 }
             }
         };
+        let mut renames = Vec::new();
         for repo in &fixture.repositories {
             let (owner, name) = repo.full_name.split_once('/').context("owner/name")?;
             if repos.iter().any(|r| r.is(owner, name)) {
                 bail!("fixture: repository {} appears twice", repo.full_name);
             }
+            let owner = account(owner, None)?;
+            if owner.kind == AccountType::Enterprise {
+                bail!(
+                    "fixture: repository {}: an enterprise owns no repositories",
+                    repo.full_name
+                );
+            }
+            let id = repo.id.unwrap_or_else(&mut fresh_repo_id);
+            for previous in &repo.previous_names {
+                if let Some((old_owner, old_name)) = previous.split_once('/') {
+                    renames.push((old_owner.to_string(), old_name.to_string(), id));
+                }
+            }
             repos.push(Repository {
-                id: repo.id.unwrap_or_else(&mut fresh_repo_id),
-                owner: account(owner, None)?,
+                id,
+                owner,
                 name: name.to_string(),
                 private: repo.private,
                 default_branch: repo
@@ -276,6 +300,14 @@ impl Core {
             token_ttl_secs: fixture.token_ttl_secs,
             stateless_default: fixture.stateless_default,
             rate_limit: fixture.rate_limit.clone(),
+            installation_limits: fixture
+                .installations
+                .iter()
+                .filter_map(|i| i.rate_limit.map(|limit| (i.id, limit)))
+                .collect(),
+            minimal: fixture.minimal,
+            client_id_issuer: fixture.accepts_client_id_issuer(),
+            renames,
             clock,
             stateless_secret: secret,
             bases: OnceLock::new(),
@@ -308,6 +340,22 @@ impl Core {
         self.repos.iter().find(|r| r.is(owner, name))
     }
 
+    /// A repository by id.
+    pub fn repo_by_id(&self, id: u64) -> Option<&Repository> {
+        self.repos.iter().find(|r| r.id == id)
+    }
+
+    /// The id of the repository formerly called `owner/name`, if it is not a current name.
+    pub fn renamed(&self, owner: &str, name: &str) -> Option<u64> {
+        if self.repo(owner, name).is_some() {
+            return None;
+        }
+        self.renames
+            .iter()
+            .find(|(o, n, _)| o.eq_ignore_ascii_case(owner) && n.eq_ignore_ascii_case(name))
+            .map(|(_, _, id)| *id)
+    }
+
     /// Checks an installation token and returns what it grants.
     pub fn authenticate_token(&self, token: &str) -> Result<TokenAuth, TokenProblem> {
         let now = self.clock.unix();
@@ -337,6 +385,41 @@ impl Core {
         })
     }
 
+    /// The primary limit per hour of a bucket (`installation:ID`, `app:ID`, `anonymous`).
+    pub fn bucket_limit(&self, key: &str) -> u64 {
+        if key == "anonymous" {
+            return 60;
+        }
+        key.strip_prefix("installation:")
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| self.installation_limits.get(&id).copied())
+            .unwrap_or(self.rate_limit.limit)
+            .max(1)
+    }
+
+    /// Counts a request against a bucket's secondary limit (`[rate_limit].secondary_per_minute`);
+    /// `Err(seconds)` = over it, retry after that many seconds.
+    pub fn secondary_limit(&self, key: &str) -> Result<(), u64> {
+        let Some(per_minute) = self.rate_limit.secondary_per_minute else {
+            return Ok(());
+        };
+        let now = self.clock.unix();
+        let minute = now - now.rem_euclid(60);
+        let mut state = self.lock();
+        let window = state
+            .secondary
+            .entry(key.to_string())
+            .or_insert((minute, 0));
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        window.1 += 1;
+        if window.1 > per_minute {
+            return Err(u64::try_from(minute + 60 - now).unwrap_or(60).max(1));
+        }
+        Ok(())
+    }
+
     /// Counts a request against a rate-limit bucket and returns the `x-ratelimit-*` headers, or
     /// `Err(headers)` when the bucket is exhausted and enforcement is on.
     pub fn rate_limit(
@@ -345,11 +428,7 @@ impl Core {
         resource: &'static str,
     ) -> Result<RateHeaders, RateHeaders> {
         let now = self.clock.unix();
-        let limit = if key == "anonymous" {
-            60
-        } else {
-            self.rate_limit.limit.max(1)
-        };
+        let limit = self.bucket_limit(key);
         let mut state = self.lock();
         let bucket = state.rate.entry(key.to_string()).or_insert(RateBucket {
             used: 0,

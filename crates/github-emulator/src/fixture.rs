@@ -24,6 +24,15 @@ pub struct Fixture {
     /// Primary rate limit per hour reported in `x-ratelimit-*` headers.
     #[serde(default)]
     pub rate_limit: RateLimitFixture,
+    /// "Minimal" mode: answers carry only the fields GitHub's schema marks required (e.g. an
+    /// access token answer is just `token` and `expires_at`), so clients are tested against
+    /// the least GitHub may send.
+    #[serde(default)]
+    pub minimal: bool,
+    /// Emulate GitHub Enterprise Server of this version (`"3.13"`); before 3.14 a JWT whose
+    /// `iss` is a client id is refused (only App ids are accepted there). Absent = github.com.
+    #[serde(default)]
+    pub ghes_version: Option<String>,
     /// The GitHub Apps.
     #[serde(default)]
     pub apps: Vec<AppFixture>,
@@ -52,6 +61,11 @@ pub struct RateLimitFixture {
     /// see `x-ratelimit-remaining: 0`.
     #[serde(default)]
     pub enforce: bool,
+    /// Secondary rate limit: more than this many requests in one minute by one installation
+    /// (or one App's JWTs) answer 403 `You have exceeded a secondary rate limit…` with
+    /// `retry-after`. Absent = no secondary limit.
+    #[serde(default)]
+    pub secondary_per_minute: Option<u64>,
 }
 
 impl Default for RateLimitFixture {
@@ -59,6 +73,7 @@ impl Default for RateLimitFixture {
         RateLimitFixture {
             limit: default_limit(),
             enforce: false,
+            secondary_per_minute: None,
         }
     }
 }
@@ -98,13 +113,15 @@ pub struct AppFixture {
     pub permissions: Option<BTreeMap<String, String>>,
 }
 
-/// Organization or User.
+/// Organization, User or Enterprise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum AccountType {
     /// An organization account.
     Organization,
     /// A user account.
     User,
+    /// An enterprise (installations only: `target_type: "Enterprise"`; it owns no repositories).
+    Enterprise,
 }
 
 impl AccountType {
@@ -113,6 +130,7 @@ impl AccountType {
         match self {
             AccountType::Organization => "Organization",
             AccountType::User => "User",
+            AccountType::Enterprise => "Enterprise",
         }
     }
 }
@@ -139,6 +157,9 @@ pub struct InstallationFixture {
     /// Starts suspended.
     #[serde(default)]
     pub suspended: bool,
+    /// This installation's primary rate limit per hour (default `[rate_limit].limit`).
+    #[serde(default)]
+    pub rate_limit: Option<u64>,
 }
 
 fn default_account_type() -> AccountType {
@@ -160,6 +181,10 @@ pub struct RepositoryFixture {
     /// The default branch (default `main`).
     #[serde(default)]
     pub default_branch: Option<String>,
+    /// Former `owner/name`s (renames and transfers): `/repos/{old owner}/{old name}/…` answers
+    /// 301 to `/repositories/{id}/…`, as GitHub does.
+    #[serde(default)]
+    pub previous_names: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -174,7 +199,20 @@ impl Fixture {
         Ok(fixture)
     }
 
+    /// Whether a JWT may name its App by client id (`iss`): github.com and GHES 3.14 and later.
+    pub fn accepts_client_id_issuer(&self) -> bool {
+        match self.ghes_version.as_deref().and_then(parse_version) {
+            Some(version) => version >= (3, 14),
+            None => true,
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(version) = &self.ghes_version
+            && parse_version(version).is_none()
+        {
+            bail!("fixture: ghes_version {version:?} must look like \"3.13\"");
+        }
         let mut app_ids = BTreeSet::new();
         let mut client_ids = BTreeSet::new();
         for app in &self.apps {
@@ -236,6 +274,12 @@ impl Fixture {
             }
             check_permissions(&inst.permissions)
                 .with_context(|| format!("fixture: installation {}", inst.id))?;
+            if inst.account_type == AccountType::Enterprise && inst.repositories.is_some() {
+                bail!(
+                    "fixture: installation {}: an Enterprise installation has no repositories",
+                    inst.id
+                );
+            }
             for repo in inst.repositories.iter().flatten() {
                 if !valid_name(repo) {
                     bail!(
@@ -264,6 +308,15 @@ impl Fixture {
             {
                 bail!("fixture: repository id {id} appears twice");
             }
+            for previous in &repo.previous_names {
+                match previous.split_once('/') {
+                    Some((o, n)) if valid_name(o) && valid_name(n) => {}
+                    _ => bail!(
+                        "fixture: repository {:?}: previous name {previous:?} must be owner/name",
+                        repo.full_name
+                    ),
+                }
+            }
             if let Some(branch) = &repo.default_branch
                 && !valid_name(branch)
             {
@@ -275,6 +328,14 @@ impl Fixture {
         }
         Ok(())
     }
+}
+
+/// `"3.13"` → `(3, 13)`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Account, repository and branch names: what GitHub allows, which is also safe as a path part.

@@ -122,6 +122,18 @@ pub fn verify_with_keys(
     rotated_keys: &BTreeMap<u64, Vec<Vec<u8>>>,
     now: i64,
 ) -> Result<u64, Rejection> {
+    verify_with_options(token, apps, rotated_keys, now, true)
+}
+
+/// [`verify_with_keys`]; with `accept_client_id` false an `iss` that is a client id is refused
+/// as `bad_iss` (GitHub Enterprise Server before 3.14 knows only App ids).
+pub fn verify_with_options(
+    token: &str,
+    apps: &BTreeMap<u64, App>,
+    rotated_keys: &BTreeMap<u64, Vec<Vec<u8>>>,
+    now: i64,
+    accept_client_id: bool,
+) -> Result<u64, Rejection> {
     let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -140,6 +152,7 @@ pub fn verify_with_keys(
         Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             s.parse::<u64>().map_err(|_| Rejection::BadIss)?
         }
+        Some(Value::String(_)) if !accept_client_id => return Err(Rejection::BadIss),
         Some(Value::String(s)) => apps
             .values()
             .find(|app| app.client_id.as_deref() == Some(s.as_str()))

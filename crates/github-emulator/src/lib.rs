@@ -19,6 +19,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// GitHub's repository object is large: `serde_json::json!` needs the deeper macro recursion.
+#![recursion_limit = "256"]
 
 pub mod admin;
 mod admin_api;
@@ -34,6 +36,7 @@ mod keys;
 mod model;
 mod repos;
 mod router;
+pub mod schema;
 mod server;
 mod tls;
 mod tokens;

@@ -69,24 +69,50 @@ pub struct Account {
 }
 
 impl Account {
-    /// GitHub's "simple user" object.
+    /// GitHub's "simple user" object, or for an enterprise its "enterprise" object.
     pub fn json(&self) -> Value {
         let login = &self.login;
+        if self.kind == AccountType::Enterprise {
+            return json!({
+                "id": self.id,
+                "node_id": node_id("Enterprise", self.id),
+                "name": login,
+                "slug": login,
+                "description": null,
+                "website_url": null,
+                "html_url": format!("https://github.com/enterprises/{login}"),
+                "created_at": ACCOUNT_CREATED_AT,
+                "updated_at": ACCOUNT_CREATED_AT,
+                "avatar_url": format!("https://avatars.githubusercontent.com/b/{}?v=4", self.id),
+            });
+        }
+        let api = format!("https://api.github.com/users/{login}");
         json!({
             "login": login,
             "id": self.id,
             "node_id": node_id(self.kind.as_str(), self.id),
             "avatar_url": format!("https://avatars.githubusercontent.com/u/{}?v=4", self.id),
             "gravatar_id": "",
-            "url": format!("https://api.github.com/users/{login}"),
+            "url": api,
             "html_url": format!("https://github.com/{login}"),
-            "repos_url": format!("https://api.github.com/users/{login}/repos"),
+            "followers_url": format!("{api}/followers"),
+            "following_url": format!("{api}/following{{/other_user}}"),
+            "gists_url": format!("{api}/gists{{/gist_id}}"),
+            "starred_url": format!("{api}/starred{{/owner}}{{/repo}}"),
+            "subscriptions_url": format!("{api}/subscriptions"),
+            "organizations_url": format!("{api}/orgs"),
+            "repos_url": format!("{api}/repos"),
+            "events_url": format!("{api}/events{{/privacy}}"),
+            "received_events_url": format!("{api}/received_events"),
             "type": self.kind.as_str(),
             "user_view_type": "public",
             "site_admin": false,
         })
     }
 }
+
+/// The creation time every account reports (accounts predate the emulator's run).
+const ACCOUNT_CREATED_AT: &str = "2020-01-01T00:00:00Z";
 
 /// A GitHub App.
 #[derive(Debug, Clone)]
@@ -165,12 +191,16 @@ impl Repository {
         self.owner.login.eq_ignore_ascii_case(owner) && self.name.eq_ignore_ascii_case(name)
     }
 
-    /// A full repository object. `api_base` is the REST base the client used; `git_url` the
-    /// emulator's git base (for `clone_url`).
-    pub fn json(&self, api_base: &str, git_url: &str) -> Value {
+    /// A repository object as GitHub renders it: the `repository` schema, or with `full` the
+    /// `full-repository` one (`GET /repos/{owner}/{repo}`: adds `network_count`,
+    /// `subscribers_count`, `has_discussions`). `api_base` is the REST base the client used;
+    /// `git_url` the emulator's git base (for `clone_url`).
+    pub fn json(&self, api_base: &str, git_url: &str, full: bool) -> Value {
         let full_name = self.full_name();
         let created = crate::clock::iso8601_z(self.created_at);
-        json!({
+        let url = format!("{api_base}/repos/{full_name}");
+        let git_host = git_url.split_once("://").map_or(git_url, |(_, rest)| rest);
+        let mut value = json!({
             "id": self.id,
             "node_id": node_id("Repository", self.id),
             "name": self.name,
@@ -180,16 +210,82 @@ impl Repository {
             "html_url": format!("https://github.com/{full_name}"),
             "description": null,
             "fork": false,
-            "url": format!("{api_base}/repos/{full_name}"),
+            "url": url,
+            "archive_url": format!("{url}/{{archive_format}}{{/ref}}"),
+            "assignees_url": format!("{url}/assignees{{/user}}"),
+            "blobs_url": format!("{url}/git/blobs{{/sha}}"),
+            "branches_url": format!("{url}/branches{{/branch}}"),
+            "collaborators_url": format!("{url}/collaborators{{/collaborator}}"),
+            "comments_url": format!("{url}/comments{{/number}}"),
+            "commits_url": format!("{url}/commits{{/sha}}"),
+            "compare_url": format!("{url}/compare/{{base}}...{{head}}"),
+            "contents_url": format!("{url}/contents/{{+path}}"),
+            "contributors_url": format!("{url}/contributors"),
+            "deployments_url": format!("{url}/deployments"),
+            "downloads_url": format!("{url}/downloads"),
+            "events_url": format!("{url}/events"),
+            "forks_url": format!("{url}/forks"),
+            "git_commits_url": format!("{url}/git/commits{{/sha}}"),
+            "git_refs_url": format!("{url}/git/refs{{/sha}}"),
+            "git_tags_url": format!("{url}/git/tags{{/sha}}"),
+            "git_url": format!("git://{git_host}/{full_name}.git"),
+            "issue_comment_url": format!("{url}/issues/comments{{/number}}"),
+            "issue_events_url": format!("{url}/issues/events{{/number}}"),
+            "issues_url": format!("{url}/issues{{/number}}"),
+            "keys_url": format!("{url}/keys{{/key_id}}"),
+            "labels_url": format!("{url}/labels{{/name}}"),
+            "languages_url": format!("{url}/languages"),
+            "merges_url": format!("{url}/merges"),
+            "milestones_url": format!("{url}/milestones{{/number}}"),
+            "notifications_url": format!("{url}/notifications{{?since,all,participating}}"),
+            "pulls_url": format!("{url}/pulls{{/number}}"),
+            "releases_url": format!("{url}/releases{{/id}}"),
+            "ssh_url": format!("git@{git_host}:{full_name}.git"),
+            "stargazers_url": format!("{url}/stargazers"),
+            "statuses_url": format!("{url}/statuses/{{sha}}"),
+            "subscribers_url": format!("{url}/subscribers"),
+            "subscription_url": format!("{url}/subscription"),
+            "tags_url": format!("{url}/tags"),
+            "teams_url": format!("{url}/teams"),
+            "trees_url": format!("{url}/git/trees{{/sha}}"),
             "clone_url": format!("{git_url}/{full_name}.git"),
+            "mirror_url": null,
+            "hooks_url": format!("{url}/hooks"),
+            "svn_url": format!("https://github.com/{full_name}"),
+            "homepage": null,
+            "language": null,
+            "forks_count": 0,
+            "forks": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "watchers": 0,
+            "size": 1,
             "default_branch": self.default_branch,
-            "visibility": if self.private { "private" } else { "public" },
+            "open_issues_count": 0,
+            "open_issues": 0,
+            "is_template": false,
+            "topics": [],
+            "has_issues": true,
+            "has_projects": true,
+            "has_wiki": true,
+            "has_pages": false,
+            "has_downloads": true,
             "archived": false,
             "disabled": false,
+            "visibility": if self.private { "private" } else { "public" },
+            "license": null,
+            "allow_forking": true,
+            "web_commit_signoff_required": false,
+            "pushed_at": created,
             "created_at": created,
             "updated_at": created,
-            "pushed_at": created,
-        })
+        });
+        if full {
+            value["has_discussions"] = Value::Bool(false);
+            value["network_count"] = Value::from(0);
+            value["subscribers_count"] = Value::from(0);
+        }
+        value
     }
 }
 
@@ -217,7 +313,8 @@ pub struct Installation {
 impl Installation {
     /// Whether the installation can reach `repo`.
     pub fn covers(&self, repo: &Repository) -> bool {
-        repo.owner.login.eq_ignore_ascii_case(&self.account.login)
+        self.account.kind != AccountType::Enterprise
+            && repo.owner.login.eq_ignore_ascii_case(&self.account.login)
             && self
                 .selected
                 .as_ref()
@@ -241,6 +338,10 @@ impl Installation {
                 self.account.login, self.id
             ),
             AccountType::User => format!("https://github.com/settings/installations/{}", self.id),
+            AccountType::Enterprise => format!(
+                "https://github.com/enterprises/{}/settings/installations/{}",
+                self.account.login, self.id
+            ),
         };
         json!({
             "id": self.id,

@@ -25,7 +25,7 @@ fn jwt_rules_follow_github() {
     let emu = EmulatorProcess::start(&fixture()).expect("start");
     let n = now();
 
-    // Good JWTs: numeric iss, numeric-string iss, client id; Bearer, bearer and token schemes.
+    // Good JWTs: numeric iss, numeric-string iss, client id; Bearer and bearer schemes.
     for iss in [json!(1), json!("1"), json!("Iv1.0123456789abcdef")] {
         let jwt = jwt_with(
             &emu,
@@ -42,10 +42,18 @@ fn jwt_rules_follow_github() {
         assert_eq!(response.json().expect("json")["slug"], "ghapp-test");
     }
     let jwt = good_jwt(&emu);
-    for scheme in ["bearer", "token"] {
+    let response = api_with_auth(&emu, "GET", "/app", Some(&format!("bearer {jwt}")), None);
+    assert_eq!(response.status, 200, "scheme bearer");
+    // GitHub takes JWTs only as Bearer: `token <JWT>` is read as an OAuth token that does not
+    // exist.
+    for scheme in ["token", "Token"] {
         let response = api_with_auth(&emu, "GET", "/app", Some(&format!("{scheme} {jwt}")), None);
-        assert_eq!(response.status, 200, "scheme {scheme}");
+        assert_error(&response, 401, "Bad credentials");
     }
+    assert_eq!(
+        emu.stats().expect("stats")["jwt_rejections"]["not_bearer"],
+        2
+    );
     // exp exactly 600 s ahead is allowed; iat = now is allowed.
     let edge = jwt_with(
         &emu,

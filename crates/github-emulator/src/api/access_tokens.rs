@@ -198,7 +198,7 @@ pub fn create(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             Some(
                 narrowed
                     .iter()
-                    .map(|r| r.json(&ctx.api_base, &git_base))
+                    .map(|r| r.json(&ctx.api_base, &git_base, false))
                     .collect(),
             )
         },
@@ -220,5 +220,11 @@ pub fn create(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             .or_default() += 1;
         state.stats.mints_total += 1;
     }
-    Ok(json(StatusCode::CREATED, &response))
+    let value = serde_json::to_value(&response).map_err(|_| {
+        ApiError::with_docs(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", DOCS)
+    })?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ctx.render(crate::schema::Schema::InstallationToken, value),
+    ))
 }

@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::fixture::AccountType;
 use crate::http::{ApiError, Body, empty, json};
 use crate::model::{App, Installation};
+use crate::schema::Schema;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
@@ -33,7 +34,10 @@ pub fn get_app(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .values()
         .filter(|i| i.app_id == app.id)
         .count();
-    Ok(json(StatusCode::OK, &app.json(count)))
+    Ok(json(
+        StatusCode::OK,
+        &ctx.render(Schema::Integration, app.json(count)),
+    ))
 }
 
 /// `GET /app/installations` with `per_page`, `page`, `since` and a `Link` header.
@@ -74,7 +78,7 @@ pub fn list_installations(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError>
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(|i| i.json(app, &ctx.api_base))
+        .map(|i| ctx.render(Schema::Installation, i.json(app, &ctx.api_base)))
         .collect();
     let mut response = json(StatusCode::OK, &items);
 
@@ -142,7 +146,10 @@ pub(crate) fn app_installation(
 pub fn get_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let app = ctx.require_jwt()?;
     let installation = app_installation(ctx, app, DOCS_GET_INSTALLATION)?;
-    Ok(json(StatusCode::OK, &installation.json(app, &ctx.api_base)))
+    Ok(json(
+        StatusCode::OK,
+        &ctx.render(Schema::Installation, installation.json(app, &ctx.api_base)),
+    ))
 }
 
 /// `DELETE /app/installations/{installation_id}`: uninstall (tokens stop working).
@@ -187,13 +194,11 @@ pub fn set_suspended(ctx: &mut Ctx<'_>, suspend: bool) -> Result<Response<Body>,
     }
 }
 
-/// `GET /repos/{owner}/{repo}/installation`.
+/// `GET /repos/{owner}/{repo}/installation` (and `GET /repositories/{repository_id}/installation`,
+/// where a renamed repository's 301 points).
 pub fn repo_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let app = ctx.require_jwt()?;
-    let Some(repo) = ctx
-        .core
-        .repo(ctx.matched.param("owner"), ctx.matched.param("repo"))
-    else {
+    let Some(repo) = super::repos::named_repository(ctx) else {
         return Err(ApiError::not_found(DOCS_REPO));
     };
     let installation = ctx
@@ -205,7 +210,10 @@ pub fn repo_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> 
         .find(|i| i.app_id == app.id && i.covers(repo))
         .cloned();
     match installation {
-        Some(i) => Ok(json(StatusCode::OK, &i.json(app, &ctx.api_base))),
+        Some(i) => Ok(json(
+            StatusCode::OK,
+            &ctx.render(Schema::Installation, i.json(app, &ctx.api_base)),
+        )),
         None => Err(ApiError::not_found(DOCS_REPO)),
     }
 }
@@ -241,7 +249,10 @@ pub fn account_installation(ctx: &mut Ctx<'_>, org: bool) -> Result<Response<Bod
         })
         .cloned();
     match installation {
-        Some(i) => Ok(json(StatusCode::OK, &i.json(app, &ctx.api_base))),
+        Some(i) => Ok(json(
+            StatusCode::OK,
+            &ctx.render(Schema::Installation, i.json(app, &ctx.api_base)),
+        )),
         None => Err(ApiError::not_found(docs)),
     }
 }

@@ -8,6 +8,7 @@ use crate::fixture::AccountType;
 use crate::http::{ApiError, Body, json};
 use crate::jwt;
 use crate::model::Level;
+use crate::schema::Schema;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json as j};
 
@@ -65,7 +66,7 @@ pub fn installation_repositories(ctx: &mut Ctx<'_>) -> Result<Response<Body>, Ap
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(|r| r.json(&ctx.api_base, &git_base))
+        .map(|r| ctx.render(Schema::Repository, r.json(&ctx.api_base, &git_base, false)))
         .collect();
     let selection = if auth.grant.repository_ids.is_some() {
         "selected"
@@ -157,9 +158,10 @@ pub fn runner_token(ctx: &mut Ctx<'_>, kind: &str) -> Result<Response<Body>, Api
         created_at: now,
         expires_at: expires,
     });
+    let value = j!({ "token": token, "expires_at": rfc3339_millis_offset(expires) });
     Ok(json(
         StatusCode::CREATED,
-        &j!({ "token": token, "expires_at": rfc3339_millis_offset(expires) }),
+        &ctx.render(Schema::AuthenticationToken, value),
     ))
 }
 
@@ -176,11 +178,7 @@ pub fn rate_limit(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         ),
     };
     let now = ctx.core.clock.unix();
-    let limit = if key == "anonymous" {
-        60
-    } else {
-        ctx.core.rate_limit.limit
-    };
+    let limit = ctx.core.bucket_limit(&key);
     let bucket = ctx.core.lock().rate.get(&key).copied();
     let (used, reset) = match bucket {
         Some(b) if b.reset > now => (b.used, b.reset),

@@ -5,13 +5,15 @@
 mod access_tokens;
 mod apps;
 mod misc;
+mod repos;
 
 use crate::admin::FaultServer;
 use crate::core::{Core, RateHeaders, TokenAuth, TokenProblem};
-use crate::http::{ApiError, Body, DOCS_REST, read_body};
+use crate::http::{ApiError, Body, DOCS_REST, json, read_body};
 use crate::jwt::{self, Rejection};
 use crate::model::App;
 use crate::router::{Matched, route};
+use crate::schema::Schema;
 use crate::server::Dropped;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -39,9 +41,23 @@ pub const ROUTES: &[&str] = &[
     "DELETE /installation/token",
     "POST /orgs/{org}/actions/runners/registration-token",
     "POST /orgs/{org}/actions/runners/remove-token",
+    "GET /repos/{owner}/{repo}",
+    "GET /repositories/{repository_id}",
+    "GET /repositories/{repository_id}/installation",
+    "POST /repos/{owner}/{repo}/actions/runners/registration-token",
+    "POST /repos/{owner}/{repo}/actions/runners/remove-token",
     "GET /rate_limit",
     "POST /graphql",
 ];
+
+/// GitHub's answer to a request without a `User-Agent` (its edge answers before the API does,
+/// in plain text): observed verbatim in client reports (e.g. NetEase/lordofpomelo#27,
+/// gitlab-org/gitlab!43852); the docs quote a shortened form.
+pub const MSG_NO_USER_AGENT: &str = "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (http://developer.github.com/v3/#user-agent-required). Check https://developer.github.com for other possible causes.";
+
+/// The documentation URL of GitHub's 301 for a renamed or transferred repository.
+const DOCS_REDIRECTS: &str =
+    "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects";
 
 /// API versions GitHub accepts in `X-GitHub-Api-Version`.
 const API_VERSIONS: &[&str] = &["2022-11-28", "2026-03-10"];
@@ -129,6 +145,20 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
         origin
     };
 
+    // GitHub's edge refuses a request without a User-Agent before anything else.
+    let has_user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty());
+    if !has_user_agent {
+        let mut response = Response::new(crate::http::full(MSG_NO_USER_AGENT));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        return Ok(finish(&core, response, None));
+    }
     if let Some((status, retry_after, message)) = fault_status {
         return Ok(finish(
             &core,
@@ -146,6 +176,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
             return Ok(finish(&core, err.into_response(), None));
         }
     }
+    // Authentication comes before routing: a bad, expired or revoked token gets 401 on every
+    // route, including the ones the emulator does not otherwise emulate.
+    // (JWT routes check their credential themselves, with the JWT messages.)
+    let jwt_route = matched.as_ref().is_some_and(|m| is_jwt_route(m.pattern));
+    if !jwt_route && let Err(err) = check_token(&core, &parts.headers) {
+        return Ok(finish(&core, err.into_response(), None));
+    }
     let Some(matched) = matched else {
         return Ok(finish(
             &core,
@@ -153,6 +190,10 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
             None,
         ));
     };
+    if let Some(response) = renamed_repository(&core, &matched, &path, &api_base, parts.uri.query())
+    {
+        return Ok(finish(&core, response, None));
+    }
     let mut ctx = Ctx {
         core: &core,
         matched,
@@ -184,6 +225,15 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
             misc::runner_token(&mut ctx, "registration")
         }
         "POST /orgs/{org}/actions/runners/remove-token" => misc::runner_token(&mut ctx, "remove"),
+        "GET /repos/{owner}/{repo}" => repos::get_repository(&mut ctx),
+        "GET /repositories/{repository_id}" => repos::get_repository(&mut ctx),
+        "GET /repositories/{repository_id}/installation" => apps::repo_installation(&mut ctx),
+        "POST /repos/{owner}/{repo}/actions/runners/registration-token" => {
+            repos::runner_token(&mut ctx, "registration")
+        }
+        "POST /repos/{owner}/{repo}/actions/runners/remove-token" => {
+            repos::runner_token(&mut ctx, "remove")
+        }
         "GET /rate_limit" => misc::rate_limit(&mut ctx),
         "POST /graphql" => misc::graphql(&mut ctx),
         _ => Err(ApiError::not_found(DOCS_REST)),
@@ -191,6 +241,65 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
     let response = result.unwrap_or_else(ApiError::into_response);
     let rate = ctx.rate;
     Ok(finish(&core, response, rate))
+}
+
+/// Whether a route takes an App JWT (`/app…` and the installation look-ups).
+fn is_jwt_route(pattern: &str) -> bool {
+    let path = pattern.split_once(' ').map_or(pattern, |(_, p)| p);
+    path == "/app" || path.starts_with("/app/") || path.ends_with("}/installation")
+}
+
+/// 401 `Bad credentials` when the request carries a token (not a JWT) that is unknown, expired,
+/// revoked or unparsable. A valid token, a JWT and no credentials pass (the route decides).
+fn check_token(core: &Core, headers: &HeaderMap) -> Result<(), ApiError> {
+    match credential(headers) {
+        Credential::None => Ok(()),
+        Credential::Malformed => Err(ApiError::bad_credentials()),
+        Credential::Secret(secret) if jwt::looks_like_jwt(&secret) => Ok(()),
+        Credential::Secret(secret) => match core.authenticate_token(&secret) {
+            Err(TokenProblem::BadCredentials) => Err(ApiError::bad_credentials()),
+            Ok(_) | Err(TokenProblem::Suspended) => Ok(()),
+        },
+    }
+}
+
+/// GitHub's 301 for a route under `/repos/{owner}/{repo}` naming a repository by a former name:
+/// `Location` and `url` point at the same route under `/repositories/{id}`.
+fn renamed_repository(
+    core: &Core,
+    matched: &Matched,
+    path: &str,
+    api_base: &str,
+    query: Option<&str>,
+) -> Option<Response<Body>> {
+    if !matched.pattern.contains(" /repos/{owner}/{repo}") {
+        return None;
+    }
+    let id = core.renamed(matched.param("owner"), matched.param("repo"))?;
+    // The rest of the path after /repos/{owner}/{repo}.
+    let rest: String = path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(4)
+        .map(|segment| format!("/{segment}"))
+        .collect();
+    let mut url = format!("{api_base}/repositories/{id}{rest}");
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(query);
+    }
+    let mut response = json(
+        StatusCode::MOVED_PERMANENTLY,
+        &serde_json::json!({
+            "message": "Moved Permanently",
+            "url": url,
+            "documentation_url": DOCS_REDIRECTS,
+        }),
+    );
+    if let Ok(location) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Some(response)
 }
 
 /// Maps the GHES layout onto the github.com one: `/api/v3/x` → `/x`, `/api/graphql` → `/graphql`.
@@ -251,9 +360,7 @@ fn fault_response(
 ) -> Response<Body> {
     let rate_limited = matches!(status.as_u16(), 403 | 429);
     let default_message = match status.as_u16() {
-        403 | 429 if retry_after.is_some() => {
-            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID."
-        }
+        403 | 429 if retry_after.is_some() => MSG_SECONDARY,
         403 | 429 => "API rate limit exceeded. See the documentation for details.",
         500 => "Server Error",
         502 => "Server Error",
@@ -262,7 +369,7 @@ fn fault_response(
         _ => status.canonical_reason().unwrap_or("Error"),
     };
     let docs = if rate_limited {
-        "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+        DOCS_RATE_LIMITS
     } else {
         DOCS_REST
     };
@@ -277,7 +384,7 @@ fn fault_response(
     let mut response = err.into_response();
     if rate_limited && retry_after.is_none() {
         let reset = core.clock.unix() + 3600;
-        let limit = core.rate_limit.limit;
+        let limit = core.rate_limit.limit.max(1);
         rate_headers(
             response.headers_mut(),
             &RateHeaders {
@@ -339,14 +446,35 @@ impl<'a> Ctx<'a> {
         let result = match credential(&self.headers) {
             Credential::None => Err(Rejection::Missing),
             Credential::Malformed => Err(Rejection::Undecodable),
+            // JWTs go only as `Authorization: Bearer`; GitHub reads `token <JWT>` as an OAuth
+            // token and finds none.
+            Credential::Secret(_) if !bearer_scheme(&self.headers) => {
+                *self
+                    .core
+                    .lock()
+                    .stats
+                    .jwt_rejections
+                    .entry("not_bearer".to_string())
+                    .or_default() += 1;
+                return Err(ApiError::bad_credentials());
+            }
             Credential::Secret(secret) => {
                 let rotated = self.core.lock().app_keys.clone();
-                jwt::verify_with_keys(&secret, &self.core.apps, &rotated, now)
+                jwt::verify_with_options(
+                    &secret,
+                    &self.core.apps,
+                    &rotated,
+                    now,
+                    self.core.client_id_issuer,
+                )
             }
         };
         match result {
             Ok(app_id) => {
                 let key = format!("app:{app_id}");
+                if let Err(retry_after) = self.core.secondary_limit(&key) {
+                    return Err(secondary_exceeded(retry_after));
+                }
                 let rate = self.core.rate_limit(&key, "core");
                 let app = self
                     .core
@@ -418,6 +546,9 @@ impl<'a> Ctx<'a> {
             "core"
         };
         let key = format!("installation:{}", auth.grant.installation_id);
+        if let Err(retry_after) = self.core.secondary_limit(&key) {
+            return Err(secondary_exceeded(retry_after));
+        }
         match self.core.rate_limit(&key, resource) {
             Ok(headers) => {
                 self.rate = Some(headers);
@@ -439,6 +570,15 @@ impl<'a> Ctx<'a> {
         self.rate = Some(headers);
     }
 
+    /// `value` as GitHub renders `schema`: everything, or in minimal mode the required fields.
+    pub fn render(&self, schema: Schema, value: serde_json::Value) -> serde_json::Value {
+        if self.core.minimal {
+            schema.minimal(value)
+        } else {
+            value
+        }
+    }
+
     /// A query parameter.
     pub fn query_param(&self, name: &str) -> Option<String> {
         crate::http::query_pairs(self.query.as_deref())
@@ -448,12 +588,34 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Whether `Authorization` uses the `Bearer` scheme (any case), the only one GitHub takes JWTs in.
+fn bearer_scheme(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+}
+
+/// GitHub's secondary rate-limit answer.
+fn secondary_exceeded(retry_after: u64) -> ApiError {
+    ApiError::with_docs(StatusCode::FORBIDDEN, MSG_SECONDARY, DOCS_RATE_LIMITS)
+        .header("retry-after", retry_after.to_string())
+}
+
+/// The message of a secondary rate-limit answer.
+pub const MSG_SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
+
+/// Where GitHub's rate-limit answers point.
+const DOCS_RATE_LIMITS: &str =
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
+
 fn rate_exceeded(who: &str) -> ApiError {
     ApiError::with_docs(
         StatusCode::FORBIDDEN,
         format!(
             "API rate limit exceeded for {who}. If you reach out to GitHub Support for help, please include the request ID."
         ),
-        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        DOCS_RATE_LIMITS,
     )
 }
