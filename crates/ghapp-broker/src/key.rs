@@ -44,9 +44,7 @@ impl AppKey {
     pub fn load(app: &AppConfig) -> Result<AppKey, BrokerError> {
         let label = &app.name;
         if let Some(path) = &app.private_key_file {
-            let pem = read_key_file(path)
-                .map_err(|e| BrokerError::internal(format!("GitHub App {label}: {e}")))?;
-            return AppKey::from_pem(&pem, format!("file {}", path.display()), label);
+            return AppKey::load_file(path, label);
         }
         if let Some(var) = &app.private_key_env {
             let pem = read_key_env(var)
@@ -62,6 +60,14 @@ impl AppKey {
         Err(BrokerError::internal(format!(
             "GitHub App {label}: no private key source: set private_key_file, private_key_env or private_key_command"
         )))
+    }
+
+    /// Loads a PEM key file of the App labelled `label` (`private_key_file`,
+    /// `next_private_key_file`), refused when group or others may access it.
+    pub fn load_file(path: &Path, label: &str) -> Result<AppKey, BrokerError> {
+        let pem = read_key_file(path)
+            .map_err(|e| BrokerError::internal(format!("GitHub App {label}: {e}")))?;
+        AppKey::from_pem(&pem, format!("file {}", path.display()), label)
     }
 
     /// Builds a key from PEM bytes (PKCS#1 `BEGIN RSA PRIVATE KEY` as GitHub issues them, or

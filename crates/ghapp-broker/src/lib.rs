@@ -31,6 +31,7 @@
 //! | `clock` | expiry anchored at GitHub's `Date` |
 //! | `jwt` | App JWTs |
 //! | [`key`] | private keys |
+//! | [`signer`] | who signs the App JWT: the PEM key, a command, a PKCS#11 token |
 //! | [`transport`] | the HTTP seam |
 //! | [`config`] | the config file |
 
@@ -55,13 +56,16 @@ mod request;
 mod resolve;
 mod retry;
 mod runner;
+pub mod signer;
 mod status;
 pub mod transport;
 
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
 use std::sync::Arc;
 
-pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
+pub use config::{
+    AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, SignerKind, TokenFormat,
+};
 pub use error::{BrokerError, ErrorKind};
 pub use metrics::{BrokerMetrics, Histogram};
 pub use status::BrokerStatus;

@@ -1,0 +1,117 @@
+//! Who signs an App JWT: the seam between the JWT (`jwt.rs`: claims, reuse, clock) and the
+//! private key. A [`Signer`] gets the JWT's signing input (`base64url(header).base64url(claims)`)
+//! and returns the raw RS256 signature (RSASSA-PKCS1-v1_5 with SHA-256).
+//!
+//! - the PEM key ([`crate::key::AppKey`], `pem.rs`): today's behaviour, the key in memory;
+//! - `command.rs`: `sign_command`, a program that signs its stdin (ghapp never sees the key);
+//!
+//! Signers block (a child process, a C library): `jwt.rs` calls them on tokio's blocking pool,
+//! one signature at a time per App, and only when the reused JWT runs out of life.
+
+mod command;
+mod pem;
+
+pub use command::CommandSigner;
+
+use crate::config::{AppConfig, SignerKind};
+use crate::error::BrokerError;
+use crate::key::AppKey;
+use std::fmt;
+use std::sync::Arc;
+
+/// Signs App JWTs. Implementations block; they are called off the async runtime.
+pub trait Signer: Send + Sync {
+    /// The raw RSASSA-PKCS1-v1_5 SHA-256 signature of `input` (the JWT's signing input).
+    fn sign(&self, input: &[u8]) -> Result<Vec<u8>, SignError>;
+
+    /// The signer as messages name it: `file /etc/ghapp/acme.pem`, `command /usr/bin/sign-jwt`,
+    /// `PKCS#11 token "ghapp" key "acme"`. Never a secret.
+    fn describe(&self) -> &str;
+
+    /// `sha256:…`: the fingerprint of the public key when the signer knows it (the same value
+    /// for the same key wherever it is held), else of the signer's configuration.
+    fn fingerprint(&self) -> &str;
+
+    /// True when signing is fast and needs no I/O (a key in memory): done inline rather than
+    /// on the blocking pool.
+    fn is_inline(&self) -> bool {
+        false
+    }
+}
+
+impl fmt::Debug for dyn Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("signer", &self.describe())
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// A signature that could not be made: which signer, and why (never key material).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signer {signer}: {detail}")]
+pub struct SignError {
+    /// The signer, as [`Signer::describe`] names it.
+    pub signer: String,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl SignError {
+    /// A failure of `signer`.
+    pub fn new(signer: &dyn Signer, detail: impl Into<String>) -> Self {
+        SignError {
+            signer: signer.describe().to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The signers of `app`, in the order they are tried: the configured key or signer first, then
+/// the `next_*` key of a rotation, if any.
+pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError> {
+    let label = &app.name;
+    let first: Arc<dyn Signer> = match app.signer {
+        None => Arc::new(AppKey::load(app)?),
+        Some(SignerKind::Command) => {
+            let argv = app.sign_command.as_deref().unwrap_or_default();
+            Arc::new(CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?)
+        }
+        Some(SignerKind::Pkcs11) => pkcs11_signer(app, app.pkcs11_key_label.as_deref())?,
+        Some(SignerKind::AwsKms) => {
+            return Err(BrokerError::internal(format!(
+                "GitHub App {label}: signer = \"aws_kms\" is not built into this ghapp (docs/keys.md)"
+            )));
+        }
+    };
+    let mut signers = vec![first];
+    if let Some(path) = &app.next_private_key_file {
+        signers.push(Arc::new(AppKey::load_file(path, label)?));
+    } else if let Some(argv) = &app.next_sign_command {
+        signers.push(Arc::new(
+            CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?,
+        ));
+    } else if let Some(key_label) = &app.next_pkcs11_key_label {
+        signers.push(pkcs11_signer(app, Some(key_label))?);
+    } else if app.next_kms_key_id.is_some() {
+        return Err(BrokerError::internal(format!(
+            "GitHub App {label}: next_kms_key_id: AWS KMS is not built into this ghapp (docs/keys.md)"
+        )));
+    }
+    Ok(signers)
+}
+
+fn app_error(label: &str, message: String) -> BrokerError {
+    BrokerError::internal(format!("GitHub App {label}: {message}"))
+}
+
+fn pkcs11_signer(
+    app: &AppConfig,
+    _key_label: Option<&str>,
+) -> Result<Arc<dyn Signer>, BrokerError> {
+    Err(app_error(
+        &app.name,
+        "signer = \"pkcs11\" is not built into this ghapp (docs/keys.md)".into(),
+    ))
+}
