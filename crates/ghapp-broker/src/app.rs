@@ -136,7 +136,7 @@ impl AppRuntime {
         };
         let mut signer = JwtSigner::new(first.clone(), config.app_id, config.client_id.as_deref())?;
         for next in signers {
-            tracing::info!(app = %config.name, key = %next.fingerprint(), signer = %next.describe(), "next key loaded: used when GitHub rejects the first");
+            tracing::info!(app = %config.name, signer = %next.describe(), "next key configured: it signs once GitHub rejects the first");
             signer = signer.with_next(next);
         }
         let client = GitHubClient::new(
@@ -146,7 +146,7 @@ impl AppRuntime {
             RetryPolicy::from_config(daemon),
             config.token_format,
         );
-        let key_fingerprint = first.fingerprint().to_string();
+        let key_fingerprint = first.fingerprint();
         let identity = fingerprint(&format!(
             "{}|{}|{:?}|{:?}|{}",
             config.host, api_base, config.app_id, config.client_id, key_fingerprint

@@ -108,8 +108,8 @@ impl Signer for CommandSigner {
         &self.describe
     }
 
-    fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 }
 

@@ -3,6 +3,7 @@
 //! and returns the raw RS256 signature (RSASSA-PKCS1-v1_5 with SHA-256).
 //!
 //! - the PEM key ([`crate::key::AppKey`], `pem.rs`): today's behaviour, the key in memory;
+//!   [`NextKeyFile`] the rotation's next key file, read when first needed;
 //! - `command.rs`: `sign_command`, a program that signs its stdin (ghapp never sees the key);
 //!
 //! Signers block (a child process, a C library): `jwt.rs` calls them on tokio's blocking pool,
@@ -12,6 +13,7 @@ mod command;
 mod pem;
 
 pub use command::CommandSigner;
+pub use pem::NextKeyFile;
 
 use crate::config::{AppConfig, SignerKind};
 use crate::error::BrokerError;
@@ -30,7 +32,7 @@ pub trait Signer: Send + Sync {
 
     /// `sha256:…`: the fingerprint of the public key when the signer knows it (the same value
     /// for the same key wherever it is held), else of the signer's configuration.
-    fn fingerprint(&self) -> &str;
+    fn fingerprint(&self) -> String;
 
     /// True when signing is fast and needs no I/O (a key in memory): done inline rather than
     /// on the blocking pool.
@@ -87,7 +89,7 @@ pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError>
     };
     let mut signers = vec![first];
     if let Some(path) = &app.next_private_key_file {
-        signers.push(Arc::new(AppKey::load_file(path, label)?));
+        signers.push(Arc::new(NextKeyFile::new(path, label)));
     } else if let Some(argv) = &app.next_sign_command {
         signers.push(Arc::new(
             CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?,
