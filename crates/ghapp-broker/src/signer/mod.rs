@@ -4,6 +4,7 @@
 //!
 //! - the PEM key ([`crate::key::AppKey`], `pem.rs`): today's behaviour, the key in memory;
 //!   [`NextKeyFile`] the rotation's next key file, read when first needed;
+//! - `pkcs11.rs` (cargo feature `pkcs11`): a key on a PKCS#11 token (HSM, SoftHSM).
 //! - `command.rs`: `sign_command`, a program that signs its stdin (ghapp never sees the key);
 //!
 //! Signers block (a child process, a C library): `jwt.rs` calls them on tokio's blocking pool,
@@ -11,6 +12,8 @@
 
 mod command;
 mod pem;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 
 pub use command::CommandSigner;
 pub use pem::NextKeyFile;
@@ -108,12 +111,21 @@ fn app_error(label: &str, message: String) -> BrokerError {
     BrokerError::internal(format!("GitHub App {label}: {message}"))
 }
 
+#[cfg(feature = "pkcs11")]
+fn pkcs11_signer(app: &AppConfig, key_label: Option<&str>) -> Result<Arc<dyn Signer>, BrokerError> {
+    let signer = pkcs11::Pkcs11Signer::open(app, key_label.unwrap_or_default())
+        .map_err(|e| app_error(&app.name, e))?;
+    Ok(Arc::new(signer))
+}
+
+#[cfg(not(feature = "pkcs11"))]
 fn pkcs11_signer(
     app: &AppConfig,
     _key_label: Option<&str>,
 ) -> Result<Arc<dyn Signer>, BrokerError> {
     Err(app_error(
         &app.name,
-        "signer = \"pkcs11\" is not built into this ghapp (docs/keys.md)".into(),
+        "signer = \"pkcs11\" is not built into this ghapp (cargo feature pkcs11; docs/keys.md)"
+            .into(),
     ))
 }
