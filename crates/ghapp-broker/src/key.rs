@@ -78,7 +78,10 @@ impl AppKey {
                 "GitHub App {label}: the private key from {source} is not an RSA private key in PEM form ({detail}): use the .pem file downloaded from the App's settings page"
             ))
         };
-        let encoding = EncodingKey::from_rsa_pem(pem).map_err(|e| not_rsa(e.to_string()))?;
+        // Decoded here rather than by jsonwebtoken's PEM parser, which leaves the base64 text and
+        // the DER in freed, unzeroized memory.
+        let der = pem_to_der(pem).map_err(|e| not_rsa(e.to_string()))?;
+        let encoding = EncodingKey::from_rsa_der(&der);
         let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
             .map_err(|e| not_rsa(e.to_string()))?;
         let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
@@ -108,6 +111,58 @@ impl AppKey {
     }
 }
 
+/// The PEM labels of an RSA private key: PKCS#1 (as GitHub issues them) and PKCS#8.
+const PEM_LABELS: [&str; 2] = ["RSA PRIVATE KEY", "PRIVATE KEY"];
+
+/// Decodes the first PEM block into DER, every intermediate in a zeroizing buffer allocated once
+/// at its final size (a growing `Vec` frees copies of its old contents without zeroizing them).
+fn pem_to_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
+    use base64::Engine;
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const END: &[u8] = b"-----END ";
+    let find = |haystack: &[u8], needle: &[u8]| {
+        haystack
+            .windows(needle.len())
+            .position(|window| window == needle)
+    };
+    let start = find(pem, BEGIN).ok_or("no -----BEGIN line")?;
+    let rest = &pem[start + BEGIN.len()..];
+    let line_end = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or("no line after -----BEGIN")?;
+    let label = rest[..line_end]
+        .trim_ascii_end()
+        .strip_suffix(b"-----")
+        .ok_or("a malformed -----BEGIN line")?;
+    if !PEM_LABELS.iter().any(|l| l.as_bytes() == label) {
+        return Err("the PEM block is not a private key");
+    }
+    let body = &rest[line_end + 1..];
+    let body = &body[..find(body, END).ok_or("no -----END line")?];
+    let mut base64_text = Zeroizing::new(Vec::with_capacity(body.len()));
+    base64_text.extend(body.iter().filter(|b| !b.is_ascii_whitespace()));
+    let mut der = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(base64_text.len())]);
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(&*base64_text, &mut der)
+        .map_err(|_| "the PEM body is not base64")?;
+    der.truncate(len);
+    if label == b"RSA PRIVATE KEY" {
+        return Ok(der);
+    }
+    // PKCS#8 wraps the PKCS#1 key that the signing key is built from: take it out.
+    let info =
+        pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(|_| "not a PKCS#8 private key")?;
+    if info.algorithm.oid != RSA_ENCRYPTION {
+        return Err("the PKCS#8 key is not an RSA key");
+    }
+    Ok(Zeroizing::new(info.private_key.to_vec()))
+}
+
+/// `rsaEncryption` (RFC 8017), the algorithm of an RSA key in PKCS#8.
+const RSA_ENCRYPTION: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
 /// Reads a key file, refusing one that group or others may access. The mode is checked on the
 /// open file, so the file checked is the file read.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
@@ -135,7 +190,7 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
             path.display()
         ));
     }
-    let mut pem = Zeroizing::new(Vec::new());
+    let mut pem = Zeroizing::new(Vec::with_capacity(MAX_KEY_BYTES as usize + 1));
     file.take(MAX_KEY_BYTES + 1)
         .read_to_end(&mut pem)
         .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
@@ -200,7 +255,8 @@ fn run_key_command(argv: &[String], timeout: Duration) -> Result<Zeroizing<Vec<u
         .ok_or("private_key_command: no stderr pipe")?;
     // Readers on threads, so a chatty command cannot fill a pipe and stall while we wait.
     let out_reader = std::thread::spawn(move || {
-        let mut buf = Zeroizing::new(Vec::new());
+        // Allocated once at full size: a growing Vec would free unzeroized partial copies.
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_BYTES as usize + 1));
         let _ = (&mut stdout).take(MAX_KEY_BYTES + 1).read_to_end(&mut buf);
         buf
     });
@@ -347,6 +403,37 @@ pub(crate) mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn pem_blocks_decode_to_der_and_other_blocks_are_refused() {
+        let der = pem_to_der(TEST_KEY_PEM.as_bytes()).unwrap();
+        assert_eq!(der[0], 0x30, "a DER SEQUENCE");
+        let key = AppKey::from_pem(TEST_KEY_PEM.as_bytes(), "t".into(), "a").unwrap();
+        assert!(key.fingerprint().starts_with("sha256:"));
+        assert!(
+            pem_to_der(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
+        assert!(
+            pem_to_der(b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n").is_err()
+        );
+        assert!(pem_to_der(b"no pem here").is_err());
+    }
+
+    #[test]
+    fn a_pkcs8_key_is_the_same_key() {
+        let pkcs8 = std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/test-key.pem"
+            ))
+            .output()
+            .unwrap();
+        assert!(pkcs8.stdout.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let from_pkcs8 = AppKey::from_pem(&pkcs8.stdout, "p8".into(), "a").unwrap();
+        let from_pkcs1 = AppKey::from_pem(TEST_KEY_PEM.as_bytes(), "p1".into(), "a").unwrap();
+        assert_eq!(from_pkcs8.fingerprint(), from_pkcs1.fingerprint());
     }
 
     #[test]

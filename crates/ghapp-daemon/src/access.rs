@@ -1,14 +1,21 @@
 //! Who may use the socket, and for what: the peer's credentials (SO_PEERCRED), the uid/gid
 //! allow-lists and the per-uid/gid policies of `[[daemon.policy]]`.
 //!
-//! Rules, in order:
-//! 1. A peer is admitted when its uid is the daemon's own uid, root, or in `allow_uids`, or its
-//!    (effective, primary) gid is in `allow_gids` or is `socket_group`'s gid. The daemon's own uid
-//!    and root are always admitted: both can read the daemon's memory anyway.
-//! 2. An admitted peer is then held to the first `[[daemon.policy]]` entry naming its uid, else
-//!    the first naming its gid (an entry naming both matches only a peer with both); no entry:
-//!    no restriction beyond the Apps' own.
-
+//! The uid SO_PEERCRED reports is fixed by the kernel; the gid is the peer's *current primary*
+//! gid, which any member of a group can switch to with `sg`/`newgrp`. So the gid is the caller's
+//! choice among its groups, and the rules never let a gid choice widen what a peer gets:
+//!
+//! 1. **Admission.** A peer is admitted when its uid is the daemon's own uid, root, or in
+//!    `allow_uids`, or its gid is in `allow_gids` or is `socket_group`'s gid.
+//! 2. **No `[[daemon.policy]]` at all:** every admitted peer is unrestricted (beyond the Apps'
+//!    own ceilings) — the behaviour of a config without policies.
+//! 3. **Entries naming the peer's uid** hold it whatever its gid: the first such entry without a
+//!    gid or with the peer's gid applies; when every entry naming the uid names another gid, the
+//!    peer gets nothing. Entries naming only a gid are then ignored for it.
+//! 4. **No entry names the uid:** the daemon's own uid and root are unrestricted (both can read
+//!    the daemon's memory anyway); any other peer is held to the first entry naming only its gid,
+//!    and with none, gets **nothing** (every token route refused, an empty status). To let such a
+//!    peer have everything, give it an entry with no limits: `[[daemon.policy]]` `uid = N`.
 use ghapp_broker::PolicyConfig;
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::permissions::{Level, Permissions};
@@ -157,6 +164,16 @@ impl PeerPolicy {
         ))
     }
 
+    /// True when the policy allows some token for `owner` (its installations may be shown).
+    pub fn covers_owner(&self, owner: &str) -> bool {
+        let owner = owner.to_ascii_lowercase();
+        self.owner_allowed(&owner)
+            && self
+                .repos
+                .as_ref()
+                .is_none_or(|repos| repos.iter().any(|(o, _)| *o == owner))
+    }
+
     fn owner_allowed(&self, owner: &str) -> bool {
         self.owners
             .as_ref()
@@ -265,11 +282,61 @@ impl PeerPolicy {
     }
 }
 
+/// What an admitted peer may have, as decided by [`AccessRules::grant_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant<'a> {
+    /// Anything the Apps allow: no policies configured, or the daemon's own uid or root.
+    Unrestricted,
+    /// What this `[[daemon.policy]]` entry allows.
+    Policy(&'a PeerPolicy),
+    /// Nothing: policies exist and none applies to this peer (fail closed).
+    Nothing(NoEntry),
+}
+
+/// Why no policy entry applies to a peer that policies must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEntry {
+    /// Entries name the peer's uid, each for another gid (the first of them is given).
+    OtherGid {
+        /// The 1-based index of the first entry naming the uid.
+        index: usize,
+    },
+    /// No entry names the peer's uid nor its gid.
+    Unnamed,
+}
+
+impl Grant<'_> {
+    /// True when the peer may see everything (metrics, every installation and cached token).
+    pub fn is_unrestricted(&self) -> bool {
+        matches!(self, Grant::Unrestricted)
+    }
+
+    /// The refusal for a token request this grant does not cover at all; `None` when it may be
+    /// covered (unrestricted, or a policy that checks the request itself).
+    pub fn refusal(&self, peer: &Peer) -> Option<Refusal> {
+        let Grant::Nothing(why) = self else {
+            return None;
+        };
+        Some(Refusal::Forbidden(match why {
+            NoEntry::OtherGid { index } => format!(
+                "uid {} is named by [[daemon.policy]] entry {index} for another gid; with gid {} no entry applies, so no token is served (switching groups never widens a policy)",
+                peer.uid, peer.gid
+            ),
+            NoEntry::Unnamed => format!(
+                "no [[daemon.policy]] entry names uid {} or gid {}, and when policies are configured such a peer gets no token: add an entry for it to the daemon's config",
+                peer.uid, peer.gid
+            ),
+        }))
+    }
+}
+
 /// The allow-lists and policies in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRules {
     /// Admitted uids (always includes the daemon's own uid and root).
     pub uids: BTreeSet<u32>,
+    /// The daemon's own uid and root: admitted and, without an entry naming them, unrestricted.
+    pub trusted_uids: BTreeSet<u32>,
     /// Admitted gids.
     pub gids: BTreeSet<u32>,
     /// Policies in config order.
@@ -286,9 +353,9 @@ impl AccessRules {
         socket_gid: Option<u32>,
         policies: &[PolicyConfig],
     ) -> Result<AccessRules, String> {
+        let trusted_uids: BTreeSet<u32> = [own_uid, 0].into_iter().collect();
         let mut uids: BTreeSet<u32> = allow_uids.iter().copied().collect();
-        uids.insert(own_uid);
-        uids.insert(0);
+        uids.extend(&trusted_uids);
         let mut gids: BTreeSet<u32> = allow_gids.iter().copied().collect();
         gids.extend(socket_gid);
         let policies = policies
@@ -298,6 +365,7 @@ impl AccessRules {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AccessRules {
             uids,
+            trusted_uids,
             gids,
             policies,
         })
@@ -308,21 +376,35 @@ impl AccessRules {
         self.uids.contains(&peer.uid) || self.gids.contains(&peer.gid)
     }
 
-    /// The policy the peer is held to, if any.
-    pub fn policy_for(&self, peer: &Peer) -> Option<&PeerPolicy> {
-        let matches = |p: &&PeerPolicy| {
-            p.uid.is_none_or(|uid| uid == peer.uid) && p.gid.is_none_or(|gid| gid == peer.gid)
-        };
-        self.policies
+    /// What an admitted peer may have (the rules in the module documentation). The gid only
+    /// ever selects among entries granted to the peer's uid or to a group it could switch to;
+    /// a peer no entry covers gets [`Grant::Nothing`], never everything.
+    pub fn grant_for(&self, peer: &Peer) -> Grant<'_> {
+        if self.policies.is_empty() {
+            return Grant::Unrestricted;
+        }
+        let mut naming_uid = self
+            .policies
             .iter()
-            .filter(|p| p.uid.is_some())
-            .find(matches)
-            .or_else(|| {
-                self.policies
-                    .iter()
-                    .filter(|p| p.uid.is_none())
-                    .find(matches)
-            })
+            .filter(|p| p.uid == Some(peer.uid))
+            .peekable();
+        if let Some(first) = naming_uid.peek().map(|p| p.index) {
+            return match naming_uid.find(|p| p.gid.is_none_or(|gid| gid == peer.gid)) {
+                Some(policy) => Grant::Policy(policy),
+                None => Grant::Nothing(NoEntry::OtherGid { index: first }),
+            };
+        }
+        if self.trusted_uids.contains(&peer.uid) {
+            return Grant::Unrestricted;
+        }
+        match self
+            .policies
+            .iter()
+            .find(|p| p.uid.is_none() && p.gid == Some(peer.gid))
+        {
+            Some(policy) => Grant::Policy(policy),
+            None => Grant::Nothing(NoEntry::Unnamed),
+        }
     }
 
     /// The message a refused peer receives.
@@ -421,40 +503,104 @@ mod tests {
         );
     }
 
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer {
+            uid,
+            gid,
+            pid: None,
+        }
+    }
+
+    fn index_of(grant: Grant<'_>) -> Option<usize> {
+        match grant {
+            Grant::Policy(policy) => Some(policy.index),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn uid_policy_wins_over_gid_policy() {
+    fn without_policies_every_admitted_peer_is_unrestricted() {
+        let rules = AccessRules::new(5, &[1000], &[100], None, &[]).unwrap();
+        for p in [PEER, peer(5, 5), peer(0, 0), peer(7, 100)] {
+            assert_eq!(rules.grant_for(&p), Grant::Unrestricted, "{p}");
+        }
+    }
+
+    #[test]
+    fn uid_entries_hold_the_uid_whatever_its_gid() {
         let rules = AccessRules::new(
             0,
-            &[],
-            &[],
+            &[1000],
+            &[100, 200],
             None,
             &[
                 policy(None, Some(100), Some(&["gid-org"]), None, None),
+                policy(Some(1000), Some(100), Some(&["uid-org"]), None, None),
+                policy(None, Some(200), None, None, None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(index_of(rules.grant_for(&PEER)), Some(2), "uid+gid entry");
+        // Switching to another group (sg) neither escapes the uid's entry nor picks up a gid
+        // entry, even an unrestricted one.
+        for gid in [200, 300] {
+            let grant = rules.grant_for(&peer(1000, gid));
+            assert_eq!(grant, Grant::Nothing(NoEntry::OtherGid { index: 2 }));
+            assert!(
+                grant
+                    .refusal(&peer(1000, gid))
+                    .unwrap()
+                    .message()
+                    .contains("entry 2")
+            );
+        }
+        let rules = AccessRules::new(
+            0,
+            &[1000],
+            &[],
+            None,
+            &[
+                policy(None, Some(100), None, None, None),
                 policy(Some(1000), None, Some(&["uid-org"]), None, None),
             ],
         )
         .unwrap();
-        assert_eq!(rules.policy_for(&PEER).unwrap().index, 2);
+        for gid in [100, 5] {
+            assert_eq!(index_of(rules.grant_for(&peer(1000, gid))), Some(2));
+        }
+    }
+
+    #[test]
+    fn peers_no_entry_names_get_nothing_once_policies_exist() {
+        let rules = AccessRules::new(
+            5,
+            &[1000, 1001],
+            &[],
+            Some(300),
+            &[
+                policy(Some(1001), None, Some(&["acme"]), None, None),
+                policy(None, Some(100), Some(&["gid-org"]), None, None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(index_of(rules.grant_for(&peer(7, 100))), Some(2));
         assert_eq!(
-            rules
-                .policy_for(&Peer {
-                    uid: 5,
-                    gid: 100,
-                    pid: None
-                })
-                .unwrap()
-                .index,
-            1
+            index_of(rules.grant_for(&PEER)),
+            Some(2),
+            "allow_uids in gid 100"
         );
-        assert!(
-            rules
-                .policy_for(&Peer {
-                    uid: 5,
-                    gid: 5,
-                    pid: None
-                })
-                .is_none()
-        );
+        // Admitted by socket_group's gid only, or allowed by uid, with no entry: nothing.
+        for p in [peer(7, 300), peer(1000, 300), peer(1000, 1000)] {
+            let grant = rules.grant_for(&p);
+            assert_eq!(grant, Grant::Nothing(NoEntry::Unnamed), "{p}");
+            assert_eq!(grant.refusal(&p).unwrap().status(), 403);
+            assert!(!grant.is_unrestricted());
+        }
+        // The daemon's own uid and root, unnamed: unrestricted, whatever their gid.
+        for p in [peer(5, 100), peer(0, 300)] {
+            assert_eq!(rules.grant_for(&p), Grant::Unrestricted, "{p}");
+        }
+        assert_eq!(Grant::Unrestricted.refusal(&PEER), None);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! (route, host, owner/repo, permissions) and what came of it (status, outcome, the token's
 //! fingerprint). Never the token itself.
 //!
-//! Written to `[daemon] audit_log` (appended, created `0600`; reopened on SIGHUP so logrotate can
-//! move it), or to stderr with `-`.
+//! Written to `[daemon] audit_log` (appended, created `0600`, never through a symlink, an existing
+//! file's wider mode narrowed to `0600`; reopened on SIGHUP so logrotate can move it), or to
+//! stderr with `-`.
 
 use crate::access::Peer;
 use serde::Serialize;
@@ -193,21 +194,64 @@ fn open_sink(destination: Option<&Path>) -> anyhow::Result<Sink> {
     match destination {
         None => Ok(Sink::None),
         Some(path) if path == Path::new("-") => Ok(Sink::Stderr),
-        Some(path) => {
-            let file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot open audit log {} ([daemon] audit_log): {e}",
-                        path.display()
-                    )
-                })?;
-            Ok(Sink::File(path.to_path_buf(), file))
-        }
+        Some(path) => Ok(Sink::File(path.to_path_buf(), open_private(path)?)),
     }
+}
+
+/// Opens (creating `0600`) the audit file for appending without following a symlink in its last
+/// component, so nobody who can write its directory can point the daemon at another file. An
+/// existing file must be a regular file owned by the daemon's uid; a mode wider than `0600` is
+/// narrowed to `0600` (and said so): the log names every peer and token fingerprint.
+fn open_private(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let context = |what: String| {
+        anyhow::anyhow!(
+            "cannot use audit log {} ([daemon] audit_log): {what}",
+            path.display()
+        )
+    };
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc_flags())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+                context("it is a symbolic link; name the real file".to_string())
+            }
+            _ => context(e.to_string()),
+        })?;
+    let meta = file.metadata().map_err(|e| context(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(context("not a regular file".to_string()));
+    }
+    let own_uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != own_uid {
+        return Err(context(format!(
+            "owned by uid {}, not by the daemon's uid {own_uid}: remove it or chown it",
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| {
+                context(format!(
+                    "mode {mode:04o} is too wide and chmod 600 failed: {e}"
+                ))
+            })?;
+        tracing::warn!(
+            "audit log {} had mode {mode:04o}; narrowed it to 0600",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// `O_NOFOLLOW | O_CLOEXEC` for [`OpenOptionsExt::custom_flags`].
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32
 }
 
 #[cfg(test)]
@@ -253,5 +297,24 @@ mod tests {
         );
         log.record(&event); // still writes to the previous file
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn symlinks_are_refused_and_wide_modes_narrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        let link = tmp.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = AuditLog::open(Some(&link)).err().unwrap().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let wide = tmp.path().join("wide.jsonl");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+        AuditLog::open(Some(&wide)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&wide).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

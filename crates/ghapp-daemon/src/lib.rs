@@ -9,7 +9,8 @@
 //! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
 //! - [`metrics`] + [`exposition`]: `/metrics`; [`audit`]: the JSON-lines audit log.
-//! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT.
+//! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
+//!   dumps, the open-files limit and the connection cap that fits it.
 //!
 //! Contract with the tests, the demo and scripts: once the socket accepts connections the daemon
 //! prints exactly one line, `ready <socket path>`, on stdout (and sends `READY=1` to systemd when
@@ -19,6 +20,7 @@ pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod exposition;
+pub mod hardening;
 pub mod idle;
 pub mod lifecycle;
 pub mod logging;
@@ -58,6 +60,10 @@ pub struct DaemonOptions {
 /// environment variables (`LISTEN_FDS`, `NOTIFY_SOCKET`, …) so children never inherit them.
 pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
     logging::init(options.json_logs);
+    // Before any secret is read: no core dumps, no same-uid ptrace/gcore of the daemon.
+    hardening::forbid_core_dumps()
+        .map_err(|e| anyhow!("cannot protect the daemon's memory: {e}"))?;
+    let descriptor_limit = hardening::raise_descriptor_limit();
     let systemd = systemd::take_environment()?;
     let environment = Environment::current();
     let config_path = environment
@@ -80,6 +86,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
         config,
         settings,
         systemd,
+        descriptor_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

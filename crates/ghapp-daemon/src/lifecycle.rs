@@ -34,6 +34,9 @@ pub struct Launch {
     pub settings: Settings,
     /// What systemd handed over.
     pub systemd: SystemdEnvironment,
+    /// The open-files limit in force ([`crate::hardening::raise_descriptor_limit`]);
+    /// `max_connections` is capped to fit it.
+    pub descriptor_limit: u64,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. `start_service` builds the token service from the
@@ -48,9 +51,11 @@ where
         environment,
         config_path,
         config,
-        settings,
+        mut settings,
         systemd,
+        descriptor_limit,
     } = launch;
+    cap_connections(&mut settings, descriptor_limit, true);
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -106,7 +111,7 @@ where
             _ = terminate.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
-                reload(&state, &config_path, &environment, socket_flag.as_deref(), &socket_path);
+                reload(&state, &config_path, &environment, socket_flag.as_deref(), &socket_path, descriptor_limit);
                 systemd.notifier.notify(&format!("STATUS=serving on {} (reloaded)", socket_path.display()));
             }
         }
@@ -130,6 +135,24 @@ where
     Ok(())
 }
 
+/// Caps `max_connections` so that it, as many waiting connections and a reserve fit in the
+/// open-files limit; says so at start when it had to.
+fn cap_connections(settings: &mut Settings, descriptor_limit: u64, at_start: bool) {
+    let cap = crate::hardening::connection_cap(settings.max_connections, descriptor_limit);
+    if cap < settings.max_connections && at_start {
+        tracing::warn!(
+            "max_connections {} capped to {cap}: the open-files limit is {descriptor_limit} (raise LimitNOFILE= / ulimit -Hn to serve more)",
+            settings.max_connections
+        );
+    } else if at_start {
+        tracing::info!(
+            "serving up to {} connections (open-files limit {descriptor_limit})",
+            settings.max_connections
+        );
+    }
+    settings.max_connections = cap;
+}
+
 /// The one line on stdout that tests, the demo and scripts wait for.
 fn announce_ready(socket: &std::path::Path) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -145,6 +168,7 @@ fn reload<S: TokenService>(
     environment: &Environment,
     socket_flag: Option<&std::path::Path>,
     socket_path: &std::path::Path,
+    descriptor_limit: u64,
 ) {
     tracing::info!("SIGHUP: reloading {}", config_path.display());
     let config = match Config::load(config_path) {
@@ -155,7 +179,7 @@ fn reload<S: TokenService>(
         }
     };
     let own_uid = rustix::process::geteuid().as_raw();
-    let settings = match Settings::from_config(&config, config_path, own_uid) {
+    let mut settings = match Settings::from_config(&config, config_path, own_uid) {
         Ok(settings) => settings,
         Err(e) => {
             tracing::error!(
@@ -179,6 +203,7 @@ fn reload<S: TokenService>(
             socket_path.display()
         );
     }
+    cap_connections(&mut settings, descriptor_limit, false);
     if settings.max_connections != state.max_connections() {
         tracing::warn!("max_connections changes take effect when the daemon restarts");
     }

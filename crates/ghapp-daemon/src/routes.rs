@@ -1,7 +1,7 @@
 //! The socket API's routes (docs/socket-api.md): the peer check, method checks, request parsing
 //! and size limits, the policy, the call into the token service, metrics and the audit record.
 
-use crate::access::{Peer, Refusal};
+use crate::access::{Grant, Peer, Refusal};
 use crate::audit::{AuditEvent, Outcome};
 use crate::exposition;
 use crate::metrics::Gauges;
@@ -129,7 +129,7 @@ pub async fn handle<S: TokenService>(
     let settings = state.settings();
     let method = request.method().clone();
     let route = Route::parse(request.uri().path());
-    let mut audit = AuditEvent::new(&peer, method.as_str(), route.label());
+    let mut audit = AuditEvent::new(&peer, method_label(&method), route.label());
 
     let reply = if !settings.access.admits(&peer) {
         state.metrics.peer_refused();
@@ -138,7 +138,7 @@ pub async fn handle<S: TokenService>(
         let config = settings.config_path.display().to_string();
         Reply::error(403, settings.access.refusal_message(&peer, &config))
     } else if !route.takes(&method) {
-        Reply::method_not_allowed(method.as_str(), route.label(), route.allow())
+        Reply::method_not_allowed(method_label(&method), route.label(), route.allow())
     } else {
         dispatch(state, &settings, peer, route.clone(), request, &mut audit).await
     };
@@ -192,9 +192,16 @@ async fn dispatch<S: TokenService>(
             )
             .await
         }
-        Route::Status => status(state),
+        Route::Status => status(state, settings.access.grant_for(&peer)),
         Route::RunnerToken => runner_token(state, settings, peer, request, audit).await,
-        Route::Metrics => metrics(state),
+        Route::Metrics if settings.access.grant_for(&peer).is_unrestricted() => metrics(state),
+        Route::Metrics => {
+            audit.outcome = Outcome::DeniedPolicy;
+            Reply::error(
+                403,
+                "/metrics is served only to peers no [[daemon.policy]] restricts: it describes every installation and token",
+            )
+        }
         Route::Health => Reply::json(200, &serde_json::json!({"status": "ok"})),
         Route::Tokman {
             namespace,
@@ -204,9 +211,8 @@ async fn dispatch<S: TokenService>(
         Route::Unmatched => Reply::error(
             404,
             format!(
-                "no route {} {}: the API has GET/DELETE {}, GET {}, POST {}, GET {}, GET {}, GET {}{{namespace}}/{{repository}}, GET {} (see docs/socket-api.md)",
-                request.method(),
-                truncate(request.uri().path()),
+                "no route {} for this path: the API has GET/DELETE {}, GET {}, POST {}, GET {}, GET {}, GET {}{{namespace}}/{{repository}}, GET {} (see docs/socket-api.md)",
+                method_label(request.method()),
                 api::TOKEN_PATH,
                 api::STATUS_PATH,
                 api::RUNNER_TOKEN_PATH,
@@ -219,16 +225,25 @@ async fn dispatch<S: TokenService>(
     }
 }
 
-fn truncate(s: &str) -> String {
-    if s.len() <= 64 {
-        s.to_string()
-    } else {
-        let mut end = 64;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    }
+/// The method as it may appear in an answer or the audit log: one of HTTP's own, else
+/// `(other)`. A request's path, query values, body and custom method are never echoed into an
+/// error or a log: a secret pasted in the wrong place must not land there.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("(other)", Method::as_str)
 }
 
 fn broker_error(error: &BrokerError) -> Reply {
@@ -256,7 +271,14 @@ async fn serve_token<S: TokenService>(
     audit: &mut AuditEvent,
 ) -> Result<api::TokenResponse, Reply> {
     describe_query(&query, audit);
-    let policy = settings.access.policy_for(&peer);
+    let grant = settings.access.grant_for(&peer);
+    if let Some(refusal) = grant.refusal(&peer) {
+        return Err(refused(refusal, audit));
+    }
+    let policy = match grant {
+        Grant::Policy(policy) => Some(policy),
+        _ => None,
+    };
     if let Some(policy) = policy {
         policy
             .check_token(&mut query)
@@ -329,7 +351,10 @@ async fn invalidate<S: TokenService>(
     Reply::json(200, &InvalidateResponse { invalidated })
 }
 
-fn status<S: TokenService>(state: &State<S>) -> Reply {
+/// The status page, narrowed to what the peer's grant covers: a policy-restricted peer sees the
+/// installations of the accounts it may ask for and the cached tokens it could be handed, and no
+/// counters; a peer granted nothing sees no installation or token.
+fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
     let broker = state.service.status();
     let metrics = state.service.metrics();
     let mut apps = broker.apps;
@@ -338,6 +363,20 @@ fn status<S: TokenService>(state: &State<S>) -> Reply {
             app.rate_limit_remaining = metrics.rate_limit_remaining.get(&app.name).copied();
         }
     }
+    let (mut installations, mut tokens) = (broker.installations, broker.tokens);
+    let counters = match grant {
+        Grant::Unrestricted => state.metrics.counters(&metrics),
+        Grant::Policy(policy) => {
+            installations.retain(|i| policy.covers_owner(&i.owner));
+            tokens.retain(|t| policy.check_grant(&t.owner, &t.repositories).is_ok());
+            Default::default()
+        }
+        Grant::Nothing(_) => {
+            installations.clear();
+            tokens.clear();
+            Default::default()
+        }
+    };
     Reply::json(
         200,
         &StatusResponse {
@@ -347,9 +386,9 @@ fn status<S: TokenService>(state: &State<S>) -> Reply {
             degraded: broker.degraded,
             degraded_reason: broker.degraded_reason,
             apps,
-            installations: broker.installations,
-            tokens: broker.tokens,
-            counters: state.metrics.counters(&metrics),
+            installations,
+            tokens,
+            counters,
         },
     )
 }
@@ -395,7 +434,11 @@ async fn runner_token<S: TokenService>(
     };
     audit.host = Some(host.clone());
     audit.owner = Some(org.clone());
-    if let Some(policy) = settings.access.policy_for(&peer)
+    let grant = settings.access.grant_for(&peer);
+    if let Some(refusal) = grant.refusal(&peer) {
+        return refused(refusal, audit);
+    }
+    if let Grant::Policy(policy) = grant
         && let Err(refusal) = policy.check_runner(&org)
     {
         return refused(refusal, audit);
@@ -526,8 +569,25 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     expected: &str,
 ) -> Result<T, Reply> {
     let body = read_body(request, settings.client_timeout).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| Reply::error(400, format!("invalid body: expected {expected} ({e})")))
+    // serde_json's messages quote the input (`invalid type: string "ghs_…"`): say where and what
+    // kind of error only.
+    serde_json::from_slice(&body).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                "not valid JSON"
+            }
+            serde_json::error::Category::Eof => "incomplete JSON",
+            serde_json::error::Category::Data => "JSON of another shape",
+        };
+        Reply::error(
+            400,
+            format!(
+                "invalid body: expected {expected}, got {kind} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 async fn read_body(request: Request<Incoming>, deadline: Duration) -> Result<Bytes, Reply> {
@@ -602,8 +662,9 @@ mod tests {
     }
 
     #[test]
-    fn long_paths_are_truncated_in_messages() {
-        assert_eq!(truncate("/short"), "/short");
-        assert!(truncate(&"é".repeat(100)).ends_with('…'));
+    fn only_http_methods_are_named() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let custom = Method::from_bytes(b"GHS_SECRET").unwrap();
+        assert_eq!(method_label(&custom), "(other)");
     }
 }

@@ -1,6 +1,10 @@
 //! The accept loop and the connections: hyper's HTTP/1.1 on tokio's `UnixListener`, one task per
 //! connection, SO_PEERCRED read once per connection.
 //!
+//! A peer that is not admitted (SO_PEERCRED read at accept) is answered `403` and closed at once,
+//! without its request being parsed: refused peers hold no slot, no waiting place, and at most
+//! [`MAX_REFUSALS_IN_FLIGHT`] descriptors for at most [`REFUSAL_GRACE`].
+//!
 //! Limits: at most `max_connections` connections are served at once (a semaphore). A connection
 //! over the limit waits up to [`OVERLOAD_WAIT`] for a slot — a burst of git processes is absorbed
 //! instead of failing them — and only then is answered `503` and closed; at most
@@ -15,6 +19,7 @@
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
 
 use crate::access::Peer;
+use crate::audit::{AuditEvent, Outcome};
 use crate::idle::IdleConnections;
 use crate::routes;
 use crate::service::TokenService;
@@ -97,7 +102,10 @@ async fn accept_loop<S: TokenService>(
     mut stop: watch::Receiver<bool>,
 ) {
     let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
-    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    // Waiting connections hold descriptors too: no more of them than slots (the open-files
+    // limit was sized for twice max_connections, see crate::hardening).
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
     let idle = Arc::new(IdleConnections::default());
     loop {
         let accepted = tokio::select! {
@@ -113,13 +121,29 @@ async fn accept_loop<S: TokenService>(
                 continue;
             }
         };
+        let peer = match stream.peer_cred() {
+            Ok(cred) => Peer {
+                uid: cred.uid(),
+                gid: cred.gid(),
+                pid: cred.pid(),
+            },
+            Err(e) => {
+                tracing::warn!("cannot read the peer's credentials (SO_PEERCRED), closing: {e}");
+                continue;
+            }
+        };
+        // A refused peer holds nothing: no slot, no waiting, no descriptor past this line.
+        if !state.settings().access.admits(&peer) {
+            refuse_peer(stream, peer, &state, &refusals);
+            continue;
+        }
         let slots = state.connection_slots().clone();
         let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();
                 tokio::spawn(async move {
-                    serve_connection(stream, state, stop, &idle).await;
+                    serve_connection(stream, peer, state, stop, &idle).await;
                     drop(slot);
                 });
             }
@@ -136,7 +160,7 @@ async fn accept_loop<S: TokenService>(
                         match slot {
                             Ok(Ok(slot)) => {
                                 state.metrics.connection_accepted();
-                                serve_connection(stream, state, stop, &idle).await;
+                                serve_connection(stream, peer, state, stop, &idle).await;
                                 drop(slot);
                             }
                             _ => reject(stream, &state, &rejections).await,
@@ -150,23 +174,68 @@ async fn accept_loop<S: TokenService>(
     tracing::debug!("accept loop stopped");
 }
 
+/// Answers a peer that is not admitted with a `403` written at once (nothing of its request is
+/// parsed), records it in the audit log and closes the connection: after at most
+/// [`REFUSAL_GRACE`] while fewer than [`MAX_REFUSALS_IN_FLIGHT`] refusals are closing (a client
+/// that has not sent its request yet — curl checks its connection first — still reads the
+/// answer rather than a hang-up), else at once. Refused peers hold no slot, no waiting place,
+/// and at most that many descriptors.
+fn refuse_peer<S: TokenService>(
+    stream: UnixStream,
+    peer: Peer,
+    state: &State<S>,
+    refusals: &Arc<Semaphore>,
+) {
+    let settings = state.settings();
+    state.metrics.peer_refused();
+    state.metrics.request(REFUSED_ROUTE, 403);
+    let config = settings.config_path.display().to_string();
+    let message = settings.access.refusal_message(&peer, &config);
+    tracing::warn!(peer = %peer, "refused a peer that is not in allow_uids/allow_gids");
+    let mut audit = AuditEvent::new(&peer, "-", REFUSED_ROUTE);
+    audit.status = 403;
+    audit.outcome = Outcome::DeniedPeer;
+    audit.error = Some(message.clone());
+    state.audit.record(&audit);
+    let body = serde_json::to_string(&ghapp_protocol::api::ErrorBody { error: message })
+        .unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A fresh socket's send buffer takes this small answer whole; if not, the peer gets less.
+    let _ = stream.try_write(response.as_bytes());
+    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            // Discard the request head as it arrives, unparsed, so the close is an end of file
+            // for the peer rather than a reset.
+            let mut discard = [0u8; 4096];
+            let mut stream = stream;
+            let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+                while matches!(stream.read(&mut discard).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            drop(permit);
+        });
+    }
+}
+
+/// Refused connections given [`REFUSAL_GRACE`] at once (see [`refuse_peer`]); beyond that, a
+/// refused connection is closed right after its answer is written.
+pub const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// How long a refused connection stays open for its request to arrive and be discarded.
+pub const REFUSAL_GRACE: Duration = Duration::from_millis(200);
+
+/// The route label of a connection refused before its request was read.
+pub const REFUSED_ROUTE: &str = "(refused peer)";
+
 async fn serve_connection<S: TokenService>(
     stream: UnixStream,
+    peer: Peer,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
     idle: &Arc<IdleConnections>,
 ) {
-    let peer = match stream.peer_cred() {
-        Ok(cred) => Peer {
-            uid: cred.uid(),
-            gid: cred.gid(),
-            pid: cred.pid(),
-        },
-        Err(e) => {
-            tracing::warn!("cannot read the peer's credentials (SO_PEERCRED), closing: {e}");
-            return;
-        }
-    };
     let client_timeout = state.settings().client_timeout;
     let registration = idle.register();
     let this = registration.connection().clone();

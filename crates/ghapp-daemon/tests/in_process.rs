@@ -44,7 +44,11 @@ async fn token_route_answers_and_refuses_clearly() {
         ),
         ("/v1/token?owner=acme&owner=x", 400, "given twice"),
         ("/v1/token?repo=x", 400, "without owner"),
-        ("/v1/token?owner=acme&permissions=contents", 400, "contents"),
+        (
+            "/v1/token?owner=acme&permissions=contents",
+            400,
+            "NAME:LEVEL",
+        ),
         (
             "/v1/token?owner=missing&repo=x",
             404,
@@ -80,7 +84,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
         r.json().unwrap()["error"]
             .as_str()
             .unwrap()
-            .contains("no route GET /v2/nothing")
+            .contains("no route GET for this path")
     );
     let r = h.request("POST", "/v1/token", Some("{}")).await;
     assert_eq!(r.status, 405);

@@ -27,6 +27,9 @@ fn units_state_the_contract() {
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "PrivateTmp=yes",
+            // Descriptors for max_connections served and waiting (issue 12.4), no core dumps.
+            "LimitNOFILE=16384",
+            "LimitCORE=0",
         ] {
             assert!(service.contains(hardening), "{kind}: {hardening}");
         }

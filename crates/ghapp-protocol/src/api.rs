@@ -93,7 +93,7 @@ impl TokenQuery {
             let value = decode_component(raw_value)?;
             if value.len() > MAX_QUERY_VALUE {
                 return Err(QueryError(format!(
-                    "query parameter {key} is longer than {MAX_QUERY_VALUE} bytes"
+                    "a query parameter's value is longer than {MAX_QUERY_VALUE} bytes"
                 )));
             }
             if seen.contains(&key) {
@@ -104,26 +104,27 @@ impl TokenQuery {
                 "owner" => out.owner = Some(check_name("owner", &value)?),
                 "repo" => out.repo = Some(check_name("repo", &value)?),
                 "permissions" => {
-                    out.permissions =
-                        Permissions::parse_list(&value).map_err(|e| QueryError(e.to_string()))?
+                    out.permissions = Permissions::parse_list(&value).map_err(permissions_error)?
                 }
                 "min_ttl" => {
-                    out.min_ttl = Some(whole_seconds_up(
-                        parse_duration(&value).map_err(|e| QueryError(format!("min_ttl: {e}")))?,
-                    ))
+                    out.min_ttl = Some(whole_seconds_up(parse_duration(&value).map_err(|_| {
+                        QueryError(
+                            "min_ttl is not a duration (examples: 30m, 1h, 90s, 1800)".into(),
+                        )
+                    })?))
                 }
                 "protocol" => match value.as_str() {
                     "https" | "http" => out.protocol = Some(value.clone()),
-                    other => {
-                        return Err(QueryError(format!(
-                            "protocol {other:?} is not served: only https (and http for Apps with insecure_http)"
-                        )));
+                    _ => {
+                        return Err(QueryError(
+                            "protocol is not served: only https (and http for Apps with insecure_http)".into(),
+                        ));
                     }
                 },
-                other => {
-                    return Err(QueryError(format!(
-                        "unknown query parameter {other:?}; expected host, owner, repo, permissions, min_ttl, protocol"
-                    )));
+                _ => {
+                    return Err(QueryError(
+                        "unknown query parameter; expected host, owner, repo, permissions, min_ttl, protocol".into(),
+                    ));
                 }
             }
             seen.push(key);
@@ -159,10 +160,9 @@ fn decode_component(raw: &str) -> Result<String, QueryError> {
                 && bytes[i + 1].is_ascii_hexdigit()
                 && bytes[i + 2].is_ascii_hexdigit())
         {
-            return Err(QueryError(format!(
-                "bad percent-encoding in query near {:?}",
-                truncate(raw)
-            )));
+            return Err(QueryError(
+                "bad percent-encoding in query: '%' must be followed by two hex digits".into(),
+            ));
         }
     }
     let plus_as_space = raw.replace('+', " ");
@@ -172,8 +172,23 @@ fn decode_component(raw: &str) -> Result<String, QueryError> {
         .map_err(|_| QueryError("query is not valid UTF-8 after percent-decoding".into()))
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(32).collect()
+/// A permissions error that names the rule broken, never the text given (a query value is never
+/// echoed: it may be a secret pasted in the wrong place).
+fn permissions_error(error: crate::permissions::PermissionError) -> QueryError {
+    use crate::permissions::PermissionError;
+    QueryError(
+        match error {
+            PermissionError::Level(_) => "permissions: a level is not read, write or admin",
+            PermissionError::Name(_) => {
+                "permissions: a name is not a GitHub permission name (lowercase letters, digits and '_')"
+            }
+            PermissionError::Syntax(..) => {
+                "permissions: expected NAME:LEVEL items separated by ',' (e.g. contents:write)"
+            }
+            PermissionError::Duplicate(_) => "permissions: a permission is given twice",
+        }
+        .into(),
+    )
 }
 
 /// Owner and repository names as GitHub allows them: ASCII letters, digits, `-`, `_`, `.`;
@@ -190,8 +205,7 @@ pub fn check_name(what: &str, value: &str) -> Result<String, QueryError> {
         Ok(value.to_string())
     } else {
         Err(QueryError(format!(
-            "invalid {what} {:?}: GitHub names use letters, digits, '-', '_' and '.'",
-            truncate(value)
+            "invalid {what}: GitHub names use letters, digits, '-', '_' and '.' (at most 100)"
         )))
     }
 }
@@ -206,10 +220,7 @@ pub fn check_host(value: &str) -> Result<String, QueryError> {
     if ok {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(QueryError(format!(
-            "invalid host {:?}: expected host[:port]",
-            truncate(value)
-        )))
+        Err(QueryError("invalid host: expected host[:port]".into()))
     }
 }
 
@@ -400,6 +411,23 @@ mod tests {
         assert!(err("owner=a&min_ttl=soon").contains("min_ttl"));
         assert!(err("owner=a&protocol=ssh").contains("not served"));
         assert!(err(&format!("owner={}", "a".repeat(300))).contains("longer than"));
+        assert!(err("owner=acme&permissions=contents").contains("NAME:LEVEL"));
+        // No value is ever echoed: it may be a token pasted in the wrong place.
+        let secret = "ghs_0123456789abcdefghijklmnopqrstuvwxyz";
+        for query in [
+            format!("owner={secret}!"),
+            format!("host={secret}/"),
+            format!("{secret}=1"),
+            format!("owner=a&permissions={secret}"),
+            format!("owner=a&permissions=x:{secret}"),
+            format!("owner=a&min_ttl={secret}"),
+            format!("owner=a&protocol={secret}"),
+            format!("owner={secret}%zz"),
+            format!("{secret}={}", "a".repeat(300)),
+        ] {
+            let message = err(&query);
+            assert!(!message.contains("ghs_0123"), "{query}: {message}");
+        }
         assert_eq!(TokenQuery::parse("").unwrap(), TokenQuery::default());
     }
 

@@ -88,6 +88,7 @@ fn tls_serves_https_with_its_own_ca() {
         .parse()
         .expect("port");
     let client = reqwest::blocking::Client::builder()
+        .user_agent("github-emulator-tests")
         .tls_certs_only([ca])
         .resolve(
             "ghes.test",
@@ -120,7 +121,11 @@ fn library_starts_and_stops_in_process() {
             .await
             .expect("start");
         let url = format!("{}/", emulator.urls.api_url);
-        let client = reqwest::Client::new();
+        // GitHub (and the emulator) refuse requests without a User-Agent; reqwest sends none.
+        let client = reqwest::Client::builder()
+            .user_agent("github-emulator-tests")
+            .build()
+            .expect("client");
         assert_eq!(
             client
                 .get(&url)
