@@ -265,20 +265,6 @@ fn softhsm_token_with(dir: &Path, key: &Path, label: &str) -> std::path::PathBuf
             String::from_utf8_lossy(&output.stderr)
         );
     };
-    let pkcs8 = dir.join("key.p8.pem");
-    let (key, pkcs8_path) = (key.display().to_string(), pkcs8.display().to_string());
-    run(
-        "openssl",
-        &[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            &key,
-            "-out",
-            &pkcs8_path,
-        ],
-    );
     run(
         "softhsm2-util",
         &[
@@ -292,24 +278,56 @@ fn softhsm_token_with(dir: &Path, key: &Path, label: &str) -> std::path::PathBuf
             "5678",
         ],
     );
-    run(
-        "softhsm2-util",
-        &[
-            "--import",
-            &pkcs8_path,
-            "--token",
-            "ghapp",
-            "--label",
-            label,
-            "--id",
-            "01",
-            "--pin",
-            "5678",
-        ],
-    );
-    // The PEM copy is gone: only the token holds the key now.
-    std::fs::remove_file(&pkcs8).unwrap();
+    softhsm_import(&conf, key, label, "01");
     conf
+}
+
+/// Imports the PKCS#1 PEM key `key` into the token `ghapp` of `conf` as `label`, then deletes
+/// the PKCS#8 copy made for the import: only the token holds the key.
+fn softhsm_import(conf: &Path, key: &Path, label: &str, id: &str) {
+    let pkcs8 = conf.with_file_name(format!("{label}.p8.pem"));
+    let (key, pkcs8_path) = (key.display().to_string(), pkcs8.display().to_string());
+    for (program, args) in [
+        (
+            "openssl",
+            vec![
+                "pkcs8",
+                "-topk8",
+                "-nocrypt",
+                "-in",
+                &key,
+                "-out",
+                &pkcs8_path,
+            ],
+        ),
+        (
+            "softhsm2-util",
+            vec![
+                "--import",
+                &pkcs8_path,
+                "--token",
+                "ghapp",
+                "--label",
+                label,
+                "--id",
+                id,
+                "--pin",
+                "5678",
+            ],
+        ),
+    ] {
+        let output = std::process::Command::new(program)
+            .args(&args)
+            .env("SOFTHSM2_CONF", conf)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_file(&pkcs8).unwrap();
 }
 
 #[test]
@@ -326,7 +344,7 @@ fn a_key_on_a_softhsm_token_signs_through_to_git_clone() {
     let config = app_config(
         &emulator,
         &format!(
-            "signer = \"pkcs11\"\npkcs11_module = {SOFTHSM_MODULE:?}\npkcs11_token_label = \"ghapp\"\npkcs11_key_label = \"app1\"\npkcs11_pin_file = {:?}\n",
+            "signer = \"pkcs11\"\npkcs11_module = {SOFTHSM_MODULE:?}\npkcs11_token_label = \"ghapp\"\npkcs11_key_label = \"app1\"\nnext_pkcs11_key_label = \"app1-next\"\npkcs11_pin_file = {:?}\n",
             pin.display().to_string()
         ),
     );
@@ -371,6 +389,31 @@ fn a_key_on_a_softhsm_token_signs_through_to_git_clone() {
         }
         None => eprintln!("SKIPPED: no git binary: the clone through a PKCS#11 key is not tested"),
     }
+
+    // Rotation on the token: the next key need not be there when the daemon starts. GitHub
+    // gets a new key, the operator imports it as `app1-next` and deletes the old one on GitHub:
+    // the next call is signed by the new key on the token, and nothing fails.
+    emulator
+        .fault(json!({"kind": "add_key", "app": 1, "private_key_out": "app1-next.pem"}))
+        .unwrap();
+    softhsm_import(
+        &conf,
+        &emulator.key_path("app1-next.pem"),
+        "app1-next",
+        "02",
+    );
+    emulator
+        .fault(json!({"kind": "remove_key", "app": 1, "private_key_file": "app1.pem"}))
+        .unwrap();
+    let rotated = token(&daemon, "octo", "tools");
+    assert_eq!(rotated.status, 200, "{}\n{}", rotated.body, daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("GitHub rejected the App JWT; signing with the next key from now on"),
+        "{}",
+        daemon.log()
+    );
 
     // A wrong PIN, a missing key or module: the daemon refuses to start, naming the signer.
     for (change, expected) in [

@@ -83,7 +83,7 @@ pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError>
             let argv = app.sign_command.as_deref().unwrap_or_default();
             Arc::new(CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?)
         }
-        Some(SignerKind::Pkcs11) => pkcs11_signer(app, app.pkcs11_key_label.as_deref())?,
+        Some(SignerKind::Pkcs11) => pkcs11_signer(app, app.pkcs11_key_label.as_deref(), false)?,
         Some(SignerKind::AwsKms) => {
             return Err(BrokerError::internal(format!(
                 "GitHub App {label}: signer = \"aws_kms\" is not built into this ghapp (docs/keys.md)"
@@ -98,7 +98,7 @@ pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError>
             CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?,
         ));
     } else if let Some(key_label) = &app.next_pkcs11_key_label {
-        signers.push(pkcs11_signer(app, Some(key_label))?);
+        signers.push(pkcs11_signer(app, Some(key_label), true)?);
     } else if app.next_kms_key_id.is_some() {
         return Err(BrokerError::internal(format!(
             "GitHub App {label}: next_kms_key_id: AWS KMS is not built into this ghapp (docs/keys.md)"
@@ -112,8 +112,12 @@ fn app_error(label: &str, message: String) -> BrokerError {
 }
 
 #[cfg(feature = "pkcs11")]
-fn pkcs11_signer(app: &AppConfig, key_label: Option<&str>) -> Result<Arc<dyn Signer>, BrokerError> {
-    let signer = pkcs11::Pkcs11Signer::open(app, key_label.unwrap_or_default())
+fn pkcs11_signer(
+    app: &AppConfig,
+    key_label: Option<&str>,
+    later: bool,
+) -> Result<Arc<dyn Signer>, BrokerError> {
+    let signer = pkcs11::Pkcs11Signer::open(app, key_label.unwrap_or_default(), later)
         .map_err(|e| app_error(&app.name, e))?;
     Ok(Arc::new(signer))
 }
@@ -122,6 +126,7 @@ fn pkcs11_signer(app: &AppConfig, key_label: Option<&str>) -> Result<Arc<dyn Sig
 fn pkcs11_signer(
     app: &AppConfig,
     _key_label: Option<&str>,
+    _later: bool,
 ) -> Result<Arc<dyn Signer>, BrokerError> {
     Err(app_error(
         &app.name,

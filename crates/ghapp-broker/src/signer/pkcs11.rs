@@ -3,9 +3,11 @@
 //! (`CKM_SHA256_RSA_PKCS`); the key never leaves the token.
 //!
 //! A module is loaded and initialised once per process (PKCS#11 allows one `C_Initialize`
-//! per module), shared by every App and reload that names it. The session is opened and
-//! logged in when the signer is built (so a wrong module, token, key or PIN fails the start or
-//! the reload) and opened again after any failure (a token pulled and put back).
+//! per module), shared by every App, key and reload that names it. The first key's session is
+//! opened and logged in when the signer is built (so a wrong module, token, key or PIN fails the
+//! start or the reload); a rotation's next key (`next_pkcs11_key_label`) may be put on the token
+//! later and is looked up when it must sign. A session is opened again after any failure (a
+//! token pulled and put back).
 
 use super::{SignError, Signer};
 use crate::config::AppConfig;
@@ -32,13 +34,15 @@ pub struct Pkcs11Signer {
     key_label: String,
     pin: Option<AuthPin>,
     describe: String,
-    fingerprint: String,
+    /// Of the public key once the token showed it, else of the configuration.
+    fingerprint: Mutex<String>,
     session: Mutex<Option<(Session, ObjectHandle)>>,
 }
 
 impl Pkcs11Signer {
-    /// Loads the App's module, finds its token and the key labelled `key_label`, logs in.
-    pub fn open(app: &AppConfig, key_label: &str) -> Result<Self, String> {
+    /// Loads the App's module; unless `later`, finds its token and the key labelled
+    /// `key_label` and logs in now.
+    pub fn open(app: &AppConfig, key_label: &str, later: bool) -> Result<Self, String> {
         let module = app
             .pkcs11_module
             .as_deref()
@@ -50,27 +54,25 @@ impl Pkcs11Signer {
         let describe = format!("PKCS#11 token {token_label:?} key {key_label:?}");
         let pin = read_pin(app).map_err(|e| format!("{describe}: {e}"))?;
         let context = context(module).map_err(|e| format!("{describe}: {e}"))?;
-        let mut signer = Pkcs11Signer {
+        let configured = fingerprint(&format!(
+            "pkcs11\0{}\0{token_label}\0{key_label}",
+            module.display()
+        ));
+        let signer = Pkcs11Signer {
             context,
             token_label,
             key_label: key_label.to_string(),
             pin,
-            fingerprint: String::new(),
+            fingerprint: Mutex::new(configured),
             describe,
             session: Mutex::new(None),
         };
-        let (session, key) = signer
-            .login()
-            .map_err(|e| format!("{}: {e}", signer.describe))?;
-        signer.fingerprint = public_fingerprint(&session, key).unwrap_or_else(|| {
-            fingerprint(&format!(
-                "pkcs11\0{}\0{}\0{}",
-                module.display(),
-                signer.token_label,
-                signer.key_label
-            ))
-        });
-        *signer.session.lock().unwrap_or_else(|p| p.into_inner()) = Some((session, key));
+        if !later {
+            let opened = signer
+                .login()
+                .map_err(|e| format!("{}: {e}", signer.describe))?;
+            *signer.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened);
+        }
         Ok(signer)
     }
 
@@ -109,7 +111,12 @@ impl Pkcs11Signer {
             .find_objects(&template)
             .map_err(|e| format!("finding the key: {e}"))?;
         match keys.as_slice() {
-            [key] => Ok((session, *key)),
+            [key] => {
+                if let Some(public) = public_fingerprint(&session, *key) {
+                    *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = public;
+                }
+                Ok((session, *key))
+            }
             [] => Err("no private key with this label on the token (or no PIN to see it)".into()),
             _ => Err(format!(
                 "{} private keys carry this label: give the key a unique label",
@@ -143,7 +150,10 @@ impl Signer for Pkcs11Signer {
     }
 
     fn fingerprint(&self) -> String {
-        self.fingerprint.clone()
+        self.fingerprint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
