@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# install.sh — build and install ghapp and git-credential-ghapp for this user (or system-wide with
-# --prefix /usr/local). Run `./install.sh --help` for the options; README.md has the full setup.
+# install.sh — build and install ghapp and git-credential-ghapp (and github-emulator, for
+# `ghapp demo`) for this user (or system-wide with --prefix /usr/local). Run `./install.sh --help` for the options; README.md has the full setup.
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly repo_dir
 readonly binaries=(ghapp git-credential-ghapp)
+# `ghapp demo` runs the GitHub emulator as its own program, so that ghapp (which holds App keys)
+# links no emulator code; it is installed beside ghapp, where the demo looks first.
+readonly demo_binary=github-emulator
 
 usage() {
   cat <<'EOF'
@@ -13,6 +16,7 @@ Usage: ./install.sh [OPTIONS]
 
 Builds ghapp in release mode (cargo build --release --locked) and installs:
   PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp
+  PREFIX/bin/github-emulator              (only for `ghapp demo`; leave it out with --no-demo)
   PREFIX/bin/ghapp-gh-refresh.sh          (cron: keeps gh logged in; see its header)
   PREFIX/share/ghapp/container-entrypoint.sh   (for container images: docs/containers.md)
   PREFIX/share/bash-completion/completions/ghapp
@@ -32,6 +36,8 @@ Options:
   --from DIR        Install the binaries already built in DIR (e.g. target/release)
                     instead of building.
   --no-build        Same as --from <target dir>/release.
+  --no-demo         Neither build nor install github-emulator (`ghapp demo` then cannot run;
+                    ghapp itself never needs it). With --from, a DIR without it implies this.
   --systemd         Also install the systemd user units (ghapp.socket, ghapp.service) into
                     ~/.config/systemd/user and enable the socket; skipped with a message when
                     `systemctl --user` is not available (the unit files are still installed).
@@ -54,6 +60,7 @@ prefix="${HOME:?HOME is not set}/.local"
 config_path=""
 from_dir=""
 no_build=0
+with_demo=1
 with_systemd=0
 configure_git=0
 uninstall=0
@@ -67,6 +74,7 @@ while [ $# -gt 0 ]; do
     --from) [ $# -ge 2 ] || die "--from needs a directory"; from_dir="$2"; shift 2 ;;
     --from=*) from_dir="${1#*=}"; shift ;;
     --no-build) no_build=1; shift ;;
+    --no-demo) with_demo=0; shift ;;
     --systemd) with_systemd=1; shift ;;
     --configure-git) configure_git=1; shift ;;
     --uninstall) uninstall=1; shift ;;
@@ -163,12 +171,22 @@ if [ -z "$from_dir" ]; then
 (Debian 12's own cargo package is too old for this workspace.)"
   fi
   say "building in release mode (the first build takes a few minutes)"
-  (cd "$repo_dir" && "$cargo" build --release --locked -p ghapp -p git-credential-ghapp)
+  packages=(-p ghapp -p git-credential-ghapp)
+  [ "$with_demo" = 0 ] || packages+=(-p "$demo_binary")
+  (cd "$repo_dir" && "$cargo" build --release --locked "${packages[@]}")
   from_dir="$target_dir/release"
 fi
 for bin in "${binaries[@]}"; do
   [ -x "$from_dir/$bin" ] || die "$from_dir/$bin is missing or not executable"
 done
+to_install=("${binaries[@]}")
+if [ "$with_demo" = 1 ]; then
+  if [ -x "$from_dir/$demo_binary" ]; then
+    to_install+=("$demo_binary")
+  else
+    say "note: no $from_dir/$demo_binary, so 'ghapp demo' will not run (build it with: cargo build --release -p $demo_binary)"
+  fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Install. Every file goes through a temp file and a rename: a running daemon keeps its old
@@ -201,7 +219,7 @@ put_output() { # put_output DEST COMMAND... : installs COMMAND's stdout as DEST 
   fi
 }
 
-for bin in "${binaries[@]}"; do
+for bin in "${to_install[@]}"; do
   put_file 0755 "$from_dir/$bin" "$bindir/$bin"
   record file "$bindir/$bin"
   say "installed $bindir/$bin"

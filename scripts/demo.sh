@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — ghapp's main job, end to end, on this machine: no GitHub App, no network.
 #
-# Builds `ghapp` and `git-credential-ghapp` if needed and runs `ghapp demo`, which starts a local
-# GitHub emulator (with a freshly generated App key), the daemon, and real git cloning, committing
-# and pushing through `credential.helper ghapp` in a throwaway HOME. Each step is printed; the
-# token's remaining life is shown, never the token. Exit status: 0 when every step passed, 1 (with
+# Builds `ghapp`, `git-credential-ghapp` and `github-emulator` if needed and runs `ghapp demo`,
+# which starts the local GitHub emulator (the github-emulator binary, with a freshly generated App
+# key), the daemon, and real git cloning, committing and pushing through `credential.helper
+# ghapp` in a throwaway HOME. Each step is printed; the token's remaining life is shown, never
+# the token. Exit status: 0 when every step passed, 1 (with
 # the failing step named) otherwise.
 #
 # Usage: scripts/demo.sh [--release] [--keep]
@@ -40,9 +41,9 @@ for tool in cargo git; do
 done
 
 cd "$repo_dir"
-cargo_args=(build -p ghapp -p git-credential-ghapp)
+cargo_args=(build -p ghapp -p git-credential-ghapp -p github-emulator)
 [ "$profile" = release ] && cargo_args+=(--release)
-echo "demo.sh: building ghapp and git-credential-ghapp ($profile; the first build takes a few minutes)" >&2
+echo "demo.sh: building ghapp, git-credential-ghapp and github-emulator ($profile; the first build takes a few minutes)" >&2
 cargo "${cargo_args[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-$repo_dir/target}"

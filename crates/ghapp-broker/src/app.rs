@@ -80,7 +80,7 @@ impl Health {
                 format!(
                     "{} (since {})",
                     p.reason,
-                    crate::clock::format_rfc3339(p.since)
+                    ghapp_protocol::time::Timestamp::from(p.since)
                 )
             })
     }

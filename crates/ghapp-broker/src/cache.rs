@@ -20,6 +20,7 @@ use crate::retry::jittered_backoff;
 use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -82,8 +83,8 @@ pub(crate) struct CachedToken {
     pub lifetime: Duration,
     /// When it arrived.
     pub minted_at: Instant,
-    /// Expiry on the local wall clock, RFC 3339.
-    pub expires_at: String,
+    /// Expiry on the local wall clock.
+    pub expires_at: Timestamp,
     /// What it was minted for.
     pub plan: Arc<MintPlan>,
     /// What GitHub granted.
@@ -100,7 +101,7 @@ impl CachedToken {
     pub(crate) fn response(&self) -> TokenResponse {
         TokenResponse {
             token: self.token.clone(),
-            expires_at: self.expires_at.clone(),
+            expires_at: self.expires_at,
             installation_id: self.installation_id(),
             app: self.plan.app_name.to_string(),
             host: self.plan.key.host.to_string(),
@@ -500,7 +501,7 @@ mod tests {
             expires: now + life,
             lifetime: life,
             minted_at: now,
-            expires_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             plan: plan("widgets"),
             permissions: Permissions::new(),
         })

@@ -5,9 +5,8 @@
 //! monotonic instant it arrived at: `expires = received + (expires_at − Date) − slack`. From
 //! then on all TTL math is `tokio::time::Instant` arithmetic, which tests can pause and advance.
 
+use ghapp_protocol::time::Timestamp;
 use std::time::{Duration, SystemTime};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 /// Taken off every computed expiry: `Date` has one-second resolution and the response spent
@@ -47,21 +46,22 @@ impl ServerTime {
 
     /// How long from this response until GitHub's wall-clock time `at`, minus the slack;
     /// zero when it has passed.
-    pub(crate) fn remaining_until(&self, at: SystemTime) -> Duration {
-        at.duration_since(self.server_now)
+    pub(crate) fn remaining_until(&self, at: Timestamp) -> Duration {
+        SystemTime::from(at)
+            .duration_since(self.server_now)
             .unwrap_or_default()
             .saturating_sub(ANCHOR_SLACK)
     }
 
     /// The monotonic instant of GitHub's wall-clock time `at`.
-    pub(crate) fn instant_of(&self, at: SystemTime) -> Instant {
+    pub(crate) fn instant_of(&self, at: Timestamp) -> Instant {
         self.received + self.remaining_until(at)
     }
 
     /// GitHub's wall-clock time `at` translated onto the local wall clock (what the local
     /// machine, and git's `password_expiry_utc`, will see).
-    pub(crate) fn local_time_of(&self, at: SystemTime) -> SystemTime {
-        self.local_now + self.remaining_until(at)
+    pub(crate) fn local_time_of(&self, at: Timestamp) -> Timestamp {
+        Timestamp::from(self.local_now + self.remaining_until(at))
     }
 }
 
@@ -73,26 +73,6 @@ pub(crate) fn signed_secs(a: SystemTime, b: SystemTime) -> i64 {
     }
 }
 
-/// Parses an RFC 3339 time as GitHub writes them (`2016-07-11T22:14:10Z`,
-/// `2020-01-22T12:13:35.123-08:00`).
-pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    OffsetDateTime::parse(text.trim(), &Rfc3339)
-        .ok()
-        .map(SystemTime::from)
-}
-
-/// Formats as RFC 3339 UTC with whole seconds (`2026-11-22T05:00:00Z`).
-pub(crate) fn format_rfc3339(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
-}
-
 /// Seconds since the Unix epoch, for JWT claims (`offset` shifts towards GitHub's clock).
 pub(crate) fn unix_now(offset_secs: i64) -> i64 {
     signed_secs(SystemTime::now(), SystemTime::UNIX_EPOCH) + offset_secs
@@ -102,15 +82,6 @@ pub(crate) fn unix_now(offset_secs: i64) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rfc3339_both_shapes() {
-        let z = parse_rfc3339("2016-07-11T22:14:10Z").unwrap();
-        assert_eq!(format_rfc3339(z), "2016-07-11T22:14:10Z");
-        let offset = parse_rfc3339("2020-01-22T12:13:35.123-08:00").unwrap();
-        assert_eq!(format_rfc3339(offset), "2020-01-22T20:13:35Z");
-        assert!(parse_rfc3339("yesterday").is_none());
-    }
-
     #[tokio::test(start_paused = true)]
     async fn expiry_is_anchored_at_date_not_local_clock() {
         // GitHub's clock is 5 minutes ahead of ours; the token expires an hour after its Date.
@@ -119,13 +90,17 @@ mod tests {
         let date = httpdate::fmt_http_date(server_now);
         let st = ServerTime::from_date_header(Some(&date));
         assert!((st.offset_secs() - 300).abs() <= 1, "{}", st.offset_secs());
-        let expires_at = server_now + Duration::from_secs(3600);
+        let expires_at = Timestamp::from(server_now + Duration::from_secs(3600));
         let left = st.instant_of(expires_at) - Instant::now();
         assert!(left <= Duration::from_secs(3600) - ANCHOR_SLACK + Duration::from_secs(1));
         assert!(left >= Duration::from_secs(3600) - ANCHOR_SLACK - Duration::from_secs(1));
+        // On our clock it expires 5 minutes earlier than GitHub wrote (whole seconds).
+        let local = st.local_time_of(expires_at);
+        let shift = expires_at.unix_seconds() - local.unix_seconds();
+        assert!((300..=303).contains(&shift), "{shift}");
         // Already expired by GitHub's clock: no life left whatever our clock says.
         assert_eq!(
-            st.remaining_until(server_now - Duration::from_secs(10)),
+            st.remaining_until(Timestamp::from(server_now - Duration::from_secs(10))),
             Duration::ZERO
         );
         // Missing Date: falls back to the local clock.

@@ -163,8 +163,8 @@ fn pem_to_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
 const RSA_ENCRYPTION: pkcs8::ObjectIdentifier =
     pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
-/// Reads a key file, refusing one that group or others may access. The mode is checked on the
-/// open file, so the file checked is the file read.
+/// Reads a key file, refusing one that group or others may access or that another non-root
+/// user owns. Mode and owner are checked on the open file, so the file checked is the file read.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     use std::os::unix::fs::PermissionsExt;
     let file = std::fs::File::open(path)
@@ -174,6 +174,14 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
         .map_err(|e| format!("cannot stat key file {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("key file {} is not a regular file", path.display()));
+    }
+    use std::os::unix::fs::MetadataExt;
+    if !ghapp_protocol::config::trusted_owner(meta.uid()) {
+        return Err(format!(
+            "key file {} is owned by uid {}, neither this process's uid nor root: that user could swap the key; chown it to the daemon's user",
+            path.display(),
+            meta.uid()
+        ));
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o044 != 0 {

@@ -33,7 +33,7 @@
 //! | [`key`] | private keys |
 //! | [`signer`] | who signs the App JWT: the PEM key, a command, a PKCS#11 token |
 //! | [`transport`] | the HTTP seam |
-//! | [`config`] | the config file |
+//! | [`config`] | the config file: a re-export of `ghapp_protocol::config`, where its schema and validation live |
 
 #![warn(missing_docs)]
 
@@ -41,7 +41,6 @@ mod app;
 mod broker;
 mod cache;
 mod clock;
-pub mod config;
 mod error;
 mod failure;
 mod flight;
@@ -51,6 +50,7 @@ pub mod key;
 mod lookup;
 mod metrics;
 mod mint;
+pub mod probe;
 mod refresh;
 mod request;
 mod resolve;
@@ -67,6 +67,8 @@ pub use config::{
     AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, SignerKind, TokenFormat,
 };
 pub use error::{BrokerError, ErrorKind};
+/// The config file: its home is `ghapp_protocol::config`, shared by every binary.
+pub use ghapp_protocol::config;
 pub use metrics::{BrokerMetrics, Histogram};
 pub use status::BrokerStatus;
 

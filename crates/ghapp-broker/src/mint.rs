@@ -10,7 +10,6 @@
 
 use crate::app::AppRuntime;
 use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
-use crate::clock::format_rfc3339;
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
 use crate::github::{MintedToken, TokenRequestBody};
@@ -197,7 +196,7 @@ impl Minter {
             expires: st.instant_of(minted.expires_at),
             lifetime,
             minted_at: st.received,
-            expires_at: format_rfc3339(st.local_time_of(minted.expires_at)),
+            expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             permissions: minted.permissions.clone(),
             token: minted.token,

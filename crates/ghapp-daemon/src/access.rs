@@ -86,6 +86,8 @@ pub struct PeerPolicy {
     pub repos: Option<Vec<(String, String)>>,
     /// Permission ceiling.
     pub ceiling: Option<Permissions>,
+    /// Git hosts allowed (lower-cased); `None` means every host.
+    pub hosts: Option<BTreeSet<String>>,
 }
 
 /// The permission runner tokens need on the organization.
@@ -144,6 +146,10 @@ impl PeerPolicy {
             owners,
             repos,
             ceiling: entry.permissions.clone(),
+            hosts: entry
+                .hosts
+                .as_ref()
+                .map(|hosts| hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
         })
     }
 
@@ -191,9 +197,20 @@ impl PeerPolicy {
             .any(|(o, r)| *o == owner && (r == "*" || *r == repo))
     }
 
+    /// Refuses a host outside the entry's `hosts` (an entry without `hosts` allows every host).
+    pub fn check_host(&self, host: &str) -> Result<(), Refusal> {
+        match &self.hosts {
+            Some(hosts) if !hosts.contains(&host.to_ascii_lowercase()) => {
+                Err(self.refuse(format!("host {host}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a token request against this policy. A request naming no permissions is narrowed
     /// to the ceiling (so a restricted peer never receives the App's full permissions).
     pub fn check_token(&self, query: &mut TokenQuery) -> Result<(), Refusal> {
+        self.check_host(query.host_or_default())?;
         let Some(owner) = query.owner.clone() else {
             if self.owners.is_some() || self.repos.is_some() {
                 return Err(self.refuse("a token without naming an owner".to_string()));
@@ -433,6 +450,7 @@ mod tests {
             owners: owners.map(|o| o.iter().map(|s| s.to_string()).collect()),
             repos: repos.map(|r| r.iter().map(|s| s.to_string()).collect()),
             permissions: perms.map(|p| Permissions::parse_list(p).unwrap()),
+            hosts: None,
         }
     }
 
@@ -691,6 +709,33 @@ mod tests {
         let any =
             PeerPolicy::from_config(1, &policy(Some(1), None, Some(&["*"]), None, None)).unwrap();
         assert!(any.check_token(&mut query(None, None, "")).is_ok());
+    }
+
+    #[test]
+    fn hosts_restrict_the_git_host() {
+        let mut entry = policy(Some(1000), None, None, Some(&["acme/widgets"]), None);
+        entry.hosts = Some(vec!["GHE.example.com".to_string()]);
+        let p = PeerPolicy::from_config(1, &entry).unwrap();
+        let on = |host: Option<&str>| {
+            let mut q = query(Some("acme"), Some("widgets"), "");
+            q.host = host.map(str::to_string);
+            p.check_token(&mut q)
+        };
+        assert!(on(Some("ghe.example.com")).is_ok());
+        let refused = on(Some("github.com")).unwrap_err();
+        assert_eq!(refused.status(), 403);
+        assert!(
+            refused.message().contains("host github.com"),
+            "{}",
+            refused.message()
+        );
+        assert!(on(None).is_err(), "no host means github.com");
+        assert!(p.check_host("GHE.EXAMPLE.COM").is_ok());
+        let any = PeerPolicy::from_config(1, &policy(Some(1), None, None, None, None)).unwrap();
+        assert!(
+            any.check_host("anything.example").is_ok(),
+            "default: all hosts"
+        );
     }
 
     #[test]

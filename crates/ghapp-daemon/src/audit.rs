@@ -8,6 +8,7 @@
 //! stderr with `-`.
 
 use crate::access::Peer;
+use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -36,8 +37,8 @@ pub enum Outcome {
 /// One audit record.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
-    /// RFC 3339 UTC.
-    pub time: String,
+    /// When the request arrived (`2026-11-22T05:00:00Z`).
+    pub time: Timestamp,
     /// Peer's uid.
     pub peer_uid: u32,
     /// Peer's gid.
@@ -76,7 +77,7 @@ pub struct AuditEvent {
     pub installation_id: Option<u64>,
     /// The token's expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
     /// The App a failure involved (its configured name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
@@ -100,7 +101,7 @@ impl AuditEvent {
     /// A record for `peer` calling `method route`, to be filled in as the request is served.
     pub fn new(peer: &Peer, method: &str, route: &'static str) -> AuditEvent {
         AuditEvent {
-            time: crate::clock::now_rfc3339(),
+            time: Timestamp::now(),
             peer_uid: peer.uid,
             peer_gid: peer.gid,
             peer_pid: peer.pid,

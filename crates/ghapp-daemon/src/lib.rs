@@ -8,7 +8,7 @@
 //! - [`routes`]: the API, with [`reply`] for answers.
 //! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
-//! - [`metrics`] + [`exposition`]: `/metrics`; [`audit`]: the JSON-lines audit log.
+//! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
 //!   dumps, the open-files limit and the connection cap that fits it.
 //!
@@ -18,8 +18,6 @@
 
 pub mod access;
 pub mod audit;
-pub mod clock;
-pub mod exposition;
 pub mod hardening;
 pub mod idle;
 pub mod lifecycle;
@@ -78,7 +76,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
     let own_uid = rustix::process::geteuid().as_raw();
     let settings = settings::Settings::from_config(&config, &config_path, own_uid)
-        .map_err(|e| anyhow!("config {}: {e}", config_path.display()))?;
+        .map_err(|e| anyhow!("{e}"))?;
     let launch = lifecycle::Launch {
         socket_flag: options.socket,
         environment,

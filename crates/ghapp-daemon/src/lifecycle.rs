@@ -182,10 +182,7 @@ fn reload<S: TokenService>(
     let mut settings = match Settings::from_config(&config, config_path, own_uid) {
         Ok(settings) => settings,
         Err(e) => {
-            tracing::error!(
-                "reload failed, keeping the previous configuration: config {}: {e}",
-                config_path.display()
-            );
+            tracing::error!("reload failed, keeping the previous configuration: {e}");
             return;
         }
     };

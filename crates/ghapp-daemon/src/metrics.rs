@@ -1,13 +1,22 @@
 //! The daemon's own counters (requests by route and status, refused peers, overload, the
 //! remaining life of tokens handed out) and the `/metrics` page that joins them with the
-//! broker's (cache, mints, refreshes, rate limits).
+//! broker's (cache, mints, refreshes, rate limits), written by `prometheus-client` in the
+//! Prometheus text format 0.0.4.
 
-use crate::exposition::{Exposition, Kind};
-use ghapp_broker::{BrokerMetrics, BrokerStatus};
+use ghapp_broker::{BrokerMetrics, BrokerStatus, Histogram as BrokerHistogram};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The `Content-Type` of the `/metrics` page (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Bucket bounds (seconds) for the remaining life of served tokens: GitHub tokens live an hour
 /// and the default min_ttl is 30 minutes, so the interesting range is 0–60 min.
@@ -15,66 +24,44 @@ pub const SERVED_TTL_BUCKETS: [f64; 10] = [
     60.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2400.0, 3000.0, 3600.0, 7200.0,
 ];
 
-/// A fixed-bucket histogram.
-#[derive(Debug, Clone)]
-struct FixedHistogram {
-    bounds: &'static [f64],
-    /// Per bucket (not cumulative); the last slot is beyond every bound.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// `ghapp_requests_total`'s labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    /// The route pattern (`/v1/token`, `unmatched`), never the raw path.
+    route: &'static str,
+    /// The HTTP status answered.
+    status: u16,
 }
 
-impl FixedHistogram {
-    fn new(bounds: &'static [f64]) -> FixedHistogram {
-        FixedHistogram {
-            bounds,
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        let slot = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[slot] += 1;
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        let mut out = Vec::with_capacity(self.counts.len());
-        for (i, n) in self.counts.iter().enumerate() {
-            total += n;
-            out.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total));
-        }
-        out
-    }
+/// The label of the per-App families.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AppLabel {
+    /// The App's configured name.
+    app: String,
 }
 
-/// Counters kept by the daemon itself.
+/// Counters kept by the daemon itself. The metric handles are shared (cloning one clones a
+/// reference), so the page registers the same counters that requests increment.
 #[derive(Debug)]
 pub struct DaemonMetrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    served_ttl: Mutex<FixedHistogram>,
-    peers_refused: AtomicU64,
-    connections_accepted: AtomicU64,
-    connections_rejected: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    /// All requests, for `/v1/status` (a family cannot be summed).
+    requests_answered: Counter,
+    served_ttl: Histogram,
+    peers_refused: Counter,
+    connections_accepted: Counter,
+    connections_rejected: Counter,
 }
 
 impl Default for DaemonMetrics {
     fn default() -> Self {
         DaemonMetrics {
-            requests: Mutex::new(BTreeMap::new()),
-            served_ttl: Mutex::new(FixedHistogram::new(&SERVED_TTL_BUCKETS)),
-            peers_refused: AtomicU64::new(0),
-            connections_accepted: AtomicU64::new(0),
-            connections_rejected: AtomicU64::new(0),
+            requests: Family::default(),
+            requests_answered: Counter::default(),
+            served_ttl: Histogram::new(SERVED_TTL_BUCKETS),
+            peers_refused: Counter::default(),
+            connections_accepted: Counter::default(),
+            connections_rejected: Counter::default(),
         }
     }
 }
@@ -93,54 +80,44 @@ pub struct Gauges {
 impl DaemonMetrics {
     /// Counts one answered request by route pattern and status.
     pub fn request(&self, route: &'static str, status: u16) {
-        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *requests.entry((route, status)).or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.requests_answered.inc();
     }
 
     /// Records the remaining life of a token handed out.
-    pub fn served_token(&self, remaining_secs: f64) {
-        self.served_ttl
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(remaining_secs.max(0.0));
+    pub fn served_token(&self, remaining: Duration) {
+        self.served_ttl.observe(remaining.as_secs_f64());
     }
 
     /// Counts a peer refused by the allow-lists.
     pub fn peer_refused(&self) {
-        self.peers_refused.fetch_add(1, Ordering::Relaxed);
+        self.peers_refused.inc();
     }
 
     /// Counts an accepted connection.
     pub fn connection_accepted(&self) {
-        self.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections_accepted.inc();
     }
 
     /// Counts a connection turned away because the daemon was at `max_connections`.
     pub fn connection_rejected(&self) {
-        self.connections_rejected.fetch_add(1, Ordering::Relaxed);
+        self.connections_rejected.inc();
     }
 
     /// Counters for `/v1/status`.
     pub fn counters(&self, broker: &BrokerMetrics) -> BTreeMap<String, u64> {
-        let requests: u64 = self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .sum();
         BTreeMap::from([
-            ("requests".to_string(), requests),
-            (
-                "peers_refused".to_string(),
-                self.peers_refused.load(Ordering::Relaxed),
-            ),
+            ("requests".to_string(), self.requests_answered.get()),
+            ("peers_refused".to_string(), self.peers_refused.get()),
             (
                 "connections_accepted".to_string(),
-                self.connections_accepted.load(Ordering::Relaxed),
+                self.connections_accepted.get(),
             ),
             (
                 "connections_rejected".to_string(),
-                self.connections_rejected.load(Ordering::Relaxed),
+                self.connections_rejected.get(),
             ),
             ("cache_hits".to_string(), broker.cache_hits),
             ("cache_misses".to_string(), broker.cache_misses),
@@ -156,182 +133,190 @@ impl DaemonMetrics {
         ])
     }
 
-    /// The `/metrics` page.
-    pub fn render(&self, broker: &BrokerMetrics, status: &BrokerStatus, gauges: &Gauges) -> String {
-        let mut e = Exposition::default();
-        e.family(
-            "ghapp_build_info",
-            Kind::Gauge,
-            "ghapp's version; always 1.",
+    /// The `/metrics` page. The daemon's own metrics are registered live; the broker's and the
+    /// gauges are a snapshot taken for this scrape. Counter names are registered without
+    /// `_total`, which the encoder appends; help texts get a final `.` from the registry.
+    pub fn render(
+        &self,
+        broker: &BrokerMetrics,
+        status: &BrokerStatus,
+        gauges: &Gauges,
+    ) -> Result<String, std::fmt::Error> {
+        let mut r = Registry::default();
+        r.register(
+            "ghapp_build",
+            "ghapp's version; always 1",
+            Info::new([("version", ghapp_protocol::VERSION)]),
         );
-        e.sample(
-            "ghapp_build_info",
-            &[("version", ghapp_protocol::VERSION)],
-            1.0,
-        );
-        e.single(
+        r.register(
             "ghapp_uptime_seconds",
-            Kind::Gauge,
-            "Seconds since the daemon started.",
-            gauges.uptime.as_secs_f64(),
+            "Seconds since the daemon started",
+            ConstGauge::new(gauges.uptime.as_secs_f64()),
         );
-
-        e.family(
-            "ghapp_requests_total",
-            Kind::Counter,
-            "Socket API requests answered, by route pattern and HTTP status.",
+        r.register(
+            "ghapp_requests",
+            "Socket API requests answered, by route pattern and HTTP status",
+            self.requests.clone(),
         );
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            e.sample(
-                "ghapp_requests_total",
-                &[("route", route), ("status", &status.to_string())],
-                *n as f64,
-            );
-        }
-        e.single(
-            "ghapp_peers_refused_total",
-            Kind::Counter,
-            "Requests refused because the peer's uid/gid is not allowed.",
-            self.peers_refused.load(Ordering::Relaxed) as f64,
+        r.register(
+            "ghapp_peers_refused",
+            "Requests refused because the peer's uid/gid is not allowed",
+            self.peers_refused.clone(),
         );
-        e.single(
-            "ghapp_connections_accepted_total",
-            Kind::Counter,
-            "Connections accepted on the socket.",
-            self.connections_accepted.load(Ordering::Relaxed) as f64,
+        r.register(
+            "ghapp_connections_accepted",
+            "Connections accepted on the socket",
+            self.connections_accepted.clone(),
         );
-        e.single(
-            "ghapp_connections_rejected_total",
-            Kind::Counter,
-            "Connections answered 503 because max_connections were being served.",
-            self.connections_rejected.load(Ordering::Relaxed) as f64,
+        r.register(
+            "ghapp_connections_rejected",
+            "Connections answered 503 because max_connections were being served",
+            self.connections_rejected.clone(),
         );
-        e.single(
+        r.register(
             "ghapp_connections_active",
-            Kind::Gauge,
-            "Connections being served.",
-            gauges.active_connections as f64,
+            "Connections being served",
+            ConstGauge::new(gauges.active_connections as u64),
         );
-        e.single(
+        r.register(
             "ghapp_connections_max",
-            Kind::Gauge,
-            "The max_connections limit.",
-            gauges.max_connections as f64,
+            "The max_connections limit",
+            ConstGauge::new(gauges.max_connections as u64),
         );
 
-        e.single(
-            "ghapp_cache_hits_total",
-            Kind::Counter,
-            "Token requests answered from the cache.",
-            broker.cache_hits as f64,
+        r.register(
+            "ghapp_cache_hits",
+            "Token requests answered from the cache",
+            ConstCounter::new(broker.cache_hits),
         );
-        e.single(
-            "ghapp_cache_misses_total",
-            Kind::Counter,
-            "Token requests that needed a mint (or waited for one).",
-            broker.cache_misses as f64,
+        r.register(
+            "ghapp_cache_misses",
+            "Token requests that needed a mint (or waited for one)",
+            ConstCounter::new(broker.cache_misses),
         );
-        e.family(
-            "ghapp_token_mints_total",
-            Kind::Counter,
-            "Installation tokens minted, by App.",
-        );
+        let mints = Family::<AppLabel, Counter>::default();
         for (app, n) in &broker.mints {
-            e.sample("ghapp_token_mints_total", &[("app", app)], *n as f64);
+            mints
+                .get_or_create(&AppLabel { app: app.clone() })
+                .inc_by(*n);
         }
-        e.single(
-            "ghapp_token_mint_failures_total",
-            Kind::Counter,
-            "Mints that failed.",
-            broker.mint_failures as f64,
+        r.register(
+            "ghapp_token_mints",
+            "Installation tokens minted, by App",
+            mints,
         );
-        let latency = &broker.mint_latency;
-        e.histogram(
+        r.register(
+            "ghapp_token_mint_failures",
+            "Mints that failed",
+            ConstCounter::new(broker.mint_failures),
+        );
+        r.register(
             "ghapp_token_mint_duration_seconds",
-            "Time to mint a token at GitHub.",
-            &latency.buckets,
-            latency.sum,
-            latency.count,
+            "Time to mint a token at GitHub",
+            HistogramSnapshot::from(&broker.mint_latency),
         );
-        e.single(
-            "ghapp_token_refreshes_total",
-            Kind::Counter,
-            "Background refreshes that succeeded.",
-            broker.refreshes as f64,
+        r.register(
+            "ghapp_token_refreshes",
+            "Background refreshes that succeeded",
+            ConstCounter::new(broker.refreshes),
         );
-        e.single(
-            "ghapp_token_refresh_failures_total",
-            Kind::Counter,
-            "Background refreshes that failed.",
-            broker.refresh_failures as f64,
+        r.register(
+            "ghapp_token_refresh_failures",
+            "Background refreshes that failed",
+            ConstCounter::new(broker.refresh_failures),
         );
-        e.single(
-            "ghapp_degraded_serves_total",
-            Kind::Counter,
-            "Tokens served on their safety margin (below min_ttl) while GitHub was failing.",
-            broker.degraded_serves as f64,
+        r.register(
+            "ghapp_degraded_serves",
+            "Tokens served on their safety margin (below min_ttl) while GitHub was failing",
+            ConstCounter::new(broker.degraded_serves),
         );
-        e.single(
-            "ghapp_installation_lookups_total",
-            Kind::Counter,
-            "Installation look-ups made at GitHub.",
-            broker.installation_lookups as f64,
+        r.register(
+            "ghapp_installation_lookups",
+            "Installation look-ups made at GitHub",
+            ConstCounter::new(broker.installation_lookups),
         );
-        e.family(
-            "ghapp_github_rate_limit_remaining",
-            Kind::Gauge,
-            "GitHub's last x-ratelimit-remaining, by App.",
-        );
+        let rate_limit = Family::<AppLabel, Gauge<u64, std::sync::atomic::AtomicU64>>::default();
         for (app, n) in &broker.rate_limit_remaining {
-            e.sample(
-                "ghapp_github_rate_limit_remaining",
-                &[("app", app)],
-                *n as f64,
-            );
+            rate_limit
+                .get_or_create(&AppLabel { app: app.clone() })
+                .set(*n);
         }
-        let ttl = self
-            .served_ttl
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        e.histogram(
+        r.register(
+            "ghapp_github_rate_limit_remaining",
+            "GitHub's last x-ratelimit-remaining, by App",
+            rate_limit,
+        );
+        r.register(
             "ghapp_served_token_remaining_seconds",
-            "Remaining life of the tokens handed out, when handed out.",
-            &ttl.cumulative(),
-            ttl.sum,
-            ttl.count,
+            "Remaining life of the tokens handed out, when handed out",
+            self.served_ttl.clone(),
         );
-        e.single(
+        r.register(
             "ghapp_cached_tokens",
-            Kind::Gauge,
-            "Tokens in the cache.",
-            status.tokens.len() as f64,
+            "Tokens in the cache",
+            ConstGauge::new(status.tokens.len() as u64),
         );
-        e.single(
+        r.register(
             "ghapp_known_installations",
-            Kind::Gauge,
-            "Installations resolved.",
-            status.installations.len() as f64,
+            "Installations resolved",
+            ConstGauge::new(status.installations.len() as u64),
         );
-        e.single(
+        r.register(
             "ghapp_degraded",
-            Kind::Gauge,
-            "1 while GitHub is failing and cached tokens are served on their margin.",
-            if status.degraded { 1.0 } else { 0.0 },
+            "1 while GitHub is failing and cached tokens are served on their margin",
+            ConstGauge::new(u64::from(status.degraded)),
         );
-        e.finish()
+        let mut page = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut page, &r)?;
+        Ok(page)
+    }
+}
+
+/// The broker's mint-latency histogram as read at scrape time. The broker keeps cumulative
+/// counts with a final `+Inf` bucket; the encoder wants each bucket's own count and adds
+/// `+Inf` itself.
+#[derive(Debug)]
+struct HistogramSnapshot {
+    /// `(upper bound, observations in this bucket alone)`, finite bounds only.
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl From<&BrokerHistogram> for HistogramSnapshot {
+    fn from(histogram: &BrokerHistogram) -> Self {
+        let mut buckets = Vec::with_capacity(histogram.buckets.len());
+        let mut below = 0u64;
+        for &(bound, cumulative) in &histogram.buckets {
+            // Kept cumulative even if the snapshot raced with an observation.
+            let cumulative = cumulative.max(below);
+            if bound.is_finite() {
+                buckets.push((bound, cumulative - below));
+            }
+            below = cumulative;
+        }
+        HistogramSnapshot {
+            buckets,
+            sum: histogram.sum,
+            // `+Inf` is `count`, which must cover every bucket.
+            count: histogram.count.max(below),
+        }
+    }
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ghapp_broker::Histogram;
 
     #[test]
     fn page_parses_and_carries_every_family() {
@@ -339,13 +324,13 @@ mod tests {
         m.request("/v1/token", 200);
         m.request("/v1/token", 200);
         m.request("unmatched", 404);
-        m.served_token(3500.0);
-        m.served_token(100.0);
+        m.served_token(Duration::from_secs(3500));
+        m.served_token(Duration::from_secs(100));
         m.peer_refused();
         let broker = BrokerMetrics {
             cache_hits: 5,
             mints: BTreeMap::from([("app \"one\"".to_string(), 2)]),
-            mint_latency: Histogram {
+            mint_latency: BrokerHistogram {
                 buckets: vec![(0.05, 1), (0.5, 2), (f64::INFINITY, 2)],
                 sum: 0.3,
                 count: 2,
@@ -353,15 +338,17 @@ mod tests {
             rate_limit_remaining: BTreeMap::from([("one".to_string(), 4999)]),
             ..Default::default()
         };
-        let text = m.render(
-            &broker,
-            &BrokerStatus::default(),
-            &Gauges {
-                uptime: Duration::from_secs(3),
-                active_connections: 1,
-                max_connections: 256,
-            },
-        );
+        let text = m
+            .render(
+                &broker,
+                &BrokerStatus::default(),
+                &Gauges {
+                    uptime: Duration::from_secs(3),
+                    active_connections: 1,
+                    max_connections: 256,
+                },
+            )
+            .unwrap();
         let samples = ghapp_testkit::daemon::parse_prometheus(&text)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let find = |name: &str, label: Option<(&str, &str)>| {

@@ -3,7 +3,6 @@
 
 use crate::access::{Grant, Peer, Refusal};
 use crate::audit::{AuditEvent, Outcome};
-use crate::exposition;
 use crate::metrics::Gauges;
 use crate::reply::Reply;
 use crate::service::TokenService;
@@ -14,6 +13,7 @@ use ghapp_broker::{BrokerError, ErrorKind};
 use ghapp_protocol::api::{
     self, InvalidateRequest, InvalidateResponse, RunnerTokenRequest, StatusResponse, TokenQuery,
 };
+use ghapp_protocol::time::Timestamp;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -296,12 +296,12 @@ async fn serve_token<S: TokenService>(
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
             audit.installation_id = Some(token.installation_id);
-            audit.expires_at = Some(token.expires_at.clone());
+            audit.expires_at = Some(token.expires_at);
             audit.owner = Some(token.owner.clone());
             audit.permissions = Some(token.permissions.to_list());
-            if let Some(remaining) = crate::clock::seconds_until(&token.expires_at) {
-                state.metrics.served_token(remaining);
-            }
+            state
+                .metrics
+                .served_token(token.expires_at.remaining(Timestamp::now()));
             Ok(token)
         }
         Err(error) => {
@@ -399,10 +399,13 @@ fn metrics<S: TokenService>(state: &State<S>) -> Reply {
         active_connections: state.active_connections(),
         max_connections: state.max_connections(),
     };
-    let text = state
+    match state
         .metrics
-        .render(&state.service.metrics(), &state.service.status(), &gauges);
-    Reply::text(200, exposition::CONTENT_TYPE, text)
+        .render(&state.service.metrics(), &state.service.status(), &gauges)
+    {
+        Ok(page) => Reply::text(200, crate::metrics::CONTENT_TYPE, page),
+        Err(_) => Reply::error(500, "the metrics page could not be written"),
+    }
 }
 
 async fn runner_token<S: TokenService>(
@@ -439,7 +442,9 @@ async fn runner_token<S: TokenService>(
         return refused(refusal, audit);
     }
     if let Grant::Policy(policy) = grant
-        && let Err(refusal) = policy.check_runner(&org)
+        && let Err(refusal) = policy
+            .check_host(&host)
+            .and_then(|()| policy.check_runner(&org))
     {
         return refused(refusal, audit);
     }
@@ -447,7 +452,7 @@ async fn runner_token<S: TokenService>(
         Ok(token) => {
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());
-            audit.expires_at = Some(token.expires_at.clone());
+            audit.expires_at = Some(token.expires_at);
             Reply::json(200, &token)
         }
         Err(error) => {
@@ -513,7 +518,7 @@ async fn tokman<S: TokenService>(
 #[derive(Serialize)]
 struct WorkspaceToken<'a> {
     token: &'a str,
-    expires_at: &'a str,
+    expires_at: Timestamp,
 }
 
 async fn workspace<S: TokenService>(
@@ -535,7 +540,7 @@ async fn workspace<S: TokenService>(
             200,
             &WorkspaceToken {
                 token: token.token.expose(),
-                expires_at: &token.expires_at,
+                expires_at: token.expires_at,
             },
         ),
         Err(reply) if audit.outcome == Outcome::DeniedPolicy => reply,

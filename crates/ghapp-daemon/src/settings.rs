@@ -1,14 +1,15 @@
-//! The daemon's own settings, derived and validated from the config file's `[daemon]` table
-//! (and the first `[[app]]`, for the seed routes' default). Rebuilt on every reload; a config
-//! that does not validate leaves the previous settings in force.
+//! The daemon's own settings: the config file's `[daemon]` table (and the `[[app]]` hosts, for
+//! the default host), already validated by `ghapp_protocol::config`, turned into runtime values
+//! — a group name into its gid, a relative audit log path into one next to the config. Errors
+//! of that step name the file, line and key too. Rebuilt on every reload; a config that does
+//! not load leaves the previous settings in force.
 
 use crate::access::AccessRules;
-use ghapp_broker::Config;
+use ghapp_broker::{Config, ConfigError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The most connections `max_connections` may allow: each holds a task and a small buffer.
-pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
+pub use ghapp_protocol::config::MAX_CONNECTIONS_LIMIT;
 
 /// Settings in force; swapped whole on reload.
 #[derive(Debug, Clone)]
@@ -37,38 +38,28 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Validates the `[daemon]` table. `own_uid` is the daemon's effective uid.
+    /// Resolves the validated `[daemon]` table into runtime values. `own_uid` is the daemon's
+    /// effective uid.
     pub fn from_config(
         config: &Config,
         config_path: &Path,
         own_uid: u32,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, ConfigError> {
         let daemon = &config.daemon;
         let socket_gid = daemon
             .socket_group
             .as_deref()
             .map(resolve_group)
-            .transpose()?;
+            .transpose()
+            .map_err(|e| config.error_at("daemon.socket_group", e))?;
         let access = AccessRules::new(
             own_uid,
             &daemon.allow_uids,
             &daemon.allow_gids,
             socket_gid,
             &daemon.policy,
-        )?;
-        if daemon.client_timeout.is_zero() {
-            return Err("[daemon] client_timeout must be more than 0s".to_string());
-        }
-        if daemon.max_connections == 0 || daemon.max_connections > MAX_CONNECTIONS_LIMIT {
-            return Err(format!(
-                "[daemon] max_connections must be between 1 and {MAX_CONNECTIONS_LIMIT} (got {})",
-                daemon.max_connections
-            ));
-        }
-        if let Some(owner) = &daemon.default_owner {
-            ghapp_protocol::api::check_name("owner", owner)
-                .map_err(|e| format!("[daemon] default_owner: {e}"))?;
-        }
+        )
+        .map_err(|e| config.error_at("daemon.policy", e))?;
         Ok(Settings {
             config_path: config_path.to_path_buf(),
             access,
@@ -119,10 +110,11 @@ pub fn resolve_group(group: &str) -> Result<u32, String> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let text = std::fs::read_to_string("/etc/group")
-        .map_err(|e| format!("[daemon] socket_group {group:?}: cannot read /etc/group ({e}); give the gid as a number"))?;
+    let text = std::fs::read_to_string("/etc/group").map_err(|e| {
+        format!("cannot read /etc/group ({e}) to find group {group:?}: give the gid as a number")
+    })?;
     gid_in_group_file(&text, group).ok_or_else(|| {
-        format!("[daemon] socket_group {group:?} is not a group in /etc/group: create it or give the gid as a number")
+        format!("{group:?} is not a group in /etc/group: create it or give the gid as a number")
     })
 }
 
@@ -166,23 +158,17 @@ mod tests {
         assert!(s.access.uids.contains(&1000) && s.access.uids.contains(&0));
         assert_eq!(s.max_connections, 4096);
 
-        let config = Config::parse("[daemon]\nmax_connections = 0\n", path).unwrap();
-        assert!(
+        let config = Config::parse(
+            "[daemon]\nmin_ttl = \"30m\"\nsocket_group = \"no-such-group-here\"\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
             Settings::from_config(&config, path, 0)
                 .unwrap_err()
-                .contains("max_connections")
-        );
-        let config = Config::parse("[daemon]\nclient_timeout = \"0s\"\n", path).unwrap();
-        assert!(
-            Settings::from_config(&config, path, 0)
-                .unwrap_err()
-                .contains("client_timeout")
-        );
-        let config = Config::parse("[daemon]\ndefault_owner = \"a/b\"\n", path).unwrap();
-        assert!(
-            Settings::from_config(&config, path, 0)
-                .unwrap_err()
-                .contains("default_owner")
+                .to_string(),
+            "config /etc/ghapp/config.toml line 3: daemon.socket_group: \"no-such-group-here\" is not a group in /etc/group: create it or give the gid as a number",
+            "resolving names the file, line and key"
         );
         let config = Config::parse("[daemon]\nsocket_group = \"4242\"\n[[app]]\nname = \"a\"\nhost = \"GHE.example.com\"\napp_id = 1\nprivate_key_env = \"GHAPP_TEST_KEY\"\n", path).unwrap();
         let s = Settings::from_config(&config, path, 0).unwrap();

@@ -10,6 +10,7 @@
 use crate::duration::{format_duration, parse_duration};
 use crate::permissions::Permissions;
 use crate::secret::Token;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -229,8 +230,8 @@ pub fn check_host(value: &str) -> Result<String, QueryError> {
 pub struct TokenResponse {
     /// The installation token (Debug prints its fingerprint only).
     pub token: Token,
-    /// When GitHub will stop accepting it, RFC 3339 UTC (`2026-11-22T05:00:00Z`).
-    pub expires_at: String,
+    /// When GitHub will stop accepting it, on the daemon's clock (`2026-11-22T05:00:00Z`).
+    pub expires_at: Timestamp,
     /// The installation it was minted for.
     pub installation_id: u64,
     /// The configured name of the App that minted it.
@@ -284,8 +285,8 @@ pub struct RunnerTokenRequest {
 pub struct RunnerTokenResponse {
     /// The registration or removal token.
     pub token: Token,
-    /// When it expires, as GitHub returned it (RFC 3339).
-    pub expires_at: String,
+    /// When it expires, as GitHub stated it, in UTC whole seconds (`2026-11-22T05:00:00Z`).
+    pub expires_at: Timestamp,
     /// `registration` or `remove`.
     pub kind: String,
     /// The organization.
@@ -370,8 +371,8 @@ pub struct CachedTokenStatus {
     pub repositories: Vec<String>,
     /// Its permissions.
     pub permissions: Permissions,
-    /// RFC 3339 expiry.
-    pub expires_at: String,
+    /// When it expires (`2026-11-22T05:00:00Z`).
+    pub expires_at: Timestamp,
     /// Seconds of life left.
     pub remaining_secs: u64,
 }
@@ -435,7 +436,7 @@ mod tests {
     fn token_response_debug_redacts() {
         let r = TokenResponse {
             token: Token::new("ghs_secretsecret"),
-            expires_at: "2026-11-22T05:00:00Z".into(),
+            expires_at: "2026-11-22T05:00:00Z".parse().unwrap(),
             installation_id: 1,
             app: "a".into(),
             host: "github.com".into(),

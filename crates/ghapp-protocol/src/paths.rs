@@ -16,7 +16,6 @@
 //! Config file: `$GHAPP_CONFIG`, else `<user config dir>/ghapp/config.toml` if it exists, else
 //! `/etc/ghapp/config.toml`.
 
-use serde::Deserialize;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -234,7 +233,7 @@ impl Environment {
 }
 
 /// The socket a client (helper, CLI) should connect to, reading the environment and, when the
-/// config file exists, its `[daemon] socket` — nothing else of the config is parsed.
+/// config file exists and is trusted, its `[daemon] socket`.
 pub fn client_socket(flag: Option<&Path>) -> Resolved {
     let env = Environment::current();
     let needs_config = flag.is_none() && env.socket.is_none();
@@ -247,20 +246,12 @@ pub fn client_socket(flag: Option<&Path>) -> Resolved {
     env.client_socket(flag, config_socket.as_deref(), |p| p.exists())
 }
 
-/// `[daemon] socket` from a config file, if the file exists, parses, and sets it. A broken file
-/// is the daemon's and `ghapp doctor`'s to report; clients just fall back to the defaults.
+/// `[daemon] socket` from a config file, if the file exists, is trusted, validates and sets it
+/// (see [`crate::config::client_settings`]). A broken file is the daemon's and `ghapp doctor`'s
+/// to report; clients just fall back to the defaults. An untrusted one (writable by others) is
+/// ignored: its socket is never followed.
 pub fn socket_from_config_file(path: &Path) -> Option<PathBuf> {
-    #[derive(Deserialize)]
-    struct File {
-        daemon: Option<Daemon>,
-    }
-    #[derive(Deserialize)]
-    struct Daemon {
-        socket: Option<PathBuf>,
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let file: File = toml::from_str(&text).ok()?;
-    file.daemon?.socket
+    crate::config::client_settings(path)?.socket
 }
 
 /// Refuses socket paths the kernel cannot bind or connect to, with a message that says why.

@@ -6,8 +6,6 @@
 
 use crate::github::Ledger;
 use crate::probe::Sample;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// What the check found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -32,13 +30,6 @@ impl ExpiryCheck {
     }
 }
 
-/// Parses RFC 3339 into fractional Unix seconds.
-pub fn parse_rfc3339(text: &str) -> Option<f64> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
-}
-
 /// Checks every served answer. `clock_offset_secs` is the emulator's clock minus the local one
 /// while the samples were taken.
 pub fn check(samples: &[Sample], ledger: &Ledger, clock_offset_secs: i64) -> ExpiryCheck {
@@ -61,7 +52,7 @@ pub fn check(samples: &[Sample], ledger: &Ledger, clock_offset_secs: i64) -> Exp
                 -left
             ));
         }
-        if let Some(stated) = sample.expires_at.as_deref().and_then(parse_rfc3339)
+        if let Some(stated) = sample.expires_at.map(|t| t.unix_seconds() as f64)
             && stated > real_expiry as f64 - offset + 1.0
         {
             result.overstated.push(format!(
@@ -89,7 +80,7 @@ mod tests {
             latency: Duration::ZERO,
             status: 200,
             token: Some(Token::new(token)),
-            expires_at: Some(expires_at.to_string()),
+            expires_at: Some(expires_at.parse().unwrap()),
             error: None,
         }
     }

@@ -4,6 +4,7 @@
 
 use crate::github::unix_now;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use ghapp_testkit::daemon::http_request;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,8 @@ pub struct Sample {
     pub status: u16,
     /// The token served (200 only).
     pub token: Option<Token>,
-    /// Its `expires_at` as served (RFC 3339, local wall clock).
-    pub expires_at: Option<String>,
+    /// Its `expires_at` as served (local wall clock); `None` if absent or unreadable.
+    pub expires_at: Option<Timestamp>,
     /// The error message (`{"error"}`) or the transport failure.
     pub error: Option<String>,
 }
@@ -160,7 +161,7 @@ pub fn send(socket: &std::path::Path, ask: &Ask) -> Sample {
                     if let Some(token) = body["token"].as_str() {
                         sample.token = Some(Token::new(token));
                     }
-                    sample.expires_at = body["expires_at"].as_str().map(str::to_string);
+                    sample.expires_at = body["expires_at"].as_str().and_then(|t| t.parse().ok());
                     sample.error = body["error"].as_str().map(str::to_string);
                 }
                 Err(_) => sample.error = Some(response.body.chars().take(200).collect()),

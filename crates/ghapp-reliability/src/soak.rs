@@ -21,6 +21,7 @@ use crate::stack::{Stack, Timing};
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use ghapp_testkit::daemon::DaemonStart;
 use ghapp_testkit::git::{GitBinary, GitHome};
 use serde::Serialize;
@@ -225,7 +226,9 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<SoakReport> {
                 let started = Instant::now();
                 let result = ghapp_client::block_on(client.token(&query));
                 let sample = match result {
-                    Ok(token) => served("api", sent_at, started, token.token, token.expires_at),
+                    Ok(token) => {
+                        served("api", sent_at, started, token.token, Some(token.expires_at))
+                    }
                     Err(e) => failed("api", sent_at, started, e.to_string()),
                 };
                 push(&records, "api", sample);
@@ -377,7 +380,13 @@ fn push(records: &Records, kind: &'static str, sample: Sample) {
         .push(Record { kind, sample });
 }
 
-fn served(kind: &str, sent_at: f64, started: Instant, token: Token, expires_at: String) -> Sample {
+fn served(
+    kind: &str,
+    sent_at: f64,
+    started: Instant,
+    token: Token,
+    expires_at: Option<Timestamp>,
+) -> Sample {
     Sample {
         path: kind.to_string(),
         sent_at,
@@ -385,7 +394,7 @@ fn served(kind: &str, sent_at: f64, started: Instant, token: Token, expires_at: 
         latency: started.elapsed(),
         status: 200,
         token: Some(token),
-        expires_at: Some(expires_at),
+        expires_at,
         error: None,
     }
 }
@@ -436,12 +445,7 @@ fn helper_get(socket: &std::path::Path, host: &str, repo: &str) -> Sample {
             let expires_at = expiry
                 .parse::<i64>()
                 .ok()
-                .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default();
+                .and_then(|secs| Timestamp::from_unix_seconds(secs).ok());
             served("helper", sent_at, started, Token::new(password), expires_at)
         }
         _ => failed(
@@ -481,7 +485,7 @@ fn cli_token(socket: &std::path::Path, config: &std::path::Path, repo: &str) -> 
             sent_at,
             started,
             Token::new(token),
-            expires_at.to_string(),
+            expires_at.parse().ok(),
         ),
         _ => failed(
             "cli",

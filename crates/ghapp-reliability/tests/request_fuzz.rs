@@ -27,7 +27,7 @@ impl TokenService for FixedToken {
     async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
         Ok(TokenResponse {
             token: Token::new("ghs_fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz0000"),
-            expires_at: "2099-01-01T00:00:00Z".into(),
+            expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
             installation_id: 1,
             app: "fuzz".into(),
             host: query.host_or_default().to_string(),
@@ -47,7 +47,7 @@ impl TokenService for FixedToken {
     ) -> Result<RunnerTokenResponse, BrokerError> {
         Ok(RunnerTokenResponse {
             token: Token::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-            expires_at: "2099-01-01T00:00:00.000+00:00".into(),
+            expires_at: "2099-01-01T00:00:00.000+00:00".parse().unwrap(),
             kind: "registration".into(),
             org: org.into(),
             url: format!("https://{host}/{org}"),

@@ -322,7 +322,7 @@ fn debug_of_secret_holding_types_redacts() {
     let secret = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
     let response = TokenResponse {
         token: Token::new(secret),
-        expires_at: "2030-01-01T00:00:00Z".into(),
+        expires_at: "2030-01-01T00:00:00Z".parse().unwrap(),
         installation_id: 1,
         app: "a".into(),
         host: "github.com".into(),
@@ -332,7 +332,7 @@ fn debug_of_secret_holding_types_redacts() {
     };
     let runner = RunnerTokenResponse {
         token: Token::new(secret),
-        expires_at: "2030-01-01T00:00:00.000+00:00".into(),
+        expires_at: "2030-01-01T00:00:00.000+00:00".parse().unwrap(),
         kind: "registration".into(),
         org: "acme".into(),
         url: "https://github.com/acme".into(),

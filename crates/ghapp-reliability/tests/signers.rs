@@ -59,6 +59,29 @@ fn error_of(response: &HttpResponse) -> String {
         .to_string()
 }
 
+/// `ghapp doctor` for `config` (written 0600 in a fresh directory, with a fresh HOME): its
+/// stdout, whatever it concludes about the parts not under test here.
+fn doctor(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir(dir.path().join("home")).unwrap();
+    let output = std::process::Command::new(ghapp_testkit::binary("ghapp"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .arg("doctor")
+        .env("HOME", dir.path().join("home"))
+        .env_remove("GHAPP_SOCKET")
+        .env_remove("GHAPP_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Asks for a token until `done` holds (the App's hold-off after a failure lasts up to 10 s).
 fn token_until(
     daemon: &DaemonProcess,
@@ -117,6 +140,13 @@ fn a_sign_command_signs_and_its_failures_leave_cached_tokens_serving() {
         error.contains("cannot sign the App JWT: signer command")
             && error.contains("sign-jwt: failed (exit status: 7): HSM says no"),
         "the error names the signer and what it said: {error}"
+    );
+    let report = doctor(&config);
+    assert!(
+        report.contains("cannot sign the App JWT")
+            && report.contains("signer command")
+            && report.contains("HSM says no"),
+        "doctor names the failing signer:\n{report}"
     );
     let served = token(&daemon, "acme", "widgets");
     assert_eq!(served.status, 200, "cached tokens keep serving");
@@ -180,14 +210,34 @@ fn a_key_rotated_on_github_switches_to_the_next_key_with_no_failed_request() {
     let before = token(&daemon, "acme", "widgets");
     assert_eq!(before.status, 200, "{}", before.body);
 
+    let report = doctor(&config);
+    assert!(
+        report.contains("GitHub accepted the key")
+            && report.contains("app1-next.pem): cannot be checked")
+            && report.contains("cannot open key file"),
+        "doctor: the first key accepted, the next one not there yet:\n{report}"
+    );
+
     // The operator adds a new key on GitHub (saved where next_private_key_file points), then
     // deletes the old one there. Nothing is said to ghapp.
     emulator
         .fault(json!({"kind": "add_key", "app": 1, "private_key_out": "app1-next.pem"}))
         .unwrap();
+    let report = doctor(&config);
+    assert!(
+        report.contains("GitHub accepted the key") && report.contains("GitHub accepts it too"),
+        "doctor: both keys accepted during the overlap:\n{report}"
+    );
     emulator
         .fault(json!({"kind": "remove_key", "app": 1, "private_key_file": "app1.pem"}))
         .unwrap();
+    let report = doctor(&config);
+    assert!(
+        report.contains("GitHub refused the first key")
+            && report.contains("the daemon signs with the next key, which GitHub accepts")
+            && report.contains("GitHub accepts it too"),
+        "doctor: the first key refused, the next one accepted:\n{report}"
+    );
 
     // Every call that needs the App JWT goes through: the first one GitHub rejects is sent
     // again with the next key.

@@ -6,6 +6,7 @@ mod common;
 
 use common::Sandbox;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 /// A user's global config with things configure must not touch: an identity, aliases, a
 /// comment, a global storage helper, and another host's helper.
@@ -118,36 +119,42 @@ fn a_users_own_helper_for_the_host_is_kept_after_ghapp_and_survives_unconfigure(
     );
 }
 
+/// git's own `credential fill` for `url`, traced: the helpers it runs, in order (no daemon:
+/// ghapp falls through silently).
+fn helpers_git_runs(sandbox: &Sandbox, url: &str) -> Vec<String> {
+    let trace = sandbox.home().join(format!("trace-{}", url.len()));
+    let mut child = sandbox
+        .git
+        .command()
+        .args(["credential", "fill"])
+        .env("GIT_TRACE", &trace)
+        .env("GHAPP_SOCKET", "/nonexistent/ghapp.sock")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("url={url}\n\n").as_bytes())
+        .unwrap();
+    child.wait().unwrap();
+    let helpers =
+        ghapp_testkit::git::helpers_in_trace(&fs::read_to_string(&trace).unwrap_or_default());
+    let _ = fs::remove_file(&trace);
+    helpers
+}
+
 #[test]
 fn git_asks_ghapp_first_for_the_host_and_other_hosts_keep_their_helpers() {
     let sandbox = sandbox_with_user_config()
         // No daemon: ghapp falls through silently; what matters is which helpers git runs.
         .env("GHAPP_SOCKET", "/nonexistent/ghapp.sock");
     sandbox.run(&["configure"]).expect_code(0);
-    // git's own `credential fill`, traced: the helpers it runs, in order.
-    let traced = |url: &str| -> Vec<String> {
-        let trace = sandbox.home().join(format!("trace-{}", url.len()));
-        let mut child = sandbox
-            .git
-            .command()
-            .args(["credential", "fill"])
-            .env("GIT_TRACE", &trace)
-            .env("GHAPP_SOCKET", "/nonexistent/ghapp.sock")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("url={url}\n\n").as_bytes())
-            .unwrap();
-        child.wait().unwrap();
-        ghapp_testkit::git::helpers_in_trace(&fs::read_to_string(&trace).unwrap_or_default())
-    };
+    let traced = |url: &str| helpers_git_runs(&sandbox, url);
     let github = traced("https://github.com/acme/widgets.git");
     assert_eq!(
         github.first().map(String::as_str),
@@ -301,5 +308,116 @@ fn bad_hosts_are_usage_errors() {
             || !fs::read_to_string(sandbox.gitconfig())
                 .unwrap()
                 .contains("credential")
+    );
+}
+
+/// A sandbox whose PATH finds `git-credential-ghapp` first in `bin` (an install prefix's bin
+/// directory, as install.sh, a package or `cargo install` leave it).
+fn sandbox_with_helper_in(bin: &std::path::Path) -> Sandbox {
+    let mut sandbox = Sandbox::new();
+    sandbox.git = sandbox.git.with_path_dir(bin);
+    sandbox
+}
+
+fn install_helper(bin: &std::path::Path) -> std::path::PathBuf {
+    fs::create_dir_all(bin).unwrap();
+    let helper = bin.join("git-credential-ghapp");
+    fs::copy(ghapp_testkit::binary("git-credential-ghapp"), &helper).unwrap();
+    helper
+}
+
+/// Runs doctor for github.com only, with an empty config and no daemon.
+fn doctor_git(sandbox: &Sandbox, dir: &std::path::Path) -> common::Outcome {
+    let config = dir.join("config.toml");
+    fs::write(&config, "").unwrap();
+    sandbox.run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--socket",
+        dir.join("d.sock").to_str().unwrap(),
+        "doctor",
+        "--host",
+        "github.com",
+    ])
+}
+
+#[test]
+fn an_installed_helper_is_written_by_path_and_a_stale_path_is_reported_and_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = install_helper(&dir.path().join("prefix/bin"));
+    let sandbox = sandbox_with_helper_in(first.parent().unwrap());
+    sandbox.run(&["configure"]).expect_code(0);
+    assert_eq!(
+        sandbox.git_values("credential.https://github.com.helper"),
+        ["", first.to_str().unwrap()],
+        "an installed helper is written by absolute path: git runs it without a `git` in between"
+    );
+    let out = doctor_git(&sandbox, dir.path());
+    assert!(
+        out.finding("OK", "git asks ghapp for https://github.com")
+            .is_some(),
+        "{}",
+        out.stdout
+    );
+
+    // The binary moves (reinstalled under another prefix): doctor says the path is stale and
+    // how to fix it; configure then writes the new path in place of the old one.
+    fs::remove_file(&first).unwrap();
+    let out = doctor_git(&sandbox, dir.path());
+    let Some((line, fix)) = out.finding("WARN", "does not exist") else {
+        panic!("no stale-path warning:\n{}", out.stdout);
+    };
+    assert!(line.contains(first.to_str().unwrap()), "{line}");
+    assert!(fix.contains("ghapp configure"), "{fix}");
+
+    let second = install_helper(&dir.path().join("elsewhere/bin"));
+    let mut sandbox = sandbox;
+    sandbox.git = sandbox.git.with_path_dir(second.parent().unwrap());
+    sandbox.run(&["configure"]).expect_code(0);
+    assert_eq!(
+        sandbox.git_values("credential.https://github.com.helper"),
+        ["", second.to_str().unwrap()],
+        "the stale path is replaced, not kept beside the new one"
+    );
+    let out = doctor_git(&sandbox, dir.path());
+    assert!(
+        out.finding("WARN", "does not exist").is_none(),
+        "{}",
+        out.stdout
+    );
+
+    // Not executable: stale too.
+    fs::set_permissions(&second, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor_git(&sandbox, dir.path());
+    assert!(
+        out.finding("WARN", "is not an executable file").is_some(),
+        "{}",
+        out.stdout
+    );
+
+    // unconfigure recognises the path form as ghapp's and takes it out.
+    sandbox.run(&["unconfigure"]).expect_code(0);
+    assert!(
+        sandbox
+            .git_values("credential.https://github.com.helper")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_helper_in_a_cargo_build_directory_is_written_by_short_name() {
+    // The sandbox's PATH finds the workspace's own build of the helper (target/debug).
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["configure"]);
+    out.expect_code(0);
+    assert_eq!(
+        sandbox.git_values("credential.https://github.com.helper"),
+        ["", "ghapp"]
+    );
+    assert!(
+        out.stdout.contains("short name, not a path")
+            && out.stdout.contains("cargo build directory"),
+        "{}",
+        out.stdout
     );
 }

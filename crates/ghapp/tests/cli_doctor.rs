@@ -148,7 +148,20 @@ fn key_problems() {
     );
     let config = config_with_key(&files, &garbage, &stack.emulator.urls.api_url, &stack.host);
     let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
-    assert_finding(&out, "FAIL", "not a usable RSA private key", "PEM");
+    assert_finding(&out, "FAIL", "is not an RSA private key", "PEM");
+
+    // A key command the daemon would give up on: the daemon's 10 s limit, not one of doctor's own.
+    let config = files.write(
+        "config.toml",
+        &format!(
+            "[[app]]\nname = \"test-app\"\nhost = {:?}\napi_url = {:?}\napp_id = 1\n\
+             private_key_command = [\"sleep\", \"30\"]\ninsecure_http = true\n",
+            stack.host, stack.emulator.urls.api_url
+        ),
+        0o600,
+    );
+    let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
+    assert_finding(&out, "FAIL", "did not finish within 10s", "by hand");
 
     // A real RSA key, but not this App's: GitHub refuses the JWT.
     let other = Stack::other_key(files.dir.path());
@@ -174,6 +187,7 @@ fn clock_skew_against_github() {
     let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
     assert_finding(&out, "OK", "clock is within", "");
     assert_finding(&out, "OK", "GitHub accepted the key", "");
+    assert_finding(&out, "OK", "installed on acme", "");
 
     stack
         .emulator

@@ -1,5 +1,6 @@
 //! `ghapp demo` end to end, as the README's first command runs it (minus the build): the
-//! embedded emulator, the daemon child, real git through `credential.helper ghapp`.
+//! `github-emulator` child, the daemon child, real git through `credential.helper ghapp`; and
+//! the `ghapp` binary itself, which holds App keys, carrying no emulator code.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -16,8 +17,9 @@ struct Finished {
 
 /// Runs `ghapp demo ARGS` with TMPDIR pointed at `tmp`, killing it if it outlives the timeout.
 fn run_demo(args: &[&str], tmp: &std::path::Path) -> Finished {
-    // The helper must be next to ghapp, as install.sh and cargo both put it.
+    // The helper and the emulator must be next to ghapp, as install.sh and cargo both put them.
     let _helper = ghapp_testkit::binary("git-credential-ghapp");
+    let _emulator = ghapp_testkit::binary("github-emulator");
     let mut child = Command::new(ghapp_testkit::binary("ghapp"))
         .arg("demo")
         .args(args)
@@ -199,4 +201,79 @@ fn demo_names_the_failing_step_exits_1_and_still_cleans_up() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "the failed demo left {left:?} behind");
+}
+
+/// Counts the (possibly overlapping) occurrences of `needle` in `haystack`.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+#[test]
+fn the_ghapp_binary_links_no_emulator_code() {
+    let ghapp = ghapp_testkit::binary("ghapp");
+    let bytes = std::fs::read(&ghapp).unwrap();
+    // Any linked emulator function carries its source path (panic locations, debug info) and
+    // its module path; the emulator's server routes are string literals of its router.
+    for marker in [
+        "github-emulator/src/",
+        "github_emulator",
+        "/_emulator/faults",
+        "/_emulator/health",
+        "/_emulator/tokens",
+    ] {
+        assert_eq!(
+            occurrences(&bytes, marker.as_bytes()),
+            0,
+            "{} contains {marker:?}: emulator code is linked into the key-holding binary",
+            ghapp.display()
+        );
+    }
+    // The one admin path ghapp knows is the URL the demo asks the emulator child for its stats.
+    assert_eq!(
+        occurrences(&bytes, b"/_emulator/"),
+        occurrences(&bytes, b"/_emulator/stats"),
+        "{} holds an emulator route other than the demo's stats request",
+        ghapp.display()
+    );
+    // The emulator is still built, as its own program.
+    let emulator = std::fs::read(ghapp_testkit::binary("github-emulator")).unwrap();
+    assert!(occurrences(&emulator, b"/_emulator/faults") > 0);
+}
+
+#[test]
+fn demo_without_the_emulator_says_how_to_get_it() {
+    let tmp = tempfile::Builder::new()
+        .prefix("ghapp-demo-test-")
+        .tempdir()
+        .unwrap();
+    // A copy of ghapp alone in a directory, and a PATH without github-emulator.
+    let lonely = tmp.path().join("bin");
+    std::fs::create_dir(&lonely).unwrap();
+    std::fs::copy(ghapp_testkit::binary("ghapp"), lonely.join("ghapp")).unwrap();
+    let work = tmp.path().join("tmp");
+    std::fs::create_dir(&work).unwrap();
+    let out = Command::new(lonely.join("ghapp"))
+        .arg("demo")
+        .env("TMPDIR", &work)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FAILED at step \"emulator\"")
+            && stderr.contains("github-emulator is neither next to ghapp")
+            && stderr.contains("scripts/demo.sh")
+            && stderr.contains("cargo build -p github-emulator"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "left files behind"
+    );
 }

@@ -130,8 +130,9 @@ fn ok(out: &Output) -> String {
 }
 
 fn from_args(sandbox: &Sandbox) -> Vec<String> {
-    // The helper must have been built too: binary() says how if not.
+    // The helper and the emulator must have been built too: binary() says how if not.
     let _ = ghapp_testkit::binary("git-credential-ghapp");
+    let _ = ghapp_testkit::binary("github-emulator");
     vec![
         "--prefix".into(),
         sandbox.prefix().display().to_string(),
@@ -143,6 +144,7 @@ fn from_args(sandbox: &Sandbox) -> Vec<String> {
 const INSTALLED: &[&str] = &[
     "bin/ghapp",
     "bin/git-credential-ghapp",
+    "bin/github-emulator",
     "bin/ghapp-gh-refresh.sh",
     "share/ghapp/container-entrypoint.sh",
     "share/bash-completion/completions/ghapp",
@@ -162,6 +164,7 @@ fn help_lists_the_options() {
         "--from",
         "--systemd",
         "--configure-git",
+        "--no-demo",
         "--uninstall",
     ] {
         assert!(text.contains(option), "--help lacks {option}:\n{text}");
@@ -185,6 +188,7 @@ fn installs_runs_is_idempotent_and_uninstalls_cleanly() {
     for bin in [
         "bin/ghapp",
         "bin/git-credential-ghapp",
+        "bin/github-emulator",
         "bin/ghapp-gh-refresh.sh",
     ] {
         assert_eq!(
@@ -554,5 +558,47 @@ fn non_root_user_installs_then_runs_the_installed_demo() {
         )),
         "the installed helper was used:\n{text}"
     );
+    assert!(
+        text.contains(&prefix.join("bin/github-emulator").display().to_string()),
+        "the installed emulator was used:\n{text}"
+    );
     assert!(!text.contains("ghs_"), "a token was printed:\n{text}");
+}
+
+/// `--no-demo` (for hosts that only serve tokens): no github-emulator installed, and a `--from`
+/// directory without one installs the rest and says what `ghapp demo` then lacks.
+#[test]
+fn no_demo_leaves_the_emulator_out() {
+    let sandbox = Sandbox::new();
+    let mut args = from_args(&sandbox);
+    args.push("--no-demo".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&sandbox.install(&args));
+    let prefix = sandbox.prefix();
+    assert!(prefix.join("bin/ghapp").is_file());
+    assert!(
+        !prefix.join("bin/github-emulator").exists(),
+        "--no-demo installed the emulator"
+    );
+
+    // Prebuilt binaries without the emulator: installed, with a note.
+    let sandbox = Sandbox::new();
+    let only = sandbox.path("only");
+    fs::create_dir_all(&only).unwrap();
+    for bin in ["ghapp", "git-credential-ghapp"] {
+        fs::copy(ghapp_testkit::binary(bin), only.join(bin)).unwrap();
+    }
+    let prefix = sandbox.prefix();
+    let text = ok(&sandbox.install(&[
+        "--prefix",
+        prefix.to_str().unwrap(),
+        "--from",
+        only.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("'ghapp demo' will not run") && text.contains("-p github-emulator"),
+        "{text}"
+    );
+    assert!(prefix.join("bin/git-credential-ghapp").is_file());
+    assert!(!prefix.join("bin/github-emulator").exists());
 }

@@ -9,8 +9,9 @@ use ghapp_client::blocking::BlockingClient;
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::credential::{CredentialRequest, TOKEN_USERNAME, read_request};
 use ghapp_protocol::paths::client_socket;
+use ghapp_protocol::time::Timestamp;
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// The inputs every operation shares.
 pub struct Context<'a> {
@@ -74,7 +75,7 @@ pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
         return failure_output().to_vec();
     };
     match client.token(&query) {
-        Ok(token) => match credential_for(&token, SystemTime::now()).map(|c| (c.encode(), c)) {
+        Ok(token) => match credential_for(&token, Timestamp::now()).map(|c| (c.encode(), c)) {
             Ok((Ok(bytes), credential)) => {
                 note(format_args!(
                     "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",

@@ -1,6 +1,7 @@
 //! The built helper as git runs it, against a fake daemon on a real Unix socket: a small std
 //! server answering canned JSON (or never answering), recording every request it gets.
 
+use ghapp_protocol::time::Timestamp;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -113,24 +114,9 @@ fn token_json(expires_at: &str) -> String {
 }
 
 fn rfc3339(unix: u64) -> String {
-    // Days-to-civil (Howard Hinnant's algorithm), enough for a test's timestamps.
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    Timestamp::from_unix_seconds(unix as i64)
+        .unwrap()
+        .to_string()
 }
 
 fn now_unix() -> u64 {

@@ -8,7 +8,6 @@ use super::wire::{
     TokenRequestBody, installation_info, next_link, parse_json, permissions_from_map,
 };
 use super::{ApiError, GitHubClient};
-use crate::clock::parse_rfc3339;
 use crate::config::TokenFormat;
 use crate::transport::Method;
 use ghapp_protocol::secret::Token;
@@ -126,9 +125,6 @@ impl GitHubClient {
             .call(Method::Post, &path, Auth::App, Some(json), &extra)
             .await?;
         let parsed: AccessTokenJson = parse_json(&response, &route)?;
-        let expires_at = parse_rfc3339(&parsed.expires_at).ok_or_else(|| ApiError::Protocol {
-            detail: format!("{route}: unreadable expires_at {:?}", parsed.expires_at),
-        })?;
         if parsed.token.is_empty() {
             return Err(ApiError::Protocol {
                 detail: format!("{route}: empty token"),
@@ -137,7 +133,7 @@ impl GitHubClient {
         let (permissions, unrecognised_permissions) = permissions_from_map(&parsed.permissions);
         Ok(MintedToken {
             token: Token::new(parsed.token),
-            expires_at,
+            expires_at: parsed.expires_at,
             server_time,
             permissions,
             unrecognised_permissions,

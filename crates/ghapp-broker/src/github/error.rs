@@ -2,7 +2,7 @@
 //! installation and target it was for (`failure.rs` is the one place that turns it into a
 //! broker error).
 
-use crate::clock::format_rfc3339;
+use ghapp_protocol::time::Timestamp;
 use std::time::SystemTime;
 
 /// Why a GitHub call failed, before the caller adds its context.
@@ -57,7 +57,7 @@ impl ApiError {
             ApiError::RateLimited { until, route } => {
                 format!(
                     "rate limited by GitHub until {} ({route})",
-                    format_rfc3339(*until)
+                    Timestamp::from(*until)
                 )
             }
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => detail.clone(),

@@ -8,9 +8,9 @@ use crate::clock::ServerTime;
 use crate::transport::HttpResponse;
 use ghapp_protocol::permissions::{Level, Permissions};
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 /// An installation as the broker needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub(crate) struct TokenRequestBody {
 pub(crate) struct MintedToken {
     pub token: Token,
     /// GitHub's `expires_at`.
-    pub expires_at: SystemTime,
+    pub expires_at: Timestamp,
     /// When the answer arrived, by both clocks and GitHub's.
     pub server_time: ServerTime,
     /// What GitHub granted.
@@ -56,8 +56,8 @@ pub(crate) struct MintedToken {
 #[derive(Debug)]
 pub(crate) struct RunnerToken {
     pub token: Token,
-    /// As GitHub wrote it.
-    pub expires_at: String,
+    /// GitHub's `expires_at`.
+    pub expires_at: Timestamp,
 }
 
 /// `{"message": …}` of an error body.
@@ -93,7 +93,7 @@ pub(crate) struct AccountJson {
 #[derive(Deserialize)]
 pub(crate) struct AccessTokenJson {
     pub token: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
     #[serde(default)]
     pub permissions: BTreeMap<String, String>,
     #[serde(default)]
@@ -110,7 +110,7 @@ pub(crate) struct RepositoryJson {
 #[derive(Deserialize)]
 pub(crate) struct RunnerTokenJson {
     pub token: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 /// GitHub's permission map as ghapp's type. Names or levels ghapp does not recognise are

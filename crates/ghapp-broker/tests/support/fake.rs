@@ -8,6 +8,7 @@ use ghapp_broker::transport::{
     HttpRequest, HttpResponse, HttpTransport, Method, SendFuture, TransportError,
     TransportErrorKind,
 };
+use ghapp_protocol::time::Timestamp;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -289,11 +290,7 @@ impl FakeGitHub {
 }
 
 fn rfc3339(at: SystemTime) -> String {
-    let secs = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+    Timestamp::from(at).to_string()
 }
 
 impl HttpTransport for FakeGitHub {

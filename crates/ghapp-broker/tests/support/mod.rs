@@ -8,6 +8,7 @@ pub mod fake;
 use ghapp_broker::{Broker, BrokerError, Config, ErrorKind};
 use ghapp_protocol::api::{TokenQuery, TokenResponse};
 use ghapp_protocol::permissions::Permissions;
+use ghapp_protocol::time::Timestamp;
 use github_emulator::Emulator;
 use github_emulator::admin::{Fault, Stats};
 use std::path::{Path, PathBuf};
@@ -172,11 +173,9 @@ pub fn assert_error(
     }
 }
 
-/// Seconds from now until an RFC 3339 time (negative when past).
-pub fn secs_until(rfc3339: &str) -> i64 {
-    let at = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
-    (at - time::OffsetDateTime::now_utc()).whole_seconds()
+/// Seconds from now until `at` (negative when past).
+pub fn secs_until(at: &Timestamp) -> i64 {
+    at.unix_seconds() - Timestamp::now().unix_seconds()
 }
 
 /// Polls `check` every 50 ms until it holds or `timeout` passes.

@@ -14,12 +14,12 @@ use ghapp_protocol::api::{
     AppStatus, CachedTokenStatus, RunnerTokenResponse, TokenQuery, TokenResponse,
 };
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
 
 /// The token the fake hands out for owner/repo.
 pub fn fake_token(owner: &str, repo: &str) -> String {
@@ -35,12 +35,8 @@ pub struct Fake {
     pub reloads: AtomicUsize,
 }
 
-fn expires_in_an_hour() -> String {
-    (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&Rfc3339)
-        .unwrap()
+fn expires_in_an_hour() -> Timestamp {
+    Timestamp::now().saturating_add(Duration::from_secs(3600))
 }
 
 impl TokenService for Fake {

@@ -6,7 +6,7 @@
 //! ```text
 //! [credential "https://github.com"]
 //!     helper =            # reset: helpers configured *before* this line do not run for the host
-//!     helper = ghapp      # git runs `git credential-ghapp get`
+//!     helper = /usr/bin/git-credential-ghapp   # or `ghapp`: see below
 //!     useHttpPath = true  # git sends path=owner/repo.git, so ghapp can pick the installation
 //! ```
 //!
@@ -23,6 +23,12 @@
 //! by hand; documented). Other values, keys and sections are left alone; git drops a section
 //! that ends up empty, so a configure/unconfigure round trip leaves the file as it was.
 //!
+//! The helper is the absolute path of `git-credential-ghapp` when it sits where upgrades keep it
+//! (install.sh's, a package's or `cargo install`'s bin directory), which git runs directly; else
+//! the short name `ghapp`, which git runs as `git credential-ghapp` (one more process per
+//! lookup) — see [`helper_path`]. Configure run again rewrites the one form into the other when
+//! that choice changes.
+//!
 //! Hosts: `--host` (a URL with `http://` configures that scheme, for test hosts served by Apps
 //! with `insecure_http`); by default every host of the config file's Apps (both schemes for an
 //! `insecure_http` App), or github.com when there is no config. `unconfigure` without `--host`
@@ -35,17 +41,21 @@ use super::host::{HostArg, Scheme};
 use super::output;
 use crate::cli::ConfigureArgs;
 use anyhow::Result;
+use helper_path::HelperChoice;
 
-/// The helper value configure writes: `git credential-ghapp` from PATH.
-const HELPER: &str = "ghapp";
+pub mod helper_path;
 
 /// Runs `ghapp configure`.
 pub fn configure(context: &Context, args: ConfigureArgs) -> Result<i32> {
     let scope = scope_of(&args);
     let git = GitConfig::scoped(scope);
-    let helper = helper_value(context);
+    let choice = helper_path::choose();
+    let helper = helper_value(context, &choice);
     for host in hosts_to_configure(context, &args)? {
-        let changes = configure_url(&git, &host.url(), &helper)?;
+        let mut changes = configure_url(&git, &host.url(), &helper)?;
+        if let (false, HelperChoice::ShortName { reason }) = (changes.is_empty(), &choice) {
+            changes.push(format!("short name, not a path: {reason}"));
+        }
         if changes.is_empty() {
             output::print(&format!(
                 "git ({}): {host} already uses ghapp; nothing changed\n",
@@ -101,18 +111,25 @@ fn scope_of(args: &ConfigureArgs) -> Scope {
     }
 }
 
-/// `ghapp`, or `ghapp --socket PATH` when configure itself was given `--socket`, so git's
-/// helper reaches that daemon whatever the environment git runs in.
-fn helper_value(context: &Context) -> String {
+/// The helper's command (its path, or `ghapp`), followed by `--socket PATH` when configure
+/// itself was given `--socket`, so git's helper reaches that daemon whatever the environment git
+/// runs in.
+fn helper_value(context: &Context, choice: &HelperChoice) -> String {
+    let command = choice.command();
     match &context.socket {
-        Some(path) => format!("{HELPER} --socket {}", shell_quote(&path.to_string_lossy())),
-        None => HELPER.to_string(),
+        Some(path) => format!(
+            "{command} --socket {}",
+            shell_quote(&path.to_string_lossy())
+        ),
+        None => command,
     }
 }
 
-/// True for the helper values configure writes (and only those).
+/// True for the helper values configure writes (and only those): `ghapp` or an absolute path
+/// to `git-credential-ghapp`, alone or followed by `--socket …`.
 pub fn is_ours(value: &str) -> bool {
-    value == HELPER || value.starts_with("ghapp --socket ")
+    let (command, rest) = value.split_once(' ').unwrap_or((value, ""));
+    helper_path::is_helper_command(command) && (rest.is_empty() || rest.starts_with("--socket "))
 }
 
 /// The hosts to configure: `--host`, else the config's Apps, else github.com.
@@ -247,6 +264,11 @@ mod tests {
     fn recognises_only_its_own_values() {
         assert!(is_ours("ghapp"));
         assert!(is_ours("ghapp --socket /run/ghapp/ghapp.sock"));
+        assert!(is_ours("/usr/bin/git-credential-ghapp"));
+        assert!(is_ours(
+            "/home/u/.local/bin/git-credential-ghapp --socket /run/ghapp/ghapp.sock"
+        ));
+        assert!(!is_ours("/usr/bin/git-credential-ghapp get"));
         assert!(!is_ours("store"));
         assert!(!is_ours("ghappish"));
         assert!(!is_ours(""));

@@ -1,13 +1,15 @@
 //! `ghapp demo`: the main job, end to end, on an embedded default — no GitHub App, no network.
 //!
-//! It starts the GitHub emulator in-process with a freshly generated App key, writes a daemon
-//! config for it, runs `ghapp daemon --foreground` as a child (this same executable), configures
+//! It starts the GitHub emulator (the separately built `github-emulator` binary, as a child: the
+//! key-holding `ghapp` binary links no emulator code) with a freshly generated App key, writes a
+//! daemon config for it, runs `ghapp daemon --foreground` as a child (this same executable), configures
 //! git in a throwaway HOME with `credential.helper ghapp`, then clones, commits and pushes through
 //! the helper and checks that the push landed. Each step is printed; a failing step is named and
 //! the command exits 1. The token is never printed: only its fingerprint and remaining life, read
 //! from the daemon's status. Everything it started is stopped and its temp directory removed
 //! (unless `--keep`), also on failure and on Ctrl-C.
 
+mod child;
 mod daemon;
 mod emulator;
 mod git;
@@ -17,7 +19,7 @@ use super::Context;
 use crate::cli::DemoArgs;
 use anyhow::{Context as _, Result, anyhow, bail};
 use daemon::{DaemonChild, log_tail};
-use emulator::EmbeddedEmulator;
+use emulator::EmulatorChild;
 use ghapp_client::DaemonClient;
 use ghapp_protocol::api::{CachedTokenStatus, describe_remaining};
 use git::DemoGit;
@@ -131,7 +133,7 @@ fn temp_base() -> PathBuf {
 struct Demo {
     root: PathBuf,
     exe: PathBuf,
-    emulator: Option<EmbeddedEmulator>,
+    emulator: Option<EmulatorChild>,
     daemon: Option<DaemonChild>,
 }
 
@@ -152,20 +154,32 @@ impl Demo {
         // 1. The emulator.
         let step = progress.step(
             "emulator",
-            "Start the GitHub emulator (in-process; it generates a fresh RSA key for App 1)",
+            "Start the GitHub emulator (github-emulator; it generates a fresh RSA key for App 1)",
         );
         let state_dir = self.root.join("emulator");
         let fixture = self.root.join("fixture.toml");
-        let emulator = async {
+        let exe_dir = self.exe.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (program, emulator) = async {
+            let program = emulator::find(&exe_dir)?;
             std::fs::create_dir_all(&state_dir)
                 .context("cannot create the emulator's state dir")?;
             std::fs::write(&fixture, emulator::fixture()).context("cannot write the fixture")?;
-            EmbeddedEmulator::spawn(&fixture, &state_dir)
+            let log = self.root.join("emulator.log");
+            let child = EmulatorChild::spawn(&program, &fixture, &state_dir, &log)?;
+            Ok::<_, anyhow::Error>((program, child))
         }
         .await
         .in_step(step)?;
         let urls = self.emulator.insert(emulator).ready().await.in_step(step)?;
         let git_host = authority(&urls.git_url).in_step(step)?;
+        progress.detail(&format!(
+            "{} (pid {})",
+            program.display(),
+            self.emulator
+                .as_ref()
+                .and_then(|e| e.pid())
+                .map_or_else(|| "?".to_string(), |p| p.to_string())
+        ));
         progress.detail(&format!("REST API {}   git {}", urls.api_url, urls.git_url));
         progress.detail(&format!(
             "installation 100 of App 1 on {OWNER}, repository {OWNER}/{REPO} (contents: write)"
@@ -216,7 +230,6 @@ impl Demo {
             "Configure git in a throwaway HOME: credential.helper ghapp, useHttpPath",
         );
         let home = self.root.join("home");
-        let exe_dir = self.exe.parent().map(Path::to_path_buf).unwrap_or_default();
         let (git, version, helper, configured) = async {
             let helper = git::find_program("git-credential-ghapp", &exe_dir).ok_or_else(|| {
                 anyhow!(
@@ -267,9 +280,7 @@ impl Demo {
         // 6. Commit and push.
         let step = progress.step("push", "Commit and push");
         let pushed = async {
-            let stamp = time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let stamp = ghapp_protocol::time::Timestamp::now();
             std::fs::write(
                 work.join("HELLO-FROM-GHAPP.md"),
                 format!(
@@ -380,7 +391,7 @@ impl Demo {
             progress.detail("daemon exited 0 and removed its socket");
         }
         if let Some(mut emulator) = self.emulator.take() {
-            emulator.stop();
+            emulator.stop().await;
             progress.detail("emulator stopped");
         }
         Ok(())
@@ -392,7 +403,7 @@ impl Demo {
             daemon.stop().await;
         }
         if let Some(mut emulator) = self.emulator.take() {
-            emulator.stop();
+            emulator.stop().await;
         }
     }
 }
@@ -588,7 +599,7 @@ mod tests {
             installation_id: 100,
             repositories: vec![REPO.into()],
             permissions: Permissions::parse_list("contents:write,metadata:read").unwrap(),
-            expires_at: "2030-01-01T00:00:00Z".into(),
+            expires_at: "2030-01-01T00:00:00Z".parse().unwrap(),
             remaining_secs: 3590,
         };
         assert!(covers_repo(&token));

@@ -4,14 +4,18 @@
 //!
 //! The checks, in order (each module says what it checks and why):
 //! 1. [`config_file`]: the config file is found and valid (errors name file, line and key).
-//! 2. [`keys`]: each App's private key is readable, not group/world-accessible, and is an RSA
-//!    key that signs.
+//! 2. [`keys`]: each App's private key loads as the daemon loads it (readable, not
+//!    group/world-accessible, an RSA key) and signs the App JWT the daemon would send.
 //! 3. [`daemon`]: the socket (path, how it was chosen, socket and directory permissions) and
 //!    the daemon behind it (answers, version, degraded, serves the config's Apps with the same
 //!    keys).
-//! 4. [`github`]: GitHub accepts each App's key (`GET /app` with an App JWT signed here from
-//!    the key file — doctor talks to GitHub directly, not through the daemon, so it also works
-//!    when the daemon is down) and the clock skew against GitHub's `Date` header.
+//! 4. [`github`]: GitHub accepts each App's key (`GET /app` with the App JWT the daemon would
+//!    send — doctor talks to GitHub directly, not through the daemon, so it also works when the
+//!    daemon is down), the App is installed somewhere, and the clock skew against GitHub's
+//!    `Date` header.
+//!
+//! Checks 2 and 4 run on the broker's own code ([`ghapp_broker::probe`]): the daemon's key
+//! loading, JWT signer and HTTP transport, so doctor checks exactly what the daemon sends.
 //! 5. [`helper`]: `git-credential-ghapp` is where git looks for it, and is this version.
 //! 6. [`git`]: for each host, git asks ghapp (after no expiry-blind storage helper), sends the
 //!    path (`useHttpPath`), and no `store` file holds a saved (soon stale) ghapp token.

@@ -5,7 +5,7 @@
 
 use super::exit::Failure;
 use ghapp_protocol::api::{DEFAULT_HOST, check_host};
-use serde::Deserialize;
+use ghapp_protocol::config::client_settings;
 use std::fmt;
 use std::path::Path;
 
@@ -71,8 +71,8 @@ impl HostArg {
 
     /// `--host` for commands that ask the daemon for a token: the flag; else, when every
     /// `[[app]]` in the config file serves one and the same host, that host (a machine set up
-    /// for one GitHub Enterprise Server need not repeat it); else github.com. Only the `host`
-    /// keys are read: a config this user cannot fully use (or read) just means github.com.
+    /// for one GitHub Enterprise Server need not repeat it); else github.com. A config this user
+    /// cannot read, that does not validate or is not trusted just means github.com.
     pub fn for_request(flag: Option<&str>, config_file: &Path) -> Result<HostArg, Failure> {
         if flag.is_some() {
             return HostArg::parse(flag);
@@ -89,28 +89,11 @@ impl HostArg {
     }
 }
 
-/// The one host every `[[app]]` of the config serves, if there is exactly one.
+/// The one host every `[[app]]` of the config serves, if there is exactly one. Read through
+/// the client's view of the config ([`client_settings`]): a missing, broken or untrusted file
+/// names no host.
 fn single_configured_host(config_file: &Path) -> Option<String> {
-    #[derive(Deserialize)]
-    struct File {
-        #[serde(default)]
-        app: Vec<App>,
-    }
-    #[derive(Deserialize)]
-    struct App {
-        host: Option<String>,
-    }
-    let text = std::fs::read_to_string(config_file).ok()?;
-    let file: File = toml::from_str(&text).ok()?;
-    let mut hosts: Vec<String> = file
-        .app
-        .into_iter()
-        .map(|app| {
-            app.host
-                .unwrap_or_else(|| DEFAULT_HOST.to_string())
-                .to_ascii_lowercase()
-        })
-        .collect();
+    let mut hosts = client_settings(config_file)?.app_hosts;
     hosts.dedup();
     match hosts.as_slice() {
         [only] => Some(only.clone()),
@@ -150,12 +133,35 @@ mod tests {
         let config = dir.path().join("config.toml");
         let host = |flag: Option<&str>| HostArg::for_request(flag, &config).unwrap().host;
         assert_eq!(host(None), "github.com", "no config");
-        std::fs::write(&config, "[daemon]\nmin_ttl = \"30m\"\n[[app]]\nname = \"a\"\nhost = \"GHE.corp\"\n[[app]]\nname = \"b\"\nhost = \"ghe.corp\"\n").unwrap();
-        assert_eq!(host(None), "ghe.corp");
-        assert_eq!(host(Some("github.com")), "github.com", "the flag wins");
+        let app = |name: &str, host: &str| {
+            format!(
+                "[[app]]\nname = \"{name}\"\nhost = \"{host}\"\napp_id = 1\nprivate_key_env = \"K\"\n"
+            )
+        };
         std::fs::write(
             &config,
-            "[[app]]\nname = \"a\"\nhost = \"ghe.corp\"\n[[app]]\nname = \"b\"\n",
+            format!(
+                "[daemon]\nmin_ttl = \"30m\"\n{}{}",
+                app("a", "GHE.corp"),
+                app("b", "ghe.corp")
+            ),
+        )
+        .unwrap();
+        assert_eq!(host(None), "ghe.corp");
+        assert_eq!(host(Some("github.com")), "github.com", "the flag wins");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+            assert_eq!(
+                host(None),
+                "github.com",
+                "a file others can write is ignored"
+            );
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::write(
+            &config,
+            format!("{}{}", app("a", "ghe.corp"), app("b", "github.com")),
         )
         .unwrap();
         assert_eq!(host(None), "github.com", "two hosts: no guessing");

@@ -5,7 +5,6 @@ mod demo;
 mod doctor;
 mod exec;
 mod exit;
-mod expiry;
 mod git_config;
 mod host;
 mod man;

@@ -9,13 +9,13 @@
 
 use super::Context;
 use super::exit::Failure;
-use super::expiry::remaining_secs;
 use super::host::HostArg;
 use super::output;
 use crate::cli::RunnerTokenArgs;
 use anyhow::Result;
 use ghapp_protocol::api::{RunnerTokenRequest, RunnerTokenResponse, check_name};
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -80,8 +80,9 @@ fn shell_word(word: &str) -> String {
 #[derive(Serialize)]
 struct RunnerTokenJson<'a> {
     token: &'a Token,
-    expires_at: &'a str,
-    remaining_secs: Option<u64>,
+    expires_at: Timestamp,
+    /// Seconds of life left when printed.
+    remaining_secs: u64,
     kind: &'a str,
     org: &'a str,
     url: &'a str,
@@ -91,8 +92,8 @@ impl<'a> From<&'a RunnerTokenResponse> for RunnerTokenJson<'a> {
     fn from(r: &'a RunnerTokenResponse) -> Self {
         RunnerTokenJson {
             token: &r.token,
-            expires_at: &r.expires_at,
-            remaining_secs: remaining_secs(&r.expires_at),
+            expires_at: r.expires_at,
+            remaining_secs: r.expires_at.remaining(Timestamp::now()).as_secs(),
             kind: &r.kind,
             org: &r.org,
             url: &r.url,
@@ -107,7 +108,7 @@ mod tests {
     fn response(token: &str) -> RunnerTokenResponse {
         RunnerTokenResponse {
             token: Token::new(token),
-            expires_at: "2026-11-22T05:00:00.000-08:00".into(),
+            expires_at: "2026-11-22T05:00:00.000-08:00".parse().unwrap(),
             kind: "registration".into(),
             org: "acme".into(),
             url: "https://github.com/acme".into(),

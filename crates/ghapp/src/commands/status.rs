@@ -137,7 +137,7 @@ pub fn render(status: &StatusResponse) -> String {
                 scope,
                 t.permissions.to_string(),
                 describe_remaining(t.remaining_secs),
-                t.expires_at.clone(),
+                t.expires_at.to_string(),
                 t.app.clone(),
             ]
         })
@@ -200,7 +200,7 @@ mod tests {
                 installation_id: 100,
                 repositories: vec!["widgets".into()],
                 permissions: Permissions::parse_list("contents:write").unwrap(),
-                expires_at: "2026-11-22T05:00:00Z".into(),
+                expires_at: "2026-11-22T05:00:00Z".parse().unwrap(),
                 remaining_secs: 2832,
             }],
             counters: [("mints".to_string(), 3)].into_iter().collect(),

@@ -4,7 +4,6 @@
 
 use super::Context;
 use super::exit::Failure;
-use super::expiry::remaining_secs;
 use super::host::HostArg;
 use super::output;
 use crate::cli::{ScopeArgs, TokenArgs};
@@ -13,6 +12,7 @@ use ghapp_protocol::api::{TokenQuery, TokenResponse, check_name};
 use ghapp_protocol::duration::parse_duration;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
+use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -96,9 +96,9 @@ pub fn build_query(
 #[derive(Serialize)]
 struct TokenJson<'a> {
     token: &'a Token,
-    expires_at: &'a str,
-    /// Seconds of life left when printed (null if the daemon's expiry did not parse).
-    remaining_secs: Option<u64>,
+    expires_at: Timestamp,
+    /// Seconds of life left when printed.
+    remaining_secs: u64,
     installation_id: u64,
     app: &'a str,
     host: &'a str,
@@ -111,8 +111,8 @@ impl<'a> From<&'a TokenResponse> for TokenJson<'a> {
     fn from(r: &'a TokenResponse) -> Self {
         TokenJson {
             token: &r.token,
-            expires_at: &r.expires_at,
-            remaining_secs: remaining_secs(&r.expires_at),
+            expires_at: r.expires_at,
+            remaining_secs: r.expires_at.remaining(Timestamp::now()).as_secs(),
             installation_id: r.installation_id,
             app: &r.app,
             host: &r.host,

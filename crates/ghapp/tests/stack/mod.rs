@@ -66,12 +66,15 @@ impl Stack {
     pub fn start_with_host(fixture: &str, app_extra: &str, host: Option<&str>) -> Stack {
         let emulator = EmulatorProcess::start(fixture).expect("the emulator starts");
         let key = emulator.state_dir().join("app1.pem");
+        // Git over plain http only for the emulator's own (loopback) git host: the config
+        // refuses insecure_http for any other host.
+        let insecure_http = host.is_none();
         let host = host
             .map(str::to_string)
             .unwrap_or_else(|| host_of(&emulator.urls.git_url));
         let config = format!(
             "[daemon]\nretry_budget = \"2s\"\nrequest_timeout = \"2s\"\n\n[[app]]\nname = \"test-app\"\n\
-             host = {host:?}\napi_url = {api:?}\napp_id = 1\nprivate_key_file = {key:?}\ninsecure_http = true\n{app_extra}\n",
+             host = {host:?}\napi_url = {api:?}\napp_id = 1\nprivate_key_file = {key:?}\ninsecure_http = {insecure_http}\n{app_extra}\n",
             api = emulator.urls.api_url,
             key = key.display().to_string(),
         );

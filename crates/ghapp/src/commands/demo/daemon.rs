@@ -1,6 +1,7 @@
 //! The daemon as `ghapp demo` runs it: this very executable, `daemon --foreground`, as a child
 //! process — exactly what systemd runs — with its logs in a file the demo shows on failure.
 
+use super::child::{self, terminate, wait_briefly};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -89,21 +90,7 @@ impl DaemonChild {
     /// SIGTERM, then wait for it to drain and exit; SIGKILL if it does not within the timeout.
     /// Returns its exit status when it exited by itself.
     pub async fn stop(&mut self) -> Option<ExitStatus> {
-        let pid = self
-            .child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            _ => {
-                let _ = self.child.kill().await;
-                None
-            }
-        }
+        terminate(&mut self.child, STOP_TIMEOUT).await
     }
 }
 
@@ -124,35 +111,7 @@ async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> Result<PathBuf>
     }
 }
 
-async fn wait_briefly(child: &mut Child) -> String {
-    match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-        Ok(Ok(status)) => format!(" ({status})"),
-        _ => {
-            let _ = child.start_kill();
-            String::new()
-        }
-    }
-}
-
 /// The last lines of the daemon's log, indented, for failure messages.
 pub fn log_tail(log: &Path) -> String {
-    const LINES: usize = 20;
-    match std::fs::read_to_string(log) {
-        Ok(text) if !text.trim().is_empty() => {
-            let lines: Vec<&str> = text.lines().collect();
-            // A panic's message comes before its backtrace: show it rather than the backtrace's end.
-            let start = lines
-                .iter()
-                .position(|line| line.contains("panicked at"))
-                .unwrap_or_else(|| lines.len().saturating_sub(LINES));
-            let lines = &lines[..lines.len().min(start + LINES)];
-            let mut out = format!("last lines of the daemon's log ({}):", log.display());
-            for line in &lines[start..] {
-                out.push_str("\n  | ");
-                out.push_str(line);
-            }
-            out
-        }
-        _ => format!("the daemon's log ({}) is empty", log.display()),
-    }
+    child::log_tail("the daemon's", log)
 }

@@ -1,17 +1,24 @@
-//! The GitHub emulator embedded in `ghapp demo`: the github-emulator library run on its own
-//! thread and runtime, so the demo needs no second binary (install.sh installs only `ghapp` and
-//! the helper) and the emulator keeps serving however the demo's own thread is busy.
+//! The GitHub emulator as `ghapp demo` runs it: the separately built `github-emulator` binary,
+//! as a child process. The `ghapp` binary holds the App keys in production, so it links no
+//! emulator code (docs/architecture.md); the demo finds `github-emulator` next to this
+//! executable (where cargo builds it and install.sh installs it), then on PATH.
 
+use super::child::{log_tail, terminate, wait_briefly};
 use anyhow::{Context as _, Result, anyhow, bail};
-use github_emulator::{Emulator, Urls};
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 
+/// The emulator's executable name.
+pub const PROGRAM: &str = "github-emulator";
 /// How long the emulator may take to start (it generates an RSA key and a bare repository).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGTERM'd emulator may take to exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The emulator's admin route for its counters (docs/emulator.md), read for the demo's summary.
+const STATS_PATH: &str = "/_emulator/stats";
 
 /// The demo's fixture: one App, one organization installation with one repository.
 pub fn fixture() -> &'static str {
@@ -37,117 +44,131 @@ full_name = "acme/widgets"
 "#
 }
 
-/// The embedded emulator: its thread, and once ready, its URLs. Stops on
-/// [`EmbeddedEmulator::stop`] or drop — also while still starting, so cleanup after a Ctrl-C never
-/// races a half-started emulator writing into the temp directory.
-pub struct EmbeddedEmulator {
-    urls: Option<Urls>,
-    ready: Option<oneshot::Receiver<Result<Urls>>>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+/// Where the started emulator serves: the JSON line `github-emulator` prints on stdout.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Urls {
+    /// REST API base.
+    pub api_url: String,
+    /// Git smart-HTTP base.
+    pub git_url: String,
+    /// Admin API base.
+    pub admin_url: String,
 }
 
-impl EmbeddedEmulator {
-    /// Starts the emulator's thread from `fixture`, keeping its keys and repositories under
-    /// `state_dir`; [`EmbeddedEmulator::ready`] waits for it to serve.
-    pub fn spawn(fixture: &Path, state_dir: &Path) -> Result<Self> {
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<Urls>>();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let fixture: PathBuf = fixture.to_path_buf();
-        let state_dir: PathBuf = state_dir.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("demo-emulator".into())
-            .spawn(move || serve(fixture, state_dir, ready_tx, stop_rx))
-            .context("cannot start the emulator's thread")?;
-        Ok(EmbeddedEmulator {
+/// A `github-emulator` child; killed on drop, so cleanup after a Ctrl-C never leaves it
+/// writing into the temp directory.
+pub struct EmulatorChild {
+    child: Child,
+    /// Read until the URL line, then kept open so the emulator never writes to a closed pipe.
+    stdout: Option<BufReader<ChildStdout>>,
+    urls: Option<Urls>,
+    /// Its stderr.
+    log: PathBuf,
+}
+
+impl EmulatorChild {
+    /// Starts `program --fixture FIXTURE --state-dir STATE_DIR --listen 127.0.0.1:0`, logging to
+    /// `log`; [`EmulatorChild::ready`] waits for it to serve.
+    pub fn spawn(program: &Path, fixture: &Path, state_dir: &Path, log: &Path) -> Result<Self> {
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut child = Command::new(program)
+            .arg("--fixture")
+            .arg(fixture)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {}", program.display()))?;
+        let stdout = child.stdout.take().map(BufReader::new);
+        Ok(EmulatorChild {
+            child,
+            stdout,
             urls: None,
-            ready: Some(ready_rx),
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            log: log.to_path_buf(),
         })
     }
 
-    /// Waits until the emulator serves and returns where.
+    /// Waits for the emulator's URL line and returns where it serves.
     pub async fn ready(&mut self) -> Result<Urls> {
         if let Some(urls) = &self.urls {
             return Ok(urls.clone());
         }
-        let ready = self
-            .ready
-            .take()
-            .ok_or_else(|| anyhow!("the emulator did not start"))?;
-        let urls = match tokio::time::timeout(START_TIMEOUT, ready).await {
-            Ok(Ok(Ok(urls))) => urls,
-            Ok(Ok(Err(error))) => return Err(error),
-            Ok(Err(_)) => bail!("the emulator's thread ended before it was ready"),
-            Err(_) => bail!("the emulator did not start within {START_TIMEOUT:?}"),
+        let stdout = self
+            .stdout
+            .as_mut()
+            .ok_or_else(|| anyhow!("the emulator's stdout is not piped"))?;
+        let urls = match tokio::time::timeout(START_TIMEOUT, read_urls(stdout)).await {
+            Ok(Ok(urls)) => urls,
+            Ok(Err(error)) => {
+                let status = wait_briefly(&mut self.child).await;
+                bail!("{error}{status}\n{}", log_tail("the emulator's", &self.log));
+            }
+            Err(_) => {
+                let _ = self.child.start_kill();
+                bail!(
+                    "the emulator printed no URLs within {START_TIMEOUT:?}\n{}",
+                    log_tail("the emulator's", &self.log)
+                );
+            }
         };
         self.urls = Some(urls.clone());
         Ok(urls)
     }
 
-    /// Stops serving and waits for the emulator's thread to finish.
-    pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    /// The emulator's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
-    /// The emulator's `GET /_emulator/stats`, as JSON.
+    /// Stops the emulator (SIGTERM, then SIGKILL if it lingers).
+    pub async fn stop(&mut self) {
+        terminate(&mut self.child, STOP_TIMEOUT).await;
+    }
+
+    /// The emulator's counters, as JSON.
     pub async fn stats(&self) -> Result<serde_json::Value> {
         let urls = self
             .urls
             .as_ref()
             .ok_or_else(|| anyhow!("the emulator is not serving"))?;
-        let body = http_get(&urls.admin_url, "/_emulator/stats").await?;
+        let body = http_get(&urls.admin_url, STATS_PATH).await?;
         serde_json::from_slice(&body).context("the emulator's stats are not JSON")
     }
 }
 
-impl Drop for EmbeddedEmulator {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Finds `github-emulator` next to `exe_dir`'s ghapp, then on PATH, or says how to get it.
+pub fn find(exe_dir: &Path) -> Result<PathBuf> {
+    super::git::find_program(PROGRAM, exe_dir).ok_or_else(|| {
+        anyhow!(
+            "{PROGRAM} is neither next to ghapp (in {}) nor on PATH: the demo runs GitHub's \
+             emulator as a separate program, so the ghapp binary that holds App keys carries no \
+             emulator code. Run scripts/demo.sh (builds everything), or build it with \
+             `cargo build -p github-emulator`, or install it next to ghapp with ./install.sh",
+            exe_dir.display()
+        )
+    })
 }
 
-/// The emulator thread: its own multi-threaded runtime (git http-backend runs as a CGI per git
-/// request), serving until told to stop.
-fn serve(
-    fixture: PathBuf,
-    state_dir: PathBuf,
-    ready: oneshot::Sender<Result<Urls>>,
-    stop: oneshot::Receiver<()>,
-) {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("demo-emulator")
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = ready.send(Err(anyhow!("cannot start the emulator's runtime: {error}")));
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        match Emulator::start(&fixture, &state_dir, listen).await {
-            Ok(emulator) => {
-                if ready.send(Ok(emulator.urls.clone())).is_ok() {
-                    // Serve until the demo says stop (or drops its end).
-                    let _ = stop.await;
-                }
-                emulator.shutdown().await;
-            }
-            Err(error) => {
-                let _ = ready.send(Err(error.context("the emulator did not start")));
-            }
-        }
-    });
+async fn read_urls(stdout: &mut BufReader<ChildStdout>) -> Result<Urls> {
+    let mut line = String::new();
+    let read = stdout
+        .read_line(&mut line)
+        .await
+        .context("reading the emulator's stdout")?;
+    if read == 0 {
+        bail!("the emulator exited before it was ready");
+    }
+    serde_json::from_str(line.trim()).with_context(|| {
+        format!(
+            "the emulator's first line is not its URLs: {:?}",
+            line.trim()
+        )
+    })
 }
 
 /// A plain HTTP/1.1 GET over TCP (the admin API is local, unauthenticated and tiny: no client

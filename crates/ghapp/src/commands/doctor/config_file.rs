@@ -1,9 +1,10 @@
-//! Check 1: the config file is found and valid. The broker's own loader is used, so doctor
-//! accepts and refuses exactly what the daemon does; its errors name the file, line and key.
+//! Check 1: the config file is found, trusted and valid. The one loader every binary uses
+//! (`ghapp_protocol::config`) is used, so doctor accepts and refuses exactly what the daemon
+//! does — a file others could write included; its errors name the file, line and key.
 
 use super::report::Report;
 use crate::commands::Context;
-use ghapp_broker::Config;
+use ghapp_protocol::config::Config;
 
 /// Reports on the config file; returns it when it loads.
 pub fn check(context: &Context, report: &mut Report) -> Option<Config> {
@@ -45,8 +46,8 @@ pub fn check(context: &Context, report: &mut Report) -> Option<Config> {
         }
         Err(error) => {
             report.fail(
-                format!("config file is not valid:\n{error}"),
-                format!("edit {} at the line and key named above (docs/configuration.md lists every key)", path.display()),
+                format!("config file is not valid or not trusted:\n{error}"),
+                format!("fix {} as named above: the line and key, or who may write it (docs/configuration.md lists every key)", path.display()),
             );
             None
         }

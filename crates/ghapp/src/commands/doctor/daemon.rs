@@ -12,7 +12,7 @@
 //!   serves with another key (fingerprints compared), is a WARN: it runs another config or was
 //!   not reloaded after a change.
 
-use super::keys::LoadedApp;
+use super::keys::ProbedApp;
 use super::report::Report;
 use crate::commands::Context;
 use ghapp_client::{ClientError, DaemonClient};
@@ -23,7 +23,7 @@ use std::time::Duration;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reports on the socket, its directory and the daemon.
-pub fn check(context: &Context, apps: &[LoadedApp], report: &mut Report) {
+pub fn check(context: &Context, apps: &[ProbedApp], report: &mut Report) {
     let socket = context.socket();
     let path = &socket.path;
     let start_fix = "start the daemon: `systemctl --user start ghapp.socket` (or `systemctl start ghapp` for \
@@ -131,7 +131,7 @@ pub fn check(context: &Context, apps: &[LoadedApp], report: &mut Report) {
 
 /// The config file's Apps against what the daemon reports it serves.
 fn compare_apps(
-    apps: &[LoadedApp],
+    apps: &[ProbedApp],
     served: &[ghapp_protocol::api::AppStatus],
     report: &mut Report,
 ) {
@@ -141,8 +141,8 @@ fn compare_apps(
         let name = &loaded.app.name;
         match served.iter().find(|s| &s.name == name) {
             None => report.warn(format!("the daemon does not serve App {name} from the config file"), reload_fix),
-            Some(status) => match &loaded.fingerprint {
-                Some(fingerprint) if fingerprint != &status.key_fingerprint => report.warn(
+            Some(status) => match loaded.fingerprint() {
+                Some(fingerprint) if fingerprint != status.key_fingerprint => report.warn(
                     format!(
                         "the daemon signs for App {name} with key {}, the config's key is {fingerprint}",
                         status.key_fingerprint

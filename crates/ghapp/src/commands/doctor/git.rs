@@ -6,6 +6,9 @@
 //!   (git ≥ 2.9); `<url>` matches on scheme, host (with `*.` wildcards), port and — when the
 //!   pattern has one — path, which doctor treats as "some repositories only" and skips;
 //! - ghapp missing from the list: FAIL;
+//! - ghapp configured by absolute path (what `ghapp configure` writes for an installed helper)
+//!   and that path missing or not executable — the binary moved or was uninstalled: WARN, with
+//!   `ghapp configure` (which writes where it is now) as the fix;
 //! - a storage helper *in front of* ghapp answers first with what it saved — for installation
 //!   tokens, soon an expired one: `store` never honours expiry (FAIL); `cache` honours
 //!   `password_expiry_utc` from git 2.41 on (OK there, FAIL before); keychain-style helpers
@@ -20,10 +23,27 @@ mod chain;
 mod store;
 
 use super::report::Report;
+use crate::commands::configure::helper_path::is_executable;
 use crate::commands::git_config::GitConfig;
 use crate::commands::host::HostArg;
 use chain::{HelperKind, Target};
 use std::process::Command;
+
+/// For a helper configured by absolute path: what is wrong with that file, if anything.
+fn stale_path(value: &str) -> Option<&'static str> {
+    let command = value.split_whitespace().next()?;
+    if !command.starts_with('/') {
+        return None;
+    }
+    let path = std::path::Path::new(command);
+    if !path.exists() {
+        Some("does not exist")
+    } else if !is_executable(path) {
+        Some("is not an executable file")
+    } else {
+        None
+    }
+}
 
 /// The first git whose `cache` helper returns `password_expiry_utc` and drops expired
 /// passwords on read.
@@ -88,7 +108,19 @@ fn check_host(
             for helper in before {
                 clean &= report_helper_in_front(helper, &url, version, &configure_fix, report);
             }
-            if clean {
+            let ghapp = &helpers[index];
+            if let Some(problem) = stale_path(&ghapp.value) {
+                report.warn(
+                    format!(
+                        "git asks ghapp for {url} through {:?} ({}), but that file {problem}: git cannot run it",
+                        ghapp.value,
+                        ghapp.origin_display()
+                    ),
+                    format!(
+                        "{configure_fix}   (writes where git-credential-ghapp is now; it replaces the stale path)"
+                    ),
+                );
+            } else if clean {
                 report.ok(format!(
                     "git asks ghapp for {url} credentials ({}: {})",
                     helpers[index].value,

@@ -3,11 +3,8 @@
 //! classic upgrade mistake).
 
 use super::report::Report;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use crate::commands::configure::helper_path::{PROGRAM as HELPER, locate};
 use std::process::Command;
-
-const HELPER: &str = "git-credential-ghapp";
 
 /// Reports where the helper is and its version.
 pub fn check(report: &mut Report) {
@@ -45,26 +42,4 @@ pub fn check(report: &mut Report) {
             "reinstall it from the same build as ghapp (./install.sh) and make it executable",
         ),
     }
-}
-
-/// The helper git would run: `$(git --exec-path)/git-credential-ghapp`, else the first on PATH.
-fn locate() -> Option<PathBuf> {
-    let exec_path = Command::new("git")
-        .arg("--exec-path")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    exec_path
-        .into_iter()
-        .chain(path_dirs)
-        .map(|dir| dir.join(HELPER))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

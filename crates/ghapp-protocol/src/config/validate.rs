@@ -1,16 +1,20 @@
-//! Checks a parsed config for values serde cannot judge alone (one key source per App, an
-//! issuer, plausible durations, plain-http only where allowed) and normalises hosts to lower
-//! case. Each problem carries the key path so the caller can name its line.
-//!
-//! The daemon's own keys (`socket_group`, `policy`, `client_timeout`, …) are validated by the
-//! daemon, which knows what they mean; this file checks what the broker relies on.
+//! Checks a parsed config for values serde cannot judge alone — one key source per App, an
+//! issuer, plausible durations, plain http only on loopback, the daemon's own keys and every
+//! `[[daemon.policy]]` entry — and normalises hosts to lower case. Each problem carries the key
+//! path so the caller can name its line. Nothing here does I/O: what needs the system (a group
+//! name's gid, a key file) is resolved by the binary that uses it, which names the key through
+//! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::{AppConfig, Config, DaemonConfig, SignerKind};
-use ghapp_protocol::api::{check_host, check_name};
-use ghapp_protocol::duration::format_duration;
+use super::schema::{AppConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
+use crate::api::{check_host, check_name};
+use crate::duration::format_duration;
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
+
+/// The most connections `max_connections` may allow: each holds a task and a small buffer.
+pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
 
 /// GitHub installation tokens live one hour; a token must be refreshed while it still has more
 /// than `min_ttl` left, with room for retries, so `min_ttl + refresh_ahead` must stay under this.
@@ -35,6 +39,28 @@ fn key(name: &str) -> Seg {
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     validate_daemon(&config.daemon, &mut problems);
+    let app_hosts: Vec<String> = config
+        .apps
+        .iter()
+        .filter_map(|app| check_host(&app.host).ok())
+        .collect();
+    for (index, entry) in config.daemon.policy.iter_mut().enumerate() {
+        let subject = format!("daemon.policy[{index}]");
+        let mut report = |field: &str, message: String| {
+            let mut path = vec![key("daemon"), key("policy"), Seg::Index(index)];
+            let mut subject = subject.clone();
+            if !field.is_empty() {
+                path.push(key(field));
+                subject = format!("{subject}.{field}");
+            }
+            problems.push(Problem {
+                path,
+                subject,
+                message,
+            });
+        };
+        validate_policy(entry, &app_hosts, &mut report);
+    }
     let mut names = HashSet::new();
     for (index, app) in config.apps.iter_mut().enumerate() {
         let subject = if app.name.is_empty() {
@@ -114,9 +140,97 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
         ("request_timeout", daemon.request_timeout),
         ("connect_timeout", daemon.connect_timeout),
         ("retry_budget", daemon.retry_budget),
+        ("client_timeout", daemon.client_timeout),
     ] {
         if value.is_zero() {
             report(field, "must be more than 0s".into());
+        }
+    }
+    if daemon.max_connections == 0 || daemon.max_connections > MAX_CONNECTIONS_LIMIT {
+        report(
+            "max_connections",
+            format!(
+                "must be between 1 and {MAX_CONNECTIONS_LIMIT} (got {})",
+                daemon.max_connections
+            ),
+        );
+    }
+    if let Some(owner) = &daemon.default_owner
+        && let Err(e) = check_name("owner", owner)
+    {
+        report("default_owner", e.to_string());
+    }
+    if let Some(group) = &daemon.socket_group
+        && (group.is_empty()
+            || group.len() > 64
+            || group
+                .chars()
+                .any(|c| c == ':' || c.is_whitespace() || c.is_control()))
+    {
+        report(
+            "socket_group",
+            format!("socket_group {group:?} is not a group name or gid"),
+        );
+    }
+}
+
+/// One `[[daemon.policy]]` entry; `app_hosts` are the hosts the `[[app]]`s serve.
+fn validate_policy(
+    entry: &mut PolicyConfig,
+    app_hosts: &[String],
+    report: &mut impl FnMut(&str, String),
+) {
+    if entry.uid.is_none() && entry.gid.is_none() {
+        report(
+            "",
+            "the entry names neither uid nor gid: add `uid = N` or `gid = N`".into(),
+        );
+    }
+    for owner in entry.owners.iter().flatten() {
+        if owner != "*"
+            && let Err(e) = check_name("owner", owner)
+        {
+            report("owners", e.to_string());
+        }
+    }
+    for item in entry.repos.iter().flatten() {
+        let well_formed = item.split_once('/').is_some_and(|(owner, repo)| {
+            check_name("owner", owner).is_ok() && (repo == "*" || check_name("repo", repo).is_ok())
+        });
+        if !well_formed {
+            report(
+                "repos",
+                format!("repos item {item:?} is not OWNER/REPO or OWNER/*"),
+            );
+        }
+    }
+    if let Some(ceiling) = &entry.permissions
+        && ceiling.is_empty()
+    {
+        report(
+            "permissions",
+            "permissions = {} would read as \"no ceiling\" and grant everything the App has: list what this peer may have, like { contents = \"read\", metadata = \"read\" }, or remove the key to leave the peer unlimited by permission".into(),
+        );
+    }
+    if let Some(hosts) = &mut entry.hosts {
+        if hosts.is_empty() {
+            report(
+                "hosts",
+                "hosts is empty: remove it to allow every host, or list hosts like [\"github.com\"]".into(),
+            );
+        }
+        for host in hosts.iter_mut() {
+            match check_host(host) {
+                Ok(lower) if app_hosts.contains(&lower) => *host = lower,
+                Ok(lower) => report(
+                    "hosts",
+                    format!(
+                        "host {lower} is not served by any [[app]] (their hosts: {})",
+                        app_hosts.join(", ")
+                    ),
+                ),
+                Err(e) => report("hosts", e.to_string()),
+            }
         }
     }
 }
@@ -202,19 +316,54 @@ fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, Strin
         );
     }
     if let Some(url) = &app.api_url
-        && let Err(message) = check_api_url(url, app.insecure_http)
+        && let Err(message) = check_api_url(url)
     {
         report(Some("api_url"), message);
     }
+    if app.insecure_http && !is_loopback(&app.host) {
+        report(
+            Some("insecure_http"),
+            format!(
+                "insecure_http is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost), not {}: git would send tokens over the network in clear text",
+                app.host
+            ),
+        );
+    }
 }
 
-fn check_api_url(url: &str, insecure_http: bool) -> Result<(), String> {
+/// True for `localhost`, an address in 127.0.0.0/8 or `::1`, with or without a port
+/// (`host[:port]`, `[v6][:port]`).
+fn is_loopback(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(host, _)| host)
+    } else if authority.matches(':').count() > 1 {
+        authority
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => v6 == Ipv6Addr::LOCALHOST,
+        Err(_) => false,
+    }
+}
+
+/// An `https://` base URL, or `http://` to a loopback address (an emulator on this machine):
+/// plain http never carries the App's JWT or its tokens across a network.
+fn check_api_url(url: &str) -> Result<(), String> {
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
-        if !insecure_http {
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        if !is_loopback(host) {
             return Err(format!(
-                "api_url {url} is plain http, which would send the App's JWT unencrypted: use https, or set insecure_http = true (emulators and tests only)"
+                "api_url {url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): the App's JWT and tokens would cross the network in clear text; use https (plain http is for an emulator on this machine only)"
             ));
         }
         rest
@@ -398,7 +547,7 @@ mod tests {
     use std::path::Path;
 
     fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.0)
+        Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.to_string())
     }
 
     const GOOD_APP: &str =
@@ -531,15 +680,20 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_api_needs_insecure_http() {
-        let base = "[[app]]\nname = \"e\"\nhost = \"127.0.0.1:9\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"http://127.0.0.1:8/\"\n";
-        let err = parse(base).unwrap_err();
+    fn plain_http_api_only_on_loopback() {
+        let app = |api: &str| {
+            format!(
+                "[[app]]\nname = \"e\"\nhost = \"github.com\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"{api}\"\n"
+            )
+        };
+        let err = parse(&app("http://ghe.example.com/api/v3")).unwrap_err();
         assert!(
-            err.contains("line 6: app[0] (e): api_url http://127.0.0.1:8/ is plain http"),
+            err.contains("line 6: app[0] (e): api_url http://ghe.example.com/api/v3 is plain http to a host that is not loopback"),
             "{err}"
         );
-        let ok = parse(&format!("{base}insecure_http = true\n")).unwrap();
+        let ok = parse(&app("http://127.0.0.1:8/")).unwrap();
         assert_eq!(ok.apps[0].api_base(), "http://127.0.0.1:8");
+        assert!(!ok.apps[0].insecure_http, "git over http stays off");
         let err = parse(
             "[[app]]\nname = \"e\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"ftp://x\"\n",
         )
@@ -628,6 +782,192 @@ mod tests {
         assert_eq!(
             api_url_for_host("127.0.0.1:8080", true),
             "http://127.0.0.1:8080/api/v3"
+        );
+    }
+
+    const POLICY_APP: &str = "[[app]]\nname = \"a\"\napp_id = 1\nprivate_key_env = \"K\"\n[[app]]\nname = \"e\"\nhost = \"ghe.example.com\"\napp_id = 2\nprivate_key_env = \"K\"\n";
+
+    #[test]
+    fn an_empty_policy_ceiling_is_refused_with_what_to_write() {
+        let err = parse(&format!(
+            "[[daemon.policy]]\nuid = 1001\npermissions = {{}}\n{POLICY_APP}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("config /etc/ghapp/config.toml line 3: daemon.policy[0].permissions: permissions = {} would read as \"no ceiling\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("contents = \"read\""),
+            "says what to write: {err}"
+        );
+        parse(&format!(
+            "[[daemon.policy]]\nuid = 1001\npermissions = {{ contents = \"read\" }}\n{POLICY_APP}"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn policy_entries_are_validated_with_lines() {
+        let err = parse(&format!(
+            "[[daemon.policy]]\nowners = [\"a b\"]\nrepos = [\"nope\"]\n{POLICY_APP}"
+        ))
+        .unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(
+            lines[0].contains("line 1: daemon.policy[0]: the entry names neither uid nor gid"),
+            "{err}"
+        );
+        assert!(
+            lines[1].contains("line 2: daemon.policy[0].owners: invalid owner"),
+            "{err}"
+        );
+        assert!(
+            lines[2]
+                .contains("line 3: daemon.policy[0].repos: repos item \"nope\" is not OWNER/REPO"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn policy_hosts_are_checked_against_the_apps() {
+        let config = parse(&format!(
+            "[[daemon.policy]]\nuid = 1\nhosts = [\"GHE.example.com\"]\n{POLICY_APP}"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.daemon.policy[0].hosts.as_deref(),
+            Some(&["ghe.example.com".to_string()][..])
+        );
+        assert!(config.daemon.policy[0].hosts.is_some());
+        let err = parse(&format!(
+            "[[daemon.policy]]\nuid = 1\nhosts = [\"gitlab.com\"]\n{POLICY_APP}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("line 3: daemon.policy[0].hosts: host gitlab.com is not served by any [[app]] (their hosts: github.com, ghe.example.com)"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[[daemon.policy]]\nuid = 1\nhosts = []\n{POLICY_APP}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("hosts is empty"), "{err}");
+        let config = parse(&format!("[[daemon.policy]]\nuid = 1\n{POLICY_APP}")).unwrap();
+        assert_eq!(config.daemon.policy[0].hosts, None, "default: every host");
+    }
+
+    #[test]
+    fn insecure_http_only_on_loopback() {
+        let app = |host: &str, api: &str| {
+            format!(
+                "[[app]]\nname = \"e\"\nhost = \"{host}\"\napp_id = 1\nprivate_key_env = \"K\"\napi_url = \"{api}\"\ninsecure_http = true\n"
+            )
+        };
+        for (host, api) in [
+            ("127.0.0.1:9", "http://127.0.0.1:8/"),
+            ("127.1.2.3", "http://127.0.0.1:8"),
+            ("localhost:9", "http://LOCALHOST:8/api/v3"),
+            ("[::1]:9", "http://[::1]:8"),
+            ("::1", "https://api.example.com"),
+        ] {
+            parse(&app(host, api)).unwrap_or_else(|e| panic!("{host} {api}: {e}"));
+        }
+        let err = parse(&app("ghe.example.com", "https://ghe.example.com/api/v3")).unwrap_err();
+        assert!(
+            err.contains("line 7: app[0] (e): insecure_http is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost), not ghe.example.com"),
+            "{err}"
+        );
+        for host in ["10.0.0.1:80", "128.0.0.1", "localhost.evil.com", "[::2]:9"] {
+            assert!(
+                parse(&app(host, "https://x.example"))
+                    .unwrap_err()
+                    .contains("insecure_http is allowed only"),
+                "{host}"
+            );
+        }
+        let err = parse(&app("127.0.0.1:9", "http://ghe.example.com/api/v3")).unwrap_err();
+        assert!(
+            err.contains("line 6: app[0] (e): api_url http://ghe.example.com/api/v3 is plain http to a host that is not loopback"),
+            "{err}"
+        );
+        let err = parse(&app("127.0.0.1:9", "http://127.0.0.1@evil.example:8/")).unwrap_err();
+        assert!(
+            err.contains("not loopback"),
+            "userinfo does not fool it: {err}"
+        );
+    }
+
+    #[test]
+    fn daemon_keys_are_validated_here_with_lines() {
+        let err = parse("[daemon]\nclient_timeout = \"0s\"\nmax_connections = 0\ndefault_owner = \"a/b\"\nsocket_group = \"a:b\"\n")
+            .unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(
+            lines[0].contains("line 2: daemon.client_timeout: must be more than 0s"),
+            "{err}"
+        );
+        assert!(
+            lines[1]
+                .contains("line 3: daemon.max_connections: must be between 1 and 65536 (got 0)"),
+            "{err}"
+        );
+        assert!(
+            lines[2].contains("line 4: daemon.default_owner: invalid owner"),
+            "{err}"
+        );
+        assert!(
+            lines[3].contains(
+                "line 5: daemon.socket_group: socket_group \"a:b\" is not a group name or gid"
+            ),
+            "{err}"
+        );
+        let config =
+            parse("[daemon]\ntrusted_uids = [991, 992]\nsocket_group = \"ghapp\"\n").unwrap();
+        assert_eq!(config.daemon.trusted_uids, vec![991, 992]);
+        assert_eq!(
+            config
+                .error_at("daemon.socket_group", "not found")
+                .to_string(),
+            "config /etc/ghapp/config.toml line 3: daemon.socket_group: not found"
+        );
+    }
+
+    #[test]
+    fn clients_read_socket_trusted_uids_and_hosts_only_from_a_trusted_valid_file() {
+        use crate::config::{ClientSettings, client_settings};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(client_settings(&path), None, "missing");
+        std::fs::write(
+            &path,
+            format!("[daemon]\nsocket = \"/run/x.sock\"\ntrusted_uids = [991]\n{POLICY_APP}"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            client_settings(&path),
+            Some(ClientSettings {
+                socket: Some("/run/x.sock".into()),
+                trusted_uids: vec![991],
+                app_hosts: vec!["github.com".into(), "ghe.example.com".into()],
+            })
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o646)).unwrap();
+        assert_eq!(
+            client_settings(&path),
+            None,
+            "others may write it: never followed"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "[daemon]\nsocket = \"/run/x.sock\"\nbogus = 1\n").unwrap();
+        assert_eq!(
+            client_settings(&path),
+            None,
+            "broken: falls through silently"
         );
     }
 }

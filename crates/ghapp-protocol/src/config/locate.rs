@@ -32,6 +32,28 @@ pub(crate) fn render(path: &[Seg]) -> String {
     out
 }
 
+/// Parses a path as [`render`] writes it (`daemon.policy[1].hosts`). A part that is not a
+/// well-formed index is kept as a key, so the worst a malformed path does is name no line.
+pub(crate) fn parse_path(text: &str) -> Vec<Seg> {
+    let mut path = Vec::new();
+    for part in text.split('.') {
+        let (name, mut indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(name, rest)| (name, rest));
+        if !name.is_empty() {
+            path.push(Seg::Key(name.to_string()));
+        }
+        while let Some((index, rest)) = indices.split_once(']') {
+            match index.parse() {
+                Ok(i) => path.push(Seg::Index(i)),
+                Err(_) => path.push(Seg::Key(index.to_string())),
+            }
+            indices = rest.strip_prefix('[').unwrap_or(rest);
+        }
+    }
+    path
+}
+
 /// The config text with its spanned syntax tree (when it parses).
 pub(crate) struct Located<'a> {
     text: &'a str,
@@ -165,6 +187,20 @@ mod tests {
             Some(6)
         );
         assert_eq!(loc.line_of_path(&[key("app"), Seg::Index(5)]), None);
+    }
+
+    #[test]
+    fn paths_parse_back() {
+        for text in [
+            "daemon.policy[1].hosts",
+            "app[0]",
+            "daemon.min_ttl",
+            "a[1][2].b",
+        ] {
+            assert_eq!(render(&parse_path(text)), text);
+        }
+        let loc = Located::new(TEXT);
+        assert_eq!(loc.line_of_path(&parse_path("app[1].app_id")), Some(10));
     }
 
     #[test]

@@ -1,20 +1,10 @@
-//! The config file (TOML) — a user-facing contract documented key by key in
-//! docs/configuration.md. One parser for the whole file, daemon keys included, so every error
-//! names the file, the line and the key.
-//!
-//! Loading is strict: unknown keys are errors, every value is validated after parsing
-//! ([`validate`]), and each problem is reported as
-//! `config FILE line N: KEY: what is wrong and what to do`.
+//! The config file's schema: every table and key, with its default. Validation beyond what
+//! serde checks lives in `validate`; how the file is read lives in the parent module.
 
-use ghapp_protocol::permissions::Permissions;
+use crate::permissions::Permissions;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-mod locate;
-mod validate;
-
-use locate::Located;
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +13,10 @@ pub struct Config {
     /// Where the file was read from (set by [`Config::load`]); used in messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The text it was parsed from, so later checks (the daemon's, on values it resolves) can
+    /// name the line of a key too.
+    #[serde(skip)]
+    pub(super) source: SourceText,
     /// `[daemon]`.
     #[serde(default)]
     pub daemon: DaemonConfig,
@@ -35,7 +29,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Socket path (see `ghapp_protocol::paths` for the full resolution order).
+    /// Socket path (see `crate::paths` for the full resolution order).
     pub socket: Option<PathBuf>,
     /// Group that may connect (socket mode becomes 0660 and the group is allowed).
     pub socket_group: Option<String>,
@@ -45,62 +39,64 @@ pub struct DaemonConfig {
     /// Gids allowed to connect.
     #[serde(default)]
     pub allow_gids: Vec<u32>,
+    /// Uids besides the client's own and root that clients trust to answer on the socket (the
+    /// uid a system daemon runs as). Read by clients only, through
+    /// [`client_settings`](super::client_settings).
+    #[serde(default)]
+    pub trusted_uids: Vec<u32>,
     /// Never hand out a token with less life left than this.
-    #[serde(
-        default = "defaults::min_ttl",
-        with = "ghapp_protocol::duration::serde_human"
-    )]
+    #[serde(default = "defaults::min_ttl", with = "crate::duration::serde_human")]
     pub min_ttl: Duration,
     /// How long "not installed" is remembered.
     #[serde(
         default = "defaults::negative_cache_ttl",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub negative_cache_ttl: Duration,
     /// How long an owner/repo → installation mapping is trusted before it is looked up again.
     #[serde(
         default = "defaults::installation_cache_ttl",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub installation_cache_ttl: Duration,
     /// Total timeout of one call to GitHub.
     #[serde(
         default = "defaults::request_timeout",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub request_timeout: Duration,
     /// Connect timeout to GitHub.
     #[serde(
         default = "defaults::connect_timeout",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub connect_timeout: Duration,
     /// Most time one GitHub operation (one mint, one look-up) may take across its retries and
     /// rate-limit waits; past it the operation fails and cached tokens keep serving.
     #[serde(
         default = "defaults::retry_budget",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub retry_budget: Duration,
     /// Background refresh starts when a token has less than `min_ttl + refresh_ahead` left, so
     /// a failing GitHub is retried for this long before any caller has to wait.
     #[serde(
         default = "defaults::refresh_ahead",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub refresh_ahead: Duration,
     /// A cached token is refreshed in the background only if it was served within this window
     /// ("recently used"); idle ones are left to expire and are then evicted.
     #[serde(
         default = "defaults::refresh_window",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub refresh_window: Duration,
     /// While GitHub is failing, cached tokens are still served down to this much life left
     /// (instead of `min_ttl`); below it the request fails with 503. Never an expired token.
     #[serde(
         default = "defaults::degraded_min_ttl",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub degraded_min_ttl: Duration,
     /// JSON-lines audit log (`-` for stderr); none when absent.
@@ -115,7 +111,7 @@ pub struct DaemonConfig {
     /// connection is closed after it too.
     #[serde(
         default = "defaults::client_timeout",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub client_timeout: Duration,
     /// Connections served at once; more are answered 503 straight away.
@@ -130,6 +126,7 @@ impl Default for DaemonConfig {
             socket_group: None,
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
+            trusted_uids: Vec::new(),
             min_ttl: defaults::min_ttl(),
             negative_cache_ttl: defaults::negative_cache_ttl(),
             installation_cache_ttl: defaults::installation_cache_ttl(),
@@ -160,8 +157,25 @@ pub struct PolicyConfig {
     pub owners: Option<Vec<String>>,
     /// Repositories (`owner/repo`) it may ask for (absent: any within `owners`).
     pub repos: Option<Vec<String>>,
-    /// Permission ceiling for this peer.
+    /// Permission ceiling for this peer (never empty: that would read as "no limit").
     pub permissions: Option<Permissions>,
+    /// Git hosts it may ask for, lower-cased (absent: every host an `[[app]]` serves).
+    pub hosts: Option<Vec<String>>,
+}
+
+/// The config text and where it came from; `Debug` shows only the origin.
+#[derive(Clone, Default)]
+pub(super) struct SourceText {
+    /// The file (or label) the text came from.
+    pub(super) origin: PathBuf,
+    /// The whole text.
+    pub(super) text: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceText({})", self.origin.display())
+    }
 }
 
 /// `[[app]]`: one GitHub App.
@@ -208,7 +222,7 @@ pub struct AppConfig {
     /// How long one signature may take (`sign_command`, PKCS#11, KMS) before it fails.
     #[serde(
         default = "defaults::sign_timeout",
-        with = "ghapp_protocol::duration::serde_human"
+        with = "crate::duration::serde_human"
     )]
     pub sign_timeout: Duration,
     /// Rotation: a second key (PEM file) GitHub may accept, used when it rejects the first.
@@ -223,7 +237,9 @@ pub struct AppConfig {
     pub owners: Option<Vec<String>>,
     /// Permission ceiling for every token.
     pub permissions: Option<Permissions>,
-    /// Serve `protocol=http` for this host (emulators and tests only).
+    /// Serve git's `protocol=http` for this host (and derive an `http://` API URL from it);
+    /// only for loopback hosts (emulators and tests), so a token never crosses a network in
+    /// clear text.
     #[serde(default)]
     pub insecure_http: bool,
     /// Mint installation-wide tokens instead of narrowing to the repo asked for.
@@ -309,66 +325,11 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn host() -> String {
-        ghapp_protocol::api::DEFAULT_HOST.to_string()
+        crate::api::DEFAULT_HOST.to_string()
     }
 }
 
-/// A config file that could not be used: the message names the file, line and key, one
-/// problem per line when there are several.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
 impl Config {
-    /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
-        let mut config = Config::parse(&text, path)?;
-        config.path = Some(path.to_path_buf());
-        Ok(config)
-    }
-
-    /// Parses and validates config text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let located = Located::new(text);
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let mut place = String::new();
-            if let Some(span) = e.span() {
-                place = format!(" line {}", located.line_of(span.start));
-                let path = locate::render(&located.path_at(&span));
-                if !path.is_empty() {
-                    place.push_str(&format!(": {path}"));
-                }
-            }
-            ConfigError(format!(
-                "config {}{place}: {}",
-                origin.display(),
-                e.message().trim_end()
-            ))
-        })?;
-        let problems = validate::validate(&mut config);
-        if problems.is_empty() {
-            return Ok(config);
-        }
-        let lines = problems
-            .iter()
-            .map(|problem| {
-                let line = located
-                    .line_of_path(&problem.path)
-                    .map(|n| format!(" line {n}"))
-                    .unwrap_or_default();
-                format!(
-                    "config {}{line}: {}: {}",
-                    origin.display(),
-                    problem.subject,
-                    problem.message
-                )
-            })
-            .collect::<Vec<_>>();
-        Err(ConfigError(lines.join("\n")))
-    }
-
     /// The `[[app]]` entries serving `host` (compared case-insensitively), in file order.
     pub fn apps_for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a AppConfig> + 'a {
         self.apps
