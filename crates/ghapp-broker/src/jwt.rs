@@ -190,12 +190,29 @@ impl JwtSigner {
         state.signing = Some((id, waiter.clone()));
         let shared = self.state.clone();
         let described = signer.describe().to_string();
+        let died = described.clone();
+        let limit = signer.wait_limit();
         let work = async move {
-            let signed = tokio::task::spawn_blocking(move || {
+            let blocking = tokio::task::spawn_blocking(move || {
                 let signature = signer.sign(input.as_bytes());
                 (input, signature)
-            })
-            .await;
+            });
+            let signed = match limit {
+                // A call that cannot be interrupted (a C library) is left to finish on its
+                // thread; the callers waiting on it are released at the limit.
+                Some(limit) => {
+                    tokio::time::timeout(limit, blocking)
+                        .await
+                        .map_err(|_| SignError {
+                            signer: described.clone(),
+                            detail: format!(
+                                "did not answer within sign_timeout ({:.1}s)",
+                                limit.as_secs_f64()
+                            ),
+                        })?
+                }
+                None => blocking.await,
+            };
             match signed {
                 Ok((input, signature)) => finish(unsigned, &input, signature),
                 Err(e) => Err(SignError {
@@ -211,7 +228,7 @@ impl JwtSigner {
             }
             let result = output.unwrap_or_else(|| {
                 Err(SignError {
-                    signer: "(unknown)".into(),
+                    signer: died,
                     detail: "the signing task ended without a signature".into(),
                 })
             });
@@ -416,6 +433,35 @@ mod tests {
         assert_eq!(err.signer, "command sh");
         assert_eq!(err.detail, "failed (exit status: 1): HSM offline");
         assert!(s.jwt().await.is_err(), "a failure is not cached as a JWT");
+    }
+
+    /// A signer stuck in a call it cannot leave, like a hung token.
+    struct Stuck;
+
+    impl Signer for Stuck {
+        fn sign(&self, _input: &[u8]) -> Result<Vec<u8>, SignError> {
+            std::thread::sleep(Duration::from_secs(3));
+            Err(SignError::new(self, "woke up"))
+        }
+        fn describe(&self) -> &str {
+            "stuck token"
+        }
+        fn fingerprint(&self) -> String {
+            "sha256:stuck".into()
+        }
+        fn wait_limit(&self) -> Option<Duration> {
+            Some(Duration::from_millis(200))
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_stop_waiting_for_a_stuck_signer_at_its_limit() {
+        let s = JwtSigner::new(Arc::new(Stuck), Some(7), None).unwrap();
+        let started = std::time::Instant::now();
+        let err = s.jwt().await.unwrap_err();
+        assert_eq!(err.signer, "stuck token");
+        assert_eq!(err.detail, "did not answer within sign_timeout (0.2s)");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]

@@ -42,6 +42,13 @@ pub trait Signer: Send + Sync {
     fn is_inline(&self) -> bool {
         false
     }
+
+    /// How long callers wait for one signature before it counts as failed, for a signer that
+    /// cannot stop itself (a call into a C library); `None` when the signer keeps its own
+    /// deadline (a command is killed at `sign_timeout`) or needs none.
+    fn wait_limit(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Signer {

@@ -23,6 +23,7 @@ use ghapp_protocol::secret::fingerprint;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 /// The most bytes read from `pkcs11_pin_file`.
 const MAX_PIN_BYTES: u64 = 256;
@@ -33,6 +34,8 @@ pub struct Pkcs11Signer {
     token_label: String,
     key_label: String,
     pin: Option<AuthPin>,
+    /// `sign_timeout`: how long callers wait for the token.
+    timeout: Duration,
     describe: String,
     /// Of the public key once the token showed it, else of the configuration.
     fingerprint: Mutex<String>,
@@ -63,6 +66,7 @@ impl Pkcs11Signer {
             token_label,
             key_label: key_label.to_string(),
             pin,
+            timeout: app.sign_timeout,
             fingerprint: Mutex::new(configured),
             describe,
             session: Mutex::new(None),
@@ -147,6 +151,10 @@ impl Signer for Pkcs11Signer {
 
     fn describe(&self) -> &str {
         &self.describe
+    }
+
+    fn wait_limit(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     fn fingerprint(&self) -> String {
