@@ -500,3 +500,182 @@ fn a_key_on_a_softhsm_token_signs_through_to_git_clone() {
         assert!(err.contains(expected), "{expected}: {err}");
     }
 }
+
+/// moto's server (`moto[server]`, installed by .ci/run into tests/kms/.venv), or `None` —
+/// loudly, and failing when `GHAPP_TEST_REQUIRE_MOTO=1`.
+fn moto_server() -> Option<std::path::PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kms/.venv/bin/moto_server");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    assert!(
+        std::env::var_os("GHAPP_TEST_REQUIRE_MOTO").is_none(),
+        "GHAPP_TEST_REQUIRE_MOTO is set but {} is missing",
+        venv.display()
+    );
+    eprintln!(
+        "SKIPPED: moto's server is not installed (python3 -m venv tests/kms/.venv; pip install -r tests/kms/requirements.txt): the AWS KMS signer is not tested"
+    );
+    None
+}
+
+/// A running `moto_server` on a free port, killed when dropped.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start(program: &Path) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// One KMS call (`TrentService.<action>`); moto does not check SigV4 signatures.
+    fn kms(&self, action: &str, body: Value) -> Value {
+        let target = format!("TrentService.{action}");
+        let response = ghapp_testkit::emulator::request(
+            &self.url,
+            None,
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amz-Target", &target),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            response.status,
+            200,
+            "{action}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        serde_json::from_slice(&response.body).unwrap()
+    }
+}
+
+#[test]
+fn an_aws_kms_key_signs_through_the_daemon_and_a_kms_outage_leaves_cached_tokens_serving() {
+    let Some(program) = moto_server() else {
+        return;
+    };
+    let mut moto = Moto::start(&program);
+    let created = moto.kms(
+        "CreateKey",
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    );
+    let key_id = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let public = moto.kms("GetPublicKey", json!({"KeyId": key_id}));
+    let der = public["PublicKey"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let public_pem = dir.path().join("kms-public.pem");
+    let body: Vec<String> = der
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    std::fs::write(
+        &public_pem,
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            body.join("\n")
+        ),
+    )
+    .unwrap();
+    // GitHub (the emulator) knows the App by the KMS key's public half only.
+    let fixture = basic_fixture(3600).replace(
+        "private_key_out = \"app1.pem\"",
+        &format!("public_key_file = {:?}", public_pem.display().to_string()),
+    );
+    let emulator = EmulatorProcess::start(&fixture).unwrap();
+    let config = app_config(
+        &emulator,
+        &format!(
+            "signer = \"aws_kms\"\nkms_key_id = {key_id:?}\nkms_endpoint_url = {:?}\nsign_timeout = \"5s\"\n",
+            moto.url
+        ),
+    );
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+    ];
+    let started = DaemonProcess::start_with(
+        &config,
+        ghapp_testkit::daemon::DaemonStart {
+            env,
+            ..Default::default()
+        },
+    );
+    let daemon = match started {
+        Err(e) if e.to_string().contains("is not built into this ghapp") => {
+            // `cargo build --bins` alone builds ghapp without the aws-kms feature; a workspace
+            // test build (which builds this crate's dev-dependencies) turns it on.
+            assert!(
+                std::env::var_os("GHAPP_TEST_REQUIRE_MOTO").is_none(),
+                "the ghapp binary has no aws-kms feature: {e}"
+            );
+            eprintln!(
+                "SKIPPED: the ghapp binary was built without the aws-kms feature: the AWS KMS signer is not tested"
+            );
+            return;
+        }
+        started => started.unwrap(),
+    };
+    let first = token(&daemon, "acme", "widgets");
+    assert_eq!(first.status, 200, "{}\n{}", first.body, daemon.log());
+    let cached = token_value(&first);
+
+    // KMS goes away; GitHub's clock jumps so the daemon must sign a new JWT for its next call.
+    moto.child.kill().unwrap();
+    moto.child.wait().unwrap();
+    emulator
+        .fault(json!({"kind": "clock_offset", "secs": 600}))
+        .unwrap();
+    let failed = token(&daemon, "acme", "gadgets");
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let error = error_of(&failed);
+    assert!(
+        error.contains(&format!(
+            "cannot sign the App JWT: signer AWS KMS key {key_id}"
+        )),
+        "the error names the KMS key: {error}"
+    );
+    let served = token(&daemon, "acme", "widgets");
+    assert_eq!(token_value(&served), cached, "cached tokens keep serving");
+}

@@ -4,13 +4,16 @@
 //!
 //! - the PEM key ([`crate::key::AppKey`], `pem.rs`): today's behaviour, the key in memory;
 //!   [`NextKeyFile`] the rotation's next key file, read when first needed;
-//! - `pkcs11.rs` (cargo feature `pkcs11`): a key on a PKCS#11 token (HSM, SoftHSM).
+//! - `pkcs11.rs` (cargo feature `pkcs11`): a key on a PKCS#11 token (HSM, SoftHSM);
+//! - `kms.rs` (cargo feature `aws-kms`): a key in AWS KMS.
 //! - `command.rs`: `sign_command`, a program that signs its stdin (ghapp never sees the key);
 //!
 //! Signers block (a child process, a C library): `jwt.rs` calls them on tokio's blocking pool,
 //! one signature at a time per App, and only when the reused JWT runs out of life.
 
 mod command;
+#[cfg(feature = "aws-kms")]
+mod kms;
 mod pem;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
@@ -91,11 +94,7 @@ pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError>
             Arc::new(CommandSigner::new(argv, app.sign_timeout).map_err(|e| app_error(label, e))?)
         }
         Some(SignerKind::Pkcs11) => pkcs11_signer(app, app.pkcs11_key_label.as_deref(), false)?,
-        Some(SignerKind::AwsKms) => {
-            return Err(BrokerError::internal(format!(
-                "GitHub App {label}: signer = \"aws_kms\" is not built into this ghapp (docs/keys.md)"
-            )));
-        }
+        Some(SignerKind::AwsKms) => kms_signer(app, app.kms_key_id.as_deref().unwrap_or_default())?,
     };
     let mut signers = vec![first];
     if let Some(path) = &app.next_private_key_file {
@@ -106,10 +105,8 @@ pub fn signers_for(app: &AppConfig) -> Result<Vec<Arc<dyn Signer>>, BrokerError>
         ));
     } else if let Some(key_label) = &app.next_pkcs11_key_label {
         signers.push(pkcs11_signer(app, Some(key_label), true)?);
-    } else if app.next_kms_key_id.is_some() {
-        return Err(BrokerError::internal(format!(
-            "GitHub App {label}: next_kms_key_id: AWS KMS is not built into this ghapp (docs/keys.md)"
-        )));
+    } else if let Some(key_id) = &app.next_kms_key_id {
+        signers.push(kms_signer(app, key_id)?);
     }
     Ok(signers)
 }
@@ -138,6 +135,21 @@ fn pkcs11_signer(
     Err(app_error(
         &app.name,
         "signer = \"pkcs11\" is not built into this ghapp (cargo feature pkcs11; docs/keys.md)"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "aws-kms")]
+fn kms_signer(app: &AppConfig, key_id: &str) -> Result<Arc<dyn Signer>, BrokerError> {
+    let signer = kms::KmsSigner::new(app, key_id).map_err(|e| app_error(&app.name, e))?;
+    Ok(Arc::new(signer))
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn kms_signer(app: &AppConfig, _key_id: &str) -> Result<Arc<dyn Signer>, BrokerError> {
+    Err(app_error(
+        &app.name,
+        "signer = \"aws_kms\" is not built into this ghapp (cargo feature aws-kms; docs/keys.md)"
             .into(),
     ))
 }
