@@ -32,7 +32,8 @@
 #   75  another run held the lock too long
 #
 # Environment: GHAPP_GH_REFRESH_LOCK (lock file; default $XDG_RUNTIME_DIR/ghapp-gh-refresh.lock,
-# else /tmp/ghapp-gh-refresh-UID.lock), GHAPP_SOCKET (the daemon's socket, read by ghapp itself).
+# else ${XDG_STATE_HOME:-~/.local/state}/ghapp/gh-refresh.lock — never a shared directory such
+# as /tmp, where another user could hold it), GHAPP_SOCKET (the daemon's socket, read by ghapp itself).
 set -euo pipefail
 
 readonly program="ghapp-gh-refresh"
@@ -84,12 +85,26 @@ for tool in "$ghapp_bin" "$gh_bin"; do
   fi
 done
 
+# The lock lives in a directory only this user can write: in a shared one (/tmp) another user
+# could create the file first and hold it, and the refresh would never run again.
 lock="${GHAPP_GH_REFRESH_LOCK:-}"
 if [ -z "$lock" ]; then
-  if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "${XDG_RUNTIME_DIR}" ]; then
+  if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "${XDG_RUNTIME_DIR}" ] && [ -O "${XDG_RUNTIME_DIR}" ]; then
     lock="$XDG_RUNTIME_DIR/ghapp-gh-refresh.lock"
   else
-    lock="${TMPDIR:-/tmp}/ghapp-gh-refresh-$(id -u).lock"
+    if [ -z "${HOME:-}" ]; then
+      log "neither XDG_RUNTIME_DIR nor HOME is set: cannot place the lock file; set GHAPP_GH_REFRESH_LOCK"
+      exit 75
+    fi
+    state_dir="${XDG_STATE_HOME:-$HOME/.local/state}/ghapp"
+    # The parents get the umask's mode, the ghapp directory itself 0700.
+    mkdir -p "${state_dir%/*}" 2>/dev/null
+    [ -d "$state_dir" ] || mkdir -m 0700 "$state_dir" 2>/dev/null
+    if [ ! -d "$state_dir" ] || [ -L "$state_dir" ] || [ ! -O "$state_dir" ]; then
+      log "cannot use $state_dir for the lock file (missing or not owned by uid $(id -u)); set GHAPP_GH_REFRESH_LOCK"
+      exit 75
+    fi
+    lock="$state_dir/gh-refresh.lock"
   fi
 fi
 # The lock lives on fd 9 for the rest of the script and is released when it exits.

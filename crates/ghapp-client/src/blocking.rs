@@ -3,10 +3,11 @@
 //! one request per run, so a runtime and a pooled client are start-up cost for nothing; this
 //! keeps git's hot path to connect, write, read. The deadline bounds every step.
 
-use super::{ClientError, MAX_RESPONSE_BYTES, decode};
+use super::{ClientError, MAX_RESPONSE_BYTES, decode, untrusted};
 use ghapp_protocol::api::{
-    InvalidateRequest, InvalidateResponse, TOKEN_PATH, TokenQuery, TokenResponse,
+    InvalidateRequest, InvalidateResponse, STATUS_PATH, TOKEN_PATH, TokenQuery, TokenResponse,
 };
+use ghapp_protocol::paths::trust::{self, TrustedUids, Untrusted};
 use ghapp_protocol::secret::Token;
 use serde::de::DeserializeOwned;
 use std::io::{ErrorKind, Read, Write};
@@ -20,17 +21,26 @@ pub struct BlockingClient {
     deadline: Instant,
     /// The time the caller gave at construction, for messages.
     budget: Duration,
+    trusted: TrustedUids,
 }
 
 impl BlockingClient {
-    /// A client for `socket` whose calls must all be over by `deadline`.
+    /// A client for `socket` whose calls must all be over by `deadline`. It trusts this
+    /// process's uid and root; [`BlockingClient::trusting`] widens that.
     pub fn new(socket: impl Into<PathBuf>, deadline: Instant) -> Self {
         let budget = deadline.saturating_duration_since(Instant::now());
         BlockingClient {
             socket: socket.into(),
             deadline,
             budget,
+            trusted: TrustedUids::current(&[]),
         }
+    }
+
+    /// The same client trusting `trusted` (from `[daemon] trusted_uids`).
+    pub fn trusting(mut self, trusted: TrustedUids) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     /// `GET /v1/token`.
@@ -52,6 +62,21 @@ impl BlockingClient {
         Ok(answer.invalidated)
     }
 
+    /// The hosts the daemon's Apps serve (`GET /v1/status`, of which only `apps[].host` is
+    /// read), so `erase` reports a token only to a daemon serving its host.
+    pub fn served_hosts(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            apps: Vec<App>,
+        }
+        #[derive(serde::Deserialize)]
+        struct App {
+            host: String,
+        }
+        let status: Status = self.json("GET", STATUS_PATH, None)?;
+        Ok(status.apps.into_iter().map(|app| app.host).collect())
+    }
+
     fn json<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -69,11 +94,7 @@ impl BlockingClient {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.socket).map_err(|e| ClientError::Unreachable {
-                socket: self.socket.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut stream = self.connect()?;
         let mut request =
             format!("{method} {path} HTTP/1.1\r\nhost: ghapp\r\nconnection: close\r\n");
         if let Some(body) = body {
@@ -110,6 +131,29 @@ impl BlockingClient {
         complete(&answer)
             .map_err(|e| self.protocol(e))?
             .ok_or_else(|| self.protocol("the daemon closed the connection mid-answer".into()))
+    }
+
+    /// Checks the socket's path, connects, and checks who answers (a few `fstat`s and one
+    /// `getsockopt`: cheap enough for git's hot path).
+    fn connect(&self) -> Result<UnixStream, ClientError> {
+        let servers = trust::check_socket_path(&self.socket, &self.trusted)
+            .map_err(|reason| untrusted(&self.socket, reason))?;
+        let stream = UnixStream::connect(&self.socket).map_err(|e| ClientError::Unreachable {
+            socket: self.socket.clone(),
+            reason: e.to_string(),
+        })?;
+        let server = rustix::net::sockopt::socket_peercred(&stream).map_err(|e| {
+            untrusted(
+                &self.socket,
+                Untrusted::Inspect {
+                    path: self.socket.clone(),
+                    reason: format!("cannot read the server's credentials: {e}"),
+                },
+            )
+        })?;
+        trust::check_peer(&self.socket, server.uid.as_raw(), &servers)
+            .map_err(|reason| untrusted(&self.socket, reason))?;
+        Ok(stream)
     }
 
     /// Sets the socket's timeouts to what is left of the deadline (or fails with Timeout).

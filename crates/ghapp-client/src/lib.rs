@@ -5,19 +5,30 @@
 //! Errors separate "the daemon is not there" ([`ClientError::Unreachable`],
 //! [`ClientError::Timeout`]) — where the helper falls through silently — from "the daemon
 //! answered no" ([`ClientError::Api`]), which carries the daemon's actionable message.
+//!
+//! Before a request leaves, the socket must be trustworthy
+//! ([`ghapp_protocol::paths::trust`]): its directories and file belong to this uid, root or a
+//! configured `trusted_uids` entry, none of them is a link or writable by others, and the
+//! process answering on it (`SO_PEERCRED`) runs as one of those uids. Otherwise the call fails
+//! with [`ClientError::Untrusted`] and nothing — no query, no token — is sent.
 
 use ghapp_protocol::api::{
     ErrorBody, InvalidateRequest, InvalidateResponse, RUNNER_TOKEN_PATH, RunnerTokenRequest,
     RunnerTokenResponse, STATUS_PATH, StatusResponse, TOKEN_PATH, TokenQuery, TokenResponse,
 };
+use ghapp_protocol::paths::trust::{self, TrustedUids, Untrusted};
 use ghapp_protocol::secret::Token;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyperlocal::{UnixClientExt, UnixConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 pub mod blocking;
 use std::time::Duration;
@@ -52,6 +63,15 @@ pub enum ClientError {
         /// The daemon's `error` message.
         message: String,
     },
+    /// The socket, or the process answering on it, is not one this client may trust: nothing
+    /// was sent.
+    #[error("refusing to use the ghapp socket {socket}: {reason}")]
+    Untrusted {
+        /// The socket path.
+        socket: PathBuf,
+        /// What is wrong with it.
+        reason: Untrusted,
+    },
     /// The daemon answered something that is not the API (a different program on the socket?).
     #[error("unexpected answer from {socket}: {reason}")]
     Protocol {
@@ -80,21 +100,35 @@ impl ClientError {
     }
 }
 
-/// A connection to the daemon's socket with a per-call deadline.
+/// A client for the daemon's socket with a per-call deadline. Connections are pooled
+/// (keep-alive); each new one is checked for trust before it is used.
+#[derive(Clone)]
 pub struct DaemonClient {
     socket: PathBuf,
     timeout: Duration,
-    http: Client<UnixConnector, Full<Bytes>>,
+    http: Client<TrustedConnector, Full<Bytes>>,
 }
 
 impl DaemonClient {
-    /// A client for `socket`; every call must finish within `timeout`.
+    /// A client for `socket`; every call must finish within `timeout`. It trusts this process's
+    /// uid and root; [`DaemonClient::trusting`] widens that.
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Self::build(socket.into(), timeout, TrustedUids::current(&[]))
+    }
+
+    fn build(socket: PathBuf, timeout: Duration, trusted: TrustedUids) -> Self {
+        let http = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(TrustedConnector { trusted });
         DaemonClient {
-            socket: socket.into(),
+            socket,
             timeout,
-            http: Client::unix(),
+            http,
         }
+    }
+
+    /// The same client trusting `trusted` (from `[daemon] trusted_uids`).
+    pub fn trusting(self, trusted: TrustedUids) -> Self {
+        Self::build(self.socket, self.timeout, trusted)
     }
 
     /// The socket this client talks to.
@@ -164,6 +198,8 @@ impl DaemonClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
+        // hyperlocal's URI carries the socket path (hex) as its authority: the connector reads
+        // it back, and the pool keys connections on it.
         let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path).into();
         let mut builder = Request::builder().method(method).uri(uri);
         if body.is_some() {
@@ -187,18 +223,30 @@ impl DaemonClient {
     }
 
     fn connect_error(&self, error: hyper_util::client::legacy::Error) -> ClientError {
-        if error.is_connect() {
-            // The innermost cause is the io::Error from connect(2): ENOENT, ECONNREFUSED, EACCES.
-            let mut source: &dyn std::error::Error = &error;
-            while let Some(inner) = source.source() {
-                source = inner;
+        if !error.is_connect() {
+            return self.protocol(error.to_string());
+        }
+        // Walk to the io::Error from our connector: it carries either an Untrusted verdict or
+        // what connect(2) said (ENOENT, ECONNREFUSED, EACCES).
+        let mut source: &dyn std::error::Error = &error;
+        loop {
+            if let Some(io) = source.downcast_ref::<std::io::Error>() {
+                if let Some(reason) = io.get_ref().and_then(|e| e.downcast_ref::<Untrusted>()) {
+                    return untrusted(&self.socket, reason.clone());
+                }
+                return ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    reason: io.to_string(),
+                };
             }
-            ClientError::Unreachable {
-                socket: self.socket.clone(),
-                reason: source.to_string(),
+            match source.source() {
+                Some(inner) => source = inner,
+                None => break,
             }
-        } else {
-            self.protocol(error.to_string())
+        }
+        ClientError::Unreachable {
+            socket: self.socket.clone(),
+            reason: source.to_string(),
         }
     }
 
@@ -207,6 +255,103 @@ impl DaemonClient {
             socket: self.socket.clone(),
             reason,
         }
+    }
+}
+
+/// Connects to the socket named by the URI's authority (hyperlocal's hex form), refusing it
+/// unless [`trust`] accepts its path and the process answering on it.
+#[derive(Clone)]
+struct TrustedConnector {
+    trusted: TrustedUids,
+}
+
+impl tower_service::Service<hyper::Uri> for TrustedConnector {
+    type Response = TrustedStream;
+    type Error = std::io::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<TrustedStream, std::io::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let trusted = self.trusted.clone();
+        Box::pin(async move {
+            let socket = socket_of(&uri)?;
+            let servers =
+                trust::check_socket_path(&socket, &trusted).map_err(std::io::Error::other)?;
+            let stream = tokio::net::UnixStream::connect(&socket).await?;
+            let server = stream.peer_cred().map_err(|e| {
+                std::io::Error::other(Untrusted::Inspect {
+                    path: socket.clone(),
+                    reason: format!("cannot read the server's credentials: {e}"),
+                })
+            })?;
+            trust::check_peer(&socket, server.uid(), &servers).map_err(std::io::Error::other)?;
+            Ok(TrustedStream(TokioIo::new(stream)))
+        })
+    }
+}
+
+/// The socket path hyperlocal put in the URI's authority, hex-encoded.
+fn socket_of(uri: &hyper::Uri) -> Result<PathBuf, std::io::Error> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a unix socket URI");
+    let hex = uri.host().ok_or_else(bad)?;
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    use std::os::unix::ffi::OsStringExt;
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+/// A checked connection.
+struct TrustedStream(TokioIo<tokio::net::UnixStream>);
+
+impl Connection for TrustedStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for TrustedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TrustedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// [`ClientError::Untrusted`] for `socket`.
+fn untrusted(socket: &Path, reason: Untrusted) -> ClientError {
+    ClientError::Untrusted {
+        socket: socket.to_path_buf(),
+        reason,
     }
 }
 
@@ -250,6 +395,39 @@ mod tests {
         let err = block_on(client.status()).unwrap_err();
         assert!(err.is_unreachable(), "{err}");
         assert!(err.to_string().contains("/nonexistent/ghapp.sock"));
+    }
+
+    #[test]
+    fn an_untrusted_socket_gets_no_request() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ghapp-client-loose-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.join("ghapp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let client = DaemonClient::new(&path, Duration::from_secs(2));
+        let err = block_on(client.status()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ClientError::Untrusted {
+                    reason: Untrusted::Writable { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!err.is_unreachable());
+        assert!(listener.accept().is_err(), "not even a connection was made");
+        let blocking = blocking::BlockingClient::new(
+            &path,
+            std::time::Instant::now() + Duration::from_secs(2),
+        );
+        let err = blocking.token(&TokenQuery::default()).unwrap_err();
+        assert!(matches!(err, ClientError::Untrusted { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The listening socket: where it lives, who may reach it, and never clobbering someone else's.
 //!
-//! - The parent directory is created `0700` (`0710` and group-owned with `socket_group`). An
-//!   existing one is refused when group- or other-writable or owned by another user than us or
-//!   root — except sticky shared directories such as `/tmp`, where nobody can remove or rename our
-//!   files (git's credential-cache makes the same exception).
+//! - The parent directory is created `0700` (`0710` and group-owned with `socket_group`), one
+//!   `mkdirat` at a time without following links. It and every directory above it must belong
+//!   to us or root, be no link, and not be group- or other-writable — except sticky shared
+//!   ancestors such as `/tmp`, where nobody can remove or rename our files (git's
+//!   credential-cache makes the same exception). The socket's own directory gets no exception:
+//!   clients apply the same rule ([`ghapp_protocol::paths::trust`]) and would refuse it.
 //! - `<socket>.lock` (flock) keeps two daemons from racing for the same path.
 //! - An existing path is replaced only when it is a socket nobody answers on; a live daemon or a
 //!   non-socket is a clear error.
@@ -13,10 +15,11 @@
 //!   socket we created (a successor's socket is left alone).
 
 use anyhow::{Context, anyhow, bail};
+use ghapp_protocol::paths::trust::{self, TrustedUids};
 use rustix::fs::{FlockOperation, Mode};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -148,71 +151,45 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<BoundSocket> {
     Ok(socket)
 }
 
-/// Creates the socket's directory, or checks an existing one is safe to create a socket in.
+/// Creates the socket's directory, or checks an existing one is safe to create a socket in, by
+/// the rule clients apply ([`ghapp_protocol::paths::trust`]): from `/` down, no component is a
+/// link (nothing is followed: each is opened `O_NOFOLLOW` relative to the one before, missing
+/// ones made with `mkdirat`), each belongs to this uid or root, none is group/other-writable
+/// (sticky ancestors such as `/tmp` aside; the socket's own directory never).
 pub fn prepare_dir(dir: &Path, group: Option<u32>, own_uid: u32) -> anyhow::Result<()> {
-    match fs::metadata(dir) {
-        Ok(meta) => check_dir(dir, &meta, own_uid),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mode = if group.is_some() { 0o710 } else { 0o700 };
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(dir)
-                .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
-            let meta = fs::metadata(dir)
-                .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
-            if meta.uid() == own_uid {
-                fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("cannot set mode {mode:o} on {}", dir.display()))?;
-                if let Some(gid) = group {
-                    rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid)))
-                        .with_context(|| {
-                            format!(
-                                "cannot give {} to group {gid} (socket_group)",
-                                dir.display()
-                            )
-                        })?;
-                }
-            }
-            // Re-check: someone may have created it first with other permissions.
-            let meta = fs::metadata(dir)
-                .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
-            check_dir(dir, &meta, own_uid)
-        }
-        Err(e) => Err(anyhow!(
-            "cannot inspect socket directory {}: {e}",
-            dir.display()
-        )),
-    }
-}
-
-fn check_dir(dir: &Path, meta: &fs::Metadata, own_uid: u32) -> anyhow::Result<()> {
-    if !meta.is_dir() {
-        bail!("socket directory {} is not a directory", dir.display());
-    }
-    // Ownership first: a directory's owner may remove or rename anything in it, sticky bit or
-    // not, so a directory someone else made (say a pre-created /tmp/ghapp-<uid> with mode
-    // 1777) must never hold our socket.
-    if meta.uid() != own_uid && meta.uid() != 0 {
-        bail!(
-            "socket directory {} belongs to uid {}, not to this daemon's uid {own_uid} (or root): choose another --socket or fix its owner",
-            dir.display(),
-            meta.uid()
-        );
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o1000 != 0 {
-        // Sticky (like /tmp): others cannot remove or rename our socket.
+    let mode = if group.is_some() { 0o710 } else { 0o700 };
+    let trusted = TrustedUids::new(own_uid, &[]);
+    let refuse = |e: trust::Untrusted| anyhow!("unsafe socket directory {}: {e}", dir.display());
+    let existed = fs::symlink_metadata(dir).is_ok();
+    // A directory made here cannot fail for its mode (mkdirat's mode has no group/other write
+    // bits, and the umask only narrows it), so any refusal is about the chain: report it.
+    drop(trust::prepare_socket_dir(dir, mode, &trusted).map_err(refuse)?);
+    if existed {
         return Ok(());
     }
-    if mode & 0o022 != 0 {
-        bail!(
-            "socket directory {} is group- or other-writable (mode {mode:04o}): anyone who can write there could replace the socket; run `chmod go-w {}` or choose another --socket",
-            dir.display(),
-            dir.display()
-        );
+    // We made (at least) the last directory: give it its exact mode (the umask may have
+    // narrowed it) and group. The chain was just checked link-free and writable by no one
+    // else, so the path still names the directory we made.
+    let meta = fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
+    if meta.is_dir() && meta.uid() == own_uid {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set mode {mode:o} on {}", dir.display()))?;
+        if let Some(gid) = group {
+            rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid))).with_context(
+                || {
+                    format!(
+                        "cannot give {} to group {gid} (socket_group)",
+                        dir.display()
+                    )
+                },
+            )?;
+        }
     }
-    Ok(())
+    // Re-check: someone may have created it first with other permissions.
+    trust::prepare_socket_dir(dir, mode, &trusted)
+        .map(drop)
+        .map_err(refuse)
 }
 
 /// `<socket>.lock`, exclusively flocked for the daemon's lifetime, holding its pid.
@@ -401,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_directories_are_refused_sticky_ones_accepted() {
+    fn unsafe_directories_and_links_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let loose = tmp.path().join("loose");
         fs::create_dir(&loose).unwrap();
@@ -411,10 +388,33 @@ mod tests {
             .to_string();
         assert!(err.contains("group- or other-writable"), "{err}");
 
+        // A sticky directory others may write is fine above the socket, not as its own:
+        // anyone could create the socket there before the daemon does.
         let sticky = tmp.path().join("sticky");
         fs::create_dir(&sticky).unwrap();
         fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
-        let _socket = bind(&sticky.join("ghapp.sock"), None).unwrap();
+        let err = bind(&sticky.join("ghapp.sock"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("group- or other-writable"), "{err}");
+        let _socket = bind(&sticky.join("mine/ghapp.sock"), None).unwrap();
+
+        // No link is followed, anywhere on the way.
+        let real = tmp.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        let err = bind(&tmp.path().join("link/ghapp.sock"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let err = bind(&tmp.path().join("link/sub/ghapp.sock"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(
+            !real.join("sub").exists(),
+            "nothing created through the link"
+        );
 
         if own_uid() == 0 {
             let foreign = tmp.path().join("foreign");

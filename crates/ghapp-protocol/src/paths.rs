@@ -15,6 +15,12 @@
 //!
 //! Config file: `$GHAPP_CONFIG`, else `<user config dir>/ghapp/config.toml` if it exists, else
 //! `/etc/ghapp/config.toml`.
+//!
+//! Whichever rule chose it, a client talks to a socket only when [`trust`] accepts its path and
+//! the process answering on it: a path merely existing proves nothing (anyone may create
+//! `/tmp/ghapp-<uid>` before its owner does).
+
+pub mod trust;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -244,6 +250,33 @@ pub fn client_socket(flag: Option<&Path>) -> Resolved {
         None
     };
     env.client_socket(flag, config_socket.as_deref(), |p| p.exists())
+}
+
+/// What a client needs to reach the daemon: the socket and the uids it may trust there.
+#[derive(Debug, Clone)]
+pub struct ClientTarget {
+    /// The socket and the rule that chose it.
+    pub socket: Resolved,
+    /// Who may own the socket's directories and file and answer on it: this process's uid,
+    /// root, and `[daemon] trusted_uids` of the config file.
+    pub trusted: trust::TrustedUids,
+}
+
+/// [`client_socket`] plus the trusted uids, reading the config file (`config_flag`, else the
+/// usual resolution) at most once.
+pub fn client_target(socket_flag: Option<&Path>, config_flag: Option<&Path>) -> ClientTarget {
+    let env = Environment::current();
+    let config = env.config_file(config_flag, |p| p.is_file());
+    let settings = crate::config::client_settings(&config.path).unwrap_or_default();
+    let config_socket = if socket_flag.is_none() && env.socket.is_none() {
+        settings.socket
+    } else {
+        None
+    };
+    ClientTarget {
+        socket: env.client_socket(socket_flag, config_socket.as_deref(), |p| p.exists()),
+        trusted: trust::TrustedUids::new(env.uid, &settings.trusted_uids),
+    }
 }
 
 /// `[daemon] socket` from a config file, if the file exists, is trusted, validates and sets it

@@ -33,6 +33,7 @@ impl Sandbox {
         fs::create_dir_all(dir.path().join("record")).unwrap();
         for tool in [
             "bash", "date", "flock", "mktemp", "rm", "tr", "id", "sed", "cat", "env", "sleep",
+            "mkdir",
         ] {
             std::os::unix::fs::symlink(which(tool), bin.join(tool)).unwrap();
         }
@@ -272,4 +273,53 @@ fn overlapping_runs_wait_for_the_lock_then_give_up_with_75() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(75), "stderr: {stderr}");
     assert!(stderr.contains("giving up this round"), "{stderr}");
+}
+
+#[test]
+fn a_lock_held_in_the_temp_dir_does_not_stop_the_refresh() {
+    // The attack: someone creates and holds the lock file the script used to take in a shared
+    // temp dir. The script must lock in the user's own state dir and run regardless.
+    let sandbox = Sandbox::new();
+    let shared_tmp = sandbox.dir.path().join("shared-tmp");
+    fs::create_dir_all(&shared_tmp).unwrap();
+    let uid = rustix::process::geteuid().as_raw();
+    let squatted = shared_tmp.join(format!("ghapp-gh-refresh-{uid}.lock"));
+    fs::write(&squatted, "").unwrap();
+    let mut holder = Command::new(which("flock"))
+        .arg(&squatted)
+        .args([which("sleep").to_str().unwrap(), "30"])
+        .spawn()
+        .unwrap();
+    // Wait until the holder really holds it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = Command::new(which("flock"))
+            .args(["-n", squatted.to_str().unwrap(), "true"])
+            .status()
+            .unwrap();
+        if !probe.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = sandbox
+        .command(&["acme"])
+        .env_remove("GHAPP_GH_REFRESH_LOCK")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &shared_tmp)
+        .env("GHAPP_GH_REFRESH_LOCK_WAIT", "1")
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let state_dir = sandbox.dir.path().join(".local/state/ghapp");
+    assert!(state_dir.join("gh-refresh.lock").exists(), "{stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&state_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }

@@ -3,12 +3,12 @@
 
 use crate::answer::credential_for;
 use crate::finish::{failure_output, note};
-use crate::plan::{Plan, plan, served_protocol};
+use crate::plan::{Plan, is_installation_token, plan, served_protocol};
 use ghapp_client::ClientError;
 use ghapp_client::blocking::BlockingClient;
-use ghapp_protocol::api::TokenQuery;
+use ghapp_protocol::api::{TokenQuery, check_host};
 use ghapp_protocol::credential::{CredentialRequest, TOKEN_USERNAME, read_request};
-use ghapp_protocol::paths::client_socket;
+use ghapp_protocol::paths::client_target;
 use ghapp_protocol::time::Timestamp;
 use std::path::Path;
 use std::time::Instant;
@@ -24,8 +24,11 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// A client for the resolved socket, trusting this uid, root and the config's
+    /// `trusted_uids`; the socket itself is checked when the request is made.
     fn client(&self) -> Option<BlockingClient> {
-        let socket = client_socket(self.socket_flag);
+        let target = client_target(self.socket_flag, None);
+        let socket = target.socket;
         let left = self.deadline.saturating_duration_since(Instant::now());
         note(format_args!(
             "daemon socket {} (from {})",
@@ -36,7 +39,7 @@ impl Context<'_> {
             note(format_args!("deadline reached before asking the daemon"));
             return None;
         }
-        Some(BlockingClient::new(socket.path, self.deadline))
+        Some(BlockingClient::new(socket.path, self.deadline).trusting(target.trusted))
     }
 
     fn elapsed_ms(&self) -> u128 {
@@ -162,9 +165,36 @@ pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
         note(format_args!("erase for another user: ignored"));
         return;
     }
+    // The shape and the host are checked before anything crosses the socket: git sends every
+    // helper the rejected password of any host, and only ghapp's own tokens are ours to report.
+    if !is_installation_token(password.expose()) {
+        note(format_args!(
+            "erase of a password that is no GitHub installation token: ignored"
+        ));
+        return;
+    }
+    let Some(host) = request.host.as_deref().and_then(|h| check_host(h).ok()) else {
+        note(format_args!("erase without a servable host: ignored"));
+        return;
+    };
     let Some(client) = context.client() else {
         return;
     };
+    match client.served_hosts() {
+        Ok(hosts) if hosts.iter().any(|h| check_host(h).is_ok_and(|h| h == host)) => {}
+        Ok(_) => {
+            note(format_args!(
+                "erase for {host}, which this daemon does not serve: ignored"
+            ));
+            return;
+        }
+        Err(e) => {
+            note(format_args!(
+                "cannot tell which hosts the daemon serves ({e}); not reporting the token"
+            ));
+            return;
+        }
+    }
     match client.invalidate(password) {
         Ok(true) => note(format_args!(
             "daemon dropped rejected token {}",

@@ -6,7 +6,8 @@
 //!   `pkg/auth`); a token is never offered under a variable gh would send to another host.
 //! - `GITHUB_TOKEN`, `GITHUB_ENTERPRISE_TOKEN` and the other of the two `GH_*` variables are
 //!   removed, so CMD sees exactly one GitHub token: ours.
-//! - `GH_HOST` is the host; `GH_REPO` is `OWNER/REPO` on github.com and `HOST/OWNER/REPO`
+//! - `GH_HOST` is the host asked for; an answer naming another host is refused (a daemon must
+//!   never steer gh — and the token — to a host of its choosing). `GH_REPO` is `OWNER/REPO` on github.com and `HOST/OWNER/REPO`
 //!   elsewhere (gh's `[HOST/]OWNER/REPO`: the bare form would mean github.com to gh versions
 //!   that ignore `GH_HOST` when parsing it).
 //! - ghapp replaces itself with CMD (`execvp`): signals reach CMD directly and CMD's exit status
@@ -14,9 +15,11 @@
 //!   in argv. If CMD cannot be started: 127 when not found, 126 otherwise, as shells do.
 
 use super::Context;
-use super::exit::{CANNOT_EXECUTE, Failure, NOT_FOUND};
+use super::exit::{CANNOT_EXECUTE, Failure, NOT_FOUND, UNAVAILABLE};
+use super::host::HostArg;
 use crate::cli::ExecArgs;
 use anyhow::Result;
+use ghapp_protocol::api::check_host;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -34,8 +37,9 @@ pub fn run(context: &Context, args: ExecArgs) -> Result<i32> {
     let Some((program, program_args)) = args.command.split_first() else {
         return Err(Failure::usage("ghapp exec: no command given after --").into());
     };
+    let asked = HostArg::for_request(args.scope.host.as_deref(), &context.config_file().path)?;
     let response = super::token::fetch(context, &args.scope, owner.clone(), Some(repo.clone()))?;
-    let host = response.host.as_str();
+    let host = answered_host(&asked.host, &response.host)?;
 
     let mut command = Command::new(program);
     command.args(program_args);
@@ -55,6 +59,26 @@ pub fn run(context: &Context, args: ExecArgs) -> Result<i32> {
         CANNOT_EXECUTE
     };
     Err(Failure::new(code, format!("ghapp exec: cannot run {program:?}: {error}")).into())
+}
+
+/// The host for `GH_HOST`: the one asked for, provided the daemon's answer names the same
+/// (compared as git names hosts: lowercased, port kept).
+fn answered_host<'a>(asked: &'a str, answered: &str) -> Result<&'a str, Failure> {
+    let same = match (check_host(asked), check_host(answered)) {
+        (Ok(asked), Ok(answered)) => asked == answered,
+        _ => false,
+    };
+    if same {
+        Ok(asked)
+    } else {
+        Err(Failure::new(
+            UNAVAILABLE,
+            format!(
+                "ghapp exec: asked for a token for {asked:?} but the daemon answered for {answered:?}; \
+                 not running the command (is the daemon on this socket the one you configured? `ghapp doctor` checks)"
+            ),
+        ))
+    }
 }
 
 /// `--repo OWNER/REPO`: both parts required.
@@ -131,6 +155,23 @@ mod tests {
             gh_repo("ghe.example.com:8443", "acme", "widgets"),
             "ghe.example.com:8443/acme/widgets"
         );
+    }
+
+    #[test]
+    fn the_answer_must_name_the_host_asked() {
+        assert_eq!(
+            answered_host("github.com", "GitHub.com").unwrap(),
+            "github.com"
+        );
+        assert_eq!(
+            answered_host("ghe.example.com:8443", "ghe.example.com:8443").unwrap(),
+            "ghe.example.com:8443"
+        );
+        let err = answered_host("github.com", "evil.example").unwrap_err();
+        assert_eq!(err.code, UNAVAILABLE);
+        assert!(err.to_string().contains("evil.example"), "{err}");
+        assert!(answered_host("ghe.example.com", "ghe.example.com:8443").is_err());
+        assert!(answered_host("github.com", "").is_err());
     }
 
     #[test]

@@ -63,6 +63,14 @@ impl Failure {
                     socket.source
                 ),
             ),
+            ClientError::Untrusted { .. } => Failure::new(
+                DAEMON_UNREACHABLE,
+                format!(
+                    "{error} (socket chosen by: {})\n\
+                     hint: nothing was sent; fix the ownership or mode named above, or point --socket / $GHAPP_SOCKET at your daemon's socket",
+                    socket.source
+                ),
+            ),
             ClientError::Protocol { .. } => Failure::new(
                 DAEMON_UNREACHABLE,
                 format!(

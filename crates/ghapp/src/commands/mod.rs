@@ -32,7 +32,15 @@ pub struct Context {
 impl Context {
     /// A client for the daemon's socket, resolved the way every ghapp binary resolves it.
     pub fn client(&self, timeout: Duration) -> DaemonClient {
-        DaemonClient::new(self.socket().path, timeout)
+        DaemonClient::new(self.socket().path, timeout).trusting(self.trusted_uids())
+    }
+
+    /// Who may run the daemon this CLI talks to: this uid, root, and the config file's
+    /// `[daemon] trusted_uids`.
+    pub fn trusted_uids(&self) -> ghapp_protocol::paths::trust::TrustedUids {
+        let settings =
+            ghapp_protocol::config::client_settings(&self.config_file().path).unwrap_or_default();
+        ghapp_protocol::paths::trust::TrustedUids::current(&settings.trusted_uids)
     }
 
     /// The daemon's socket and the rule that chose it: `--socket`, `$GHAPP_SOCKET`, the

@@ -44,7 +44,8 @@ pub fn fetch(
     let host = HostArg::for_request(scope.host.as_deref(), &context.config_file().path)?;
     let query = build_query(scope, host, owner, repo)?;
     let socket = context.socket();
-    let client = ghapp_client::DaemonClient::new(&socket.path, TOKEN_TIMEOUT);
+    let client = ghapp_client::DaemonClient::new(&socket.path, TOKEN_TIMEOUT)
+        .trusting(context.trusted_uids());
     ghapp_client::block_on(client.token(&query))
         .map_err(|error| Failure::from_client(error, &socket))
 }

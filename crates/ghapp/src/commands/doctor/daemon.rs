@@ -69,7 +69,7 @@ pub fn check(context: &Context, apps: &[ProbedApp], report: &mut Report) {
         ));
     }
 
-    let client = DaemonClient::new(path, STATUS_TIMEOUT);
+    let client = DaemonClient::new(path, STATUS_TIMEOUT).trusting(context.trusted_uids());
     match ghapp_client::block_on(client.status()) {
         Ok(status) => {
             report.ok(format!(
@@ -119,6 +119,11 @@ pub fn check(context: &Context, apps: &[ProbedApp], report: &mut Report) {
                 ),
                 start_fix,
             ),
+        Err(error @ ClientError::Untrusted { .. }) => report.fail(
+            format!("{error} (socket chosen by: {})", socket.source),
+            "fix the owner or mode named above (only you or root may own the way to your socket), \
+             or add the daemon's uid to [daemon] trusted_uids if another user runs it on purpose",
+        ),
         Err(error) => report.fail(
             format!(
                 "daemon at {} did not answer like ghapp: {error}",
