@@ -50,6 +50,17 @@ fn with_answer(error: BrokerError, app: &AppRuntime, api: &ApiError) -> BrokerEr
 /// says nothing about the App's other installations: it leaves the App's health alone.
 pub(crate) fn api_failure(app: &AppRuntime, error: ApiError, doing: &str) -> Failure {
     let detail = error.detail();
+    if let ApiError::Signer { .. } = &error {
+        // Nothing reached GitHub: the App's signer failed. Cached tokens serve on their margin
+        // as for an outage, and the message names the signer.
+        app.health.fail(
+            Trouble::Unreachable,
+            format!("App {}: {detail}", app.name()),
+        );
+        tracing::warn!(app = %app.name(), "while {doing}: {detail}");
+        let mapped = BrokerError::unavailable(format!("GitHub App {}: {detail}", app.describe()));
+        return Failure::only(with_answer(mapped, app, &error));
+    }
     if error.is_transient() {
         let one_installation = matches!(
             error,

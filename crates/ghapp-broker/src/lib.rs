@@ -31,6 +31,7 @@
 //! | `clock` | expiry anchored at GitHub's `Date` |
 //! | `jwt` | App JWTs |
 //! | [`key`] | private keys |
+//! | [`signer`] | who signs the App JWT: the PEM key, a command, a PKCS#11 token |
 //! | [`transport`] | the HTTP seam |
 //! | [`config`] | the config file: a re-export of `ghapp_protocol::config`, where its schema and validation live |
 
@@ -55,13 +56,16 @@ mod request;
 mod resolve;
 mod retry;
 mod runner;
+pub mod signer;
 mod status;
 pub mod transport;
 
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
 use std::sync::Arc;
 
-pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
+pub use config::{
+    AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, SignerKind, TokenFormat,
+};
 pub use error::{BrokerError, ErrorKind};
 /// The config file: its home is `ghapp_protocol::config`, shared by every binary.
 pub use ghapp_protocol::config;

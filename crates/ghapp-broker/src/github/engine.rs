@@ -121,6 +121,8 @@ struct Operation {
     replication_retries: u32,
     /// The JWT's issuer was switched from the client id to the App id once already.
     issuer_switched: bool,
+    /// GitHub rejected a JWT and the next key was tried once already.
+    key_switched: bool,
 }
 
 /// What one answer from GitHub means for the operation.
@@ -187,7 +189,11 @@ impl GitHubClient {
         let mut holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
         holdoff.trial = false;
         match result {
-            Err(error @ (ApiError::Unreachable { .. } | ApiError::JwtRejected { .. })) => {
+            Err(
+                error @ (ApiError::Unreachable { .. }
+                | ApiError::JwtRejected { .. }
+                | ApiError::Signer { .. }),
+            ) => {
                 holdoff.failures = holdoff.failures.saturating_add(1);
                 let wait =
                     jittered_backoff(Duration::from_secs(1), holdoff.failures - 1, HOLDOFF_CAP);
@@ -290,15 +296,27 @@ impl GitHubClient {
             skew_corrected: false,
             replication_retries: 0,
             issuer_switched: false,
+            key_switched: false,
         };
         loop {
             self.wait_out_rate_limit(&op, &route, auth.bucket()).await?;
             let timeout = self.start_attempt(&mut op, &route)?;
+            let mut jwt = None;
+            let bearer: &Token = match auth {
+                Auth::Installation { token, .. } => token,
+                Auth::App => jwt.insert(self.signer.jwt().await.map_err(|e| ApiError::Signer {
+                    signer: e.signer,
+                    detail: e.detail,
+                })?),
+            };
             let request =
-                self.build_request(method, url, auth, body.clone(), extra_headers, timeout)?;
+                self.build_request(method, url, bearer, body.clone(), extra_headers, timeout);
             let failure = match self.send(request, timeout, &route).await {
                 Err(failure) => failure,
-                Ok(response) => match self.judge(&mut op, response, auth, &route).await {
+                Ok(response) => match self
+                    .judge(&mut op, response, auth, jwt.as_ref(), &route)
+                    .await
+                {
                     Verdict::Done(result) => return result,
                     Verdict::Again => continue,
                     Verdict::Transient(failure) => failure,
@@ -373,6 +391,7 @@ impl GitHubClient {
         op: &mut Operation,
         response: HttpResponse,
         auth: Auth<'_>,
+        jwt: Option<&Token>,
         route: &str,
     ) -> Verdict {
         let server_time = ServerTime::from_date_header(response.header("date"));
@@ -398,7 +417,7 @@ impl GitHubClient {
             route: route.to_string(),
         };
         match (status, auth) {
-            (401, Auth::App) => self.on_jwt_refused(op, &message, &server_time, route),
+            (401, Auth::App) => self.on_jwt_refused(op, &message, &server_time, jwt, route),
             (401, Auth::Installation { minted_at, .. })
                 if minted_at.elapsed() < REPLICATION_DELAY =>
             {
@@ -418,12 +437,14 @@ impl GitHubClient {
     /// A 401 on a JWT route: GitHub's clock differs from ours (adopt it from `Date`, retry once,
     /// without counting an attempt); or GitHub refuses a client id as the issuer (GHES before
     /// 3.14 knows only App ids: sign with the App id from now on, retry once, without counting
-    /// an attempt); or the JWT is rejected.
+    /// an attempt); or the JWT is rejected: with the App's next key when it has one (key
+    /// rotation, once per operation, not counted), else for good.
     fn on_jwt_refused(
         &self,
         op: &mut Operation,
         message: &str,
         server_time: &ServerTime,
+        jwt: Option<&Token>,
         route: &str,
     ) -> Verdict {
         if is_clock_skew_message(message) && !op.skew_corrected {
@@ -438,6 +459,15 @@ impl GitHubClient {
             op.issuer_switched = true;
             op.attempts -= 1;
             tracing::warn!(route = %route, "GitHub refused the client id as the App JWT's issuer (GHES before 3.14 accepts only the App id); signing with the App id from now on and retrying");
+            return Verdict::Again;
+        }
+        if !op.key_switched
+            && let Some(jwt) = jwt
+            && self.signer.rejected(jwt)
+        {
+            op.key_switched = true;
+            op.attempts -= 1;
+            tracing::warn!(route = %route, "GitHub rejected the App JWT ({message}); retrying with the App's next key");
             return Verdict::Again;
         }
         self.signer.forget();
@@ -535,25 +565,17 @@ impl GitHubClient {
         Ok(())
     }
 
+    /// The request of one attempt, authenticated with `bearer` (the App JWT or a token).
     fn build_request(
         &self,
         method: Method,
         url: &str,
-        auth: Auth<'_>,
+        bearer: &Token,
         body: Option<Vec<u8>>,
         extra_headers: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<HttpRequest, ApiError> {
-        let authorization = match auth {
-            Auth::App => {
-                let jwt = self
-                    .signer
-                    .jwt()
-                    .map_err(|e| ApiError::Protocol { detail: e.message })?;
-                format!("Bearer {}", jwt.expose())
-            }
-            Auth::Installation { token, .. } => format!("Bearer {}", token.expose()),
-        };
+    ) -> HttpRequest {
+        let authorization = format!("Bearer {}", bearer.expose());
         let mut headers = vec![
             (
                 "user-agent".to_string(),
@@ -574,13 +596,13 @@ impl GitHubClient {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string())),
         );
-        Ok(HttpRequest {
+        HttpRequest {
             method,
             url: url.to_string(),
             headers,
             body,
             timeout,
-        })
+        }
     }
 }
 

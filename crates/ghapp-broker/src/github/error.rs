@@ -39,6 +39,8 @@ pub(crate) enum ApiError {
     Unreachable { detail: String },
     /// An answer that is not what GitHub documents.
     Protocol { detail: String },
+    /// The App JWT could not be signed: nothing was sent (the signer may come back).
+    Signer { signer: String, detail: String },
 }
 
 impl ApiError {
@@ -46,7 +48,7 @@ impl ApiError {
     pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
-            ApiError::RateLimited { .. } | ApiError::Unreachable { .. }
+            ApiError::RateLimited { .. } | ApiError::Unreachable { .. } | ApiError::Signer { .. }
         )
     }
 
@@ -85,6 +87,9 @@ impl ApiError {
                 location.as_deref().unwrap_or("(no Location)")
             ),
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => detail.clone(),
+            ApiError::Signer { signer, detail } => {
+                format!("cannot sign the App JWT: signer {signer}: {detail}")
+            }
         }
     }
 
@@ -128,6 +133,7 @@ impl ApiError {
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => {
                 (None, None, detail.clone())
             }
+            ApiError::Signer { .. } => (None, None, self.detail()),
         }
     }
 }
