@@ -1,7 +1,8 @@
 //! A configured App at run time — its key, its API client, its health — and the set of Apps
 //! plus `[daemon]` settings in force, swapped whole on reload.
 //!
-//! An App's *identity* is a fingerprint of its host, API URL, ids and public key. Cached tokens
+//! An App's *identity* is a fingerprint of its host, API URL, ids and its first signer's
+//! public key (or, for a signer that does not show it, the signer's configuration). Cached tokens
 //! and installation mappings are keyed by it, so a reload that keeps an App's identity keeps
 //! its tokens, and one that changes its key drops them.
 
@@ -9,8 +10,8 @@ use crate::config::{AppConfig, Config, DaemonConfig};
 use crate::error::BrokerError;
 use crate::github::GitHubClient;
 use crate::jwt::JwtSigner;
-use crate::key::AppKey;
 use crate::retry::RetryPolicy;
+use crate::signer::signers_for;
 use crate::transport::{HttpTransport, ReqwestTransport};
 use ghapp_protocol::secret::fingerprint;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,8 @@ use std::time::{Duration, SystemTime};
 /// What is wrong with an App's access to GitHub right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Trouble {
-    /// GitHub failing or rate limiting: cached tokens are served on their margin.
+    /// GitHub failing or rate limiting, or the App's signer failing: cached tokens are served
+    /// on their margin.
     Unreachable,
     /// GitHub rejects the App's JWT.
     BadKey,
@@ -104,7 +106,7 @@ pub(crate) struct AppRuntime {
     pub config: AppConfig,
     /// Fingerprint of host, API URL, ids and public key.
     pub identity: String,
-    /// Fingerprint of the public key.
+    /// Fingerprint of the first signer's public key (see [`crate::signer::Signer::fingerprint`]).
     pub key_fingerprint: String,
     /// The REST base URL.
     pub api_base: String,
@@ -123,13 +125,20 @@ impl AppRuntime {
         daemon: &DaemonConfig,
         transport: Option<&Arc<dyn HttpTransport>>,
     ) -> Result<AppRuntime, BrokerError> {
-        let key = Arc::new(AppKey::load(config)?);
+        let mut signers = signers_for(config)?.into_iter();
+        let first = signers
+            .next()
+            .ok_or_else(|| BrokerError::internal("an App needs a signer"))?;
         let api_base = config.api_base();
         let transport: Arc<dyn HttpTransport> = match transport {
             Some(t) => t.clone(),
             None => Arc::new(ReqwestTransport::new(daemon, config)?),
         };
-        let signer = JwtSigner::new(key.clone(), config.app_id, config.client_id.as_deref())?;
+        let mut signer = JwtSigner::new(first.clone(), config.app_id, config.client_id.as_deref())?;
+        for next in signers {
+            tracing::info!(app = %config.name, signer = %next.describe(), "next key configured: it signs once GitHub rejects the first");
+            signer = signer.with_next(next);
+        }
         let client = GitHubClient::new(
             api_base.clone(),
             signer,
@@ -137,12 +146,12 @@ impl AppRuntime {
             RetryPolicy::from_config(daemon),
             config.token_format,
         );
-        let key_fingerprint = key.fingerprint().to_string();
+        let key_fingerprint = first.fingerprint();
         let identity = fingerprint(&format!(
             "{}|{}|{:?}|{:?}|{}",
             config.host, api_base, config.app_id, config.client_id, key_fingerprint
         ));
-        tracing::info!(app = %config.name, host = %config.host, api = %api_base, key = %key_fingerprint, source = %key.source(), "GitHub App loaded");
+        tracing::info!(app = %config.name, host = %config.host, api = %api_base, key = %key_fingerprint, signer = %first.describe(), "GitHub App loaded");
         let names = SharedNames {
             host: config.host.as_str().into(),
             identity: identity.as_str().into(),

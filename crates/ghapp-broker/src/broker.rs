@@ -18,7 +18,7 @@ use crate::mint::{Minter, plan};
 use crate::refresh::{Refresher, Round};
 use crate::request::Request;
 use crate::resolve::{Resolved, Resolver, Target};
-use crate::runner::{self, RunnerAnswer};
+use crate::runner::{self, RunnerAnswer, RunnerTarget};
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
 use ghapp_protocol::api::RunnerTokenResponse;
@@ -217,6 +217,8 @@ impl Core {
                 for (app, consequence) in &outcome.consequences {
                     core.apply(app, consequence);
                 }
+                core.resolver
+                    .note_enterprise(&asked.host, &outcome.enterprise);
                 outcome.answer
             })
             .await
@@ -386,7 +388,7 @@ impl Core {
                         _,
                     ) => AfterFailure::Drop,
                     (_, Some(app)) => AfterFailure::Retry {
-                        not_before: app.client.rate_limited_until().map(|(until, _)| until),
+                        not_before: app.client.mint_held_until().map(|(until, _)| until),
                     },
                 };
                 if let (Some(consequence), Some(app)) = (&consequence, &app) {
@@ -432,18 +434,34 @@ impl Core {
         next
     }
 
-    /// A runner registration (or removal, with `remove`) token for `org` on `host`.
+    /// A runner registration (or removal, with `remove`) token for `target` on `host`.
     pub(crate) async fn runner_token(
         self: &Arc<Self>,
         host: &str,
-        org: &str,
+        target: RunnerTarget,
         remove: bool,
     ) -> Result<RunnerTokenResponse, BrokerError> {
-        let request = Request::from_query(&runner::runner_query(host, org)?)?;
+        let request = Request::from_query(&runner::runner_query(host, &target)?)?;
+        // The validated (lower-cased) names.
+        let target = match (&request.owner, &request.repo, target) {
+            (Some(owner), Some(repo), RunnerTarget::Repository { .. }) => {
+                RunnerTarget::Repository {
+                    owner: owner.clone(),
+                    repo: repo.clone(),
+                }
+            }
+            (Some(owner), _, RunnerTarget::Organization(_)) => {
+                RunnerTarget::Organization(owner.clone())
+            }
+            (_, _, target) => target,
+        };
         let mut retried = false;
         loop {
-            let (token, app) = self.token_for(&request).await?;
-            match runner::ask(&app, &token, &request.host, org, remove, !retried).await {
+            let (token, app) = self
+                .token_for(&request)
+                .await
+                .map_err(|e| Self::runner_advice(&target, e))?;
+            match runner::ask(&app, &token, &request.host, &target, remove, !retried).await {
                 RunnerAnswer::Issued(response) => return Ok(response),
                 RunnerAnswer::Revoked => {
                     tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
@@ -459,6 +477,25 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// A runner-token request's failure, with advice for an organization's runners asked of
+    /// an account whose installation cannot have them (a user account's repositories get
+    /// runners one repository at a time).
+    fn runner_advice(target: &RunnerTarget, error: BrokerError) -> BrokerError {
+        let RunnerTarget::Organization(owner) = target else {
+            return error;
+        };
+        if !matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::NotFound)
+            || error.message.contains("OWNER/REPO")
+        {
+            return error;
+        }
+        let message = format!(
+            "{}; if {owner} is a user account, its repositories get runners one at a time: `ghapp runner-token OWNER/REPO`",
+            error.message
+        );
+        error.with_message(message)
     }
 
     /// Drops the cached entry holding exactly this token (see [`crate::Broker::invalidate`]).

@@ -16,7 +16,7 @@ use crate::app::Settings;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
-use crate::retry::jittered_backoff;
+use crate::retry::{jittered_backoff, resume_spread};
 use ghapp_protocol::api::TokenResponse;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::Token;
@@ -49,56 +49,13 @@ pub(crate) struct TokenKey {
     pub app_identity: Arc<str>,
     /// The installation.
     pub installation_id: u64,
-    /// The repository the token is narrowed to; `None`: installation-wide.
-    pub repository: Option<RepoName>,
+    /// Repository names, lower-cased and sorted; empty: installation-wide.
+    pub repositories: Vec<String>,
     /// Permissions asked of GitHub; `None`: everything the installation has.
     pub permissions: Option<Permissions>,
 }
 
-/// A repository name as asked, equal to and hashed like any other spelling of it (GitHub's
-/// names are case-insensitive): the key and the mint request share one copy of the name.
-#[derive(Debug, Clone)]
-pub(crate) struct RepoName(Box<str>);
-
-impl RepoName {
-    /// The name, spelled as asked.
-    pub(crate) fn new(name: &str) -> RepoName {
-        RepoName(name.into())
-    }
-
-    /// The name as asked (what GitHub is sent).
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether `name` is this name in any case.
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        self.0.eq_ignore_ascii_case(name)
-    }
-}
-
-impl PartialEq for RepoName {
-    fn eq(&self, other: &Self) -> bool {
-        self.matches(&other.0)
-    }
-}
-
-impl Eq for RepoName {}
-
-impl Hash for RepoName {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        for byte in self.0.bytes() {
-            state.write_u8(byte.to_ascii_lowercase());
-        }
-        state.write_u8(0xff);
-    }
-}
-
 /// Everything needed to mint (and re-mint) the token of one key.
-///
-/// The daemon may hold tens of thousands of these (one per cached token), so nothing is stored
-/// twice: the App's strings are shared, and the access_tokens request is built from the key
-/// when it is sent ([`MintPlan::body`]).
 #[derive(Debug)]
 pub(crate) struct MintPlan {
     /// The cache key.
@@ -108,28 +65,14 @@ pub(crate) struct MintPlan {
     /// `acme-bot (id 12345)`.
     pub app_label: Arc<str>,
     /// The installation's account login.
-    pub account: Box<str>,
+    pub account: String,
     /// What the token is for, in messages: `acme/widgets`, `account acme`.
-    pub target: Box<str>,
-}
-
-impl MintPlan {
-    /// The access_tokens request body: the repository as asked, the permissions of the key.
-    pub(crate) fn body(&self) -> TokenRequestBody {
-        TokenRequestBody {
-            repositories: self.repositories(),
-            permissions: self.key.permissions.clone(),
-        }
-    }
-
-    /// Repositories the token is narrowed to, as asked; empty: installation-wide.
-    pub(crate) fn repositories(&self) -> Vec<String> {
-        self.key
-            .repository
-            .iter()
-            .map(|r| r.as_str().to_string())
-            .collect()
-    }
+    pub target: String,
+    /// The access_tokens request body.
+    pub body: TokenRequestBody,
+    /// What the installation was granted, as its look-up said: what a token minted without
+    /// narrowed permissions has when GitHub's answer does not list them.
+    pub installation_permissions: Permissions,
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
@@ -143,6 +86,8 @@ pub(crate) struct CachedToken {
     pub digest: [u8; 32],
     /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
     pub expires: Instant,
+    /// Its life when it arrived.
+    pub lifetime: Duration,
     /// When it arrived.
     pub minted_at: Instant,
     /// Expiry on the local wall clock.
@@ -159,11 +104,6 @@ impl CachedToken {
         self.expires.saturating_duration_since(now)
     }
 
-    /// Its life when it arrived.
-    pub(crate) fn lifetime(&self) -> Duration {
-        self.expires.saturating_duration_since(self.minted_at)
-    }
-
     /// The socket API's answer.
     pub(crate) fn response(&self) -> TokenResponse {
         TokenResponse {
@@ -172,8 +112,8 @@ impl CachedToken {
             installation_id: self.installation_id(),
             app: self.plan.app_name.to_string(),
             host: self.plan.key.host.to_string(),
-            owner: self.plan.account.to_string(),
-            repositories: self.repositories(),
+            owner: self.plan.account.clone(),
+            repositories: self.repositories().to_vec(),
             permissions: self.permissions.clone(),
         }
     }
@@ -184,8 +124,13 @@ impl CachedToken {
     }
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
-    pub(crate) fn repositories(&self) -> Vec<String> {
-        self.plan.repositories()
+    pub(crate) fn repositories(&self) -> &[String] {
+        if self.plan.body.repositories.is_empty() {
+            // Narrowed by id (a renamed repository) or not at all: the names asked for.
+            &self.plan.key.repositories
+        } else {
+            &self.plan.body.repositories
+        }
     }
 }
 
@@ -548,7 +493,7 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
         .expires
         .checked_sub(threshold)
         .unwrap_or(token.minted_at);
-    let mut at = by_ttl.max(token.minted_at + token.lifetime() / 4);
+    let mut at = by_ttl.max(token.minted_at + token.lifetime / 4);
     if let Some(retry_at) = entry.retry_at() {
         at = at.max(retry_at);
     }
@@ -559,15 +504,19 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
 }
 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to
-/// [`REFRESH_RETRY_CAP`], jittered, and not before `not_before` (a rate limit's end).
+/// [`REFRESH_RETRY_CAP`], jittered, and not before `not_before` (a rate limit's end) — then
+/// spread after it, so the keys one limit held are not refreshed at one instant.
 fn retry_at(failures: u32, not_before: Option<Instant>) -> Instant {
+    let now = Instant::now();
     let wait = jittered_backoff(
         Duration::from_secs(1),
         failures.saturating_sub(1),
         REFRESH_RETRY_CAP,
     );
-    let at = Instant::now() + wait;
-    not_before.map_or(at, |until| at.max(until))
+    let at = now + wait;
+    not_before.map_or(at, |until| {
+        at.max(until + resume_spread(until.saturating_duration_since(now)))
+    })
 }
 
 #[cfg(test)]
@@ -591,13 +540,15 @@ mod tests {
                 host: "github.com".into(),
                 app_identity: "app".into(),
                 installation_id: 100,
-                repository: Some(RepoName::new(repo)),
+                repositories: vec![repo.into()],
                 permissions: None,
             },
             app_name: "acme-bot".into(),
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
-            target: format!("acme/{repo}").into(),
+            target: format!("acme/{repo}"),
+            body: TokenRequestBody::default(),
+            installation_permissions: Permissions::new(),
         })
     }
 
@@ -607,6 +558,7 @@ mod tests {
             token: Token::new(secret),
             digest: digest(secret),
             expires: now + life,
+            lifetime: life,
             minted_at: now,
             expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             plan: plan("widgets"),
@@ -704,9 +656,11 @@ mod tests {
             },
         );
         assert_eq!(cache.failures(&p.key), 1);
-        assert_eq!(
-            cache.refresh_due(Instant::now(), &s).1,
-            Some(rate_limited_until)
+        let next = cache.refresh_due(Instant::now(), &s).1.unwrap();
+        assert!(
+            next >= rate_limited_until && next <= rate_limited_until + Duration::from_millis(2500),
+            "after the limit, spread by at most a quarter of its 10 s: {:?}",
+            next - rate_limited_until
         );
         cache.finish(&p, &down(), AfterFailure::Retry { not_before: None });
         let (due, next) = cache.refresh_due(Instant::now(), &s);

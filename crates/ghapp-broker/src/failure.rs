@@ -6,7 +6,7 @@
 use crate::app::{AppRuntime, Trouble};
 use crate::cache::MintPlan;
 use crate::error::BrokerError;
-use crate::github::{ApiError, TokenRequestBody};
+use crate::github::{ApiError, Bucket, TokenRequestBody};
 
 /// What a failure means beyond the error, for the broker to apply to its caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +46,35 @@ fn with_answer(error: BrokerError, app: &AppRuntime, api: &ApiError) -> BrokerEr
 }
 
 /// A failed GitHub call of `app` with nothing more specific to say; records the App's health.
-/// `doing` says what was being done, for the log.
+/// `doing` says what was being done, for the log. A rate limit on one installation's bucket
+/// says nothing about the App's other installations: it leaves the App's health alone.
 pub(crate) fn api_failure(app: &AppRuntime, error: ApiError, doing: &str) -> Failure {
     let detail = error.detail();
-    if error.is_transient() {
+    if let ApiError::Signer { .. } = &error {
+        // Nothing reached GitHub: the App's signer failed. Cached tokens serve on their margin
+        // as for an outage, and the message names the signer.
         app.health.fail(
             Trouble::Unreachable,
-            format!("App {}: GitHub unreachable ({detail})", app.name()),
+            format!("App {}: {detail}", app.name()),
         );
+        tracing::warn!(app = %app.name(), "while {doing}: {detail}");
+        let mapped = BrokerError::unavailable(format!("GitHub App {}: {detail}", app.describe()));
+        return Failure::only(with_answer(mapped, app, &error));
+    }
+    if error.is_transient() {
+        let one_installation = matches!(
+            error,
+            ApiError::RateLimited {
+                bucket: Bucket::Installation(_),
+                ..
+            }
+        );
+        if !one_installation {
+            app.health.fail(
+                Trouble::Unreachable,
+                format!("App {}: GitHub unreachable ({detail})", app.name()),
+            );
+        }
         tracing::warn!(app = %app.name(), "GitHub unreachable while {doing}: {detail}");
         let mapped = BrokerError::unavailable(format!("GitHub unreachable ({detail})"));
         return Failure::only(with_answer(mapped, app, &error));
@@ -112,7 +133,7 @@ pub(crate) fn mint_failure(app: &AppRuntime, plan: &MintPlan, error: ApiError) -
                 "GitHub refused a token for {} from App {} ({installation}; asked {}): {}",
                 plan.target,
                 app.describe(),
-                describe_request(&plan.body()),
+                describe_request(&plan.body),
                 error.detail()
             )),
             None,
@@ -145,24 +166,50 @@ pub(crate) fn mint_failure(app: &AppRuntime, plan: &MintPlan, error: ApiError) -
     }
 }
 
-/// A failed runner-token call for `org`, made with a token of `installation_id` (`account`)
-/// that needs `permission`.
-pub(crate) fn runner_failure(
-    app: &AppRuntime,
-    org: &str,
-    kind: &str,
-    permission: &str,
-    installation_id: u64,
-    account: &str,
-    error: ApiError,
-) -> Failure {
+/// One runner-token call, for [`runner_failure`].
+pub(crate) struct RunnerCall<'a> {
+    /// `organization acme` or `repository acme/widgets`.
+    pub target: String,
+    /// `registration` or `remove`.
+    pub kind: &'static str,
+    /// The permission the installation token needs.
+    pub permission: &'static str,
+    /// A repository's runners (else an organization's).
+    pub repository: bool,
+    /// The installation whose token was used …
+    pub installation_id: u64,
+    /// … and its account.
+    pub account: &'a str,
+}
+
+/// A failed runner-token call.
+pub(crate) fn runner_failure(app: &AppRuntime, call: &RunnerCall<'_>, error: ApiError) -> Failure {
+    let RunnerCall {
+        target,
+        kind,
+        permission,
+        repository,
+        installation_id,
+        account,
+    } = call;
+    let (setting, not_found_advice) = if *repository {
+        (
+            "the repository permission \"Administration: write\"",
+            "the App's installation must cover the repository",
+        )
+    } else {
+        (
+            "the organization permission \"Self-hosted runners: write\"",
+            "a user account has no organization runners: ask for a repository's runner token (`ghapp runner-token OWNER/REPO`)",
+        )
+    };
     let mapped = match &error {
         ApiError::Status {
             status: 403,
             message,
             route,
         } => BrokerError::forbidden(format!(
-            "GitHub App {} installation {installation_id} ({account}) may not manage the self-hosted runners of {org}: give the App the organization permission \"Self-hosted runners: write\" ({permission}) and accept it for the installation (HTTP 403 from {route}: {message})",
+            "GitHub App {} installation {installation_id} ({account}) may not manage the self-hosted runners of {target}: give the App {setting} ({permission}) and accept it for the installation (HTTP 403 from {route}: {message})",
             app.describe(),
         )),
         ApiError::Status {
@@ -170,28 +217,28 @@ pub(crate) fn runner_failure(
             message,
             route,
         } => BrokerError::not_found(format!(
-            "organization {org} has no self-hosted runner settings GitHub App {} can reach (HTTP 404 from {route}: {message}); runner tokens are for organizations, not user accounts",
+            "{target} has no self-hosted runner settings GitHub App {} can reach (HTTP 404 from {route}: {message}); {not_found_advice}",
             app.describe()
         )),
         _ => {
             let failure = api_failure(
                 app,
                 error,
-                &format!("getting a runner {kind} token for {org}"),
+                &format!("getting a runner {kind} token for {target}"),
             );
             return Failure {
                 error: failure
                     .error
-                    .with_installation(installation_id)
-                    .with_target(format!("organization {org}")),
+                    .with_installation(*installation_id)
+                    .with_target(target.clone()),
                 consequence: failure.consequence,
             };
         }
     };
     Failure::only(
         with_answer(mapped, app, &error)
-            .with_installation(installation_id)
-            .with_target(format!("organization {org}")),
+            .with_installation(*installation_id)
+            .with_target(target.clone()),
     )
 }
 

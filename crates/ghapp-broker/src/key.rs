@@ -44,9 +44,7 @@ impl AppKey {
     pub fn load(app: &AppConfig) -> Result<AppKey, BrokerError> {
         let label = &app.name;
         if let Some(path) = &app.private_key_file {
-            let pem = read_key_file(path)
-                .map_err(|e| BrokerError::internal(format!("GitHub App {label}: {e}")))?;
-            return AppKey::from_pem(&pem, format!("file {}", path.display()), label);
+            return AppKey::load_file(path, label);
         }
         if let Some(var) = &app.private_key_env {
             let pem = read_key_env(var)
@@ -62,6 +60,14 @@ impl AppKey {
         Err(BrokerError::internal(format!(
             "GitHub App {label}: no private key source: set private_key_file, private_key_env or private_key_command"
         )))
+    }
+
+    /// Loads a PEM key file of the App labelled `label` (`private_key_file`,
+    /// `next_private_key_file`), refused when group or others may access it.
+    pub fn load_file(path: &Path, label: &str) -> Result<AppKey, BrokerError> {
+        let pem = read_key_file(path)
+            .map_err(|e| BrokerError::internal(format!("GitHub App {label}: {e}")))?;
+        AppKey::from_pem(&pem, format!("file {}", path.display()), label)
     }
 
     /// Builds a key from PEM bytes (PKCS#1 `BEGIN RSA PRIVATE KEY` as GitHub issues them, or
@@ -141,8 +147,21 @@ fn pem_to_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
         .decode_slice(&*base64_text, &mut der)
         .map_err(|_| "the PEM body is not base64")?;
     der.truncate(len);
-    Ok(der)
+    if label == b"RSA PRIVATE KEY" {
+        return Ok(der);
+    }
+    // PKCS#8 wraps the PKCS#1 key that the signing key is built from: take it out.
+    let info =
+        pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(|_| "not a PKCS#8 private key")?;
+    if info.algorithm.oid != RSA_ENCRYPTION {
+        return Err("the PKCS#8 key is not an RSA key");
+    }
+    Ok(Zeroizing::new(info.private_key.to_vec()))
 }
+
+/// `rsaEncryption` (RFC 8017), the algorithm of an RSA key in PKCS#8.
+const RSA_ENCRYPTION: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// Reads a key file, refusing one that group or others may access or that another non-root
 /// user owns. Mode and owner are checked on the open file, so the file checked is the file read.
@@ -407,6 +426,22 @@ pub(crate) mod tests {
             pem_to_der(b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n").is_err()
         );
         assert!(pem_to_der(b"no pem here").is_err());
+    }
+
+    #[test]
+    fn a_pkcs8_key_is_the_same_key() {
+        let pkcs8 = std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/test-key.pem"
+            ))
+            .output()
+            .unwrap();
+        assert!(pkcs8.stdout.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let from_pkcs8 = AppKey::from_pem(&pkcs8.stdout, "p8".into(), "a").unwrap();
+        let from_pkcs1 = AppKey::from_pem(TEST_KEY_PEM.as_bytes(), "p1".into(), "a").unwrap();
+        assert_eq!(from_pkcs8.fingerprint(), from_pkcs1.fingerprint());
     }
 
     #[test]

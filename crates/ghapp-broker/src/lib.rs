@@ -21,16 +21,17 @@
 //! | `refresh` | `Refresher`: the background task that runs refresh rounds on time |
 //! | `flight` | single-flight: one task, many waiters, a dead task still ends its flight |
 //! | `failure` | the one place a GitHub failure becomes a [`BrokerError`] (and a consequence for the caches) |
-//! | `runner` | runner registration/removal tokens: the query and the call |
+//! | `runner` | runner registration/removal tokens (organization or repository): the query and the call |
 //! | `status` | [`BrokerStatus`] for `/v1/status` |
 //! | `metrics` | counters and the mint-latency histogram; [`BrokerMetrics`] |
 //! | `error` | [`BrokerError`] and [`ErrorKind`] |
 //! | `app` | a configured App at run time (key, client, health) and the set in force |
-//! | `github` | one App's GitHub client: `engine` (retries, rate limits, clock skew, replication delay, hold-off), `endpoints`, `error`, `wire` |
+//! | `github` | one App's GitHub client: `engine` (retries, rate limits, clock skew, issuer fallback, replication delay, hold-off), `endpoints` (redirects of look-ups), `error`, `limits` (rate limits by bucket and resource), `wire` |
 //! | `retry` | the retry policy, the one jittered backoff, GitHub's rate-limit rules |
 //! | `clock` | expiry anchored at GitHub's `Date` |
 //! | `jwt` | App JWTs |
 //! | [`key`] | private keys |
+//! | [`signer`] | who signs the App JWT: the PEM key, a command, a PKCS#11 token |
 //! | [`transport`] | the HTTP seam |
 //! | [`config`] | the config file: a re-export of `ghapp_protocol::config`, where its schema and validation live |
 
@@ -55,13 +56,16 @@ mod request;
 mod resolve;
 mod retry;
 mod runner;
+pub mod signer;
 mod status;
 pub mod transport;
 
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
 use std::sync::Arc;
 
-pub use config::{AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, TokenFormat};
+pub use config::{
+    AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, SignerKind, TokenFormat,
+};
 pub use error::{BrokerError, ErrorKind};
 /// The config file: its home is `ghapp_protocol::config`, shared by every binary.
 pub use ghapp_protocol::config;
@@ -143,14 +147,34 @@ impl Broker {
         self.core.invalidate(token)
     }
 
-    /// A self-hosted runner registration (or removal) token for an organization.
+    /// A self-hosted runner registration (or removal) token for an organization
+    /// (`POST /orgs/{org}/actions/runners/…`; the installation needs
+    /// `organization_self_hosted_runners: write`).
     pub async fn runner_token(
         &self,
         host: &str,
         org: &str,
         remove: bool,
     ) -> Result<RunnerTokenResponse, BrokerError> {
-        self.core.runner_token(host, org, remove).await
+        let target = runner::RunnerTarget::Organization(org.to_string());
+        self.core.runner_token(host, target, remove).await
+    }
+
+    /// A self-hosted runner registration (or removal) token for one repository
+    /// (`POST /repos/{owner}/{repo}/actions/runners/…`; the installation needs
+    /// `administration: write` on it) — the way a user account's repositories get runners.
+    pub async fn repository_runner_token(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: &str,
+        remove: bool,
+    ) -> Result<RunnerTokenResponse, BrokerError> {
+        let target = runner::RunnerTarget::Repository {
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+        };
+        self.core.runner_token(host, target, remove).await
     }
 
     /// Applies a new config (SIGHUP): Apps whose identity and key are unchanged keep their

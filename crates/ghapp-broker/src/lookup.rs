@@ -5,6 +5,8 @@
 //! - owner only: `GET /orgs/{o}/installation`, then `GET /users/{o}/installation` on 404;
 //! - neither (git without `credential.useHttpPath`): the host's only installation, from
 //!   `GET /app/installations` — several is an `Ambiguous` answer telling the user what to set.
+//!   Enterprise installations (`target_type: "Enterprise"`) cover no repository: they are never
+//!   a candidate, only reported (the resolver lists them in status as such).
 //!
 //! [`Resolver`]: crate::resolve::Resolver
 
@@ -22,6 +24,8 @@ pub(crate) struct LookupOutcome {
     pub answer: LookupResult,
     /// Consequences of the Apps' failures, even when another App answered.
     pub consequences: Vec<(Arc<AppRuntime>, Consequence)>,
+    /// Enterprise installations seen (and skipped) while listing.
+    pub enterprise: Vec<Resolved>,
 }
 
 /// Asks GitHub, App by App in file order, which installation serves `target`: the first
@@ -33,10 +37,12 @@ pub(crate) async fn look_up(
     metrics: &Metrics,
 ) -> LookupOutcome {
     let mut consequences = Vec::new();
-    let answer = ask_each_app(apps, target, metrics, &mut consequences).await;
+    let mut enterprise = Vec::new();
+    let answer = ask_each_app(apps, target, metrics, &mut consequences, &mut enterprise).await;
     LookupOutcome {
         answer,
         consequences,
+        enterprise,
     }
 }
 
@@ -45,6 +51,7 @@ async fn ask_each_app(
     target: &Target,
     metrics: &Metrics,
     consequences: &mut Vec<(Arc<AppRuntime>, Consequence)>,
+    enterprise: &mut Vec<Resolved>,
 ) -> LookupResult {
     let mut transient: Option<BrokerError> = None;
     let mut other: Option<BrokerError> = None;
@@ -55,11 +62,16 @@ async fn ask_each_app(
         match found {
             Ok(installations) => {
                 app.health.ok();
-                let resolved = installations.into_iter().map(|installation| Resolved {
-                    app_identity: app.identity.clone(),
-                    app_name: app.name().to_string(),
-                    installation,
-                });
+                let (skipped, serving): (Vec<_>, Vec<_>) = installations
+                    .into_iter()
+                    .map(|installation| Resolved {
+                        app_identity: app.identity.clone(),
+                        app_name: app.name().to_string(),
+                        installation,
+                    })
+                    .partition(|r| r.installation.enterprise);
+                enterprise.extend(skipped);
+                let resolved = serving;
                 if target.owner.is_some() {
                     if let Some(first) = resolved.into_iter().next() {
                         return Ok(Answer::Found(first));

@@ -5,14 +5,18 @@
 //! - Permissions asked must be within the App's ceiling (`permissions`), else 422 naming the
 //!   first one beyond it. None asked → the ceiling (limited to what the installation has), or,
 //!   without a ceiling, nothing (GitHub then grants everything the installation has).
+//! - A repository found through a redirect (renamed) is narrowed by its id, as its old name no
+//!   longer resolves.
 //! - GitHub's answer must not grant more than asked, and must be narrowed as asked; otherwise
-//!   the token is not served.
+//!   the token is not served. GitHub's schema requires only `token` and `expires_at`: what the
+//!   answer leaves out (`permissions`, `repositories`, `repository_selection`) is not held
+//!   against it, what it carries is checked.
 
 use crate::app::AppRuntime;
-use crate::cache::{CachedToken, MintPlan, RepoName, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
-use crate::github::MintedToken;
+use crate::github::{MintedToken, TokenRequestBody};
 use crate::metrics::{Metrics, bump};
 use crate::resolve::Resolved;
 use ghapp_protocol::permissions::{Level, Permissions};
@@ -43,10 +47,16 @@ pub(crate) fn plan(
     } else {
         ceiling.map(|c| within_installation(c, &resolved.installation.permissions))
     };
-    let repository = match repo {
-        Some(repo) if !app.config.installation_wide => Some(RepoName::new(repo)),
-        _ => None,
+    let narrowed_to = repo.filter(|_| !app.config.installation_wide);
+    let (repositories, repository_ids) = match (narrowed_to, resolved.installation.repository_id) {
+        (Some(_), Some(id)) => (Vec::new(), vec![id]),
+        (Some(repo), None) => (vec![repo.to_string()], Vec::new()),
+        (None, _) => (Vec::new(), Vec::new()),
     };
+    let mut key_repositories: Vec<String> =
+        narrowed_to.iter().map(|r| r.to_ascii_lowercase()).collect();
+    key_repositories.sort();
+    key_repositories.dedup();
     // The App's own strings, shared (the request's host is the App's, as candidates are picked).
     let names = &app.names;
     let host = if *names.host == *host {
@@ -59,13 +69,19 @@ pub(crate) fn plan(
             host,
             app_identity: names.identity.clone(),
             installation_id: resolved.installation.id,
-            repository,
-            permissions,
+            repositories: key_repositories,
+            permissions: permissions.clone(),
         },
         app_name: names.name.clone(),
         app_label: names.label.clone(),
-        account: resolved.installation.account.as_str().into(),
-        target: target.into(),
+        account: resolved.installation.account.clone(),
+        target,
+        body: TokenRequestBody {
+            repositories,
+            repository_ids,
+            permissions,
+        },
+        installation_permissions: resolved.installation.permissions.clone(),
     })
 }
 
@@ -100,13 +116,15 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             plan.app_label, plan.target
         ))
     };
-    if let Some(asked) = &plan.key.permissions {
+    if let Some(asked) = &plan.body.permissions
+        && let Some(granted) = &minted.permissions
+    {
         // GitHub adds `metadata: read` to every scoped token (repositories need it).
         let mut allowed = asked.clone();
         if allowed.get("metadata").is_none() {
             let _ = allowed.insert("metadata", Level::Read);
         }
-        if let Some((name, level)) = minted.permissions.first_beyond(&allowed) {
+        if let Some((name, level)) = granted.first_beyond(&allowed) {
             return Err(refuse(format!(
                 "grants {name}:{level}, more than asked ({})",
                 asked.to_list()
@@ -116,23 +134,49 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             return Err(refuse(format!("grants {odd}, which was not asked for")));
         }
     }
-    if let Some(asked) = &plan.key.repository {
-        let Some(granted) = &minted.repositories else {
+    let narrowed = !plan.body.repositories.is_empty() || !plan.body.repository_ids.is_empty();
+    if !narrowed {
+        return Ok(());
+    }
+    if let Some(selection) = &minted.repository_selection
+        && selection != "selected"
+    {
+        return Err(refuse(format!(
+            "covers repository_selection {selection:?}, not the repositories asked ({})",
+            plan.key.repositories.join(", ")
+        )));
+    }
+    // Absent: GitHub's schema does not require the list; the selection (if any) was checked.
+    let Some(granted) = &minted.repositories else {
+        return Ok(());
+    };
+    if !plan.body.repository_ids.is_empty() {
+        let mut ids: Vec<Option<u64>> = granted.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        let asked: Vec<Option<u64>> = plan.body.repository_ids.iter().copied().map(Some).collect();
+        if ids != asked {
+            let names: Vec<&str> = granted.iter().map(|r| r.name.as_str()).collect();
             return Err(refuse(format!(
-                "is not narrowed to {} as asked",
-                asked.as_str()
-            )));
-        };
-        let mut granted: Vec<String> = granted.iter().map(|r| r.to_ascii_lowercase()).collect();
-        granted.sort();
-        granted.dedup();
-        if !matches!(granted.as_slice(), [only] if asked.matches(only)) {
-            return Err(refuse(format!(
-                "covers repositories [{}] instead of [{}]",
-                granted.join(", "),
-                asked.as_str().to_ascii_lowercase()
+                "covers repositories [{}] instead of the repository with id {:?}",
+                names.join(", "),
+                plan.body.repository_ids
             )));
         }
+        return Ok(());
+    }
+    let mut names: Vec<String> = granted
+        .iter()
+        .map(|r| r.name.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names != plan.key.repositories {
+        return Err(refuse(format!(
+            "covers repositories [{}] instead of [{}]",
+            names.join(", "),
+            plan.key.repositories.join(", ")
+        )));
     }
     Ok(())
 }
@@ -157,7 +201,7 @@ impl Minter {
     ) -> Result<Arc<CachedToken>, Failure> {
         let installation_id = plan.key.installation_id;
         let started = Instant::now();
-        let minted = match app.client.create_token(installation_id, &plan.body()).await {
+        let minted = match app.client.create_token(installation_id, &plan.body).await {
             Ok(minted) => minted,
             Err(error) => {
                 bump(&self.metrics.mint_failures);
@@ -180,13 +224,21 @@ impl Minter {
             });
         }
         let st = minted.server_time;
+        let lifetime = st.remaining_until(minted.expires_at);
         let token = CachedToken {
             digest: digest(minted.token.expose()),
             expires: st.instant_of(minted.expires_at),
+            lifetime,
             minted_at: st.received,
             expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
-            permissions: minted.permissions.clone(),
+            // Not listed by GitHub: what was asked, else everything the installation has.
+            permissions: minted.permissions.clone().unwrap_or_else(|| {
+                plan.body
+                    .permissions
+                    .clone()
+                    .unwrap_or_else(|| plan.installation_permissions.clone())
+            }),
             token: minted.token,
         };
         self.metrics.record_mint(app.name(), started.elapsed());
@@ -195,7 +247,7 @@ impl Minter {
             installation = installation_id,
             target = %plan.target,
             token = %token.token.fingerprint(),
-            expires_in_secs = token.lifetime().as_secs(),
+            expires_in_secs = lifetime.as_secs(),
             clock_offset_secs = app.client.clock_offset(),
             "minted an installation token"
         );
@@ -206,6 +258,93 @@ impl Minter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::TokenKey;
+    use crate::clock::ServerTime;
+    use crate::github::GrantedRepository;
+    use ghapp_protocol::secret::Token;
+    use std::time::{Duration, SystemTime};
+
+    fn narrowed_plan(body: TokenRequestBody) -> MintPlan {
+        MintPlan {
+            key: TokenKey {
+                host: "github.com".into(),
+                app_identity: "app".into(),
+                installation_id: 100,
+                repositories: vec!["widgets".into()],
+                permissions: body.permissions.clone(),
+            },
+            app_name: "acme-bot".into(),
+            app_label: "acme-bot (id 1)".into(),
+            account: "acme".into(),
+            target: "acme/widgets".into(),
+            body,
+            installation_permissions: Permissions::new(),
+        }
+    }
+
+    /// GitHub's minimal answer: only `token` and `expires_at`.
+    fn minimal() -> MintedToken {
+        MintedToken {
+            token: Token::new("ghs_x"),
+            expires_at: (SystemTime::now() + Duration::from_secs(3600)).into(),
+            server_time: ServerTime::from_date_header(None),
+            permissions: None,
+            unrecognised_permissions: Vec::new(),
+            repositories: None,
+            repository_selection: None,
+        }
+    }
+
+    #[test]
+    fn minimal_answers_pass_and_what_they_carry_is_checked() {
+        let by_name = narrowed_plan(TokenRequestBody {
+            repositories: vec!["widgets".into()],
+            permissions: Some(Permissions::parse_list("contents:read").unwrap()),
+            ..TokenRequestBody::default()
+        });
+        assert!(check_minted(&by_name, &minimal()).is_ok());
+        let wide = MintedToken {
+            repository_selection: Some("all".into()),
+            ..minimal()
+        };
+        let e = check_minted(&by_name, &wide).unwrap_err();
+        assert!(
+            e.message.contains("repository_selection \"all\""),
+            "{}",
+            e.message
+        );
+        let more = MintedToken {
+            permissions: Some(Permissions::parse_list("contents:write").unwrap()),
+            ..minimal()
+        };
+        assert!(check_minted(&by_name, &more).is_err(), "more than asked");
+        let other = MintedToken {
+            repositories: Some(vec![GrantedRepository {
+                id: Some(1),
+                name: "gadgets".into(),
+            }]),
+            ..minimal()
+        };
+        assert!(
+            check_minted(&by_name, &other).is_err(),
+            "another repository"
+        );
+
+        let by_id = narrowed_plan(TokenRequestBody {
+            repository_ids: vec![42],
+            ..TokenRequestBody::default()
+        });
+        assert!(check_minted(&by_id, &minimal()).is_ok());
+        let renamed = |id| MintedToken {
+            repositories: Some(vec![GrantedRepository {
+                id: Some(id),
+                name: "widgets".into(),
+            }]),
+            ..minimal()
+        };
+        assert!(check_minted(&by_id, &renamed(42)).is_ok(), "its new name");
+        assert!(check_minted(&by_id, &renamed(43)).is_err(), "another id");
+    }
 
     #[test]
     fn ceiling_is_limited_to_the_installation() {

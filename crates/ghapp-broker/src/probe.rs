@@ -1,23 +1,28 @@
-//! One App checked the daemon's way, for `ghapp doctor`: the key loaded by [`AppKey::load`]
-//! (same sources, same file-mode rule, same 10 s `private_key_command` limit), the App JWT
-//! signed by the daemon's signer (same claims: `iss` a number for an App id), and
+//! One App checked the daemon's way, for `ghapp doctor`: the key or signer built by
+//! [`signers_for`] (same sources, same file-mode rule, same 10 s `private_key_command` limit,
+//! the same `sign_command` or PKCS#11 token), the App JWT signed by the daemon's JWT signer
+//! (same claims: `iss` a number for an App id, a string for a client id), and
 //! `GET /app` then `GET /app/installations` sent through the daemon's transport
 //! ([`ReqwestTransport`]: same timeouts, proxies and `ca_file`) with the daemon's headers.
 //!
 //! Doctor has no key loading, JWT or HTTP code of its own, so it cannot drift from what the
 //! daemon sends. A JWT GitHub refuses for its times is re-signed on GitHub's clock (from the
 //! `Date` header) and sent once more, as the daemon does; the probe says it did, so doctor can
-//! report a bad clock and a bad key separately.
+//! report a bad clock and a bad key separately. Likewise a client id GitHub refuses as the
+//! JWT's issuer (GHES before 3.14) is replaced by the App id and sent once more, as the daemon
+//! does; the probe says which issuer GitHub accepted. A rotation's next key (`next_*`) is asked
+//! about too, so doctor can say which of the App's keys GitHub accepts.
 //!
 //! Every outcome is data ([`AppProbe`]): doctor decides what is OK, WARN or FAIL.
 
 use crate::config::{AppConfig, DaemonConfig};
 use crate::error::BrokerError;
-use crate::jwt::{JwtSigner, is_clock_skew_message};
-use crate::key::AppKey;
+use crate::jwt::{JwtSigner, is_clock_skew_message, is_issuer_message};
+use crate::signer::{Signer, signers_for};
 use crate::transport::{
     HttpRequest, HttpResponse, HttpTransport, Method, ReqwestTransport, TransportError,
 };
+use ghapp_protocol::secret::Token;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +38,20 @@ pub struct AppProbe {
     pub key: Result<KeyLoaded, KeyProblem>,
     /// What GitHub said; `None` when there was no usable key to sign with.
     pub github: Option<Result<GithubAnswer, GithubUnreachable>>,
+    /// The rotation's next key (`next_*`), if the App has one, and what GitHub said to it.
+    pub next_keys: Vec<NextKeyProbe>,
+}
+
+/// A rotation's next key and GitHub's answer to a JWT it signed.
+#[derive(Debug)]
+pub struct NextKeyProbe {
+    /// Where it is (`file /etc/ghapp/acme.next.pem`, `PKCS#11 token "ghapp" key "next"`).
+    pub source: String,
+    /// `sha256:…` of its public half, when known.
+    pub fingerprint: String,
+    /// GitHub's answer to `GET /app` (its status says whether GitHub accepts the key), or why
+    /// there was none (the key could not sign, GitHub unreachable).
+    pub answer: Result<GithubAnswer, String>,
 }
 
 /// A key the daemon would accept, named without revealing it.
@@ -103,6 +122,11 @@ pub struct GithubAnswer {
     pub clock_offset_secs: Option<i64>,
     /// GitHub refused the first JWT for its times and the probe re-signed it on GitHub's clock.
     pub adopted_github_clock: bool,
+    /// The JWT issuer of the last `GET /app`: `client id` or `App id`.
+    pub issuer: &'static str,
+    /// GitHub refused the client id as the issuer and the probe signed with the App id instead
+    /// (what the daemon does too).
+    pub client_id_refused: bool,
     /// On 200: the App's installations (first page), or why they could not be listed.
     pub installations: Option<Result<Installations, String>>,
 }
@@ -129,37 +153,70 @@ pub struct GithubUnreachable {
 /// GitHub for the App and its installations. Loading may block for the
 /// `private_key_command` limit.
 pub async fn check_app(app: &AppConfig, daemon: &DaemonConfig) -> AppProbe {
-    let key = match AppKey::load(app) {
-        Ok(key) => Arc::new(key),
+    let mut signers = match signers_for(app) {
+        Ok(signers) => signers.into_iter(),
         Err(error) => {
             return AppProbe {
                 key: Err(classify(app, error)),
                 github: None,
+                next_keys: Vec::new(),
             };
         }
     };
-    let loaded = KeyLoaded {
-        fingerprint: key.fingerprint().to_string(),
-        source: key.source().to_string(),
+    let Some(first) = signers.next() else {
+        return AppProbe {
+            key: Err(KeyProblem::NoSource {
+                error: BrokerError::internal("no signer"),
+            }),
+            github: None,
+            next_keys: Vec::new(),
+        };
     };
-    let signer = match JwtSigner::new(key, app.app_id, app.client_id.as_deref())
-        .and_then(|signer| signer.jwt().map(|_| signer))
-    {
+    let signer = match sign_once(app, first.clone()).await {
         Ok(signer) => signer,
         Err(error) => {
             return AppProbe {
                 key: Err(KeyProblem::CannotSign { error }),
                 github: None,
+                next_keys: Vec::new(),
             };
         }
     };
+    let loaded = KeyLoaded {
+        fingerprint: first.fingerprint(),
+        source: first.describe().to_string(),
+    };
+    let github = Some(ask_github(app, daemon, &signer).await);
+    let mut next_keys = Vec::new();
+    for next in signers {
+        let answer = match sign_once(app, next.clone()).await {
+            Ok(signer) => ask_github(app, daemon, &signer).await.map_err(|e| e.reason),
+            Err(error) => Err(error.message),
+        };
+        next_keys.push(NextKeyProbe {
+            source: next.describe().to_string(),
+            fingerprint: next.fingerprint(),
+            answer,
+        });
+    }
     AppProbe {
         key: Ok(loaded),
-        github: Some(ask_github(app, daemon, &signer).await),
+        github,
+        next_keys,
     }
 }
 
-/// Names why [`AppKey::load`] failed, from what is on disk and in the environment.
+/// A JWT signer for `app` with `signer` alone, once it has signed (so a failing signer shows
+/// here, named, rather than as an unreachable GitHub).
+async fn sign_once(app: &AppConfig, signer: Arc<dyn Signer>) -> Result<JwtSigner, BrokerError> {
+    let jwt = JwtSigner::new(signer, app.app_id, app.client_id.as_deref())?;
+    jwt.jwt()
+        .await
+        .map_err(|e| BrokerError::internal(format!("GitHub App {}: {e}", app.name)))?;
+    Ok(jwt)
+}
+
+/// Names why [`crate::key::AppKey::load`] (or another signer) failed, from what is on disk and in the environment.
 fn classify(app: &AppConfig, error: BrokerError) -> KeyProblem {
     if let Some(path) = &app.private_key_file {
         return match std::fs::metadata(path) {
@@ -213,12 +270,12 @@ async fn ask_github(
     };
     let transport = ReqwestTransport::new(daemon, app).map_err(|e| unreachable(e.message))?;
     let get = |path: &str| {
-        let request = app_request(&api_base, path, signer, daemon);
         let transport = &transport;
+        let url = format!("{api_base}{path}");
         async move {
-            let request = request.map_err(|e| e.message)?;
+            let jwt = signer.jwt().await.map_err(|e| e.to_string())?;
             transport
-                .send(request)
+                .send(app_request(url, &jwt, daemon))
                 .await
                 .map_err(|e: TransportError| e.message)
         }
@@ -234,7 +291,16 @@ async fn ask_github(
         adopted_github_clock = true;
         response = get("/app").await.map_err(unreachable)?;
     }
+    let mut client_id_refused = false;
+    if response.status == 401
+        && is_issuer_message(&message_of(&response))
+        && signer.use_app_id_issuer()
+    {
+        client_id_refused = true;
+        response = get("/app").await.map_err(unreachable)?;
+    }
     let status = response.status;
+    let issuer = signer.issuer_kind();
     if status != 200 {
         return Ok(GithubAnswer {
             api_base,
@@ -242,6 +308,8 @@ async fn ask_github(
             detail: message_of(&response),
             clock_offset_secs,
             adopted_github_clock,
+            issuer,
+            client_id_refused,
             installations: None,
         });
     }
@@ -261,21 +329,17 @@ async fn ask_github(
         detail,
         clock_offset_secs,
         adopted_github_clock,
+        issuer,
+        client_id_refused,
         installations,
     })
 }
 
-/// A JWT-authenticated GET with the daemon's headers.
-fn app_request(
-    api_base: &str,
-    path: &str,
-    signer: &JwtSigner,
-    daemon: &DaemonConfig,
-) -> Result<HttpRequest, BrokerError> {
-    let jwt = signer.jwt()?;
-    Ok(HttpRequest {
+/// A GET of `url` authenticated with the App JWT `jwt`, with the daemon's headers.
+fn app_request(url: String, jwt: &Token, daemon: &DaemonConfig) -> HttpRequest {
+    HttpRequest {
         method: Method::Get,
-        url: format!("{api_base}{path}"),
+        url,
         headers: vec![
             (
                 "user-agent".into(),
@@ -287,7 +351,7 @@ fn app_request(
         ],
         body: None,
         timeout: daemon.request_timeout,
-    })
+    }
 }
 
 /// GitHub's `message`, or the status when it gave none.

@@ -86,6 +86,24 @@ pub(crate) type LookupResult = Result<Answer, BrokerError>;
 struct State {
     entries: HashMap<Key, Entry>,
     flights: HashMap<Key, Flight<LookupResult>>,
+    /// Enterprise installations seen while listing, by (App identity, id): never a candidate,
+    /// kept to be listed in status as such.
+    enterprise: HashMap<(String, u64), KnownInstallation>,
+}
+
+/// An installation the resolver knows of, for status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct KnownInstallation {
+    /// The App's configured name.
+    pub app: String,
+    /// The host.
+    pub host: String,
+    /// The account (an enterprise's slug for an Enterprise installation).
+    pub account: String,
+    /// The installation id.
+    pub id: u64,
+    /// An Enterprise installation, skipped for owner and repository resolution.
+    pub enterprise: bool,
 }
 
 /// Cached answers and the look-ups in flight, one per (target, candidate Apps).
@@ -188,10 +206,34 @@ impl Resolver {
 
     /// Drops answers of Apps no longer configured, and every negative answer (reload).
     pub(crate) fn retain_apps(&self, identities: &HashSet<String>) {
-        self.lock().entries.retain(|key, e| {
+        let mut state = self.lock();
+        state.entries.retain(|key, e| {
             matches!(e.answer, Answer::Found(_))
                 && key.apps.iter().all(|id| identities.contains(id))
         });
+        state
+            .enterprise
+            .retain(|(identity, _), _| identities.contains(identity));
+    }
+
+    /// Remembers Enterprise installations a listing on `host` skipped, for status.
+    pub(crate) fn note_enterprise(&self, host: &str, skipped: &[Resolved]) {
+        if skipped.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for r in skipped {
+            state.enterprise.insert(
+                (r.app_identity.clone(), r.installation.id),
+                KnownInstallation {
+                    app: r.app_name.clone(),
+                    host: host.to_string(),
+                    account: r.installation.account.clone(),
+                    id: r.installation.id,
+                    enterprise: true,
+                },
+            );
+        }
     }
 
     /// Removes answers past their keep time.
@@ -199,11 +241,12 @@ impl Resolver {
         self.lock().entries.retain(|_, e| e.keep_until > now);
     }
 
-    /// Known installations: (App name, host, account, id), deduplicated.
-    pub(crate) fn installations(&self) -> Vec<(String, String, String, u64)> {
+    /// Known installations, deduplicated; Enterprise ones marked.
+    pub(crate) fn installations(&self) -> Vec<KnownInstallation> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for (key, entry) in &self.lock().entries {
+        let state = self.lock();
+        for (key, entry) in &state.entries {
             let found: Vec<&Resolved> = match &entry.answer {
                 Answer::Found(r) => vec![r],
                 Answer::Several(list) => list.iter().collect(),
@@ -211,13 +254,19 @@ impl Resolver {
             };
             for r in found {
                 if seen.insert((r.app_identity.clone(), r.installation.id)) {
-                    out.push((
-                        r.app_name.clone(),
-                        key.target.host.clone(),
-                        r.installation.account.clone(),
-                        r.installation.id,
-                    ));
+                    out.push(KnownInstallation {
+                        app: r.app_name.clone(),
+                        host: key.target.host.clone(),
+                        account: r.installation.account.clone(),
+                        id: r.installation.id,
+                        enterprise: r.installation.enterprise,
+                    });
                 }
+            }
+        }
+        for ((identity, id), known) in &state.enterprise {
+            if seen.insert((identity.clone(), *id)) {
+                out.push(known.clone());
             }
         }
         out.sort();

@@ -3,8 +3,10 @@
 //!
 //! GitHub's rules (REST docs, "rate limits"): honour `retry-after`; else, when
 //! `x-ratelimit-remaining` is 0, wait until `x-ratelimit-reset`; else (a secondary limit) wait at
-//! least a minute. A wait longer than what is left of the operation's budget is not slept: the
-//! operation fails at once with "rate limited until …" and cached tokens keep serving.
+//! least a minute — and when secondary limits repeat, exponentially longer ([`secondary_wait`]).
+//! A wait longer than what is left of the operation's budget is not slept: the operation fails
+//! at once with "rate limited until …" and cached tokens keep serving. Work held by a limit
+//! resumes spread over a little while after it ends ([`resume_spread`]), not all at one instant.
 
 use crate::config::DaemonConfig;
 use std::time::{Duration, SystemTime};
@@ -17,6 +19,11 @@ pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(250);
 pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(4);
 /// The wait after a secondary rate limit that names no time (GitHub: "at least one minute").
 pub(crate) const SECONDARY_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest wait after secondary rate limits in a row (see [`secondary_wait`]).
+pub(crate) const SECONDARY_BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
+/// The longest spread of held work after a rate limit ends (see [`resume_spread`]).
+pub(crate) const RESUME_SPREAD_CAP: Duration = Duration::from_secs(30);
 
 /// How hard one GitHub operation tries.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +59,25 @@ pub(crate) fn jittered_backoff(base: Duration, step: u32, cap: Duration) -> Dura
     let full = base.saturating_mul(1u32 << step.min(16)).min(cap);
     let half = full / 2;
     half + half.mul_f64(fastrand::f64())
+}
+
+/// The wait after the `streak`-th secondary rate limit in a row (1 = the first) of one bucket,
+/// when GitHub documented `documented` (its `retry-after`, else a minute): GitHub asks for
+/// "an exponentially increasing amount of time between retries" while they repeat and warns
+/// that integrations ignoring it may be banned. `documented·2^(streak−1)`, capped at
+/// [`SECONDARY_BACKOFF_CAP`], never less than `documented`.
+pub(crate) fn secondary_wait(documented: Duration, streak: u32) -> Duration {
+    let grown = documented
+        .saturating_mul(1u32 << streak.saturating_sub(1).min(16))
+        .min(SECONDARY_BACKOFF_CAP);
+    grown.max(documented)
+}
+
+/// How long after a rate-limit wait of `wait` ends one held operation resumes: a random share
+/// of a quarter of the wait (at most [`RESUME_SPREAD_CAP`]), so the work a limit held — every
+/// installation's refresh, every waiting caller — does not hit GitHub at one instant.
+pub(crate) fn resume_spread(wait: Duration) -> Duration {
+    (wait / 4).min(RESUME_SPREAD_CAP).mul_f64(fastrand::f64())
 }
 
 /// A value of `retry-after`: seconds, or an HTTP date (read against GitHub's `Date`).
@@ -137,6 +163,33 @@ mod tests {
         }
         let samples: std::collections::HashSet<_> = (0..20).map(|_| backoff(3)).collect();
         assert!(samples.len() > 1, "jittered");
+    }
+
+    #[test]
+    fn repeated_secondary_limits_wait_exponentially_longer() {
+        let minute = SECONDARY_RATE_LIMIT_WAIT;
+        let waits: Vec<u64> = (1..=6)
+            .map(|streak| secondary_wait(minute, streak).as_secs())
+            .collect();
+        assert_eq!(waits, vec![60, 120, 240, 480, 900, 900]);
+        assert_eq!(secondary_wait(Duration::from_secs(3), 1).as_secs(), 3);
+        assert_eq!(secondary_wait(Duration::from_secs(3), 3).as_secs(), 12);
+        let long = Duration::from_secs(3600);
+        assert_eq!(
+            secondary_wait(long, 4),
+            long,
+            "never below GitHub's own wait"
+        );
+    }
+
+    #[test]
+    fn held_work_resumes_spread_out() {
+        let spreads: std::collections::HashSet<Duration> = (0..50)
+            .map(|_| resume_spread(Duration::from_secs(60)))
+            .collect();
+        assert!(spreads.len() > 1, "jittered");
+        assert!(spreads.iter().all(|d| *d <= Duration::from_secs(15)));
+        assert!(resume_spread(Duration::from_secs(3600)) <= RESUME_SPREAD_CAP);
     }
 
     #[test]

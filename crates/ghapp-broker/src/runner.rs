@@ -1,23 +1,85 @@
-//! Self-hosted runner registration and removal tokens for an organization.
+//! Self-hosted runner registration and removal tokens, for an organization or for one
+//! repository (the way a user account's repositories get runners).
 //!
-//! The broker resolves the org's installation like any owner and takes an installation token
-//! narrowed to `organization_self_hosted_runners: write` from its cache (or mints it); this
-//! module builds that request ([`runner_query`]) and makes the call with the token ([`ask`]):
-//! `POST /orgs/{org}/actions/runners/{registration,remove}-token`. It is the one place the
-//! broker itself uses a fresh installation token, so GitHub's replication delay applies: a 401
-//! within 5 s of the mint is retried (by the GitHub engine); a 401 later means the cached token
-//! was revoked ([`RunnerAnswer::Revoked`]: the broker drops it and mints a new one, once).
+//! The broker resolves the target's installation like any token request and takes an
+//! installation token with the permission GitHub requires from its cache (or mints it) — for an
+//! organization `organization_self_hosted_runners: write`, for a repository `administration:
+//! write`, narrowed to that repository; this module builds that request ([`runner_query`]) and
+//! makes the call with the token ([`ask`]): `POST /orgs/{org}/actions/runners/{registration,
+//! remove}-token` or `POST /repos/{owner}/{repo}/actions/runners/{registration,remove}-token`.
+//! It is the one place the broker itself uses a fresh installation token, so GitHub's
+//! replication delay applies: a 401 within 5 s of the mint is retried (by the GitHub engine); a
+//! 401 later means the cached token was revoked ([`RunnerAnswer::Revoked`]: the broker drops it
+//! and mints a new one, once).
 
 use crate::app::AppRuntime;
 use crate::cache::CachedToken;
 use crate::error::BrokerError;
-use crate::failure::{self, Failure};
+use crate::failure::{self, Failure, RunnerCall};
 use crate::github::ApiError;
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery};
 use ghapp_protocol::permissions::{Level, Permissions};
 
-/// The permission runner tokens need.
+/// The permission organization runner tokens need.
 pub(crate) const RUNNER_PERMISSION: &str = "organization_self_hosted_runners";
+/// The permission repository runner tokens need.
+pub(crate) const REPOSITORY_RUNNER_PERMISSION: &str = "administration";
+
+/// Whose runners a token registers or removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RunnerTarget {
+    /// An organization's.
+    Organization(String),
+    /// One repository's.
+    Repository {
+        /// Its owner.
+        owner: String,
+        /// Its name.
+        repo: String,
+    },
+}
+
+impl RunnerTarget {
+    /// The account that owns the runners.
+    pub(crate) fn owner(&self) -> &str {
+        match self {
+            RunnerTarget::Organization(org) => org,
+            RunnerTarget::Repository { owner, .. } => owner,
+        }
+    }
+
+    /// `acme` or `acme/widgets`: the path of its page on the git host.
+    fn path(&self) -> String {
+        match self {
+            RunnerTarget::Organization(org) => org.clone(),
+            RunnerTarget::Repository { owner, repo } => format!("{owner}/{repo}"),
+        }
+    }
+
+    /// `orgs/acme` or `repos/acme/widgets`: where its runner routes are in the REST API.
+    fn api_scope(&self) -> String {
+        match self {
+            RunnerTarget::Organization(org) => format!("orgs/{org}"),
+            RunnerTarget::Repository { owner, repo } => format!("repos/{owner}/{repo}"),
+        }
+    }
+
+    /// `organization acme` or `repository acme/widgets`, for messages.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            RunnerTarget::Organization(org) => format!("organization {org}"),
+            RunnerTarget::Repository { owner, repo } => format!("repository {owner}/{repo}"),
+        }
+    }
+
+    /// The permission GitHub requires of the installation token.
+    fn permission(&self) -> &'static str {
+        match self {
+            RunnerTarget::Organization(_) => RUNNER_PERMISSION,
+            RunnerTarget::Repository { .. } => REPOSITORY_RUNNER_PERMISSION,
+        }
+    }
+}
 
 /// What GitHub said to a runner-token call.
 pub(crate) enum RunnerAnswer {
@@ -29,15 +91,21 @@ pub(crate) enum RunnerAnswer {
     Failed(Failure),
 }
 
-/// The installation-token request a runner token needs: `org` on `host`, runners: write.
-pub(crate) fn runner_query(host: &str, org: &str) -> Result<TokenQuery, BrokerError> {
+/// The installation-token request a runner token for `target` on `host` needs: the target's
+/// owner (and repository), its permission at write.
+pub(crate) fn runner_query(host: &str, target: &RunnerTarget) -> Result<TokenQuery, BrokerError> {
     let mut permissions = Permissions::new();
     permissions
-        .insert(RUNNER_PERMISSION, Level::Write)
+        .insert(target.permission(), Level::Write)
         .map_err(|e| BrokerError::internal(e.to_string()))?;
+    let repo = match target {
+        RunnerTarget::Organization(_) => None,
+        RunnerTarget::Repository { repo, .. } => Some(repo.clone()),
+    };
     Ok(TokenQuery {
         host: Some(host.to_string()),
-        owner: Some(org.to_string()),
+        owner: Some(target.owner().to_string()),
+        repo,
         permissions,
         ..TokenQuery::default()
     })
@@ -49,20 +117,26 @@ pub(crate) fn kind(remove: bool) -> &'static str {
 }
 
 /// Asks GitHub (as `app`, with the installation token `token`) for a runner registration (or
-/// removal, with `remove`) token for `org`; `host` is the git host, for the runner's URL. A
+/// removal, with `remove`) token for `target`; `host` is the git host, for the runner's URL. A
 /// 401 is [`RunnerAnswer::Revoked`] when `may_remint`, else a failure.
 pub(crate) async fn ask(
     app: &AppRuntime,
     token: &CachedToken,
     host: &str,
-    org: &str,
+    target: &RunnerTarget,
     remove: bool,
     may_remint: bool,
 ) -> RunnerAnswer {
     let kind = kind(remove);
     match app
         .client
-        .runner_token(org, remove, &token.token, token.minted_at)
+        .runner_token(
+            &target.api_scope(),
+            remove,
+            &token.token,
+            token.minted_at,
+            token.installation_id(),
+        )
         .await
     {
         Ok(runner) => {
@@ -72,24 +146,53 @@ pub(crate) async fn ask(
             } else {
                 "https"
             };
-            tracing::info!(app = %app.name(), org = %org, kind, token = %runner.token.fingerprint(), "issued a runner token");
+            tracing::info!(app = %app.name(), target = %target.label(), kind, token = %runner.token.fingerprint(), "issued a runner token");
             RunnerAnswer::Issued(RunnerTokenResponse {
                 token: runner.token,
                 expires_at: runner.expires_at,
                 kind: kind.to_string(),
-                org: org.to_string(),
-                url: format!("{scheme}://{host}/{org}"),
+                org: target.owner().to_string(),
+                url: format!("{scheme}://{host}/{}", target.path()),
             })
         }
         Err(ApiError::Status { status: 401, .. }) if may_remint => RunnerAnswer::Revoked,
         Err(error) => RunnerAnswer::Failed(failure::runner_failure(
             app,
-            org,
-            kind,
-            RUNNER_PERMISSION,
-            token.installation_id(),
-            &token.plan.account,
+            &RunnerCall {
+                target: target.label(),
+                kind,
+                permission: target.permission(),
+                repository: matches!(target, RunnerTarget::Repository { .. }),
+                installation_id: token.installation_id(),
+                account: &token.plan.account,
+            },
             error,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_runners_need_administration_on_that_repository() {
+        let target = RunnerTarget::Repository {
+            owner: "octo".into(),
+            repo: "tools".into(),
+        };
+        let query = runner_query("github.com", &target).unwrap();
+        assert_eq!(query.owner.as_deref(), Some("octo"));
+        assert_eq!(query.repo.as_deref(), Some("tools"));
+        assert_eq!(query.permissions.to_list(), "administration:write");
+        assert_eq!(target.api_scope(), "repos/octo/tools");
+        let org = RunnerTarget::Organization("acme".into());
+        let query = runner_query("github.com", &org).unwrap();
+        assert_eq!(query.repo, None);
+        assert_eq!(
+            query.permissions.to_list(),
+            "organization_self_hosted_runners:write"
+        );
+        assert_eq!(org.api_scope(), "orgs/acme");
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::app::Runtime;
 use crate::cache::CachedToken;
+use crate::resolve::KnownInstallation;
 use ghapp_protocol::api::{AppStatus, CachedTokenStatus, InstallationStatus};
 use ghapp_protocol::secret::fingerprint;
 use std::sync::Arc;
@@ -23,11 +24,11 @@ pub struct BrokerStatus {
     pub tokens: Vec<CachedTokenStatus>,
 }
 
-/// The status of `runtime`'s Apps, with `installations` (App name, host, account, id) from the
-/// resolver and `tokens` from the token cache.
+/// The status of `runtime`'s Apps, with `installations` from the resolver and `tokens` from
+/// the token cache.
 pub(crate) fn status(
     runtime: &Runtime,
-    installations: Vec<(String, String, String, u64)>,
+    installations: Vec<KnownInstallation>,
     tokens: Vec<Arc<CachedToken>>,
 ) -> BrokerStatus {
     let now = Instant::now();
@@ -42,6 +43,7 @@ pub(crate) fn status(
             client_id: app.config.client_id.clone(),
             key_fingerprint: app.key_fingerprint.clone(),
             rate_limit_remaining: app.client.rate_limit_remaining(),
+            jwt_issuer: Some(app.client.jwt_issuer().to_string()),
         })
         .collect();
     let reasons: Vec<String> = runtime
@@ -51,11 +53,12 @@ pub(crate) fn status(
         .collect();
     let installations = installations
         .into_iter()
-        .map(|(app, host, owner, installation_id)| InstallationStatus {
-            app,
-            host,
-            owner,
-            installation_id,
+        .map(|known| InstallationStatus {
+            app: known.app,
+            host: known.host,
+            owner: known.account,
+            installation_id: known.id,
+            enterprise: known.enterprise,
         })
         .collect();
     let mut tokens: Vec<CachedTokenStatus> = tokens
@@ -65,9 +68,9 @@ pub(crate) fn status(
             fingerprint: fingerprint(t.token.expose()),
             app: t.plan.app_name.to_string(),
             host: t.plan.key.host.to_string(),
-            owner: t.plan.account.to_string(),
+            owner: t.plan.account.clone(),
             installation_id: t.installation_id(),
-            repositories: t.repositories(),
+            repositories: t.repositories().to_vec(),
             permissions: t.permissions.clone(),
             expires_at: t.expires_at,
             remaining_secs: t.remaining(now).as_secs(),

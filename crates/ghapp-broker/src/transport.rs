@@ -148,7 +148,8 @@ pub trait HttpTransport: Send + Sync + 'static {
 
 /// The production transport: reqwest with rustls and the platform's roots (plus the App's
 /// `ca_file`), connect and total timeouts from `[daemon]`, and `HTTPS_PROXY`/`HTTP_PROXY`/
-/// `ALL_PROXY`/`NO_PROXY` from the environment (reqwest reads them by default).
+/// `ALL_PROXY`/`NO_PROXY` from the environment (reqwest reads them by default). It follows no
+/// redirect: a 3xx comes back as the answer.
 #[derive(Clone)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
@@ -160,7 +161,10 @@ impl ReqwestTransport {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(daemon.connect_timeout)
             .timeout(daemon.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60));
+            .pool_idle_timeout(Duration::from_secs(60))
+            // Redirects are the broker's decision (github/endpoints.rs follows installation
+            // look-ups within the App's API only, with the JWT), never reqwest's.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca_file) = &app.ca_file {
             let pem = std::fs::read(ca_file).map_err(|e| {
                 BrokerError::internal(format!(

@@ -92,6 +92,8 @@ pub struct PeerPolicy {
 
 /// The permission runner tokens need on the organization.
 const RUNNER_PERMISSION: &str = "organization_self_hosted_runners";
+/// What a repository runner token needs (GitHub: repository `administration: write`).
+const REPOSITORY_RUNNER_PERMISSION: &str = "administration";
 
 impl PeerPolicy {
     /// Validates one config entry (`index` is 1-based).
@@ -272,6 +274,28 @@ impl PeerPolicy {
         {
             return Err(Refusal::BeyondCeiling(format!(
                 "runner tokens need {RUNNER_PERMISSION}:write, beyond the ceiling for {} in [[daemon.policy]] entry {}",
+                self.who(),
+                self.index
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a repository runner-token request (needs `administration: write` on it).
+    pub fn check_repository_runner(&self, owner: &str, repo: &str) -> Result<(), Refusal> {
+        if !self.owner_allowed(owner) {
+            return Err(self.refuse(format!("account {owner}")));
+        }
+        if !self.repo_allowed(owner, Some(repo)) {
+            return Err(self.refuse(format!("a runner token for {owner}/{repo}")));
+        }
+        if let Some(ceiling) = &self.ceiling
+            && ceiling
+                .get(REPOSITORY_RUNNER_PERMISSION)
+                .is_none_or(|level| level < Level::Write)
+        {
+            return Err(Refusal::BeyondCeiling(format!(
+                "repository runner tokens need {REPOSITORY_RUNNER_PERMISSION}:write, beyond the ceiling for {} in [[daemon.policy]] entry {}",
                 self.who(),
                 self.index
             )));
@@ -825,5 +849,30 @@ mod tests {
         )
         .unwrap();
         assert!(ok.check_runner("acme").is_ok());
+    }
+
+    #[test]
+    fn repository_runner_tokens_need_the_repository_and_administration() {
+        let repos =
+            PeerPolicy::from_config(1, &policy(Some(1), None, None, Some(&["acme/x"]), None))
+                .unwrap();
+        assert!(repos.check_repository_runner("acme", "x").is_ok());
+        assert_eq!(
+            repos.check_repository_runner("acme", "y").unwrap_err().status(),
+            403
+        );
+        let low =
+            PeerPolicy::from_config(1, &policy(Some(1), None, None, None, Some("contents:read")))
+                .unwrap();
+        assert_eq!(
+            low.check_repository_runner("acme", "x").unwrap_err().status(),
+            422
+        );
+        let ok = PeerPolicy::from_config(
+            1,
+            &policy(Some(1), None, None, None, Some("administration:write")),
+        )
+        .unwrap();
+        assert!(ok.check_repository_runner("acme", "x").is_ok());
     }
 }

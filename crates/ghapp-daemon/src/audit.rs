@@ -221,6 +221,10 @@ fn open_private(path: &Path) -> anyhow::Result<File> {
             Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
                 context("it is a symbolic link; name the real file".to_string())
             }
+            // O_NONBLOCK on a FIFO nobody reads.
+            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => {
+                context("not a regular file (a FIFO or a device)".to_string())
+            }
             _ => context(e.to_string()),
         })?;
     let meta = file.metadata().map_err(|e| context(e.to_string()))?;
@@ -250,9 +254,13 @@ fn open_private(path: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// `O_NOFOLLOW | O_CLOEXEC` for [`OpenOptionsExt::custom_flags`].
+/// `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY` for [`OpenOptionsExt::custom_flags`]:
+/// `O_NONBLOCK` so a FIFO planted in the log's place fails (or opens) at once instead of
+/// blocking the daemon until a reader comes, to be refused as not a regular file; it changes
+/// nothing for the regular file the log must be.
 fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32
+    use rustix::fs::OFlags;
+    (OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32
 }
 
 #[cfg(test)]

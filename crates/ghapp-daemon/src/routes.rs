@@ -367,8 +367,14 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
     let counters = match grant {
         Grant::Unrestricted => state.metrics.counters(&metrics),
         Grant::Policy(policy) => {
-            installations.retain(|i| policy.covers_owner(&i.owner));
-            tokens.retain(|t| policy.check_grant(&t.owner, &t.repositories).is_ok());
+            // The entry's `hosts` too: an installation or token of another host is not the
+            // peer's to see, even for an account it may ask for.
+            installations
+                .retain(|i| policy.check_host(&i.host).is_ok() && policy.covers_owner(&i.owner));
+            tokens.retain(|t| {
+                policy.check_host(&t.host).is_ok()
+                    && policy.check_grant(&t.owner, &t.repositories).is_ok()
+            });
             Default::default()
         }
         Grant::Nothing(_) => {
@@ -418,7 +424,7 @@ async fn runner_token<S: TokenService>(
     let wanted: RunnerTokenRequest = match read_json(
         request,
         settings,
-        r#"{"org": "…", "host": "…", "remove": false}"#,
+        r#"{"org": "…", "repo": "…", "host": "…", "remove": false}"#,
     )
     .await
     {
@@ -429,6 +435,11 @@ async fn runner_token<S: TokenService>(
         Ok(org) => org,
         Err(e) => return Reply::error(400, e.to_string()),
     };
+    let repo = match wanted.repo.as_deref().map(|r| api::check_name("repo", r)) {
+        None => None,
+        Some(Ok(repo)) => Some(repo),
+        Some(Err(e)) => return Reply::error(400, e.to_string()),
+    };
     let host = match wanted.host.as_deref().map(api::check_host).transpose() {
         Ok(host) => host
             .or_else(|| settings.default_host.clone())
@@ -437,18 +448,29 @@ async fn runner_token<S: TokenService>(
     };
     audit.host = Some(host.clone());
     audit.owner = Some(org.clone());
+    audit.repo = repo.clone();
     let grant = settings.access.grant_for(&peer);
     if let Some(refusal) = grant.refusal(&peer) {
         return refused(refusal, audit);
     }
     if let Grant::Policy(policy) = grant
-        && let Err(refusal) = policy
-            .check_host(&host)
-            .and_then(|()| policy.check_runner(&org))
+        && let Err(refusal) = policy.check_host(&host).and_then(|()| match &repo {
+            Some(repo) => policy.check_repository_runner(&org, repo),
+            None => policy.check_runner(&org),
+        })
     {
         return refused(refusal, audit);
     }
-    match state.service.runner_token(&host, &org, wanted.remove).await {
+    let issued = match &repo {
+        Some(repo) => {
+            state
+                .service
+                .repository_runner_token(&host, &org, repo, wanted.remove)
+                .await
+        }
+        None => state.service.runner_token(&host, &org, wanted.remove).await,
+    };
+    match issued {
         Ok(token) => {
             audit.outcome = Outcome::Granted;
             audit.token_fingerprint = Some(token.token.fingerprint());

@@ -107,6 +107,7 @@ async fn accept_loop<S: TokenService>(
     // limit was sized for twice max_connections, see crate::hardening).
     let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
     let idle = Arc::new(IdleConnections::default());
+    let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
             _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => break,
@@ -134,7 +135,7 @@ async fn accept_loop<S: TokenService>(
         };
         // A refused peer holds nothing: no slot, no waiting, no descriptor past this line.
         if !state.settings().access.admits(&peer) {
-            refuse_peer(stream, peer, &state, &refusals);
+            refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
         let slots = state.connection_slots().clone();
@@ -185,18 +186,27 @@ fn refuse_peer<S: TokenService>(
     peer: Peer,
     state: &State<S>,
     refusals: &Arc<Semaphore>,
+    lines: &mut RefusalLines,
 ) {
     let settings = state.settings();
     state.metrics.peer_refused();
     state.metrics.request(REFUSED_ROUTE, 403);
     let config = settings.config_path.display().to_string();
     let message = settings.access.refusal_message(&peer, &config);
-    tracing::warn!(peer = %peer, "refused a peer that is not in allow_uids/allow_gids");
-    let mut audit = AuditEvent::new(&peer, "-", REFUSED_ROUTE);
-    audit.status = 403;
-    audit.outcome = Outcome::DeniedPeer;
-    audit.error = Some(message.clone());
-    state.audit.record(&audit);
+    if let Some(unlogged) = lines.admit(std::time::Instant::now()) {
+        let mut logged = message.clone();
+        if unlogged > 0 {
+            logged.push_str(&format!(
+                " ({unlogged} more refused connections before this one were not logged one by one)"
+            ));
+        }
+        tracing::warn!(peer = %peer, unlogged, "refused a peer that is not in allow_uids/allow_gids");
+        let mut audit = AuditEvent::new(&peer, "-", REFUSED_ROUTE);
+        audit.status = 403;
+        audit.outcome = Outcome::DeniedPeer;
+        audit.error = Some(logged);
+        state.audit.record(&audit);
+    }
     let body = serde_json::to_string(&ghapp_protocol::api::ErrorBody { error: message })
         .unwrap_or_default();
     let response = format!(
@@ -217,6 +227,38 @@ fn refuse_peer<S: TokenService>(
             .await;
             drop(permit);
         });
+    }
+}
+
+/// Refusals written to the audit log and the daemon's log per second; beyond, they are counted
+/// (and in the metrics) and the next line written says how many were not. A refused peer
+/// connecting in a loop made ~23,000 audit lines (7 MB) and as many log lines a second.
+pub const MAX_REFUSAL_LINES_PER_SECOND: u32 = 20;
+
+/// The accept loop's budget of refusal lines (see [`MAX_REFUSAL_LINES_PER_SECOND`]).
+#[derive(Debug, Default)]
+struct RefusalLines {
+    window: Option<std::time::Instant>,
+    written: u32,
+    unlogged: u64,
+}
+
+impl RefusalLines {
+    /// `Some(refusals not logged since the last line)` when this refusal gets its lines.
+    fn admit(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .window
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.written = 0;
+        }
+        if self.written >= MAX_REFUSAL_LINES_PER_SECOND {
+            self.unlogged += 1;
+            return None;
+        }
+        self.written += 1;
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -309,4 +351,23 @@ async fn reject_overloaded(mut stream: UnixStream) {
         stream.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_are_capped_per_second_and_the_next_line_counts_the_rest() {
+        let mut lines = RefusalLines::default();
+        let start = std::time::Instant::now();
+        for _ in 0..MAX_REFUSAL_LINES_PER_SECOND {
+            assert_eq!(lines.admit(start), Some(0));
+        }
+        for _ in 0..500 {
+            assert_eq!(lines.admit(start + Duration::from_millis(900)), None);
+        }
+        assert_eq!(lines.admit(start + Duration::from_secs(1)), Some(500));
+        assert_eq!(lines.admit(start + Duration::from_secs(1)), Some(0));
+    }
 }

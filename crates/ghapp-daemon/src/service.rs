@@ -26,6 +26,24 @@ pub trait TokenService: Send + Sync + 'static {
         remove: bool,
     ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a;
 
+    /// A runner registration (or removal) token for one repository; see
+    /// [`Broker::repository_runner_token`]. Services that have no repository runners (test
+    /// fakes) answer that they cannot.
+    fn repository_runner_token<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: &'a str,
+        remove: bool,
+    ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a {
+        let _ = (host, remove);
+        async move {
+            Err(BrokerError::unprocessable(format!(
+                "this service issues no repository runner tokens ({owner}/{repo})"
+            )))
+        }
+    }
+
     /// Applies a reloaded config, keeping cached tokens that remain valid.
     fn reload(&self, config: &Config) -> Result<(), BrokerError>;
 
@@ -58,6 +76,16 @@ impl TokenService for Broker {
         remove: bool,
     ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a {
         Broker::runner_token(self, host, org, remove)
+    }
+
+    fn repository_runner_token<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: &'a str,
+        remove: bool,
+    ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a {
+        Broker::repository_runner_token(self, host, owner, repo, remove)
     }
 
     fn reload(&self, config: &Config) -> Result<(), BrokerError> {

@@ -18,7 +18,7 @@
 
 use ghapp_testkit::daemon::{HttpResponse, config_for, http_request, short_temp_dir};
 use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -27,9 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use ghapp_testkit::system::{ThrowawayUser, is_root, run_with_input};
 
 /// True (after a loud message) when the test cannot run here.
 fn skipped_without_root(test: &str) -> bool {
@@ -88,28 +86,15 @@ impl Daemon {
                     chown(&entry.unwrap().path(), uid, gid);
                 }
                 chown(dir.path(), uid, gid);
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .arg("--clear-groups")
-                    .arg("--")
-                    .arg(daemon_binary());
-                c
+                ghapp_testkit::system::as_user(uid, gid, daemon_binary())
             }
             None => Command::new(daemon_binary()),
         };
-        command
-            .args(["daemon", "--foreground", "--config"])
-            .arg(&config_path)
-            .arg("--socket")
-            .arg(&socket)
+        ghapp_testkit::daemon::foreground_daemon(&mut command, &config_path, &socket)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
             .env_remove("GHAPP_SOCKET")
             .env_remove("GHAPP_CONFIG")
             .env("GHAPP_LOG", "info,ghapp_daemon=debug");
@@ -184,7 +169,7 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 
 #[derive(Default)]
 struct Accounts {
-    users: Vec<String>,
+    users: Vec<ThrowawayUser>,
     groups: Vec<String>,
 }
 
@@ -217,28 +202,22 @@ impl Accounts {
     /// uid and primary gid.
     fn user(&mut self, suffix: &str, groups: &[&str]) -> (String, u32, u32) {
         let name = Self::name(suffix);
-        let mut command = Command::new("useradd");
-        command.args(["-M", "-U", "-s", "/usr/sbin/nologin"]);
+        let supplementary = groups.join(",");
+        let mut options = vec!["-M", "-U", "-s", "/usr/sbin/nologin"];
         if !groups.is_empty() {
-            command.arg("-G").arg(groups.join(","));
+            options.extend(["-G", supplementary.as_str()]);
         }
-        Self::run(command.arg(&name));
-        self.users.push(name.clone());
-        let uid = Self::run(Command::new("id").args(["-u", &name]))
-            .parse()
-            .unwrap();
-        let gid = Self::run(Command::new("id").args(["-g", &name]))
-            .parse()
-            .unwrap();
-        (name, uid, gid)
+        let user = ThrowawayUser::create(&name, &options).unwrap_or_else(|error| panic!("{error}"));
+        let answer = (name, user.uid, user.gid);
+        self.users.push(user);
+        answer
     }
 }
 
 impl Drop for Accounts {
     fn drop(&mut self) {
-        for user in &self.users {
-            let _ = Command::new("userdel").arg(user).output();
-        }
+        // Users first: a group that is still some user's group cannot be deleted.
+        self.users.clear();
         for group in &self.groups {
             let _ = Command::new("groupdel").arg(group).output();
         }
@@ -481,22 +460,13 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     let mut slowest = Duration::ZERO;
     for _ in 0..CALLS {
         let call = Instant::now();
-        let mut child = Command::new(&helper)
-            .arg("get")
-            .env("GHAPP_SOCKET", &daemon.socket)
-            .env_remove("GHAPP_DEBUG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_input(
+            Command::new(&helper)
+                .arg("get")
+                .env("GHAPP_SOCKET", &daemon.socket)
+                .env_remove("GHAPP_DEBUG"),
+            input.as_bytes(),
+        );
         slowest = slowest.max(call.elapsed());
         if String::from_utf8_lossy(&output.stdout).contains("password=ghs_") {
             succeeded += 1;
@@ -533,6 +503,93 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     assert!(
         !log.contains("Too many open files"),
         "the daemon ran out of descriptors:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "the attacker process of another test"]
+fn attacker_connects_in_a_loop() {
+    let Some(socket) = std::env::var_os("GHAPP_ATTACK_SOCKET") else {
+        return;
+    };
+    let seconds: u64 = std::env::var("GHAPP_ATTACK_SECONDS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut connects = 0u64;
+    while Instant::now() < deadline {
+        if UnixStream::connect(&socket).is_ok() {
+            connects += 1;
+        }
+    }
+    println!("attacker: {connects} connects");
+}
+
+/// Attacker's pass: a refused peer connecting in a loop wrote one audit line and one log line
+/// per connection — ~23,000 of each (10 MB) a second, filling the disk. Refusal lines are capped
+/// per second; the next line written counts the refusals that were not logged one by one.
+#[test]
+fn a_refused_peer_connecting_in_a_loop_cannot_flood_the_logs() {
+    if skipped_without_root("a_refused_peer_connecting_in_a_loop_cannot_flood_the_logs") {
+        return;
+    }
+    let config = "[daemon]\nsocket_group = \"4242\"\naudit_log = \"@DIR@/audit.jsonl\"\n";
+    let daemon = Daemon::start(
+        config,
+        Setup {
+            dir_mode: Some(0o711),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let attack_seconds = 3;
+    let started = Instant::now();
+    let attacker = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--groups=4242", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "attacker_connects_in_a_loop",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("GHAPP_ATTACK_SOCKET", &daemon.socket)
+        .env("GHAPP_ATTACK_SECONDS", attack_seconds.to_string())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&attacker.stdout);
+    let connects: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("attacker: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the attacker said: {said}"));
+    // Let the daemon finish with the backlog.
+    std::thread::sleep(Duration::from_millis(500));
+    let seconds = started.elapsed().as_secs() + 2;
+    let cap = 20 * seconds as usize;
+    let audit = std::fs::read_to_string(daemon.dir.path().join("audit.jsonl")).unwrap();
+    let audit_lines = audit.lines().filter(|l| l.contains("denied_peer")).count();
+    let log_lines = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("refused a peer"))
+        .count();
+    eprintln!("{connects} refused connects: {audit_lines} audit lines, {log_lines} log lines");
+    assert!(
+        connects > 10 * cap as u64,
+        "the attacker made only {connects} connections: the test shows nothing"
+    );
+    assert!(audit_lines > 0, "refused peers are still audited");
+    assert!(
+        audit_lines <= cap && log_lines <= cap,
+        "{audit_lines} audit lines and {log_lines} log lines for {connects} refusals in {seconds} s (at most {cap})"
+    );
+    assert!(
+        audit.contains("were not logged one by one"),
+        "the unlogged refusals are counted: {audit}"
     );
 }
 
@@ -679,6 +736,79 @@ fn the_audit_log_is_never_followed_through_a_symlink_and_kept_private() {
             .contains("/v1/status")
     );
     assert!(daemon.log_text().contains("narrowed it to 0600"));
+}
+
+/// Attacker's pass: a FIFO in the audit log's place (planted by anyone who can write its
+/// directory) blocked the daemon's `open(2)` until a reader came — at start it never became
+/// ready; on SIGHUP its main loop hung, so SIGTERM was never acted on. It must be refused at
+/// once, like any file that is not a regular file.
+#[test]
+fn a_fifo_in_place_of_the_audit_log_is_refused_without_hanging() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let fifo = log_dir.path().join("audit.jsonl");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let config = format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string());
+    let started = std::time::Instant::now();
+    let refused = Daemon::start(&config, Setup::default()).map(|_| ());
+    let log = refused.expect_err("a daemon whose audit log is a FIFO must not start");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refusing took {:?}: the open blocked on the FIFO",
+        started.elapsed()
+    );
+    assert!(log.contains("not a regular file"), "{log}");
+
+    // On SIGHUP: the previous audit log stays, the daemon keeps serving and still stops.
+    let good = log_dir.path().join("good.jsonl");
+    let config = format!("[daemon]\naudit_log = {:?}\n", good.display().to_string());
+    let mut daemon = Daemon::start(&config, Setup::default()).unwrap();
+    let config_path = daemon.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!("[daemon]\naudit_log = {:?}\n", fifo.display().to_string()),
+    )
+    .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.log_text().contains("not a regular file") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never reported the FIFO:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.request("GET", "/v1/status", None).status, 200);
+    assert!(
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .contains("/v1/status")
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if daemon.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM after the reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // ---- 12.10 ----

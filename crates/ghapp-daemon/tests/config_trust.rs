@@ -5,6 +5,7 @@
 //!
 //! Needs the binaries built: `cargo build -p ghapp --bin ghapp -p git-credential-ghapp`.
 
+use ghapp_testkit::system::ThrowawayUser;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -43,19 +44,16 @@ fn finish(mut child: Child, deadline: Duration) -> (bool, String) {
 /// Starts `ghapp daemon` on `config`; returns whether it refused to start, and its stderr.
 fn daemon_refuses(config: &Path) -> (bool, String) {
     let socket = config.with_file_name("d.sock");
-    let child = Command::new(ghapp_testkit::binary("ghapp"))
-        .args(["daemon", "--foreground", "--config"])
-        .arg(config)
-        .arg("--socket")
-        .arg(&socket)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ghapp_testkit::daemon::foreground_daemon(
+        &mut Command::new(ghapp_testkit::binary("ghapp")),
+        config,
+        &socket,
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let (exited, stderr) = finish(child, Duration::from_secs(20));
     (exited && !socket.exists(), stderr)
 }
@@ -182,47 +180,31 @@ fn the_helper_never_follows_the_socket_of_an_untrusted_config() {
     );
 }
 
-/// A throwaway system user, removed on drop.
-struct ThrowawayUser {
-    name: String,
-    uid: u32,
-}
-
-impl ThrowawayUser {
-    fn create() -> Option<ThrowawayUser> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIPPED: not root, cannot create a throwaway user for the owner checks");
-            return None;
-        }
-        let name = format!("ghct{}", std::process::id());
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: useradd {name} failed; the owner checks did not run");
-            return None;
-        }
-        let out = Command::new("id").args(["-u", &name]).output().unwrap();
-        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        Some(ThrowawayUser { name, uid })
+/// A throwaway system user for the owner checks; `None` (after a loud SKIPPED) when not root.
+fn throwaway_user() -> Option<ThrowawayUser> {
+    if !ghapp_testkit::system::is_root() {
+        eprintln!("SKIPPED: not root, cannot create a throwaway user for the owner checks");
+        return None;
     }
-}
-
-impl Drop for ThrowawayUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
+    let name = format!("ghct{}", std::process::id());
+    let options = [
+        "--system",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+    ];
+    match ThrowawayUser::create(&name, &options) {
+        Ok(user) => Some(user),
+        Err(error) => {
+            eprintln!("SKIPPED: {error}; the owner checks did not run");
+            None
+        }
     }
 }
 
 #[test]
 fn as_root_a_config_or_key_owned_by_another_user_is_refused() {
-    let Some(user) = ThrowawayUser::create() else {
+    let Some(user) = throwaway_user() else {
         return;
     };
     let dir = ghapp_testkit::daemon::short_temp_dir().unwrap();

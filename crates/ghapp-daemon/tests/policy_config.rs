@@ -44,6 +44,38 @@ fn a_policy_with_hosts_gets_nothing_from_an_app_on_another_host() {
     let open = DaemonProcess::start(&policy("")).unwrap();
     assert_eq!(token(&open, &first).0, 200);
     assert_eq!(token(&open, &other).0, 200, "no hosts: every host");
+
+    // Attacker's pass: once `hosts` holds the peer to the first host, /v1/status must not show
+    // it the other host's installations or cached tokens (fingerprints, repositories,
+    // permissions) either. The cached token minted above survives the reload.
+    open.write_config(&policy(&format!("hosts = [{first:?}]\n")))
+        .unwrap();
+    open.reload().unwrap();
+    open.wait_for_log("configuration reloaded", std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(token(&open, &other).0, 403, "the reload applied the hosts");
+    let (status, body) = open.get("/v1/status").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hosts_of = |list: &str| -> Vec<String> {
+        page[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {list} in {body}"))
+            .iter()
+            .map(|entry| entry["host"].as_str().unwrap().to_ascii_lowercase())
+            .collect()
+    };
+    let tokens = hosts_of("tokens");
+    assert!(
+        tokens.contains(&first.to_ascii_lowercase()),
+        "the peer's own token is listed: {body}"
+    );
+    for list in ["tokens", "installations"] {
+        assert!(
+            !hosts_of(list).contains(&other.to_ascii_lowercase()),
+            "{list} of a host the policy excludes are shown: {body}"
+        );
+    }
     drop(open);
 
     let limited = DaemonProcess::start(&policy(&format!("hosts = [{first:?}]\n"))).unwrap();

@@ -14,20 +14,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use ghapp_testkit::system::is_root;
 
 fn ghapp_daemon(config: &Path, socket: &Path) -> Command {
     let mut command = Command::new(ghapp_testkit::binary("ghapp"));
-    command
-        .args(["daemon", "--foreground", "--config"])
-        .arg(config)
-        .arg("--socket")
-        .arg(socket)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
+    ghapp_testkit::daemon::foreground_daemon(&mut command, config, socket);
     command
 }
 
@@ -264,8 +255,8 @@ fn sd_notify_ready_when_notify_socket_is_set() {
 
 #[test]
 fn socket_activation_uses_the_inherited_socket_and_leaves_it_alone() {
-    let Ok(activate) = which("systemd-socket-activate") else {
-        eprintln!("skipped: systemd-socket-activate is not installed");
+    let Some(activate) = ghapp_testkit::system::on_path("systemd-socket-activate") else {
+        eprintln!("SKIPPED: systemd-socket-activate is not installed");
         return;
     };
     let tmp = ghapp_testkit::daemon::short_temp_dir().unwrap();
@@ -319,16 +310,6 @@ fn socket_activation_uses_the_inherited_socket_and_leaves_it_alone() {
         socket.exists(),
         "an activated socket belongs to systemd and is not removed"
     );
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }
 
 // ---- Against the emulator: real tokens. ----

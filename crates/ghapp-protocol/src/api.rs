@@ -273,8 +273,12 @@ pub struct RunnerTokenRequest {
     /// The git host; default github.com.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// The organization the runner registers with.
+    /// The organization the runner registers with — or, with `repo`, the repository's owner.
     pub org: String,
+    /// A repository: a runner for it alone (`POST /repos/{org}/{repo}/actions/runners/…`),
+    /// the way a user account's repositories get runners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     /// A removal token instead of a registration token.
     #[serde(default)]
     pub remove: bool,
@@ -289,9 +293,10 @@ pub struct RunnerTokenResponse {
     pub expires_at: Timestamp,
     /// `registration` or `remove`.
     pub kind: String,
-    /// The organization.
+    /// The organization (or the repository's owner).
     pub org: String,
-    /// The URL a runner's `config.sh --url` takes (`https://github.com/acme`).
+    /// The URL a runner's `config.sh --url` takes (`https://github.com/acme`, or
+    /// `https://github.com/acme/widgets` for a repository's runner).
     pub url: String,
 }
 
@@ -339,6 +344,10 @@ pub struct AppStatus {
     /// GitHub's last reported `x-ratelimit-remaining` for this App, if seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_remaining: Option<u64>,
+    /// What the App JWT's `iss` is: `client id`, or `App id` (configured so, or because GitHub
+    /// refused the client id — GHES before 3.14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
 }
 
 /// One known installation in `/v1/status`.
@@ -352,6 +361,10 @@ pub struct InstallationStatus {
     pub owner: String,
     /// The installation id.
     pub installation_id: u64,
+    /// An Enterprise installation (the owner is the enterprise's slug): it covers no
+    /// repository, so it never serves a token request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enterprise: bool,
 }
 
 /// One cached token in `/v1/status`.

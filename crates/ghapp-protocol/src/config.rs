@@ -20,7 +20,9 @@ use locate::Located;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use schema::{AppConfig, Config, DaemonConfig, PolicyConfig, TokenFormat, api_url_for_host};
+pub use schema::{
+    AppConfig, Config, DaemonConfig, PolicyConfig, SignerKind, TokenFormat, api_url_for_host,
+};
 pub use trust::trusted_owner;
 pub use validate::MAX_CONNECTIONS_LIMIT;
 

@@ -59,6 +59,24 @@ pub fn short_temp_dir() -> anyhow::Result<tempfile::TempDir> {
         .context("cannot create a temp dir")
 }
 
+/// Adds `daemon --foreground --config CONFIG --socket SOCKET` to `command` (the `ghapp` binary,
+/// or a wrapper such as `setpriv … -- ghapp`) and removes the systemd variables a test runner may
+/// have inherited, so the daemon binds its own socket and sends no readiness notification.
+pub fn foreground_daemon<'a>(
+    command: &'a mut Command,
+    config: &Path,
+    socket: &Path,
+) -> &'a mut Command {
+    command
+        .args(["daemon", "--foreground", "--config"])
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+}
+
 impl DaemonProcess {
     /// Writes `config_toml`, starts the daemon on `<tempdir>/d.sock` and waits for `ready`.
     pub fn start(config_toml: &str) -> anyhow::Result<DaemonProcess> {
@@ -94,21 +112,12 @@ impl DaemonProcess {
             .append(true)
             .open(&self.log)?;
         let mut command = Command::new(crate::binary("ghapp"));
-        command
-            .arg("daemon")
-            .arg("--foreground")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--socket")
-            .arg(&self.socket)
+        foreground_daemon(&mut command, &self.config, &self.socket)
             .args(&self.options.args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
             .env_remove("GHAPP_SOCKET")
             .env_remove("GHAPP_CONFIG")
             .env("GHAPP_LOG", "info,ghapp_daemon=debug");

@@ -4,10 +4,12 @@
 //! - [`emulator`]: start `github-emulator` as a process from a fixture.
 //! - [`daemon`]: start `ghapp daemon` as a process against a config.
 //! - [`git`]: a throwaway HOME and a `git` command wired to `credential.helper ghapp`.
+//! - [`system`]: commands fed their stdin, tools on PATH, fake tools, throwaway users.
 
 pub mod daemon;
 pub mod emulator;
 pub mod git;
+pub mod system;
 
 use std::path::PathBuf;
 

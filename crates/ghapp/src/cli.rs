@@ -78,10 +78,13 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Show what the daemon holds: Apps, installations, cached tokens (fingerprints only).
     Status(StatusArgs),
-    /// Get a self-hosted runner registration (or removal) token for an organization.
+    /// Get a self-hosted runner registration (or removal) token for an organization
+    /// (--org ORG) or one repository (OWNER/REPO).
     ///
-    /// The org's installation needs the organization_self_hosted_runners: write permission.
-    /// Prints the token, or --json with its expiry, or the runner's `./config.sh` line.
+    /// An organization's installation needs the organization_self_hosted_runners: write
+    /// permission; a repository's (the way user accounts' repositories get runners) needs
+    /// administration: write on it. Prints the token, or --json with its expiry, or the
+    /// runner's `./config.sh` line.
     #[command(after_long_help = EXIT_STATUS_HELP)]
     RunnerToken(RunnerTokenArgs),
     /// Run the whole flow on this machine with no GitHub App and no network: emulator, daemon,
@@ -194,10 +197,14 @@ pub struct StatusArgs {
 
 /// `ghapp runner-token`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("runner_target").required(true).args(["org", "repository"]))]
 pub struct RunnerTokenArgs {
-    /// The organization.
+    /// A repository: a runner for it alone (`/repos/OWNER/REPO/actions/runners/…`).
+    #[arg(value_name = "OWNER/REPO")]
+    pub repository: Option<String>,
+    /// The organization: a runner for the whole organization.
     #[arg(long, value_name = "ORG")]
-    pub org: String,
+    pub org: Option<String>,
     /// The git host (default: the host of the config file's Apps when they all serve one,
     /// else github.com).
     #[arg(long, value_name = "HOST")]

@@ -123,25 +123,15 @@ fn a_users_own_helper_for_the_host_is_kept_after_ghapp_and_survives_unconfigure(
 /// ghapp falls through silently).
 fn helpers_git_runs(sandbox: &Sandbox, url: &str) -> Vec<String> {
     let trace = sandbox.home().join(format!("trace-{}", url.len()));
-    let mut child = sandbox
-        .git
-        .command()
-        .args(["credential", "fill"])
-        .env("GIT_TRACE", &trace)
-        .env("GHAPP_SOCKET", "/nonexistent/ghapp.sock")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("url={url}\n\n").as_bytes())
-        .unwrap();
-    child.wait().unwrap();
+    ghapp_testkit::system::run_with_input(
+        sandbox
+            .git
+            .command()
+            .args(["credential", "fill"])
+            .env("GIT_TRACE", &trace)
+            .env("GHAPP_SOCKET", "/nonexistent/ghapp.sock"),
+        format!("url={url}\n\n").as_bytes(),
+    );
     let helpers =
         ghapp_testkit::git::helpers_in_trace(&fs::read_to_string(&trace).unwrap_or_default());
     let _ = fs::remove_file(&trace);

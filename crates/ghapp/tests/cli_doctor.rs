@@ -408,3 +408,49 @@ fn daemon_running_another_key_or_config() {
     let out = doctor(&sandbox, &renamed, stack.daemon.socket(), None);
     assert_finding(&out, "WARN", "does not serve App other-app", "reload");
 }
+
+/// A config for `stack`'s App 1 (`app_id = 1`) with `extra` keys, written as `name`.
+fn app_config(files: &Files, name: &str, stack: &Stack, extra: &str) -> PathBuf {
+    files.write(
+        name,
+        &format!(
+            "[[app]]\nname = \"test-app\"\nhost = {host:?}\napi_url = {api:?}\napp_id = 1\n\
+             {extra}\nprivate_key_file = {key:?}\ninsecure_http = true\n",
+            host = stack.host,
+            api = stack.emulator.urls.api_url,
+            key = stack.key.display().to_string(),
+        ),
+        0o600,
+    )
+}
+
+#[test]
+fn doctor_says_which_jwt_issuer_github_accepts() {
+    let sandbox = Sandbox::new();
+    let files = Files::new();
+    let client_id = "client_id = \"Iv1.0123456789abcdef\"";
+    // GHES 3.13: a client id is refused as the issuer, the App id accepted.
+    let ghes = Stack::start_with(&format!("ghes_version = \"3.13\"\n{}", stack::FIXTURE), "");
+    let config = app_config(&files, "ghes.toml", &ghes, client_id);
+    let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
+    assert_finding(
+        &out,
+        "OK",
+        "JWT issuer: App id; GitHub refused the client id",
+        "",
+    );
+    assert!(
+        !out.stdout.contains("GitHub refused the App JWT"),
+        "{}",
+        out.stdout
+    );
+    let config = app_config(&files, "app-id.toml", &ghes, "");
+    let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
+    assert_finding(&out, "OK", "JWT issuer: App id)", "");
+
+    // github.com's layout, no GHES version: the client id is accepted as it is.
+    let dotcom = Stack::start();
+    let config = app_config(&files, "dotcom.toml", &dotcom, client_id);
+    let out = doctor(&sandbox, &config, &files.path("d.sock"), None);
+    assert_finding(&out, "OK", "JWT issuer: client id", "");
+}

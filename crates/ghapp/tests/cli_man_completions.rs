@@ -4,8 +4,8 @@
 mod common;
 
 use common::Sandbox;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use ghapp_testkit::system::run_with_input;
+use std::process::Command;
 
 const SUBCOMMANDS: [&str; 9] = [
     "token",
@@ -19,11 +19,13 @@ const SUBCOMMANDS: [&str; 9] = [
     "completions",
 ];
 
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Whether `name` is installed; says SKIPPED (what went unchecked) when it is not.
+fn tool(name: &str, unchecked: &str) -> bool {
+    let found = ghapp_testkit::system::on_path(name).is_some();
+    if !found {
+        eprintln!("SKIPPED: {name} is not installed; {unchecked} was not checked");
+    }
+    found
 }
 
 #[test]
@@ -51,25 +53,16 @@ fn man_page_documents_everything_and_renders() {
     ] {
         assert!(page.contains(section), "no {section}");
     }
-    if tool("man") {
+    if tool("man", "rendering the page") {
         // man renders it; groff's warnings (if groff is what man runs) go to stderr.
-        let mut child = Command::new("man")
-            .args(["-l", "-"])
-            .env("MANWIDTH", "100")
-            .env("MAN_KEEP_FORMATTING", "0")
-            .env("PAGER", "cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(page.as_bytes())
-            .unwrap();
-        let rendered = child.wait_with_output().unwrap();
+        let rendered = run_with_input(
+            Command::new("man")
+                .args(["-l", "-"])
+                .env("MANWIDTH", "100")
+                .env("MAN_KEEP_FORMATTING", "0")
+                .env("PAGER", "cat"),
+            page.as_bytes(),
+        );
         assert!(
             rendered.status.success(),
             "{}",
@@ -109,22 +102,12 @@ fn completions_for_each_shell() {
             out.stdout.contains("print-config-command"),
             "{shell}: subcommand flags"
         );
-        if tool(shell) {
-            let check = Command::new(shell)
-                .arg("-n")
-                .stdin(Stdio::piped())
-                .spawn()
-                .and_then(|mut child| {
-                    child
-                        .stdin
-                        .take()
-                        .unwrap()
-                        .write_all(out.stdout.as_bytes())?;
-                    child.wait()
-                });
+        if tool(shell, &format!("{shell} -n on the script")) {
+            let check = run_with_input(Command::new(shell).arg("-n"), out.stdout.as_bytes());
             assert!(
-                check.is_ok_and(|status| status.success()),
-                "{shell} -n rejects the script"
+                check.status.success(),
+                "{shell} -n rejects the script: {}",
+                String::from_utf8_lossy(&check.stderr)
             );
         }
     }

@@ -57,15 +57,13 @@ impl Sandbox {
         } else {
             "echo 'Failed to connect to bus' >&2; exit 1"
         };
-        fs::write(
+        ghapp_testkit::system::write_executable(
             &path,
-            format!(
+            &format!(
                 "#!/bin/sh\necho \"$*\" >> {record}\nif [ \"$2\" = show-environment ]; then {show}; fi\nexit 0\n",
                 record = record.display()
             ),
-        )
-        .unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        );
         path
     }
 

@@ -8,6 +8,7 @@
 //!
 //! Without root the users cannot be made: the test prints SKIPPED and checks nothing.
 
+use ghapp_testkit::system::{ThrowawayUser, run_with_input};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -95,41 +96,19 @@ fn fake_daemon_entry() {
     }
 }
 
-/// A throwaway user, deleted on drop.
-struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
+/// A throwaway user (deleted on drop) and the commands run as it.
+struct User(ThrowawayUser);
 
 impl User {
     fn create(name: &str) -> User {
-        let _ = Command::new("userdel").arg(name).output();
-        let status = Command::new("useradd")
-            .args(["-M", "-N", "-s", "/bin/false", name])
-            .status()
-            .expect("useradd runs");
-        assert!(status.success(), "useradd {name}");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, name]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        User {
-            name: name.to_string(),
-            uid: id("-u"),
-            gid: id("-g"),
-        }
+        let options = ["-M", "-N", "-s", "/bin/false"];
+        User(ThrowawayUser::create(name, &options).unwrap_or_else(|error| panic!("{error}")))
     }
 
     /// `program args…` as this user, with a clean environment plus `env`.
     fn command(&self, program: impl AsRef<std::ffi::OsStr>, env: &[(&str, &Path)]) -> Command {
-        let mut command = Command::new("setpriv");
+        let mut command = ghapp_testkit::system::as_user(self.uid, self.gid, program);
         command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .arg("--")
-            .arg(program)
             .env_clear()
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin");
         for (key, value) in env {
@@ -139,9 +118,10 @@ impl User {
     }
 }
 
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
+impl std::ops::Deref for User {
+    type Target = ThrowawayUser;
+    fn deref(&self) -> &ThrowawayUser {
+        &self.0
     }
 }
 
@@ -244,21 +224,10 @@ impl Scene {
         let mut env = self.env();
         let debug = PathBuf::from("1");
         env.push(("GHAPP_DEBUG", debug.as_path()));
-        let mut child = victim
-            .command(helper, &env)
-            .arg(operation)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_input(
+            victim.command(helper, &env).arg(operation),
+            input.as_bytes(),
+        )
     }
 }
 
@@ -347,7 +316,7 @@ fn assert_every_client_refuses(scene: &Scene, victim: &User, fake: &FakeDaemon, 
 
 #[test]
 fn squatted_sockets_are_refused_and_trusted_uids_are_honoured() {
-    if !rustix::process::geteuid().is_root() {
+    if !ghapp_testkit::system::is_root() {
         eprintln!(
             "SKIPPED: socket squatting needs root to create throwaway users (useradd); nothing was checked"
         );

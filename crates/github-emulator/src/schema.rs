@@ -177,22 +177,20 @@ const AUTHENTICATION_TOKEN: &[&str] = &["token", "expires_at"];
 impl Schema {
     /// Whether `field` is required by this schema.
     pub fn requires(self, field: &str) -> bool {
-        let lists: &[&[&str]] = match self {
-            Schema::SimpleUser => &[SIMPLE_USER],
-            Schema::Enterprise => &[ENTERPRISE],
-            Schema::Integration => &[INTEGRATION],
-            Schema::Installation => &[INSTALLATION],
-            Schema::Repository => &[REPOSITORY],
-            Schema::FullRepository => &[REPOSITORY, FULL_REPOSITORY_EXTRA],
-            Schema::InstallationToken => &[INSTALLATION_TOKEN],
-            Schema::AuthenticationToken => &[AUTHENTICATION_TOKEN],
-        };
-        lists.iter().any(|list| list.contains(&field))
+        self.field_lists().iter().any(|list| list.contains(&field))
     }
 
     /// Every required field (for tests that check an answer carries them all).
     pub fn required_fields(self) -> Vec<&'static str> {
-        let lists: &[&[&'static str]] = match self {
+        self.field_lists()
+            .iter()
+            .flat_map(|l| l.iter().copied())
+            .collect()
+    }
+
+    /// The lists of required fields that make up this schema.
+    fn field_lists(self) -> &'static [&'static [&'static str]] {
+        match self {
             Schema::SimpleUser => &[SIMPLE_USER],
             Schema::Enterprise => &[ENTERPRISE],
             Schema::Integration => &[INTEGRATION],
@@ -201,8 +199,7 @@ impl Schema {
             Schema::FullRepository => &[REPOSITORY, FULL_REPOSITORY_EXTRA],
             Schema::InstallationToken => &[INSTALLATION_TOKEN],
             Schema::AuthenticationToken => &[AUTHENTICATION_TOKEN],
-        };
-        lists.iter().flat_map(|l| l.iter().copied()).collect()
+        }
     }
 
     /// The schema of a nested object field, so minimal mode strips it too.

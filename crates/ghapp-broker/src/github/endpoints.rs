@@ -1,20 +1,29 @@
 //! The GitHub endpoints the broker calls, each one typed call through the engine: installation
 //! look-ups (by repository, by account, all of them), minting an installation token, and runner
 //! registration/removal tokens.
+//!
+//! A redirect on an installation look-up (a renamed repository answers 301 to
+//! `/repositories/{id}/installation`) is followed here, with the App JWT, and only to a URL on
+//! the App's own API (`api_base`): the JWT never goes to another host. reqwest follows nothing
+//! by itself (`transport.rs`), so this is the one place a redirect is followed.
 
 use super::engine::Auth;
 use super::wire::{
-    AccessTokenJson, InstallationInfo, InstallationJson, MintedToken, RunnerToken, RunnerTokenJson,
-    TokenRequestBody, installation_info, next_link, parse_json, permissions_from_map,
+    AccessTokenJson, GrantedRepository, InstallationInfo, InstallationJson, MintedToken,
+    RunnerToken, RunnerTokenJson, TokenRequestBody, installation_info, next_link, parse_json,
+    permissions_from_map,
 };
 use super::{ApiError, GitHubClient};
 use crate::config::TokenFormat;
 use crate::transport::Method;
 use ghapp_protocol::secret::Token;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Most pages of `GET /app/installations` read (100 per page).
 const MAX_INSTALLATION_PAGES: usize = 100;
+/// Most redirects followed for one installation look-up.
+const MAX_REDIRECTS: usize = 3;
 
 impl GitHubClient {
     /// The installation serving a repository; `None` when the App is not installed on it.
@@ -43,8 +52,60 @@ impl GitHubClient {
             .await
     }
 
+    /// The installation at `path` (a look-up route), following redirects within the App's
+    /// API (see the module's comment).
     async fn installation_at(&self, path: &str) -> Result<Option<InstallationInfo>, ApiError> {
-        match self.call(Method::Get, path, Auth::App, None, &[]).await {
+        let mut url = format!("{}{path}", self.api_base());
+        let mut redirects = 0;
+        loop {
+            match self.installation_at_url(&url, path).await {
+                Err(ApiError::Redirected {
+                    status,
+                    location: Some(location),
+                    route,
+                }) if redirects < MAX_REDIRECTS => {
+                    let Some(next) = self.follow(&url, &location) else {
+                        return Err(ApiError::Redirected {
+                            status,
+                            location: Some(location),
+                            route: format!("{route} (outside {})", self.api_base()),
+                        });
+                    };
+                    tracing::info!(from = %route, to = %next, "GitHub moved the installation look-up; following it on the App's API");
+                    redirects += 1;
+                    url = next;
+                }
+                Ok(Some(mut found)) => {
+                    if redirects > 0 {
+                        found.repository_id = repository_id_of(&url);
+                    }
+                    return Ok(Some(found));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The absolute URL a redirect from `from` to `location` leads to, if it stays on the
+    /// App's API (same scheme, host, port and base path); `None` otherwise.
+    fn follow(&self, from: &str, location: &str) -> Option<String> {
+        let base = reqwest::Url::parse(&format!("{}/", self.api_base())).ok()?;
+        let next = reqwest::Url::parse(from).ok()?.join(location).ok()?;
+        let inside = next.scheme() == base.scheme()
+            && next.host_str() == base.host_str()
+            && next.port_or_known_default() == base.port_or_known_default()
+            && next.path().starts_with(base.path())
+            && next.username().is_empty()
+            && next.password().is_none();
+        inside.then(|| next.to_string())
+    }
+
+    async fn installation_at_url(
+        &self,
+        url: &str,
+        path: &str,
+    ) -> Result<Option<InstallationInfo>, ApiError> {
+        match self.call(Method::Get, url, Auth::App, None, &[]).await {
             Ok((response, _)) => {
                 let json: InstallationJson = parse_json(&response, path)?;
                 Ok(Some(installation_info(json)))
@@ -125,44 +186,71 @@ impl GitHubClient {
             .call(Method::Post, &path, Auth::App, Some(json), &extra)
             .await?;
         let parsed: AccessTokenJson = parse_json(&response, &route)?;
-        if parsed.token.is_empty() {
+        if let Some(problem) = token_problem(&parsed.token) {
             return Err(ApiError::Protocol {
-                detail: format!("{route}: empty token"),
+                detail: format!("{route}: GitHub's token {problem}; it was not used"),
             });
         }
-        let (permissions, unrecognised_permissions) = permissions_from_map(&parsed.permissions);
+        if SystemTime::from(parsed.expires_at) <= server_time.server_now {
+            return Err(ApiError::Protocol {
+                detail: format!(
+                    "{route}: the token GitHub minted expired at {} already, by GitHub's own clock; it was not used",
+                    parsed.expires_at
+                ),
+            });
+        }
+        let (permissions, unrecognised_permissions) = match &parsed.permissions {
+            Some(map) => {
+                let (permissions, odd) = permissions_from_map(map);
+                (Some(permissions), odd)
+            }
+            None => (None, Vec::new()),
+        };
         Ok(MintedToken {
             token: Token::new(parsed.token),
             expires_at: parsed.expires_at,
             server_time,
             permissions,
             unrecognised_permissions,
-            repositories: parsed
-                .repositories
-                .map(|repos| repos.into_iter().map(|r| r.name).collect()),
+            repositories: parsed.repositories.map(|repos| {
+                repos
+                    .into_iter()
+                    .map(|r| GrantedRepository {
+                        id: r.id,
+                        name: r.name,
+                    })
+                    .collect()
+            }),
+            repository_selection: parsed.repository_selection,
         })
     }
 
-    /// A runner registration (or removal) token for `org`, using an installation token that
-    /// has `organization_self_hosted_runners: write`.
+    /// A runner registration (or removal) token for `scope` — `orgs/{org}` (the installation
+    /// token needs `organization_self_hosted_runners: write`) or `repos/{owner}/{repo}` (it
+    /// needs `administration: write`) — using `token`, of `installation_id`.
     pub(crate) async fn runner_token(
         &self,
-        org: &str,
+        scope: &str,
         remove: bool,
         token: &Token,
         minted_at: Instant,
+        installation_id: u64,
     ) -> Result<RunnerToken, ApiError> {
         let kind = if remove {
             "remove-token"
         } else {
             "registration-token"
         };
-        let path = format!("/orgs/{org}/actions/runners/{kind}");
+        let path = format!("/{scope}/actions/runners/{kind}");
         let (response, _) = self
             .call(
                 Method::Post,
                 &path,
-                Auth::Installation { token, minted_at },
+                Auth::Installation {
+                    token,
+                    minted_at,
+                    installation_id,
+                },
                 None,
                 &[],
             )
@@ -172,5 +260,59 @@ impl GitHubClient {
             token: Token::new(parsed.token),
             expires_at: parsed.expires_at,
         })
+    }
+}
+
+/// The repository id of a `/repositories/{id}/installation` URL.
+fn repository_id_of(url: &str) -> Option<u64> {
+    let path = url.split('?').next().unwrap_or(url);
+    let mut segments = path.trim_end_matches('/').rsplit('/');
+    let (last, id, repositories) = (segments.next()?, segments.next()?, segments.next()?);
+    (last == "installation" && repositories == "repositories")
+        .then(|| id.parse().ok())
+        .flatten()
+}
+
+/// What is wrong with a token GitHub handed out, if anything: it goes into git's credential
+/// protocol and HTTP headers, so it must be one printable word.
+fn token_problem(token: &str) -> Option<&'static str> {
+    if token.is_empty() {
+        return Some("is empty");
+    }
+    if token.len() > 4096 {
+        return Some("is longer than 4096 characters");
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some("holds spaces, control or non-ASCII characters");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirected_look_ups_name_the_repository_id() {
+        assert_eq!(
+            repository_id_of("https://api.github.com/repositories/42/installation"),
+            Some(42)
+        );
+        assert_eq!(
+            repository_id_of("https://h/api/v3/repositories/7/installation?x=1"),
+            Some(7)
+        );
+        assert_eq!(
+            repository_id_of("https://api.github.com/repos/a/b/installation"),
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_must_be_one_printable_word() {
+        assert_eq!(token_problem("ghs_abc"), None);
+        assert!(token_problem("").is_some());
+        assert!(token_problem("ghs_abc\nprotocol=https").is_some());
+        assert!(token_problem("ghs abc").is_some());
     }
 }

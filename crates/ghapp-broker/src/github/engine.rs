@@ -2,22 +2,30 @@
 //! JWT or an installation token), sends it through the App's transport and decides, step by
 //! named step, what an answer means:
 //!
-//! - [`GitHubClient::wait_out_rate_limit`]: no request while GitHub's rate-limit wait lasts;
-//! - [`GitHubClient::on_jwt_refused`]: a clock-skew 401 on a JWT route adopts GitHub's clock;
+//! - [`GitHubClient::wait_out_rate_limit`]: no request while a rate limit on its bucket and
+//!   resource lasts (`limits.rs`); held work resumes spread out after it;
+//! - [`GitHubClient::on_jwt_refused`]: a clock-skew 401 on a JWT route adopts GitHub's clock; an
+//!   issuer refused as a client id is replaced by the App id, once, and remembered;
 //! - [`GitHubClient::wait_for_replication`]: a 401 for a token minted under 5 s ago is
 //!   GitHub's replication delay;
-//! - [`GitHubClient::on_rate_limit`]: 403/429 rate limits are honoured and remembered;
+//! - [`GitHubClient::on_rate_limit`]: 403/429 rate limits are honoured and remembered for the
+//!   bucket and resource they name (repeated secondary limits wait exponentially longer);
+//! - a 3xx is never followed here: it is handed to the endpoint, which decides (`endpoints.rs`
+//!   follows installation look-ups within the App's API only);
 //! - [`GitHubClient::on_server_error`]: 5xx honours `retry-after`, else backs off;
 //! - [`GitHubClient::back_off`]: failures that may pass are retried with jittered backoff
 //!   within the attempt limit and `retry_budget`;
 //! - [`Holdoff`]: after an operation failed for good, the App's next ones are held back.
 
+use super::limits::{Bucket, Hold, RateLimits};
 use super::wire::error_message;
 use super::{ApiError, REPLICATION_DELAY};
 use crate::clock::ServerTime;
 use crate::config::TokenFormat;
-use crate::jwt::{JwtSigner, is_clock_skew_message};
-use crate::retry::{RetryPolicy, backoff, jittered_backoff, parse_retry_after, rate_limit};
+use crate::jwt::{JwtSigner, is_clock_skew_message, is_issuer_message};
+use crate::retry::{
+    RetryPolicy, backoff, jittered_backoff, parse_retry_after, rate_limit, resume_spread,
+};
 use crate::transport::{HttpRequest, HttpResponse, HttpTransport, Method};
 use ghapp_protocol::secret::Token;
 use std::sync::{Arc, Mutex};
@@ -32,18 +40,25 @@ pub(crate) const API_VERSION: &str = "2022-11-28";
 pub(crate) enum Auth<'a> {
     /// The App JWT.
     App,
-    /// An installation token, minted at `minted_at` (for the replication-delay rule).
+    /// An installation token of `installation_id`, minted at `minted_at` (for the
+    /// replication-delay rule).
     Installation {
         token: &'a Token,
         minted_at: Instant,
+        installation_id: u64,
     },
 }
 
-#[derive(Default)]
-struct RateState {
-    limited_until: Option<Instant>,
-    limited_until_wall: Option<SystemTime>,
-    remaining: Option<u64>,
+impl Auth<'_> {
+    /// The rate-limit bucket a request with this credential draws on.
+    fn bucket(&self) -> Bucket {
+        match self {
+            Auth::App => Bucket::App,
+            Auth::Installation {
+                installation_id, ..
+            } => Bucket::Installation(*installation_id),
+        }
+    }
 }
 
 /// The longest hold-off after failed operations (see [`Holdoff`]).
@@ -76,7 +91,7 @@ pub(crate) struct GitHubClient {
     transport: Arc<dyn HttpTransport>,
     policy: RetryPolicy,
     token_format: Option<TokenFormat>,
-    rate: Mutex<RateState>,
+    limits: RateLimits,
     holdoff: Mutex<Holdoff>,
 }
 
@@ -104,6 +119,10 @@ struct Operation {
     skew_corrected: bool,
     /// Replication-delay retries so far.
     replication_retries: u32,
+    /// The JWT's issuer was switched from the client id to the App id once already.
+    issuer_switched: bool,
+    /// GitHub rejected a JWT and the next key was tried once already.
+    key_switched: bool,
 }
 
 /// What one answer from GitHub means for the operation.
@@ -131,7 +150,7 @@ impl GitHubClient {
             transport,
             policy,
             token_format,
-            rate: Mutex::new(RateState::default()),
+            limits: RateLimits::default(),
             holdoff: Mutex::new(Holdoff::default()),
         }
     }
@@ -170,7 +189,11 @@ impl GitHubClient {
         let mut holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
         holdoff.trial = false;
         match result {
-            Err(error @ (ApiError::Unreachable { .. } | ApiError::JwtRejected { .. })) => {
+            Err(
+                error @ (ApiError::Unreachable { .. }
+                | ApiError::JwtRejected { .. }
+                | ApiError::Signer { .. }),
+            ) => {
                 holdoff.failures = holdoff.failures.saturating_add(1);
                 let wait =
                     jittered_backoff(Duration::from_secs(1), holdoff.failures - 1, HOLDOFF_CAP);
@@ -194,21 +217,21 @@ impl GitHubClient {
         }
     }
 
-    /// GitHub's last `x-ratelimit-remaining` for this App.
+    /// GitHub's last `x-ratelimit-remaining` for this App's own (JWT) bucket.
     pub(crate) fn rate_limit_remaining(&self) -> Option<u64> {
-        self.rate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remaining
+        self.limits.app_remaining()
     }
 
-    /// Until when no request may be sent (GitHub's rate-limit wait), if one is in force.
-    pub(crate) fn rate_limited_until(&self) -> Option<(Instant, SystemTime)> {
-        let rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-        match (rate.limited_until, rate.limited_until_wall) {
-            (Some(until), Some(wall)) if until > Instant::now() => Some((until, wall)),
-            _ => None,
-        }
+    /// Until when no mint may be sent (a rate limit on the App's bucket), if one is in force.
+    pub(crate) fn mint_held_until(&self) -> Option<(Instant, SystemTime)> {
+        self.limits
+            .held(Bucket::App, "POST /app/installations/{id}/access_tokens")
+            .map(|hold| (hold.until, hold.until_wall))
+    }
+
+    /// Which issuer the App JWT carries now: `client id` or `App id`.
+    pub(crate) fn jwt_issuer(&self) -> &'static str {
+        self.signer.issuer_kind()
     }
 
     /// The JWT clock offset in use (GitHub minus local, seconds).
@@ -272,15 +295,28 @@ impl GitHubClient {
             attempts: 0,
             skew_corrected: false,
             replication_retries: 0,
+            issuer_switched: false,
+            key_switched: false,
         };
         loop {
-            self.wait_out_rate_limit(&op, &route).await?;
+            self.wait_out_rate_limit(&op, &route, auth.bucket()).await?;
             let timeout = self.start_attempt(&mut op, &route)?;
+            let mut jwt = None;
+            let bearer: &Token = match auth {
+                Auth::Installation { token, .. } => token,
+                Auth::App => jwt.insert(self.signer.jwt().await.map_err(|e| ApiError::Signer {
+                    signer: e.signer,
+                    detail: e.detail,
+                })?),
+            };
             let request =
-                self.build_request(method, url, auth, body.clone(), extra_headers, timeout)?;
+                self.build_request(method, url, bearer, body.clone(), extra_headers, timeout);
             let failure = match self.send(request, timeout, &route).await {
                 Err(failure) => failure,
-                Ok(response) => match self.judge(&mut op, response, auth, &route).await {
+                Ok(response) => match self
+                    .judge(&mut op, response, auth, jwt.as_ref(), &route)
+                    .await
+                {
                     Verdict::Done(result) => return result,
                     Verdict::Again => continue,
                     Verdict::Transient(failure) => failure,
@@ -290,19 +326,26 @@ impl GitHubClient {
         }
     }
 
-    /// Sleeps out a rate-limit wait in force, or fails when it outlasts the operation.
-    async fn wait_out_rate_limit(&self, op: &Operation, route: &str) -> Result<(), ApiError> {
-        let Some((until, wall)) = self.rate_limited_until() else {
+    /// Sleeps out a rate limit in force on the request's bucket and resource — resuming a
+    /// random little while after it ends, so held work is spread out — or fails when it
+    /// outlasts the operation. Limits on other buckets or resources do not hold it.
+    async fn wait_out_rate_limit(
+        &self,
+        op: &Operation,
+        route: &str,
+        bucket: Bucket,
+    ) -> Result<(), ApiError> {
+        let Some(hold) = self.limits.held(bucket, route) else {
             return Ok(());
         };
-        if until <= op.deadline && op.attempts < self.policy.max_attempts {
-            tokio::time::sleep_until(until).await;
+        if hold.until <= op.deadline && op.attempts < self.policy.max_attempts {
+            let now = Instant::now();
+            let spread = resume_spread(hold.until.saturating_duration_since(now));
+            let resume = (hold.until + spread).min(op.deadline.max(hold.until));
+            tokio::time::sleep_until(resume).await;
             return Ok(());
         }
-        Err(ApiError::RateLimited {
-            until: wall,
-            route: route.to_string(),
-        })
+        Err(rate_limited(hold, route))
     }
 
     /// Counts an attempt; its timeout, or the error when the budget is spent.
@@ -348,13 +391,24 @@ impl GitHubClient {
         op: &mut Operation,
         response: HttpResponse,
         auth: Auth<'_>,
+        jwt: Option<&Token>,
         route: &str,
     ) -> Verdict {
         let server_time = ServerTime::from_date_header(response.header("date"));
-        self.record_rate_headers(&response);
         let status = response.status;
-        if (200..300).contains(&status) {
+        let success = (200..300).contains(&status);
+        let resource = self.limits.answered(auth.bucket(), route, success, |name| {
+            response.header(name).map(str::to_string)
+        });
+        if success {
             return Verdict::Done(Ok((response, server_time)));
+        }
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Verdict::Done(Err(ApiError::Redirected {
+                status,
+                location: response.header("location").map(str::to_string),
+                route: route.to_string(),
+            }));
         }
         let message = error_message(&response);
         let refused = |status| ApiError::Status {
@@ -363,14 +417,14 @@ impl GitHubClient {
             route: route.to_string(),
         };
         match (status, auth) {
-            (401, Auth::App) => self.on_jwt_refused(op, &message, &server_time, route),
+            (401, Auth::App) => self.on_jwt_refused(op, &message, &server_time, jwt, route),
             (401, Auth::Installation { minted_at, .. })
                 if minted_at.elapsed() < REPLICATION_DELAY =>
             {
                 self.wait_for_replication(op, minted_at, route).await
             }
             (403 | 429, _) => self
-                .on_rate_limit(op, &response, &message, &server_time, route)
+                .on_rate_limit(op, &response, &message, &server_time, route, auth, resource)
                 .unwrap_or_else(|| Verdict::Done(Err(refused(status)))),
             (500..=599, _) => {
                 self.on_server_error(op, &response, &message, &server_time, route)
@@ -381,12 +435,16 @@ impl GitHubClient {
     }
 
     /// A 401 on a JWT route: GitHub's clock differs from ours (adopt it from `Date`, retry once,
-    /// without counting an attempt), or the JWT is rejected.
+    /// without counting an attempt); or GitHub refuses a client id as the issuer (GHES before
+    /// 3.14 knows only App ids: sign with the App id from now on, retry once, without counting
+    /// an attempt); or the JWT is rejected: with the App's next key when it has one (key
+    /// rotation, once per operation, not counted), else for good.
     fn on_jwt_refused(
         &self,
         op: &mut Operation,
         message: &str,
         server_time: &ServerTime,
+        jwt: Option<&Token>,
         route: &str,
     ) -> Verdict {
         if is_clock_skew_message(message) && !op.skew_corrected {
@@ -395,6 +453,21 @@ impl GitHubClient {
             let offset = server_time.offset_secs();
             tracing::warn!(route = %route, offset_secs = offset, "GitHub refused the App JWT's times; adopting GitHub's clock from its Date header and retrying");
             self.signer.set_clock_offset(offset);
+            return Verdict::Again;
+        }
+        if is_issuer_message(message) && !op.issuer_switched && self.signer.use_app_id_issuer() {
+            op.issuer_switched = true;
+            op.attempts -= 1;
+            tracing::warn!(route = %route, "GitHub refused the client id as the App JWT's issuer (GHES before 3.14 accepts only the App id); signing with the App id from now on and retrying");
+            return Verdict::Again;
+        }
+        if !op.key_switched
+            && let Some(jwt) = jwt
+            && self.signer.rejected(jwt)
+        {
+            op.key_switched = true;
+            op.attempts -= 1;
+            tracing::warn!(route = %route, "GitHub rejected the App JWT ({message}); retrying with the App's next key");
             return Verdict::Again;
         }
         self.signer.forget();
@@ -422,8 +495,10 @@ impl GitHubClient {
         Verdict::Again
     }
 
-    /// A 403/429 that is a rate limit: remember GitHub's wait (the next attempt sleeps it out)
-    /// or fail when it outlasts the operation. `None`: an ordinary 403.
+    /// A 403/429 that is a rate limit: remember GitHub's wait for the request's bucket and the
+    /// answer's `resource` (the next attempt sleeps it out) or fail when it outlasts the
+    /// operation. `None`: an ordinary 403.
+    #[allow(clippy::too_many_arguments)]
     fn on_rate_limit(
         &self,
         op: &Operation,
@@ -431,22 +506,22 @@ impl GitHubClient {
         message: &str,
         server_time: &ServerTime,
         route: &str,
+        auth: Auth<'_>,
+        resource: String,
     ) -> Option<Verdict> {
         let header = |name: &str| response.header(name).map(str::to_string);
         let limit = rate_limit(response.status, header, message, server_time.server_now)?;
-        let until = server_time.received + limit.wait;
-        let until_wall = server_time.local_now + limit.wait;
-        {
-            let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-            rate.limited_until = Some(until);
-            rate.limited_until_wall = Some(until_wall);
-        }
-        tracing::warn!(route = %route, wait_secs = limit.wait.as_secs(), secondary = limit.secondary, "GitHub rate limit: {message}");
-        if until > op.deadline || op.attempts >= self.policy.max_attempts {
-            return Some(Verdict::Done(Err(ApiError::RateLimited {
-                until: until_wall,
-                route: route.to_string(),
-            })));
+        let hold = self.limits.limited(
+            auth.bucket(),
+            resource,
+            &limit,
+            server_time.received,
+            server_time.local_now,
+        );
+        let wait = hold.until.saturating_duration_since(server_time.received);
+        tracing::warn!(route = %route, bucket = %hold.bucket, resource = %hold.resource, wait_secs = wait.as_secs(), secondary = limit.secondary, "GitHub rate limit: {message}");
+        if hold.until > op.deadline || op.attempts >= self.policy.max_attempts {
+            return Some(Verdict::Done(Err(rate_limited(hold, route))));
         }
         Some(Verdict::Again)
     }
@@ -490,25 +565,17 @@ impl GitHubClient {
         Ok(())
     }
 
+    /// The request of one attempt, authenticated with `bearer` (the App JWT or a token).
     fn build_request(
         &self,
         method: Method,
         url: &str,
-        auth: Auth<'_>,
+        bearer: &Token,
         body: Option<Vec<u8>>,
         extra_headers: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<HttpRequest, ApiError> {
-        let authorization = match auth {
-            Auth::App => {
-                let jwt = self
-                    .signer
-                    .jwt()
-                    .map_err(|e| ApiError::Protocol { detail: e.message })?;
-                format!("Bearer {}", jwt.expose())
-            }
-            Auth::Installation { token, .. } => format!("Bearer {}", token.expose()),
-        };
+    ) -> HttpRequest {
+        let authorization = format!("Bearer {}", bearer.expose());
         let mut headers = vec![
             (
                 "user-agent".to_string(),
@@ -529,25 +596,23 @@ impl GitHubClient {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string())),
         );
-        Ok(HttpRequest {
+        HttpRequest {
             method,
             url: url.to_string(),
             headers,
             body,
             timeout,
-        })
-    }
-
-    fn record_rate_headers(&self, response: &HttpResponse) {
-        if let Some(remaining) = response
-            .header("x-ratelimit-remaining")
-            .and_then(|v| v.trim().parse().ok())
-        {
-            self.rate
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remaining = Some(remaining);
         }
+    }
+}
+
+/// The error of an operation a rate limit holds beyond its budget.
+fn rate_limited(hold: Hold, route: &str) -> ApiError {
+    ApiError::RateLimited {
+        until: hold.until_wall,
+        route: route.to_string(),
+        bucket: hold.bucket,
+        resource: hold.resource,
     }
 }
 

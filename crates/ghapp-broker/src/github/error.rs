@@ -2,6 +2,7 @@
 //! installation and target it was for (`failure.rs` is the one place that turns it into a
 //! broker error).
 
+use super::limits::Bucket;
 use ghapp_protocol::time::Timestamp;
 use std::time::SystemTime;
 
@@ -20,12 +21,26 @@ pub(crate) enum ApiError {
         message: String,
         route: String,
     },
-    /// Rate limited beyond what the budget allows waiting for.
-    RateLimited { until: SystemTime, route: String },
+    /// Rate limited beyond what the budget allows waiting for, on `bucket`'s `resource`.
+    RateLimited {
+        until: SystemTime,
+        route: String,
+        bucket: Bucket,
+        resource: String,
+    },
+    /// GitHub answered a redirect the endpoint did not follow (or that led outside the
+    /// App's API).
+    Redirected {
+        status: u16,
+        location: Option<String>,
+        route: String,
+    },
     /// No usable answer after the retries: transport failures or 5xx.
     Unreachable { detail: String },
     /// An answer that is not what GitHub documents.
     Protocol { detail: String },
+    /// The App JWT could not be signed: nothing was sent (the signer may come back).
+    Signer { signer: String, detail: String },
 }
 
 impl ApiError {
@@ -33,7 +48,7 @@ impl ApiError {
     pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
-            ApiError::RateLimited { .. } | ApiError::Unreachable { .. }
+            ApiError::RateLimited { .. } | ApiError::Unreachable { .. } | ApiError::Signer { .. }
         )
     }
 
@@ -52,13 +67,29 @@ impl ApiError {
             } => {
                 format!("HTTP {status} from {route}: {message}")
             }
-            ApiError::RateLimited { until, route } => {
+            ApiError::RateLimited {
+                until,
+                route,
+                bucket,
+                resource,
+            } => {
                 format!(
-                    "rate limited by GitHub until {} ({route})",
+                    "rate limited by GitHub until {} ({route}; {bucket}, resource {resource})",
                     Timestamp::from(*until)
                 )
             }
+            ApiError::Redirected {
+                status,
+                location,
+                route,
+            } => format!(
+                "HTTP {status} from {route}: GitHub redirected to {}, which was not followed",
+                location.as_deref().unwrap_or("(no Location)")
+            ),
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => detail.clone(),
+            ApiError::Signer { signer, detail } => {
+                format!("cannot sign the App JWT: signer {signer}: {detail}")
+            }
         }
     }
 
@@ -96,9 +127,13 @@ impl ApiError {
                 route,
             } => (Some(*status), Some(route.clone()), message.clone()),
             ApiError::RateLimited { route, .. } => (None, Some(route.clone()), self.detail()),
+            ApiError::Redirected { status, route, .. } => {
+                (Some(*status), Some(route.clone()), self.detail())
+            }
             ApiError::Unreachable { detail } | ApiError::Protocol { detail } => {
                 (None, None, detail.clone())
             }
+            ApiError::Signer { .. } => (None, None, self.detail()),
         }
     }
 }

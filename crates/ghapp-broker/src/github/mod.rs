@@ -4,6 +4,8 @@
 //!   jittered backoff, rate-limit waits, clock skew, replication delay, the App hold-off;
 //! - `endpoints`: the calls the broker makes, typed;
 //! - `error`: [`ApiError`], why a call failed, before the broker adds its context;
+//! - `limits`: GitHub's rate limits, keyed by bucket (the App's, each installation's) and
+//!   resource;
 //! - `wire`: GitHub's JSON shapes and the broker's types they convert to.
 //!
 //! Errors quote GitHub's `message` and name the route; they never contain a token.
@@ -11,12 +13,16 @@
 mod endpoints;
 mod engine;
 mod error;
+mod limits;
 mod wire;
 
 use std::time::Duration;
 
 pub(crate) use engine::GitHubClient;
 pub(crate) use error::ApiError;
+pub(crate) use limits::Bucket;
+#[cfg(test)]
+pub(crate) use wire::GrantedRepository;
 pub(crate) use wire::{InstallationInfo, MintedToken, TokenRequestBody};
 
 /// A 401 with a token younger than this is GitHub's replication delay, not a rejection.

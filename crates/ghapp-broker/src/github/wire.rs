@@ -23,6 +23,13 @@ pub(crate) struct InstallationInfo {
     pub permissions: Permissions,
     /// Suspended by the account or GitHub.
     pub suspended: bool,
+    /// An Enterprise installation (`target_type: "Enterprise"`): it covers no repository, so
+    /// it never serves an owner or repository.
+    pub enterprise: bool,
+    /// The repository's id, when GitHub answered the look-up for a repository through a
+    /// redirect to `/repositories/{id}/installation` (the repository was renamed): tokens for
+    /// it are narrowed by this id, as its old name no longer resolves.
+    pub repository_id: Option<u64>,
 }
 
 /// The body of `POST /app/installations/{id}/access_tokens`.
@@ -31,6 +38,9 @@ pub(crate) struct TokenRequestBody {
     /// Repository names (bare, within the installation's account).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+    /// Repository ids (a renamed repository, found through a redirect).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repository_ids: Vec<u64>,
     /// Permissions; absent means everything the installation has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
@@ -44,12 +54,23 @@ pub(crate) struct MintedToken {
     pub expires_at: Timestamp,
     /// When the answer arrived, by both clocks and GitHub's.
     pub server_time: ServerTime,
-    /// What GitHub granted.
-    pub permissions: Permissions,
+    /// What GitHub granted, when it said (its schema requires only `token` and `expires_at`).
+    pub permissions: Option<Permissions>,
     /// Granted permissions ghapp does not recognise (treated as more than asked).
     pub unrecognised_permissions: Vec<String>,
     /// The repositories it is narrowed to, when GitHub listed them.
-    pub repositories: Option<Vec<String>>,
+    pub repositories: Option<Vec<GrantedRepository>>,
+    /// `all` or `selected`, when GitHub said.
+    pub repository_selection: Option<String>,
+}
+
+/// A repository an access token covers, as GitHub listed it.
+#[derive(Debug, Clone)]
+pub(crate) struct GrantedRepository {
+    /// Its id, when given.
+    pub id: Option<u64>,
+    /// Its name (bare).
+    pub name: String,
 }
 
 /// A runner registration or removal token.
@@ -77,6 +98,9 @@ pub(crate) struct InstallationJson {
     pub permissions: BTreeMap<String, String>,
     #[serde(default)]
     pub suspended_at: Option<String>,
+    /// `Organization`, `User` or `Enterprise`.
+    #[serde(default)]
+    pub target_type: Option<String>,
 }
 
 /// The `account` of an installation.
@@ -89,20 +113,25 @@ pub(crate) struct AccountJson {
     pub slug: Option<String>,
 }
 
-/// `POST /app/installations/{id}/access_tokens` → 201.
+/// `POST /app/installations/{id}/access_tokens` → 201. GitHub's schema requires only `token`
+/// and `expires_at`; the rest is read when present.
 #[derive(Deserialize)]
 pub(crate) struct AccessTokenJson {
     pub token: String,
     pub expires_at: Timestamp,
     #[serde(default)]
-    pub permissions: BTreeMap<String, String>,
+    pub permissions: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub repositories: Option<Vec<RepositoryJson>>,
+    #[serde(default)]
+    pub repository_selection: Option<String>,
 }
 
-/// A repository inside an access-token response (only its name matters here).
+/// A repository inside an access-token response (its id and name matter here).
 #[derive(Deserialize)]
 pub(crate) struct RepositoryJson {
+    #[serde(default)]
+    pub id: Option<u64>,
     pub name: String,
 }
 
@@ -128,6 +157,14 @@ pub(crate) fn permissions_from_map(map: &BTreeMap<String, String>) -> (Permissio
 }
 
 pub(super) fn installation_info(json: InstallationJson) -> InstallationInfo {
+    let enterprise = json
+        .target_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("enterprise"))
+        || json
+            .account
+            .as_ref()
+            .is_some_and(|a| a.login.is_none() && a.slug.is_some());
     let account = json
         .account
         .and_then(|a| a.login.or(a.slug))
@@ -138,6 +175,8 @@ pub(super) fn installation_info(json: InstallationJson) -> InstallationInfo {
         account,
         permissions,
         suspended: json.suspended_at.is_some(),
+        enterprise,
+        repository_id: None,
     }
 }
 
@@ -217,6 +256,19 @@ mod tests {
         )
         .unwrap();
         assert!(token.repositories.is_none(), "absent when not narrowed");
+        let minimal: AccessTokenJson = serde_json::from_str(
+            r#"{"token":"ghs_16C7e42F292c6912E7710c838347Ae178B4a","expires_at":"2016-07-11T22:14:10Z"}"#,
+        )
+        .unwrap();
+        assert!(minimal.permissions.is_none() && minimal.repository_selection.is_none());
+        let enterprise: InstallationJson = serde_json::from_str(
+            r#"{"id":9,"account":{"slug":"big-corp","name":"Big Corp","id":4},"target_type":"Enterprise",
+               "permissions":{},"suspended_at":null}"#,
+        )
+        .unwrap();
+        let info = installation_info(enterprise);
+        assert!(info.enterprise);
+        assert_eq!(info.account, "big-corp");
         let (_, odd) = permissions_from_map(&BTreeMap::from([(
             "single_file".to_string(),
             "owner".to_string(),
@@ -237,19 +289,27 @@ mod tests {
     fn token_request_body_shape() {
         let body = TokenRequestBody {
             repositories: vec!["widgets".into()],
-            permissions: None,
+            ..TokenRequestBody::default()
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"repositories":["widgets"]}"#
         );
         let body = TokenRequestBody {
-            repositories: vec![],
             permissions: Some(Permissions::parse_list("contents:read").unwrap()),
+            ..TokenRequestBody::default()
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"permissions":{"contents":"read"}}"#
+        );
+        let body = TokenRequestBody {
+            repository_ids: vec![123],
+            ..TokenRequestBody::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"repository_ids":[123]}"#
         );
     }
 

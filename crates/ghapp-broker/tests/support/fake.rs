@@ -59,6 +59,8 @@ struct State {
     minted: HashMap<String, Instant>,
     mints: u64,
     headers_seen: Vec<Vec<(String, String)>>,
+    /// Every request's route and arrival, in order.
+    log: Vec<(String, Instant)>,
 }
 
 struct Inner {
@@ -104,6 +106,7 @@ impl FakeGitHub {
                 minted: HashMap::new(),
                 mints: 0,
                 headers_seen: Vec::new(),
+                log: Vec::new(),
             }),
         }))
     }
@@ -187,6 +190,16 @@ impl FakeGitHub {
         expires.saturating_duration_since(Instant::now())
     }
 
+    /// When requests whose route starts with `route_prefix` arrived, in order.
+    pub fn arrivals(&self, route_prefix: &str) -> Vec<Instant> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|(route, _)| route.starts_with(route_prefix))
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
     /// Headers of every request, in order.
     pub fn headers_seen(&self) -> Vec<Vec<(String, String)>> {
         self.lock().headers_seen.clone()
@@ -200,6 +213,7 @@ impl FakeGitHub {
         let mut state = self.lock();
         *state.requests.entry(route.clone()).or_default() += 1;
         state.headers_seen.push(request.headers.clone());
+        state.log.push((route.clone(), Instant::now()));
         let mut scripted = None;
         for rule in state.rules.iter_mut() {
             if route.starts_with(&rule.route_prefix) && rule.times != Some(0) {
@@ -231,6 +245,13 @@ impl FakeGitHub {
                 .installations
                 .iter()
                 .find(|i| i.account == *owner && i.repos.iter().any(|r| r == repo))
+                .map(|i| (200, vec![], installation_json(i))),
+            // Where GitHub redirects the look-up of a renamed repository: repository ids are
+            // 1000 + the installation's id.
+            (Method::Get, ["repositories", id, "installation"]) => state
+                .installations
+                .iter()
+                .find(|i| id.parse::<u64>().ok() == Some(1000 + i.id))
                 .map(|i| (200, vec![], installation_json(i))),
             (Method::Get, ["orgs", org, "installation"]) => state
                 .installations

@@ -248,9 +248,7 @@ impl Harness {
 }
 
 /// True when the tests run as root (needed to act as other uids).
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+pub use ghapp_testkit::system::is_root;
 
 /// Runs `curl --unix-socket` as another uid/gid (and supplementary groups) via setpriv;
 /// returns (status, body).

@@ -199,6 +199,40 @@ pub struct AppConfig {
     pub private_key_env: Option<String>,
     /// Command whose stdout is the PEM (e.g. a secrets manager CLI).
     pub private_key_command: Option<Vec<String>>,
+    /// Who signs the App JWT when ghapp must not hold the key: `pkcs11`, `aws_kms` or
+    /// `command`; absent: the PEM key from `private_key_file`/`_env`/`_command` (docs/keys.md).
+    pub signer: Option<SignerKind>,
+    /// `signer = "pkcs11"`: the PKCS#11 module (`/usr/lib/softhsm/libsofthsm2.so`).
+    pub pkcs11_module: Option<PathBuf>,
+    /// `signer = "pkcs11"`: the label of the token holding the key.
+    pub pkcs11_token_label: Option<String>,
+    /// `signer = "pkcs11"`: the label (`CKA_LABEL`) of the App's private key on the token.
+    pub pkcs11_key_label: Option<String>,
+    /// `signer = "pkcs11"`: environment variable holding the user PIN.
+    pub pkcs11_pin_env: Option<String>,
+    /// `signer = "pkcs11"`: file holding the user PIN (refused if group/others can read it).
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// `signer = "aws_kms"`: the KMS key id or ARN (an RSA_2048+ SIGN_VERIFY key).
+    pub kms_key_id: Option<String>,
+    /// `signer = "aws_kms"`: KMS endpoint URL instead of the region's (a VPC endpoint, tests).
+    pub kms_endpoint_url: Option<String>,
+    /// `signer = "command"`: program and arguments (no shell); the JWT's signing input on
+    /// stdin, the raw RS256 signature on stdout.
+    pub sign_command: Option<Vec<String>>,
+    /// How long one signature may take (`sign_command`, PKCS#11, KMS) before it fails.
+    #[serde(
+        default = "defaults::sign_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub sign_timeout: Duration,
+    /// Rotation: a second key (PEM file) GitHub may accept, used when it rejects the first.
+    pub next_private_key_file: Option<PathBuf>,
+    /// Rotation: a second signing command, used when GitHub rejects the first key.
+    pub next_sign_command: Option<Vec<String>>,
+    /// Rotation: a second key on the same PKCS#11 token, used when GitHub rejects the first.
+    pub next_pkcs11_key_label: Option<String>,
+    /// Rotation: a second KMS key, used when GitHub rejects the first.
+    pub next_kms_key_id: Option<String>,
     /// Only these accounts.
     pub owners: Option<Vec<String>>,
     /// Permission ceiling for every token.
@@ -217,6 +251,29 @@ pub struct AppConfig {
     /// (`ghs_<APPID>_<JWT>`, ~520 characters) or `classic` (40 characters); absent: GitHub's
     /// rollout default. ghapp treats tokens as opaque either way.
     pub token_format: Option<TokenFormat>,
+}
+
+/// `signer`: who signs an App's JWTs instead of a PEM key in ghapp's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignerKind {
+    /// A key on a PKCS#11 token (an HSM, SoftHSM, a smart card).
+    Pkcs11,
+    /// A key in AWS KMS (the `Sign` API, RSASSA_PKCS1_V1_5_SHA_256).
+    AwsKms,
+    /// A command that signs its stdin.
+    Command,
+}
+
+impl SignerKind {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignerKind::Pkcs11 => "pkcs11",
+            SignerKind::AwsKms => "aws_kms",
+            SignerKind::Command => "command",
+        }
+    }
 }
 
 /// The installation-token format asked of GitHub (`token_format`).
@@ -263,6 +320,9 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         4096
+    }
+    pub fn sign_timeout() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn host() -> String {
         crate::api::DEFAULT_HOST.to_string()

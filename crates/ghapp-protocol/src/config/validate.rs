@@ -6,7 +6,7 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, Config, DaemonConfig, PolicyConfig};
+use super::schema::{AppConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
@@ -275,26 +275,7 @@ fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, Strin
             ),
         );
     }
-    let sources = [
-        app.private_key_file.is_some(),
-        app.private_key_env.is_some(),
-        app.private_key_command.is_some(),
-    ]
-    .iter()
-    .filter(|set| **set)
-    .count();
-    if sources == 0 {
-        report(
-            None,
-            "no private key: set one of private_key_file, private_key_env or private_key_command"
-                .into(),
-        );
-    } else if sources > 1 {
-        report(
-            None,
-            "more than one private key source: set exactly one of private_key_file, private_key_env or private_key_command".into(),
-        );
-    }
+    validate_signing(app, report);
     if let Some(var) = &app.private_key_env
         && (var.is_empty() || var.contains(['=', '\0']))
     {
@@ -400,6 +381,166 @@ fn check_api_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Who signs the App JWT: exactly one PEM source, or a `signer` with the keys it needs and
+/// no PEM source; the keys of a signer not in use are mistakes (a typo'd `signer`), as is
+/// more than one `next_*` key.
+fn validate_signing(app: &AppConfig, report: &mut impl FnMut(Option<&str>, String)) {
+    let pem_sources = [
+        app.private_key_file.is_some(),
+        app.private_key_env.is_some(),
+        app.private_key_command.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    match app.signer {
+        None if pem_sources == 0 => report(
+            None,
+            "no private key: set one of private_key_file, private_key_env or private_key_command, or a signer (docs/keys.md)"
+                .into(),
+        ),
+        None if pem_sources > 1 => report(
+            None,
+            "more than one private key source: set exactly one of private_key_file, private_key_env or private_key_command".into(),
+        ),
+        Some(kind) if pem_sources > 0 => report(
+            Some("signer"),
+            format!(
+                "signer = \"{}\" signs without a private key in ghapp: remove private_key_file, private_key_env and private_key_command",
+                kind.as_str()
+            ),
+        ),
+        _ => {}
+    }
+    let uses = |kind: SignerKind| app.signer == Some(kind);
+    let pkcs11 = uses(SignerKind::Pkcs11) || app.next_pkcs11_key_label.is_some();
+    let kms = uses(SignerKind::AwsKms) || app.next_kms_key_id.is_some();
+    let mut need = |set: bool, field: &str, why: &str| {
+        if !set {
+            report(None, format!("{why} needs {field}"));
+        }
+    };
+    if uses(SignerKind::Command) {
+        need(
+            app.sign_command.is_some(),
+            "sign_command",
+            "signer = \"command\"",
+        );
+    }
+    if pkcs11 {
+        need(
+            app.pkcs11_module.is_some(),
+            "pkcs11_module",
+            "a PKCS#11 key",
+        );
+        need(
+            app.pkcs11_token_label.is_some(),
+            "pkcs11_token_label",
+            "a PKCS#11 key",
+        );
+    }
+    if uses(SignerKind::Pkcs11) {
+        need(
+            app.pkcs11_key_label.is_some(),
+            "pkcs11_key_label",
+            "signer = \"pkcs11\"",
+        );
+    }
+    if uses(SignerKind::AwsKms) {
+        need(
+            app.kms_key_id.is_some(),
+            "kms_key_id",
+            "signer = \"aws_kms\"",
+        );
+    }
+    let unused: [(&str, bool, bool); 8] = [
+        (
+            "sign_command",
+            app.sign_command.is_some(),
+            uses(SignerKind::Command),
+        ),
+        ("pkcs11_module", app.pkcs11_module.is_some(), pkcs11),
+        (
+            "pkcs11_token_label",
+            app.pkcs11_token_label.is_some(),
+            pkcs11,
+        ),
+        (
+            "pkcs11_key_label",
+            app.pkcs11_key_label.is_some(),
+            uses(SignerKind::Pkcs11),
+        ),
+        ("pkcs11_pin_env", app.pkcs11_pin_env.is_some(), pkcs11),
+        ("pkcs11_pin_file", app.pkcs11_pin_file.is_some(), pkcs11),
+        (
+            "kms_key_id",
+            app.kms_key_id.is_some(),
+            uses(SignerKind::AwsKms),
+        ),
+        ("kms_endpoint_url", app.kms_endpoint_url.is_some(), kms),
+    ];
+    for (field, set, used) in unused {
+        if set && !used {
+            report(
+                Some(field),
+                format!(
+                    "{field} is set but no key of this App uses it: check signer (docs/keys.md)"
+                ),
+            );
+        }
+    }
+    if app.pkcs11_pin_env.is_some() && app.pkcs11_pin_file.is_some() {
+        report(
+            None,
+            "set at most one of pkcs11_pin_env and pkcs11_pin_file".into(),
+        );
+    }
+    for (field, argv) in [
+        ("sign_command", &app.sign_command),
+        ("next_sign_command", &app.next_sign_command),
+    ] {
+        if let Some(argv) = argv
+            && argv.first().is_none_or(|program| program.is_empty())
+        {
+            report(
+                Some(field),
+                format!(
+                    "{field} must be a non-empty list: program then arguments (run without a shell)"
+                ),
+            );
+        }
+    }
+    if let Some(url) = &app.kms_endpoint_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        report(
+            Some("kms_endpoint_url"),
+            format!("kms_endpoint_url {url:?} must be an http(s) URL"),
+        );
+    }
+    if app.sign_timeout.is_zero() {
+        report(
+            Some("sign_timeout"),
+            "sign_timeout must be more than 0s".into(),
+        );
+    }
+    let next_keys = [
+        app.next_private_key_file.is_some(),
+        app.next_sign_command.is_some(),
+        app.next_pkcs11_key_label.is_some(),
+        app.next_kms_key_id.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if next_keys > 1 {
+        report(
+            None,
+            "more than one next key: set at most one of next_private_key_file, next_sign_command, next_pkcs11_key_label and next_kms_key_id".into(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +552,50 @@ mod tests {
 
     const GOOD_APP: &str =
         "[[app]]\nname = \"acme-bot\"\napp_id = 12345\nprivate_key_file = \"/k.pem\"\n";
+
+    #[test]
+    fn a_signer_replaces_the_pem_key_and_needs_its_own_keys() {
+        let base = "[[app]]\nname = \"a\"\napp_id = 1\n";
+        let ok = parse(&format!(
+            "{base}signer = \"command\"\nsign_command = [\"/usr/bin/sign\"]\nsign_timeout = \"2s\"\nnext_private_key_file = \"/n.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.apps[0].signer, Some(crate::config::SignerKind::Command));
+        assert_eq!(ok.apps[0].sign_timeout, Duration::from_secs(2));
+        let err = parse(&format!(
+            "{base}signer = \"command\"\nprivate_key_file = \"/k.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "line 4: app[0] (a): signer = \"command\" signs without a private key in ghapp"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("signer = \"command\" needs sign_command"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{base}signer = \"pkcs11\"\npkcs11_module = \"/m.so\"\npkcs11_key_label = \"k\"\nkms_key_id = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("a PKCS#11 key needs pkcs11_token_label"),
+            "{err}"
+        );
+        assert!(
+            err.contains("kms_key_id is set but no key of this App uses it"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}signer = \"gpg\"\n")).unwrap_err();
+        assert!(err.contains("signer"), "{err}");
+        let err = parse(&format!(
+            "{GOOD_APP}next_private_key_file = \"/n.pem\"\nnext_sign_command = [\"x\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("more than one next key"), "{err}");
+    }
 
     #[test]
     fn minimal_app_is_valid_and_defaults_apply() {

@@ -1,10 +1,11 @@
-//! `ghapp runner-token --org ORG [--host H] [--remove] [--print-config-command] [--json]`: a
-//! self-hosted runner registration (or removal) token from the organization's installation,
-//! through the daemon (`POST /v1/runner-token`; the App key stays in the daemon).
+//! `ghapp runner-token (--org ORG | OWNER/REPO) [--host H] [--remove] [--print-config-command]
+//! [--json]`: a self-hosted runner registration (or removal) token from the organization's
+//! installation, or for one repository from the installation covering it, through the daemon
+//! (`POST /v1/runner-token`, with `repo` for a repository; the App key stays in the daemon).
 //!
 //! Output: the bare token; `--json`: token, expires_at, remaining_secs, kind, org, url;
 //! `--print-config-command`: the runner's own command line, as the runner-token service seed
-//! prints it — `./config.sh --url https://HOST/ORG --token TOKEN` to register,
+//! prints it — `./config.sh --url https://HOST/ORG[/REPO] --token TOKEN` to register,
 //! `./config.sh remove --token TOKEN` to remove.
 
 use super::Context;
@@ -25,12 +26,12 @@ const RUNNER_TOKEN_TIMEOUT: Duration = super::token::TOKEN_TIMEOUT;
 
 /// Runs the command.
 pub fn run(context: &Context, args: RunnerTokenArgs) -> Result<i32> {
-    let org = check_name("organization", &args.org)
-        .map_err(|e| Failure::usage(format!("--org: {}", e.0)))?;
+    let (org, repo) = target(&args)?;
     let host = HostArg::for_request(args.host.as_deref(), &context.config_file().path)?;
     let request = RunnerTokenRequest {
         host: Some(host.host),
         org,
+        repo,
         remove: args.remove,
     };
     let client = context.client(RUNNER_TOKEN_TIMEOUT);
@@ -44,6 +45,27 @@ pub fn run(context: &Context, args: RunnerTokenArgs) -> Result<i32> {
         output::print(&format!("{}\n", response.token.expose()))?;
     }
     Ok(0)
+}
+
+/// The owner (organization) and, for a repository's runner, the repository asked for.
+fn target(args: &RunnerTokenArgs) -> Result<(String, Option<String>)> {
+    if let Some(org) = &args.org {
+        let org = check_name("organization", org)
+            .map_err(|e| Failure::usage(format!("--org: {}", e.0)))?;
+        return Ok((org, None));
+    }
+    let named = args.repository.as_deref().unwrap_or_default();
+    let Some((owner, repo)) = named.split_once('/') else {
+        return Err(Failure::usage(format!(
+            "OWNER/REPO: expected a repository like acme/widgets, got {named:?} (for an organization's runners use --org ORG)"
+        ))
+        .into());
+    };
+    let owner =
+        check_name("owner", owner).map_err(|e| Failure::usage(format!("OWNER/REPO: {}", e.0)))?;
+    let repo = check_name("repository", repo.trim_end_matches(".git"))
+        .map_err(|e| Failure::usage(format!("OWNER/REPO: {}", e.0)))?;
+    Ok((owner, Some(repo)))
 }
 
 /// The runner's `config.sh` line for this token.

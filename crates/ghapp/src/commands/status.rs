@@ -98,7 +98,11 @@ pub fn render(status: &StatusResponse) -> String {
         .map(|i| {
             vec![
                 i.owner.clone(),
-                i.installation_id.to_string(),
+                if i.enterprise {
+                    format!("{} (enterprise: serves no repository)", i.installation_id)
+                } else {
+                    i.installation_id.to_string()
+                },
                 i.app.clone(),
                 i.host.clone(),
             ]
@@ -191,6 +195,7 @@ mod tests {
                 host: "github.com".into(),
                 owner: "acme".into(),
                 installation_id: 100,
+                enterprise: false,
             }],
             tokens: vec![CachedTokenStatus {
                 fingerprint: "sha256:abcdefabcdef".into(),

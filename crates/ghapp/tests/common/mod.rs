@@ -168,8 +168,5 @@ pub fn which(tool: &str) -> PathBuf {
 }
 
 /// Writes a file and makes it executable (fake tools for scripts under test).
-pub fn write_executable(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+#[allow(unused_imports)] // each test binary uses a different part of this module
+pub use ghapp_testkit::system::write_executable;

@@ -201,21 +201,7 @@ pub fn repo_installation(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> 
     let Some(repo) = super::repos::named_repository(ctx) else {
         return Err(ApiError::not_found(DOCS_REPO));
     };
-    let installation = ctx
-        .core
-        .lock()
-        .installations
-        .live
-        .values()
-        .find(|i| i.app_id == app.id && i.covers(repo))
-        .cloned();
-    match installation {
-        Some(i) => Ok(json(
-            StatusCode::OK,
-            &ctx.render(Schema::Installation, i.json(app, &ctx.api_base)),
-        )),
-        None => Err(ApiError::not_found(DOCS_REPO)),
-    }
+    live_installation(ctx, app, DOCS_REPO, |i| i.covers(repo))
 }
 
 /// `GET /orgs/{org}/installation` (organizations only) and `GET /users/{username}/installation`
@@ -236,17 +222,26 @@ pub fn account_installation(ctx: &mut Ctx<'_>, org: bool) -> Result<Response<Bod
             DOCS_USER,
         )
     };
+    live_installation(ctx, app, docs, |i| {
+        i.account.kind == kind && i.account.login.eq_ignore_ascii_case(&login)
+    })
+}
+
+/// The first live installation of `app` that `wanted` picks, as GitHub renders it; 404 (with
+/// `docs`) when there is none.
+fn live_installation(
+    ctx: &Ctx<'_>,
+    app: &App,
+    docs: &'static str,
+    wanted: impl Fn(&Installation) -> bool,
+) -> Result<Response<Body>, ApiError> {
     let installation = ctx
         .core
         .lock()
         .installations
         .live
         .values()
-        .find(|i| {
-            i.app_id == app.id
-                && i.account.kind == kind
-                && i.account.login.eq_ignore_ascii_case(&login)
-        })
+        .find(|i| i.app_id == app.id && wanted(i))
         .cloned();
     match installation {
         Some(i) => Ok(json(

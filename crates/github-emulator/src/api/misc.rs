@@ -1,21 +1,16 @@
 //! Installation-token routes and the rest: `GET /`, `GET /installation/repositories`,
-//! `DELETE /installation/token`, runner registration/remove tokens, `GET /rate_limit`, GraphQL.
+//! `DELETE /installation/token`, `GET /rate_limit`, GraphQL.
 
 use super::{Credential, Ctx, credential};
-use crate::clock::rfc3339_millis_offset;
 use crate::core::TokenProblem;
-use crate::fixture::AccountType;
 use crate::http::{ApiError, Body, json};
 use crate::jwt;
-use crate::model::Level;
 use crate::schema::Schema;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json as j};
 
 const DOCS_REVOKE: &str =
     "https://docs.github.com/rest/apps/installations#revoke-an-installation-access-token";
-const DOCS_REGISTRATION: &str = "https://docs.github.com/rest/actions/self-hosted-runners#create-a-registration-token-for-an-organization";
-const DOCS_REMOVE: &str = "https://docs.github.com/rest/actions/self-hosted-runners#create-a-remove-token-for-an-organization";
 const DOCS_GRAPHQL_AUTH: &str =
     "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql";
 
@@ -126,43 +121,6 @@ pub fn revoke_token(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
         Err(TokenProblem::BadCredentials) => Err(ApiError::bad_credentials()),
     }
-}
-
-/// `POST /orgs/{org}/actions/runners/{registration,remove}-token`: needs an installation token on
-/// that organization with `organization_self_hosted_runners: write`.
-pub fn runner_token(ctx: &mut Ctx<'_>, kind: &str) -> Result<Response<Body>, ApiError> {
-    let docs = if kind == "registration" {
-        DOCS_REGISTRATION
-    } else {
-        DOCS_REMOVE
-    };
-    let auth = ctx.require_token()?;
-    let org = ctx.matched.param("org");
-    let account = &auth.installation.account;
-    if account.kind != AccountType::Organization || !account.login.eq_ignore_ascii_case(org) {
-        return Err(ApiError::not_accessible(docs));
-    }
-    if auth
-        .level("organization_self_hosted_runners")
-        .is_none_or(|l| l < Level::Write)
-    {
-        return Err(ApiError::not_accessible(docs));
-    }
-    let now = ctx.core.clock.unix();
-    let expires = now + 3600;
-    let token = crate::tokens::runner_token();
-    ctx.core.lock().issued.push(crate::admin::IssuedToken {
-        token: token.clone(),
-        kind: format!("runner_{kind}"),
-        installation_id: None,
-        created_at: now,
-        expires_at: expires,
-    });
-    let value = j!({ "token": token, "expires_at": rfc3339_millis_offset(expires) });
-    Ok(json(
-        StatusCode::CREATED,
-        &ctx.render(Schema::AuthenticationToken, value),
-    ))
 }
 
 /// `GET /rate_limit`: the caller's bucket (does not count against it).

@@ -6,6 +6,7 @@ mod access_tokens;
 mod apps;
 mod misc;
 mod repos;
+mod runners;
 
 use crate::admin::FaultServer;
 use crate::core::{Core, RateHeaders, TokenAuth, TokenProblem};
@@ -222,17 +223,19 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
         "GET /installation/repositories" => misc::installation_repositories(&mut ctx),
         "DELETE /installation/token" => misc::revoke_token(&mut ctx),
         "POST /orgs/{org}/actions/runners/registration-token" => {
-            misc::runner_token(&mut ctx, "registration")
+            runners::org_runner_token(&mut ctx, "registration")
         }
-        "POST /orgs/{org}/actions/runners/remove-token" => misc::runner_token(&mut ctx, "remove"),
+        "POST /orgs/{org}/actions/runners/remove-token" => {
+            runners::org_runner_token(&mut ctx, "remove")
+        }
         "GET /repos/{owner}/{repo}" => repos::get_repository(&mut ctx),
         "GET /repositories/{repository_id}" => repos::get_repository(&mut ctx),
         "GET /repositories/{repository_id}/installation" => apps::repo_installation(&mut ctx),
         "POST /repos/{owner}/{repo}/actions/runners/registration-token" => {
-            repos::runner_token(&mut ctx, "registration")
+            runners::repo_runner_token(&mut ctx, "registration")
         }
         "POST /repos/{owner}/{repo}/actions/runners/remove-token" => {
-            repos::runner_token(&mut ctx, "remove")
+            runners::repo_runner_token(&mut ctx, "remove")
         }
         "GET /rate_limit" => misc::rate_limit(&mut ctx),
         "POST /graphql" => misc::graphql(&mut ctx),

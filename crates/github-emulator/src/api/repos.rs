@@ -1,8 +1,6 @@
-//! Repository routes: `GET /repos/{owner}/{repo}` (and by id, the target of a rename's 301) and
-//! the repository-level self-hosted runner registration/remove tokens.
+//! Repository routes: `GET /repos/{owner}/{repo}` (and by id, the target of a rename's 301).
 
 use super::{Credential, Ctx, credential};
-use crate::clock::rfc3339_millis_offset;
 use crate::http::{ApiError, Body, json};
 use crate::jwt;
 use crate::model::{Level, Repository};
@@ -11,8 +9,6 @@ use http::{Response, StatusCode};
 use serde_json::json as j;
 
 const DOCS_GET: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
-const DOCS_REGISTRATION: &str = "https://docs.github.com/rest/actions/self-hosted-runners#create-a-registration-token-for-a-repository";
-const DOCS_REMOVE: &str = "https://docs.github.com/rest/actions/self-hosted-runners#create-a-remove-token-for-a-repository";
 
 /// The repository the route names: `{owner}/{repo}` or `{repository_id}`.
 pub(crate) fn named_repository<'c>(ctx: &Ctx<'c>) -> Option<&'c Repository> {
@@ -69,42 +65,5 @@ pub fn get_repository(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json(
         StatusCode::OK,
         &ctx.render(Schema::FullRepository, value),
-    ))
-}
-
-/// `POST /repos/{owner}/{repo}/actions/runners/{registration,remove}-token`: an installation
-/// token covering the repository with `administration: write` (GitHub's requirement for
-/// repository runners); 404 when the token does not reach the repository.
-pub fn runner_token(ctx: &mut Ctx<'_>, kind: &str) -> Result<Response<Body>, ApiError> {
-    let docs = if kind == "registration" {
-        DOCS_REGISTRATION
-    } else {
-        DOCS_REMOVE
-    };
-    let auth = ctx.require_token()?;
-    let Some(repo) = named_repository(ctx).filter(|r| auth.covers(r)) else {
-        return Err(ApiError::not_found(docs));
-    };
-    if auth
-        .level("administration")
-        .is_none_or(|l| l < Level::Write)
-    {
-        return Err(ApiError::not_accessible(docs));
-    }
-    let now = ctx.core.clock.unix();
-    let expires = now + 3600;
-    let token = crate::tokens::runner_token();
-    ctx.core.lock().issued.push(crate::admin::IssuedToken {
-        token: token.clone(),
-        kind: format!("runner_{kind}"),
-        installation_id: Some(auth.grant.installation_id),
-        created_at: now,
-        expires_at: expires,
-    });
-    tracing::debug!(repository = %repo.full_name(), "runner {kind} token issued");
-    let value = j!({ "token": token, "expires_at": rfc3339_millis_offset(expires) });
-    Ok(json(
-        StatusCode::CREATED,
-        &ctx.render(Schema::AuthenticationToken, value),
     ))
 }

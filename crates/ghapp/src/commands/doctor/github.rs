@@ -1,5 +1,5 @@
-//! Check 4: GitHub accepts each App's key, the App is installed somewhere, and the clock agrees
-//! with GitHub's.
+//! Check 4: GitHub accepts each App's key (and says which of a rotation's keys it accepts), the
+//! App is installed somewhere, and the clock agrees with GitHub's.
 //!
 //! This module only reports; the requests were made by [`ghapp_broker::probe::check_app`] (see
 //! [`super::keys`]): the App JWT the daemon would send, through the daemon's own transport
@@ -13,11 +13,13 @@
 //!   seen here is off by that much.
 //!
 //! When GitHub refuses the JWT for its times, the probe re-signs it on GitHub's clock as the
-//! daemon does, so a bad clock and a bad key are reported separately.
+//! daemon does, so a bad clock and a bad key are reported separately. The report names the JWT
+//! issuer GitHub accepted (client id or App id); when it refused the client id (GHES before
+//! 3.14) and took the App id, that is said too — the daemon falls back the same way.
 
 use super::keys::ProbedApp;
 use super::report::Report;
-use ghapp_broker::probe::{GithubAnswer, Installations};
+use ghapp_broker::probe::{GithubAnswer, Installations, NextKeyProbe};
 use std::time::Duration;
 
 /// Skew worth a warning.
@@ -50,17 +52,57 @@ pub fn check(apps: &[ProbedApp], report: &mut Report) {
             skew_reported = true;
             report_skew(skew, &answer.api_base, report);
         }
-        report_answer(&who, answer, report);
+        let next_accepted = probed
+            .probe
+            .next_keys
+            .iter()
+            .any(|next| next.answer.as_ref().is_ok_and(|a| a.status == 200));
+        report_answer(&who, answer, next_accepted, report);
+        report_next_keys(&who, &probed.probe.next_keys, report);
     }
 }
 
-fn report_answer(who: &str, answer: &GithubAnswer, report: &mut Report) {
+/// Which of a rotation's next keys GitHub accepts: the daemon switches to the next key when
+/// GitHub rejects the first, so a next key GitHub does not know yet is worth a warning.
+fn report_next_keys(who: &str, next_keys: &[NextKeyProbe], report: &mut Report) {
+    for next in next_keys {
+        let key = format!("{who}: next key {} ({})", next.fingerprint, next.source);
+        match &next.answer {
+            Ok(answer) if answer.status == 200 => {
+                report.ok(format!("{key}: GitHub accepts it too"))
+            }
+            Ok(answer) => report.warn(
+                format!(
+                    "{key}: GitHub does not accept it (GET {}/app answered {}: {})",
+                    answer.api_base, answer.status, answer.detail
+                ),
+                "register it on GitHub (App settings → Private keys) before deleting the first key",
+            ),
+            Err(reason) => report.warn(
+                format!("{key}: cannot be checked: {reason}"),
+                "the daemon switches to it only when GitHub rejects the first key: make it sign before then",
+            ),
+        }
+    }
+}
+
+fn report_answer(who: &str, answer: &GithubAnswer, next_accepted: bool, report: &mut Report) {
     let api = &answer.api_base;
     let on_its_clock = if answer.adopted_github_clock {
         " after re-signing the JWT on GitHub's clock, as the daemon does"
     } else {
         ""
     };
+    if answer.status != 200 && next_accepted {
+        report.warn(
+            format!(
+                "{who}: GitHub refused the first key (GET {api}/app answered {}{on_its_clock}: {}); the daemon signs with the next key, which GitHub accepts",
+                answer.status, answer.detail
+            ),
+            "finish the rotation: make the next key the App's private key and reload",
+        );
+        return;
+    }
     if answer.status != 200 {
         report.fail(
             format!(
@@ -72,8 +114,16 @@ fn report_answer(who: &str, answer: &GithubAnswer, report: &mut Report) {
         );
         return;
     }
+    let issuer = if answer.client_id_refused {
+        format!(
+            "JWT issuer: {}; GitHub refused the client id, as GHES before 3.14 does, and the daemon falls back to the App id the same way",
+            answer.issuer
+        )
+    } else {
+        format!("JWT issuer: {}", answer.issuer)
+    };
     report.ok(format!(
-        "{who}: GitHub accepted the key (GET {api}/app: slug {}{on_its_clock})",
+        "{who}: GitHub accepted the key (GET {api}/app: slug {}{on_its_clock}; {issuer})",
         answer.detail
     ));
     match &answer.installations {
