@@ -3,6 +3,8 @@
 #   scripts/bench.sh            full run (a few minutes on 2 cores), writes docs/benchmarks.md
 #   scripts/bench.sh --quick    smoke run: every measurement with few iterations, writes nothing
 # Extra arguments go to ghapp-bench (e.g. --note "after: LTO on", --only b, --no-oha).
+# Section g (signers on the cold path) uses SoftHSM2 and moto's server when present; its rows say
+# "not measured: <why>" otherwise.
 #
 # Section b2 measures the throughput rows again with oha, a load generator ghapp does not write.
 # When oha is absent it is installed here (pinned, --locked, in its own target dir so it does not
@@ -24,5 +26,6 @@ if ! have_oha && [ -z "${GHAPP_BENCH_NO_INSTALL:-}" ]; then
 fi
 
 echo "bench: building release binaries" >&2
-cargo build --release --locked -p ghapp -p git-credential-ghapp -p github-emulator -p ghapp-bench >&2
+# aws-kms (off by default) so section g can measure the KMS signer; it adds to section f's ghapp size.
+cargo build --release --locked -p ghapp --features ghapp/aws-kms -p git-credential-ghapp -p github-emulator -p ghapp-bench >&2
 exec target/release/ghapp-bench "$@"

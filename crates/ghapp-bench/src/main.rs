@@ -5,6 +5,7 @@ mod load;
 mod oha;
 mod process;
 mod scenario;
+mod signers;
 mod stats;
 
 use clap::Parser;

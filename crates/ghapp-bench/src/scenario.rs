@@ -5,6 +5,7 @@
 use crate::load::{self, LoadSpec};
 use crate::oha;
 use crate::process::{Invocation, rss_kib};
+use crate::signers::{self, SignerFigures};
 use crate::stats::{Samples, Summary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -29,7 +30,7 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–f, as in the report), e.g. `--only e`; implies no doc rewrite.
+    /// Run only these sections (a–g, as in the report), e.g. `--only e`; implies no doc rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
     /// Extra environment for the daemon, `KEY=VALUE` (e.g. `MALLOC_ARENA_MAX=1`), for experiments.
@@ -63,6 +64,8 @@ const FINDINGS: &str = "docs/benchmarks-findings.md";
 /// `h*` herd.
 const HERD_REPOS: usize = 100;
 const COLD_REPOS: usize = 40;
+/// Cold mints per signer and kind (fresh JWT, JWT reused) in section g.
+const SIGNER_SAMPLES: usize = 30;
 /// Permission names the bench installation grants (write), whose subsets give distinct cache keys.
 const PERMISSION_NAMES: [&str; 14] = [
     "actions",
@@ -252,6 +255,14 @@ pub fn run(options: Options) -> Result<()> {
         sections.push((
             "d. Herd: concurrent requests for distinct repositories from a cold cache",
             runtime.block_on(herd(&herd_stack, 10_000 / scale))?,
+        ));
+    }
+    if options.wants('g') {
+        eprintln!("bench: signers on the cold path");
+        let n = if options.quick { 4 } else { SIGNER_SAMPLES };
+        sections.push((
+            "g. Cold path per signer: PEM key, SoftHSM2 token, emulated AWS KMS",
+            signer_rows(runtime.block_on(signers::measure(n)), n),
         ));
     }
     if options.wants('f') {
@@ -595,6 +606,95 @@ async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
         target: "overhead < 2 ms".into(),
         met: verdict(overhead < 2.0),
     }])
+}
+
+/// Section g's rows: each signer's cold mint with a fresh JWT against the PEM key's (the
+/// baseline), then the cold mint with the JWT reused for every signer.
+fn signer_rows(figures: Vec<SignerFigures>, n: usize) -> Vec<Row> {
+    let pem = figures.iter().find_map(|f| {
+        f.measured
+            .as_ref()
+            .ok()
+            .filter(|_| f.name.starts_with("PEM"))
+    });
+    let mut rows = Vec::new();
+    for f in &figures {
+        let what = format!(
+            "cold mint with a fresh JWT, signer: {}, {n} mints: median / p99",
+            f.name
+        );
+        let row = match (&f.measured, pem) {
+            (Err(why), _) => Row {
+                what,
+                figure: why.clone(),
+                baseline: "–".into(),
+                ratio: "–".into(),
+                target: "–".into(),
+                met: "–",
+            },
+            (Ok((fresh, reused)), _) if f.name.starts_with("PEM") => Row {
+                what,
+                figure: format!("{} / {}", ms(fresh.p50_ms), ms(fresh.p99_ms)),
+                baseline: format!(
+                    "cold mint, JWT reused: {} / {}",
+                    ms(reused.p50_ms),
+                    ms(reused.p99_ms)
+                ),
+                ratio: format!("{:.2}×", fresh.p50_ms / reused.p50_ms),
+                target: "–".into(),
+                met: "–",
+            },
+            (Ok((fresh, _)), Some((pem_fresh, _))) => Row {
+                what,
+                figure: format!(
+                    "{} / {}; signing costs {} more than the PEM key",
+                    ms(fresh.p50_ms),
+                    ms(fresh.p99_ms),
+                    ms(fresh.p50_ms - pem_fresh.p50_ms)
+                ),
+                baseline: format!(
+                    "PEM key, fresh JWT: {} / {}",
+                    ms(pem_fresh.p50_ms),
+                    ms(pem_fresh.p99_ms)
+                ),
+                ratio: format!("{:.2}×", fresh.p50_ms / pem_fresh.p50_ms),
+                target: "–".into(),
+                met: "–",
+            },
+            (Ok((fresh, _)), None) => Row {
+                what,
+                figure: format!("{} / {}", ms(fresh.p50_ms), ms(fresh.p99_ms)),
+                baseline: "PEM key: not measured".into(),
+                ratio: "–".into(),
+                target: "–".into(),
+                met: "–",
+            },
+        };
+        rows.push(row);
+    }
+    if let Some((_, pem_reused)) = pem {
+        for f in figures.iter().filter(|f| !f.name.starts_with("PEM")) {
+            if let Ok((_, reused)) = &f.measured {
+                let over = reused.p50_ms - pem_reused.p50_ms;
+                rows.push(Row {
+                    what: format!(
+                        "cold mint with the JWT reused, signer: {}: median / p99",
+                        f.name
+                    ),
+                    figure: format!("{} / {}", ms(reused.p50_ms), ms(reused.p99_ms)),
+                    baseline: format!(
+                        "PEM key, JWT reused: {} / {}",
+                        ms(pem_reused.p50_ms),
+                        ms(pem_reused.p99_ms)
+                    ),
+                    ratio: format!("{:.2}×", reused.p50_ms / pem_reused.p50_ms),
+                    target: "no signing on the path: within 1 ms of the PEM key".into(),
+                    met: verdict(over.abs() < 1.0),
+                });
+            }
+        }
+    }
+    rows
 }
 
 async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {

@@ -5,6 +5,7 @@
 
 use ghapp_testkit::daemon::{DaemonProcess, HttpResponse};
 use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
+use ghapp_testkit::signers::{self, Moto};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -266,118 +267,26 @@ fn a_key_rotated_on_github_switches_to_the_next_key_with_no_failed_request() {
     assert_eq!(widgets.status, 200);
 }
 
-/// SoftHSM2's module, where Debian's `softhsm2` package puts it.
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
 /// Whether SoftHSM2 is here; when it is not, says so loudly — and fails when
 /// `GHAPP_TEST_REQUIRE_SOFTHSM=1` (CI installs it, so there it must run).
 fn softhsm_present() -> bool {
-    let present = Path::new(SOFTHSM_MODULE).is_file()
-        && std::process::Command::new("softhsm2-util")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !present {
-        assert!(
-            std::env::var_os("GHAPP_TEST_REQUIRE_SOFTHSM").is_none(),
-            "GHAPP_TEST_REQUIRE_SOFTHSM is set but SoftHSM2 ({SOFTHSM_MODULE}, softhsm2-util) is missing"
-        );
-        eprintln!(
-            "SKIPPED: SoftHSM2 is not installed (apt-get install softhsm2): the PKCS#11 signer is not tested"
-        );
-    }
-    present
-}
-
-/// A SoftHSM2 token `ghapp` (user PIN 5678) in `dir`, holding the PKCS#1 PEM key `key` as the
-/// private key labelled `label`; returns the `SOFTHSM2_CONF` to use.
-fn softhsm_token_with(dir: &Path, key: &Path, label: &str) -> std::path::PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let run = |program: &str, args: &[&str]| {
-        let output = std::process::Command::new(program)
-            .args(args)
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let Some(why) = signers::softhsm_missing() else {
+        return true;
     };
-    run(
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            "ghapp",
-            "--so-pin",
-            "1234",
-            "--pin",
-            "5678",
-        ],
+    assert!(
+        std::env::var_os("GHAPP_TEST_REQUIRE_SOFTHSM").is_none(),
+        "GHAPP_TEST_REQUIRE_SOFTHSM is set but {why}"
     );
-    softhsm_import(&conf, key, label, "01");
-    conf
+    eprintln!("SKIPPED: {why}: the PKCS#11 signer is not tested");
+    false
 }
 
-/// Imports the PKCS#1 PEM key `key` into the token `ghapp` of `conf` as `label`, then deletes
-/// the PKCS#8 copy made for the import: only the token holds the key.
+fn softhsm_token_with(dir: &Path, key: &Path, label: &str) -> std::path::PathBuf {
+    signers::softhsm_token_with(dir, key, label).unwrap()
+}
+
 fn softhsm_import(conf: &Path, key: &Path, label: &str, id: &str) {
-    let pkcs8 = conf.with_file_name(format!("{label}.p8.pem"));
-    let (key, pkcs8_path) = (key.display().to_string(), pkcs8.display().to_string());
-    for (program, args) in [
-        (
-            "openssl",
-            vec![
-                "pkcs8",
-                "-topk8",
-                "-nocrypt",
-                "-in",
-                &key,
-                "-out",
-                &pkcs8_path,
-            ],
-        ),
-        (
-            "softhsm2-util",
-            vec![
-                "--import",
-                &pkcs8_path,
-                "--token",
-                "ghapp",
-                "--label",
-                label,
-                "--id",
-                id,
-                "--pin",
-                "5678",
-            ],
-        ),
-    ] {
-        let output = std::process::Command::new(program)
-            .args(&args)
-            .env("SOFTHSM2_CONF", conf)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    std::fs::remove_file(&pkcs8).unwrap();
+    signers::softhsm_import(conf, key, label, id).unwrap()
 }
 
 #[test]
@@ -394,7 +303,8 @@ fn a_key_on_a_softhsm_token_signs_through_to_git_clone() {
     let config = app_config(
         &emulator,
         &format!(
-            "signer = \"pkcs11\"\npkcs11_module = {SOFTHSM_MODULE:?}\npkcs11_token_label = \"ghapp\"\npkcs11_key_label = \"app1\"\nnext_pkcs11_key_label = \"app1-next\"\npkcs11_pin_file = {:?}\n",
+            "signer = \"pkcs11\"\npkcs11_module = {:?}\npkcs11_token_label = \"ghapp\"\npkcs11_key_label = \"app1\"\nnext_pkcs11_key_label = \"app1-next\"\npkcs11_pin_file = {:?}\n",
+            signers::SOFTHSM_MODULE,
             pin.display().to_string()
         ),
     );
@@ -476,7 +386,7 @@ fn a_key_on_a_softhsm_token_signs_through_to_git_clone() {
             "PKCS#11 token \"ghapp\" key \"nope\": no private key with this label",
         ),
         (
-            (SOFTHSM_MODULE, "/nonexistent/libpkcs11.so"),
+            (signers::SOFTHSM_MODULE, "/nonexistent/libpkcs11.so"),
             "cannot load the PKCS#11 module /nonexistent/libpkcs11.so",
         ),
     ] {
@@ -519,104 +429,16 @@ fn moto_server() -> Option<std::path::PathBuf> {
     None
 }
 
-/// A running `moto_server` on a free port, killed when dropped.
-struct Moto {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start(program: &Path) -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    /// One KMS call (`TrentService.<action>`); moto does not check SigV4 signatures.
-    fn kms(&self, action: &str, body: Value) -> Value {
-        let target = format!("TrentService.{action}");
-        let response = ghapp_testkit::emulator::request(
-            &self.url,
-            None,
-            "POST",
-            "/",
-            &[
-                ("Content-Type", "application/x-amz-json-1.1"),
-                ("X-Amz-Target", &target),
-                (
-                    "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
-                ),
-            ],
-            Some(&body.to_string()),
-        )
-        .unwrap();
-        assert_eq!(
-            response.status,
-            200,
-            "{action}: {}",
-            String::from_utf8_lossy(&response.body)
-        );
-        serde_json::from_slice(&response.body).unwrap()
-    }
-}
-
 #[test]
 fn an_aws_kms_key_signs_through_the_daemon_and_a_kms_outage_leaves_cached_tokens_serving() {
     let Some(program) = moto_server() else {
         return;
     };
-    let mut moto = Moto::start(&program);
-    let created = moto.kms(
-        "CreateKey",
-        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
-    );
-    let key_id = created["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let public = moto.kms("GetPublicKey", json!({"KeyId": key_id}));
-    let der = public["PublicKey"].as_str().unwrap();
+    let mut moto = Moto::start(&program).unwrap();
+    let (key_id, public) = moto.create_signing_key().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let public_pem = dir.path().join("kms-public.pem");
-    let body: Vec<String> = der
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    std::fs::write(
-        &public_pem,
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            body.join("\n")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&public_pem, public).unwrap();
     // GitHub (the emulator) knows the App by the KMS key's public half only.
     let fixture = basic_fixture(3600).replace(
         "private_key_out = \"app1.pem\"",
@@ -662,8 +484,7 @@ fn an_aws_kms_key_signs_through_the_daemon_and_a_kms_outage_leaves_cached_tokens
     let cached = token_value(&first);
 
     // KMS goes away; GitHub's clock jumps so the daemon must sign a new JWT for its next call.
-    moto.child.kill().unwrap();
-    moto.child.wait().unwrap();
+    moto.stop();
     emulator
         .fault(json!({"kind": "clock_offset", "secs": 600}))
         .unwrap();

@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod emulator;
 pub mod git;
+pub mod signers;
 pub mod system;
 
 use std::path::PathBuf;
