@@ -452,10 +452,26 @@ fn an_aws_kms_key_signs_through_the_daemon_and_a_kms_outage_leaves_cached_tokens
             moto.url
         ),
     );
+    // Region and credentials from a named profile in the shared files (the AWS chain minus
+    // its network sources), not from AWS_* variables.
+    let credentials = dir.path().join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = unused\naws_secret_access_key = unused\n\n[ghapp-test]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(&aws_config, "[profile ghapp-test]\nregion = us-east-1\n").unwrap();
     let env = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
-        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+        ("AWS_PROFILE".to_string(), "ghapp-test".to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            credentials.display().to_string(),
+        ),
+        (
+            "AWS_CONFIG_FILE".to_string(),
+            aws_config.display().to_string(),
+        ),
     ];
     let started = DaemonProcess::start_with(
         &config,

@@ -3,14 +3,13 @@
 //!
 //! The request is signed with SigV4 by the `aws-sigv4` crate and sent with reqwest — not the
 //! AWS SDK's KMS client, whose build (aws-config, the smithy runtime, hyper 0.14 or its own
-//! connector stack) would outweigh the one call made here. Credentials come from the
-//! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), the region
-//! from `AWS_REGION`/`AWS_DEFAULT_REGION` or the key's ARN; shared profile files and instance
-//! roles are not read (docs/keys.md).
+//! connector stack) would outweigh the one call made here. The region and credentials come from
+//! `aws_profile.rs` (the environment, then the shared profile files), the region last from the
+//! key's ARN; instance roles and SSO are not read (docs/keys.md).
 
+use super::aws_profile;
 use super::{SignError, Signer};
 use crate::config::AppConfig;
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use base64::Engine as _;
@@ -33,13 +32,13 @@ impl KmsSigner {
     /// A signer for the KMS key `key_id` (id, alias or ARN) of `app`.
     pub fn new(app: &AppConfig, key_id: &str) -> Result<Self, String> {
         let describe = format!("AWS KMS key {key_id}");
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .ok()
-            .filter(|r| !r.is_empty())
+        let region = aws_profile::region(&process_env)
+            .map_err(|e| format!("{describe}: {e}"))?
             .or_else(|| region_of_arn(key_id))
             .ok_or_else(|| {
-                format!("{describe}: no region: set AWS_REGION or give the key's ARN")
+                format!(
+                    "{describe}: no region: set AWS_REGION, a region in the AWS profile, or give the key's ARN"
+                )
             })?;
         let endpoint = app
             .kms_endpoint_url
@@ -63,12 +62,7 @@ impl KmsSigner {
     /// The `Sign` call: SigV4-signed headers, then the POST on the runtime this blocking
     /// thread belongs to.
     fn call_sign(&self, input: &[u8]) -> Result<Vec<u8>, String> {
-        let access_key = std::env::var("AWS_ACCESS_KEY_ID")
-            .map_err(|_| "AWS_ACCESS_KEY_ID is not set".to_string())?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .map_err(|_| "AWS_SECRET_ACCESS_KEY is not set".to_string())?;
-        let session = std::env::var("AWS_SESSION_TOKEN").ok();
-        let identity = Credentials::new(access_key, secret, session, None, "environment").into();
+        let identity = aws_profile::credentials(&process_env)?.into();
         let body = serde_json::to_vec(&serde_json::json!({
             "KeyId": self.key_id,
             "Message": STANDARD.encode(input),
@@ -147,6 +141,11 @@ impl Signer for KmsSigner {
         // reqwest's own timeout ends the call; this only guards the runtime hand-off.
         Some(self.timeout + Duration::from_secs(1))
     }
+}
+
+/// The daemon's environment, as `aws_profile` looks things up.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// The region of a KMS key ARN (`arn:aws:kms:eu-west-1:123456789012:key/…`).

@@ -11,6 +11,8 @@
 //! Signers block (a child process, a C library): `jwt.rs` calls them on tokio's blocking pool,
 //! one signature at a time per App, and only when the reused JWT runs out of life.
 
+#[cfg(feature = "aws-kms")]
+mod aws_profile;
 mod command;
 #[cfg(feature = "aws-kms")]
 mod kms;
