@@ -1203,3 +1203,46 @@ fn tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry() {
     );
     assert_eq!(added, 200);
 }
+
+/// Second attacker's pass: a key read from `private_key_command`'s stdout leaves no key line in
+/// the daemon's memory either, after start and after a reload (which runs the command again).
+#[test]
+fn no_key_line_survives_from_a_private_key_command() {
+    if skipped_without_root("no_key_line_survives_from_a_private_key_command") {
+        return;
+    }
+    let mut accounts = Accounts::default();
+    let (_, uid, gid) = accounts.user("c", &[]);
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let pem = std::fs::read_to_string(emulator.key_path("app1.pem")).unwrap();
+    let key_lines = private_key_lines(&pem);
+    let config = config_for(&emulator, "").replace(
+        &format!(
+            "private_key_file = {:?}",
+            emulator.key_path("app1.pem").display().to_string()
+        ),
+        "private_key_command = [\"cat\", \"@DIR@/key.pem\"]",
+    );
+    assert!(config.contains("private_key_command"), "{config}");
+    let (daemon, _key_dir) = start_with_key(&config, &pem, uid, gid);
+    assert!(
+        daemon.log_text().contains("command"),
+        "the key did not come from the command:\n{}",
+        daemon.log_text()
+    );
+    let pid = daemon.pid();
+    let granted = daemon.request("GET", "/v1/token?owner=acme&repo=widgets", None);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let after_start = needles_in_memory(pid, &key_lines);
+    reload_and_wait(&daemon, 1);
+    let granted = daemon.request("GET", "/v1/token?owner=acme&repo=gadgets", None);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let after_reload = needles_in_memory(pid, &key_lines);
+    eprintln!(
+        "private_key_command: {} of {} key lines in memory after start, {} after a reload",
+        after_start.len(),
+        key_lines.len(),
+        after_reload.len()
+    );
+    assert!(after_start.is_empty() && after_reload.is_empty());
+}
