@@ -9,6 +9,10 @@
 //! - `no_request_value_is_echoed_into_an_answer_or_a_log` (12.8).
 //! - `the_audit_log_is_never_followed_through_a_symlink_and_kept_private` (12.9).
 //! - `the_daemon_is_not_dumpable_and_no_key_line_survives_in_its_memory` (12.10).
+//! - Second attacker's pass: `an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper`,
+//!   `no_key_line_survives_a_reload`, `no_key_line_survives_from_a_private_key_command`,
+//!   `tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry`; the open finding
+//!   `an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper` (ignored, fails).
 //!
 //! `GHAPP_ATTACK_DAEMON=/path/to/ghapp` runs them against another build (e.g. the one before
 //! the fixes, to see them fail).
