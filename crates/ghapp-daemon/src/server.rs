@@ -13,7 +13,9 @@
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
 //! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
 //! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once.
+//! slow-header connections cannot starve clients that send their request at once. No uid holds
+//! more than half of the slots and waiting places together ([`crate::share`]), so one admitted
+//! peer cannot starve the others either.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
@@ -23,6 +25,7 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::idle::IdleConnections;
 use crate::routes;
 use crate::service::TokenService;
+use crate::share::UidShares;
 use crate::state::State;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -107,6 +110,7 @@ async fn accept_loop<S: TokenService>(
     // limit was sized for twice max_connections, see crate::hardening).
     let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
     let idle = Arc::new(IdleConnections::default());
+    let shares = Arc::new(UidShares::default());
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -138,6 +142,11 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
+        // One uid never holds more than its share of slots and waiting places together.
+        let Some(share) = shares.take(peer.uid, UidShares::limit(state.max_connections())) else {
+            reject(stream, &state, &rejections).await;
+            continue;
+        };
         let slots = state.connection_slots().clone();
         let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
         match slots.clone().try_acquire_owned() {
@@ -146,6 +155,7 @@ async fn accept_loop<S: TokenService>(
                 tokio::spawn(async move {
                     serve_connection(stream, peer, state, stop, &idle).await;
                     drop(slot);
+                    drop(share);
                 });
             }
             // Full: the connection idle the longest closes and frees its slot for this one,
@@ -166,6 +176,7 @@ async fn accept_loop<S: TokenService>(
                             }
                             _ => reject(stream, &state, &rejections).await,
                         }
+                        drop(share);
                     });
                 }
                 Err(_) => reject(stream, &state, &rejections).await,

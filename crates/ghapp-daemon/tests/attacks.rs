@@ -9,6 +9,11 @@
 //! - `no_request_value_is_echoed_into_an_answer_or_a_log` (12.8).
 //! - `the_audit_log_is_never_followed_through_a_symlink_and_kept_private` (12.9).
 //! - `the_daemon_is_not_dumpable_and_no_key_line_survives_in_its_memory` (12.10).
+//! - Second attacker's pass: `an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper`,
+//!   `no_key_line_survives_a_reload`, `no_key_line_survives_from_a_private_key_command`,
+//!   `tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry`, and its finding
+//!   `an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper` (fixed: each uid
+//!   holds at most half of the connections, `ghapp_daemon::share`).
 //!
 //! `GHAPP_ATTACK_DAEMON=/path/to/ghapp` runs them against another build (e.g. the one before
 //! the fixes, to see them fail).
@@ -396,6 +401,40 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     if skipped_without_root("a_refused_uid_holding_connections_does_not_starve_the_helper") {
         return;
     }
+    idle_holder_does_not_starve_the_helper(false, 2);
+}
+
+/// Second attacker's pass: the same hold by a peer the daemon *admits* (a policy entry names
+/// it, restricted to a repository it never asks for) — its connections take slots, so only
+/// the closing of the longest-idle connection keeps the helper served.
+#[test]
+fn an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper() {
+    if skipped_without_root(
+        "an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper",
+    ) {
+        return;
+    }
+    idle_holder_does_not_starve_the_helper(true, 1);
+}
+
+/// Second attacker's pass: an admitted peer holding *twice* `max_connections` starved the helper
+/// (2–6 of 100 calls served): its surplus connections filled every waiting place (each closing
+/// one of its own idle connections, whose slot its next waiter took), so the helper's connection
+/// found no waiting place and got a 503 at once. Fixed by a per-uid share: no uid holds more
+/// than half of the slots and waiting places together (`ghapp_daemon::share`).
+#[test]
+fn an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper() {
+    if skipped_without_root(
+        "an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper",
+    ) {
+        return;
+    }
+    idle_holder_does_not_starve_the_helper(true, 2);
+}
+
+/// uid 65534 holds `factor` × `max_connections` idle connections (admitted by a policy entry
+/// when `admitted`, else refused) while a helper loop runs: ≥ 99% of the helper's calls succeed.
+fn idle_holder_does_not_starve_the_helper(admitted: bool, factor: usize) {
     const MAX_CONNECTIONS: usize = 32;
     const CALLS: usize = 100;
     let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
@@ -405,7 +444,12 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     let config = config_for(
         &emulator,
         &format!(
-            "socket_group = \"4242\"\nmax_connections = {MAX_CONNECTIONS}\naudit_log = \"@DIR@/audit.jsonl\"\n"
+            "socket_group = \"4242\"\nmax_connections = {MAX_CONNECTIONS}\naudit_log = \"@DIR@/audit.jsonl\"\n{}",
+            if admitted {
+                "allow_uids = [65534]\n\n[[daemon.policy]]\nuid = 65534\nrepos = [\"acme/gadgets\"]\n"
+            } else {
+                ""
+            }
         ),
     );
     let daemon = Daemon::start(
@@ -439,7 +483,7 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
         .env("GHAPP_ATTACK_SOCKET", &daemon.socket)
         .env(
             "GHAPP_ATTACK_CONNECTIONS",
-            (2 * MAX_CONNECTIONS).to_string(),
+            (factor * MAX_CONNECTIONS).to_string(),
         )
         .env("GHAPP_ATTACK_SECONDS", attack_seconds.to_string())
         .env("GHAPP_ATTACK_STOP", daemon.dir.path().join("stop-attack"))
@@ -494,9 +538,10 @@ fn a_refused_uid_holding_connections_does_not_starve_the_helper() {
     );
     let audit = std::fs::read_to_string(daemon.dir.path().join("audit.jsonl")).unwrap();
     assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"peer_uid\":65534") && l.contains("denied_peer")),
+        admitted
+            || audit
+                .lines()
+                .any(|l| l.contains("\"peer_uid\":65534") && l.contains("denied_peer")),
         "every refused peer gets an audit line"
     );
     let log = daemon.log_text();
@@ -996,4 +1041,212 @@ fn start_with_key(config: &str, key: &str, uid: u32, gid: u32) -> (Daemon, tempf
     )
     .unwrap_or_else(|log| panic!("the daemon as uid {uid} did not start:\n{log}"));
     (daemon, dir)
+}
+
+/// The base64 lines of `pem` that hold private parts (every line but the modulus-only ones).
+fn private_key_lines(pem: &str) -> Vec<String> {
+    let all_lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let modulus = modulus_range(&base64_decode(&all_lines.concat()));
+    all_lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            let bytes = i * 48..(i + 1) * 48;
+            l.len() >= 16 && !(modulus.start <= bytes.start && bytes.end <= modulus.end)
+        })
+        .map(|(_, l)| l.to_string())
+        .collect()
+}
+
+/// Sends SIGHUP and waits for the daemon to say the reload is done (the `n`th time).
+fn reload_and_wait(daemon: &Daemon, n: usize) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.log_text().matches("configuration reloaded").count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "reload {n} never finished:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Second attacker's pass: no key line survives a SIGHUP reload — of the same key file, nor of
+/// a new key written in its place.
+#[test]
+fn no_key_line_survives_a_reload() {
+    if skipped_without_root("no_key_line_survives_a_reload") {
+        return;
+    }
+    let mut accounts = Accounts::default();
+    let (_, uid, gid) = accounts.user("r", &[]);
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let pem = std::fs::read_to_string(emulator.key_path("app1.pem")).unwrap();
+    let old_lines = private_key_lines(&pem);
+    let config = config_for(&emulator, "").replace(
+        &format!("{:?}", emulator.key_path("app1.pem").display().to_string()),
+        "\"@DIR@/key.pem\"",
+    );
+    let (daemon, key_dir) = start_with_key(&config, &pem, uid, gid);
+    let pid = daemon.pid();
+    let token = "/v1/token?owner=acme&repo=widgets";
+    assert_eq!(daemon.request("GET", token, None).status, 200);
+    reload_and_wait(&daemon, 1);
+    assert_eq!(
+        daemon
+            .request("GET", "/v1/token?owner=acme&repo=gadgets", None)
+            .status,
+        200
+    );
+    let found = needles_in_memory(pid, &old_lines);
+    eprintln!(
+        "after reloading the same key: {} of {} key lines in memory",
+        found.len(),
+        old_lines.len()
+    );
+    assert!(
+        found.is_empty(),
+        "{} key lines survive a reload",
+        found.len()
+    );
+
+    // A new key in the same file (the emulator does not know it: minting fails, signing runs).
+    let generated = Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let new_pem = String::from_utf8(generated.stdout).unwrap();
+    let new_lines = private_key_lines(&new_pem);
+    let key_path = key_dir.path().join("key.pem");
+    std::fs::write(&key_path, &new_pem).unwrap();
+    reload_and_wait(&daemon, 2);
+    let _ = daemon.request(
+        "GET",
+        "/v1/token?owner=acme&repo=widgets&min_ttl=3599",
+        None,
+    );
+    let found_new = needles_in_memory(pid, &new_lines);
+    let found_old = needles_in_memory(pid, &old_lines);
+    eprintln!(
+        "after reloading a new key: {} of {} new and {} of {} old key lines in memory",
+        found_new.len(),
+        new_lines.len(),
+        found_old.len(),
+        old_lines.len()
+    );
+    assert!(found_new.is_empty() && found_old.is_empty());
+}
+
+/// Second attacker's pass: the tokman and workspace routes hold a restricted peer to its entry
+/// (owners, repos, hosts) as `/v1/token` does, and a peer refused by policy costs one audit line
+/// per request, no more.
+#[test]
+fn tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry() {
+    if skipped_without_root("tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry") {
+        return;
+    }
+    let mut accounts = Accounts::default();
+    let (sock_group, _) = accounts.group("t");
+    let (user_a, uid_a, _) = accounts.user("a", &[&sock_group]);
+    let (user_h, uid_h, _) = accounts.user("h", &[&sock_group]);
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let config = config_for(
+        &emulator,
+        &format!(
+            "socket_group = {sock_group:?}\nallow_uids = [{uid_a}, {uid_h}]\ndefault_owner = \"acme\"\naudit_log = \"@DIR@/audit.jsonl\"\n\n[[daemon.policy]]\nuid = {uid_a}\nrepos = [\"acme/widgets\"]\n\n[[daemon.policy]]\nuid = {uid_h}\nhosts = [\"other.example\"]\n"
+        ),
+    ) + &format!(
+        "\n[[app]]\nname = \"other-app\"\nhost = \"other.example\"\napi_url = \"https://other.example/api/v3\"\napp_id = 2\nprivate_key_file = {:?}\n",
+        emulator.key_path("app1.pem").display().to_string()
+    );
+    let daemon = Daemon::start(
+        &config,
+        Setup {
+            dir_mode: Some(0o711),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    let socket = &daemon.socket;
+    let (status, body) = curl_as(socket, "/api/acme/widgets", &user_a, None);
+    assert_eq!(status, 200, "A's own repository via tokman: {body}");
+    let (status, body) = curl_as(socket, "/api/acme/gadgets", &user_a, None);
+    assert_eq!(status, 403, "another repository via tokman: {body}");
+    let (status, body) = curl_as(socket, "/admin/github-installation-token", &user_a, None);
+    eprintln!("A on the workspace route: {status} {body}");
+    assert_ne!(status, 200, "the installation-wide default token: {body}");
+    for path in ["/api/acme/widgets", "/admin/github-installation-token"] {
+        let (status, body) = curl_as(socket, path, &user_h, None);
+        assert_eq!(status, 403, "H (hosts = other.example) on {path}: {body}");
+    }
+    // One audit line per refused request, none more.
+    let before = std::fs::read_to_string(daemon.dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let loop_curl = format!(
+        "for i in $(seq 200); do curl -s -o /dev/null --unix-socket '{}' http://x/api/acme/gadgets; done",
+        socket.display()
+    );
+    let status = Command::new("runuser")
+        .args(["-u", &user_a, "--", "sh", "-c", &loop_curl])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let audit = std::fs::read_to_string(daemon.dir.path().join("audit.jsonl")).unwrap();
+    let added = audit.lines().count() - before;
+    eprintln!(
+        "200 refused tokman requests: {added} audit lines, daemon log {} bytes",
+        daemon.log_text().len()
+    );
+    assert_eq!(added, 200);
+}
+
+/// Second attacker's pass: a key read from `private_key_command`'s stdout leaves no key line in
+/// the daemon's memory either, after start and after a reload (which runs the command again).
+#[test]
+fn no_key_line_survives_from_a_private_key_command() {
+    if skipped_without_root("no_key_line_survives_from_a_private_key_command") {
+        return;
+    }
+    let mut accounts = Accounts::default();
+    let (_, uid, gid) = accounts.user("c", &[]);
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let pem = std::fs::read_to_string(emulator.key_path("app1.pem")).unwrap();
+    let key_lines = private_key_lines(&pem);
+    let config = config_for(&emulator, "").replace(
+        &format!(
+            "private_key_file = {:?}",
+            emulator.key_path("app1.pem").display().to_string()
+        ),
+        "private_key_command = [\"cat\", \"@DIR@/key.pem\"]",
+    );
+    assert!(config.contains("private_key_command"), "{config}");
+    let (daemon, _key_dir) = start_with_key(&config, &pem, uid, gid);
+    assert!(
+        daemon.log_text().contains("command"),
+        "the key did not come from the command:\n{}",
+        daemon.log_text()
+    );
+    let pid = daemon.pid();
+    let granted = daemon.request("GET", "/v1/token?owner=acme&repo=widgets", None);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let after_start = needles_in_memory(pid, &key_lines);
+    reload_and_wait(&daemon, 1);
+    let granted = daemon.request("GET", "/v1/token?owner=acme&repo=gadgets", None);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let after_reload = needles_in_memory(pid, &key_lines);
+    eprintln!(
+        "private_key_command: {} of {} key lines in memory after start, {} after a reload",
+        after_start.len(),
+        key_lines.len(),
+        after_reload.len()
+    );
+    assert!(after_start.is_empty() && after_reload.is_empty());
 }

@@ -202,6 +202,12 @@ pub fn check_name(what: &str, value: &str) -> Result<String, QueryError> {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok && crate::secret::looks_like_github_token(value) {
+        // Never carried further (answers, the audit log) as a name: it is someone's secret.
+        return Err(QueryError(format!(
+            "invalid {what}: it has the shape of a GitHub token; never put a token in a name"
+        )));
+    }
     if ok {
         Ok(value.to_string())
     } else {

@@ -64,9 +64,106 @@ impl fmt::Display for Token {
     }
 }
 
+/// The longest password taken for an installation token: GitHub's stateless tokens are "about
+/// 520 characters and will vary"; anything far beyond is someone else's secret.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// Whether `password` has the shape of a GitHub App installation token, so `erase` sends the
+/// daemon nothing else (a GitLab token, a password from another helper): the classic form
+/// `ghs_` + 36 alphanumerics, or the stateless form `ghs_<APPID>_<JWT>` (three base64url
+/// segments joined by two dots).
+pub fn is_installation_token(password: &str) -> bool {
+    let Some(rest) = password.strip_prefix("ghs_") else {
+        return false;
+    };
+    if password.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    if rest.len() == 36 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return true;
+    }
+    let Some((app_id, jwt)) = rest.split_once('_') else {
+        return false;
+    };
+    let segments: Vec<&str> = jwt.split('.').collect();
+    !app_id.is_empty()
+        && app_id.bytes().all(|b| b.is_ascii_digit())
+        && segments.len() == 3
+        && segments.iter().all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Whether `value` has the shape of a classic GitHub token of any kind — `ghp_` (personal),
+/// `gho_` (OAuth), `ghu_` (user-to-server), `ghs_` (installation), `ghr_` (refresh) followed by
+/// 36 alphanumerics — or of an installation token: a value never to be echoed or logged as a
+/// name (a token pasted where an owner or repository belongs).
+pub fn looks_like_github_token(value: &str) -> bool {
+    let classic = value.len() == 40
+        && ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+            .iter()
+            .any(|prefix| value.starts_with(prefix))
+        && value[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+    classic || is_installation_token(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installation_token_shapes() {
+        assert!(is_installation_token(
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4a"
+        ));
+        assert!(is_installation_token(
+            "ghs_12345_eyJhbGciOi.eyJzdWIi-_x.c2lnbmF0dXJl"
+        ));
+        for other in [
+            "",
+            "hunter2",
+            "glpat-xxxxxxxxxxxxxxxxxxxx",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "ghs_short",
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4a1",
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4!",
+            "ghs_x1_a.b.c",
+            "ghs_1_a.b",
+            "ghs_1_a..c",
+            "ghs_1_a.b.c.d",
+            "ghs_1_a b.c.d",
+        ] {
+            assert!(!is_installation_token(other), "{other}");
+        }
+        let huge = format!("ghs_1_{}.b.c", "a".repeat(MAX_TOKEN_LEN));
+        assert!(!is_installation_token(&huge));
+    }
+
+    #[test]
+    fn github_token_shapes_of_every_kind() {
+        for token in [
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4a",
+            "ghs_12345_eyJhbGciOi.eyJzdWIi-_x.c2lnbmF0dXJl",
+        ] {
+            assert!(looks_like_github_token(token), "{token}");
+        }
+        for name in [
+            "widgets",
+            "ghp_tools",
+            "gh-pages",
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4a1",
+        ] {
+            assert!(!looks_like_github_token(name), "{name}");
+        }
+        assert!(
+            crate::api::check_name("repo", "ghs_16C7e42F292c6912E7710c838347Ae178B4a").is_err()
+        );
+    }
 
     #[test]
     fn fingerprint_is_short_stable_and_prefixed() {

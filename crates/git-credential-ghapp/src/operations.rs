@@ -3,12 +3,13 @@
 
 use crate::answer::credential_for;
 use crate::finish::{failure_output, note};
-use crate::plan::{Plan, is_installation_token, plan, served_protocol};
+use crate::plan::{Plan, plan, served_protocol};
 use ghapp_client::ClientError;
 use ghapp_client::blocking::BlockingClient;
 use ghapp_protocol::api::{TokenQuery, check_host};
 use ghapp_protocol::credential::{CredentialRequest, TOKEN_USERNAME, read_request};
 use ghapp_protocol::paths::client_target;
+use ghapp_protocol::secret::is_installation_token;
 use ghapp_protocol::time::Timestamp;
 use std::path::Path;
 use std::time::Instant;

@@ -58,39 +58,6 @@ pub fn served_protocol(protocol: Option<&str>) -> Option<&str> {
     protocol.filter(|p| matches!(*p, "https" | "http"))
 }
 
-/// The longest password taken for an installation token: GitHub's stateless tokens are "about
-/// 520 characters and will vary"; anything far beyond is someone else's secret.
-const MAX_TOKEN_LEN: usize = 4096;
-
-/// Whether `password` has the shape of a GitHub App installation token, so `erase` sends the
-/// daemon nothing else (a GitLab token, a password from another helper): the classic form
-/// `ghs_` + 36 alphanumerics, or the stateless form `ghs_<APPID>_<JWT>` (three base64url
-/// segments joined by two dots).
-pub fn is_installation_token(password: &str) -> bool {
-    let Some(rest) = password.strip_prefix("ghs_") else {
-        return false;
-    };
-    if password.len() > MAX_TOKEN_LEN {
-        return false;
-    }
-    if rest.len() == 36 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return true;
-    }
-    let Some((app_id, jwt)) = rest.split_once('_') else {
-        return false;
-    };
-    let segments: Vec<&str> = jwt.split('.').collect();
-    !app_id.is_empty()
-        && app_id.bytes().all(|b| b.is_ascii_digit())
-        && segments.len() == 3
-        && segments.iter().all(|segment| {
-            !segment.is_empty()
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
 /// Maps git's request to the daemon query, or says why not.
 pub fn plan(request: &CredentialRequest) -> Plan {
     let (Some(protocol), Some(host)) = (request.protocol.as_deref(), request.host.as_deref())
@@ -251,34 +218,6 @@ mod tests {
             plan_of("protocol=https\nhost=github.com\npath=acme/..\n"),
             Plan::Skip(Skip::Unservable(_))
         ));
-    }
-
-    #[test]
-    fn installation_token_shapes() {
-        assert!(is_installation_token(
-            "ghs_16C7e42F292c6912E7710c838347Ae178B4a"
-        ));
-        assert!(is_installation_token(
-            "ghs_12345_eyJhbGciOi.eyJzdWIi-_x.c2lnbmF0dXJl"
-        ));
-        for other in [
-            "",
-            "hunter2",
-            "glpat-xxxxxxxxxxxxxxxxxxxx",
-            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
-            "ghs_short",
-            "ghs_16C7e42F292c6912E7710c838347Ae178B4a1",
-            "ghs_16C7e42F292c6912E7710c838347Ae178B4!",
-            "ghs_x1_a.b.c",
-            "ghs_1_a.b",
-            "ghs_1_a..c",
-            "ghs_1_a.b.c.d",
-            "ghs_1_a b.c.d",
-        ] {
-            assert!(!is_installation_token(other), "{other}");
-        }
-        let huge = format!("ghs_1_{}.b.c", "a".repeat(MAX_TOKEN_LEN));
-        assert!(!is_installation_token(&huge));
     }
 
     #[test]
