@@ -13,8 +13,8 @@
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
 //! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
 //! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once. No uid holds
-//! more than half of the slots and waiting places together ([`crate::share`]), so one admitted
+//! slow-header connections cannot starve clients that send their request at once. No uid but
+//! root and the daemon's own holds more than half of the slots and waiting places together ([`crate::share`]), so one admitted
 //! peer cannot starve the others either.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
@@ -111,6 +111,7 @@ async fn accept_loop<S: TokenService>(
     let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
     let idle = Arc::new(IdleConnections::default());
     let shares = Arc::new(UidShares::default());
+    let own_uid = rustix::process::geteuid().as_raw();
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -142,10 +143,18 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
-        // One uid never holds more than its share of slots and waiting places together.
-        let Some(share) = shares.take(peer.uid, UidShares::limit(state.max_connections())) else {
-            reject(stream, &state, &rejections).await;
-            continue;
+        // Another uid never holds more than its share of slots and waiting places together
+        // (root and the daemon's own uid could stop the daemon anyway: no share for them).
+        let share = if peer.uid == 0 || peer.uid == own_uid {
+            None
+        } else {
+            match shares.take(peer.uid, UidShares::limit(state.max_connections())) {
+                Some(share) => Some(share),
+                None => {
+                    reject(stream, &state, &rejections).await;
+                    continue;
+                }
+            }
         };
         let slots = state.connection_slots().clone();
         let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());

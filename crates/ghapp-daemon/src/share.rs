@@ -1,5 +1,6 @@
-//! Each uid's share of the connections: no uid may hold more than half of `max_connections`
-//! (served and waiting together), so one admitted peer — even one whose policy lets it ask for
+//! Each uid's share of the connections: no uid but root and the daemon's own (which could stop
+//! the daemon anyway) may hold more than half of `max_connections` (served and waiting
+//! together), so one admitted peer — even one whose policy lets it ask for
 //! nothing — cannot take every slot and waiting place and starve the others (the second
 //! attacker's pass, docs/security.md). Half is far above any real burst of one user's git
 //! processes at the default `max_connections` (4096), and leaves the other half to everyone else.
