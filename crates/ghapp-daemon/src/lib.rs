@@ -28,7 +28,6 @@ pub mod routes;
 pub mod server;
 pub mod service;
 pub mod settings;
-pub mod share;
 pub mod socket;
 pub mod state;
 pub mod systemd;

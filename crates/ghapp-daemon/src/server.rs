@@ -13,9 +13,7 @@
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
 //! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
 //! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once. No uid but
-//! root and the daemon's own holds more than half of the slots and waiting places together ([`crate::share`]), so one admitted
-//! peer cannot starve the others either.
+//! slow-header connections cannot starve clients that send their request at once.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
@@ -25,7 +23,6 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::idle::IdleConnections;
 use crate::routes;
 use crate::service::TokenService;
-use crate::share::UidShares;
 use crate::state::State;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -110,8 +107,6 @@ async fn accept_loop<S: TokenService>(
     // limit was sized for twice max_connections, see crate::hardening).
     let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
     let idle = Arc::new(IdleConnections::default());
-    let shares = Arc::new(UidShares::default());
-    let own_uid = rustix::process::geteuid().as_raw();
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -143,19 +138,6 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
-        // Another uid never holds more than its share of slots and waiting places together
-        // (root and the daemon's own uid could stop the daemon anyway: no share for them).
-        let share = if peer.uid == 0 || peer.uid == own_uid {
-            None
-        } else {
-            match shares.take(peer.uid, UidShares::limit(state.max_connections())) {
-                Some(share) => Some(share),
-                None => {
-                    reject(stream, &state, &rejections).await;
-                    continue;
-                }
-            }
-        };
         let slots = state.connection_slots().clone();
         let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
         match slots.clone().try_acquire_owned() {
@@ -164,7 +146,6 @@ async fn accept_loop<S: TokenService>(
                 tokio::spawn(async move {
                     serve_connection(stream, peer, state, stop, &idle).await;
                     drop(slot);
-                    drop(share);
                 });
             }
             // Full: the connection idle the longest closes and frees its slot for this one,
@@ -185,7 +166,6 @@ async fn accept_loop<S: TokenService>(
                             }
                             _ => reject(stream, &state, &rejections).await,
                         }
-                        drop(share);
                     });
                 }
                 Err(_) => reject(stream, &state, &rejections).await,
