@@ -858,14 +858,19 @@ mod tests {
                 .unwrap();
         assert!(repos.check_repository_runner("acme", "x").is_ok());
         assert_eq!(
-            repos.check_repository_runner("acme", "y").unwrap_err().status(),
+            repos
+                .check_repository_runner("acme", "y")
+                .unwrap_err()
+                .status(),
             403
         );
         let low =
             PeerPolicy::from_config(1, &policy(Some(1), None, None, None, Some("contents:read")))
                 .unwrap();
         assert_eq!(
-            low.check_repository_runner("acme", "x").unwrap_err().status(),
+            low.check_repository_runner("acme", "x")
+                .unwrap_err()
+                .status(),
             422
         );
         let ok = PeerPolicy::from_config(
