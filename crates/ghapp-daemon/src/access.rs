@@ -16,32 +16,11 @@
 //!    the daemon's memory anyway); any other peer is held to the first entry naming only its gid,
 //!    and with none, gets **nothing** (every token route refused, an empty status). To let such a
 //!    peer have everything, give it an entry with no limits: `[[daemon.policy]]` `uid = N`.
+pub use crate::identity::Peer;
 use ghapp_broker::PolicyConfig;
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::permissions::{Level, Permissions};
 use std::collections::BTreeSet;
-use std::fmt;
-
-/// The credentials of a connected client, as the kernel recorded them at `connect(2)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// Effective uid.
-    pub uid: u32,
-    /// Effective (primary) gid; supplementary groups are not visible through SO_PEERCRED.
-    pub gid: u32,
-    /// Process id, when the platform reports it (for the audit log; it may be reused).
-    pub pid: Option<i32>,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "uid {} gid {}", self.uid, self.gid)?;
-        if let Some(pid) = self.pid {
-            write!(f, " pid {pid}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Why a policy refused a request: the status to answer and an actionable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,6 +454,7 @@ mod tests {
             repos: repos.map(|r| r.iter().map(|s| s.to_string()).collect()),
             permissions: perms.map(|p| Permissions::parse_list(p).unwrap()),
             hosts: None,
+            ..Default::default()
         }
     }
 

@@ -6,7 +6,8 @@
 //! - [`server`]: the accept loop, connections and their limits; [`idle`]: which connections may
 //!   be closed to make room when every slot is taken.
 //! - [`routes`]: the API, with [`reply`] for answers.
-//! - [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
+//! - [`identity`]: who is calling (Unix peer or network address, and a verified credential);
+//!   [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
 //! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod audit;
 pub mod hardening;
+pub mod identity;
 pub mod idle;
 pub mod lifecycle;
 pub mod logging;

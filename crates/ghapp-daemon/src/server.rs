@@ -285,7 +285,8 @@ async fn serve_connection<S: TokenService>(
         let state = state.clone();
         let busy = this.busy();
         async move {
-            let response = routes::handle(&state, peer, request).await;
+            let response =
+                routes::handle(&state, crate::identity::Origin::Local(peer), request).await;
             drop(busy);
             Ok::<_, Infallible>(response)
         }

@@ -23,6 +23,66 @@ pub struct Config {
     /// `[[app]]`, one per GitHub App.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
+    /// `[network]`: the TCP (+TLS) listener; absent: the Unix socket only.
+    pub network: Option<NetworkConfig>,
+    /// `[[oidc]]`: issuers whose ID tokens identify callers.
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
+    /// `[[client]]`: callers identified by a client key.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientConfig>,
+    /// `[[policy]]`: who may have what, for every kind of caller (docs/policy.md). The older
+    /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
+    #[serde(default)]
+    pub policy: Vec<PolicyConfig>,
+}
+
+/// `[network]`: serve the API on TCP, with TLS unless the address is loopback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// `ADDR:PORT` to listen on (`0.0.0.0:8443`, `[::1]:8080`, `127.0.0.1:0` for any free port).
+    pub listen: Vec<String>,
+    /// PEM certificate chain; with `tls_key_file`, TLS on every address (reloaded on SIGHUP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (refused if group/others can read it).
+    pub tls_key_file: Option<PathBuf>,
+    /// The ES256 key that signs `Accept: application/jwt` answers; generated (0600) when absent.
+    /// Default: `answer-key.pem` in the daemon's state directory.
+    pub answer_key_file: Option<PathBuf>,
+    /// Mints a single identity may cause per minute (a token bucket; 429 beyond it). The
+    /// default is far above what any normal caller does: it stops one caller from spending the
+    /// App's GitHub rate limit, not ordinary use.
+    #[serde(default = "defaults::mint_rate")]
+    pub mint_rate: u32,
+    /// How many mints an identity may cause at once before `mint_rate` applies.
+    #[serde(default = "defaults::mint_burst")]
+    pub mint_burst: u32,
+}
+
+/// `[[oidc]]`: an OpenID Connect issuer whose ID tokens identify callers (GitHub Actions,
+/// Kubernetes service accounts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` claim, exactly (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// The `aud` a token must carry (`ghapp`).
+    pub audience: String,
+    /// Where the issuer's keys are; default: `jwks_uri` of `ISSUER/.well-known/openid-configuration`.
+    pub jwks_url: Option<String>,
+    /// Extra PEM CA certificates to trust for the discovery document and the JWKS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[[client]]`: a caller that presents a client key (`Authorization: Bearer KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The name policies select it by and logs show.
+    pub name: String,
+    /// Hex SHA-256 of the key (`ghapp client-key new NAME` prints both); never the key itself.
+    pub key_sha256: String,
 }
 
 /// `[daemon]`: how the daemon serves and how long tokens must live.
@@ -145,14 +205,30 @@ impl Default for DaemonConfig {
     }
 }
 
-/// `[[daemon.policy]]`: what one uid or gid may ask for.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[policy]]` (or the older `[[daemon.policy]]`): which callers an entry selects — by exactly
+/// one of `uid` (optionally narrowed by `gid`), `gid`, `client`, `address` or `issuer` — and
+/// what it grants them.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The peer uid this applies to.
+    /// Local callers on the Unix socket with this uid.
     pub uid: Option<u32>,
-    /// The peer gid this applies to.
+    /// Local callers with this (primary) gid; with `uid`, narrows that uid's entry to it.
     pub gid: Option<u32>,
+    /// Callers presenting the key of this `[[client]]`.
+    pub client: Option<String>,
+    /// Network callers from this address range (`10.0.0.0/8`, `::1/128`); the weakest selector.
+    pub address: Option<String>,
+    /// Callers presenting an ID token of this `[[oidc]]` issuer.
+    pub issuer: Option<String>,
+    /// With `issuer`: a glob (`*` any run of characters) the token's `sub` must match.
+    pub subject: Option<String>,
+    /// With `issuer`: globs on string claims; a dotted name reaches a nested claim
+    /// (`"kubernetes.io.namespace" = "ci-*"`). Every one must match.
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
+    /// May read `/metrics` over the network.
+    #[serde(default)]
+    pub metrics: bool,
     /// Accounts it may ask for (`*` or absent: any).
     pub owners: Option<Vec<String>>,
     /// Repositories (`owner/repo`) it may ask for (absent: any within `owners`).
@@ -320,6 +396,12 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         4096
+    }
+    pub fn mint_rate() -> u32 {
+        120
+    }
+    pub fn mint_burst() -> u32 {
+        240
     }
     pub fn sign_timeout() -> Duration {
         Duration::from_secs(10)

@@ -1,0 +1,151 @@
+//! Who is calling: what the transport itself tells ([`Origin`]: the Unix peer's uid/gid from
+//! SO_PEERCRED, or the TCP source address) and what the request presents ([`Credential`]: a
+//! client key, or a verified OIDC ID token) — together a [`Caller`], which the one policy model
+//! ([`crate::access`]) judges. Never holds the credential itself: a client is known by its
+//! configured name, an ID token by its verified claims.
+
+use ghapp_protocol::time::Timestamp;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The credentials of a connected client, as the kernel recorded them at `connect(2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Effective uid.
+    pub uid: u32,
+    /// Effective (primary) gid; supplementary groups are not visible through SO_PEERCRED.
+    pub gid: u32,
+    /// Process id, when the platform reports it (for the audit log; it may be reused).
+    pub pid: Option<i32>,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "uid {} gid {}", self.uid, self.gid)?;
+        if let Some(pid) = self.pid {
+            write!(f, " pid {pid}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a connection comes from, as the transport reports it (nothing the caller sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A process on this host, on the Unix socket.
+    Local(Peer),
+    /// A TCP connection from this address.
+    Network {
+        /// The peer's address (as the socket reports it: a load balancer's, behind one).
+        address: IpAddr,
+        /// Whether the connection is TLS.
+        tls: bool,
+    },
+}
+
+impl Origin {
+    /// The Unix peer, for a local caller.
+    pub fn peer(&self) -> Option<&Peer> {
+        match self {
+            Origin::Local(peer) => Some(peer),
+            Origin::Network { .. } => None,
+        }
+    }
+
+    /// The source address, for a network caller.
+    pub fn address(&self) -> Option<IpAddr> {
+        match self {
+            Origin::Local(_) => None,
+            Origin::Network { address, .. } => Some(*address),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Local(peer) => peer.fmt(f),
+            Origin::Network { address, .. } => write!(f, "address {address}"),
+        }
+    }
+}
+
+/// An OIDC ID token whose signature, issuer, audience and times were checked. Holds the claims,
+/// never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedIdToken {
+    /// `iss`, as configured in `[[oidc]]`.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+    /// Every claim, for `[[policy]] claims` globs.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// `exp`.
+    pub expires_at: Timestamp,
+}
+
+/// What a request presented in `Authorization: Bearer …`, once verified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// The key of this `[[client]]` (its name).
+    Client(Arc<str>),
+    /// A verified ID token.
+    IdToken(Arc<VerifiedIdToken>),
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Client(name) => write!(f, "client {name}"),
+            Credential::IdToken(token) => write!(f, "{} {}", token.issuer, token.subject),
+        }
+    }
+}
+
+/// A caller: where it connects from and what it proved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// The transport's facts.
+    pub origin: Origin,
+    /// The verified credential, if the request presented one.
+    pub credential: Option<Credential>,
+}
+
+impl Caller {
+    /// A caller that presented nothing.
+    pub fn anonymous(origin: Origin) -> Caller {
+        Caller {
+            origin,
+            credential: None,
+        }
+    }
+}
+
+impl Caller {
+    /// A stable key naming who this caller is, for ownership of what it creates (runners) and
+    /// per-identity limits: `uid:1000`, `address:10.0.0.7`, `client:ci-bot`,
+    /// `oidc:ISSUER#SUBJECT`. A credential, when presented, names the caller; the transport only
+    /// when there is none.
+    pub fn identity_key(&self) -> String {
+        match (&self.credential, &self.origin) {
+            (Some(Credential::Client(name)), _) => format!("client:{name}"),
+            (Some(Credential::IdToken(token)), _) => {
+                format!("oidc:{}#{}", token.issuer, token.subject)
+            }
+            (None, Origin::Local(peer)) => format!("uid:{}", peer.uid),
+            (None, Origin::Network { address, .. }) => format!("address:{address}"),
+        }
+    }
+}
+
+impl fmt::Display for Caller {
+    /// How logs and refusals name the caller: `uid 1000 gid 100 pid 7`, `client ci-bot from
+    /// address 10.0.0.7`, `https://issuer repo:acme/widgets:ref:refs/heads/main from …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.credential {
+            None => self.origin.fmt(f),
+            Some(credential) => write!(f, "{credential} from {}", self.origin),
+        }
+    }
+}
