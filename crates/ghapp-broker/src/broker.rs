@@ -17,8 +17,9 @@ use crate::metrics::{BrokerMetrics, Metrics, bump};
 use crate::mint::{Minter, plan};
 use crate::refresh::{Refresher, Round};
 use crate::request::Request;
-use crate::resolve::{Resolved, Resolver, Target};
+use crate::resolve::{Answer, Resolved, Resolver, Target};
 use crate::runner::{self, RunnerAnswer, RunnerTarget};
+use crate::shared::SharedCache;
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
 use ghapp_protocol::api::RunnerTokenResponse;
@@ -42,6 +43,8 @@ pub(crate) struct Core {
     metrics: Arc<Metrics>,
     /// A transport for every App instead of reqwest (tests, embedding).
     transport: Option<Arc<dyn HttpTransport>>,
+    /// The cache shared with other replicas (`[cache]`), consulted inside mints and look-ups.
+    shared: Option<Arc<SharedCache>>,
     /// The config file, for messages.
     config_path: RwLock<Option<PathBuf>>,
     /// Set to true to stop background work.
@@ -53,6 +56,7 @@ impl Core {
     pub(crate) fn start(
         runtime: Runtime,
         transport: Option<Arc<dyn HttpTransport>>,
+        shared: Option<Arc<SharedCache>>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
@@ -63,6 +67,7 @@ impl Core {
             minter: Minter::new(metrics.clone()),
             metrics,
             transport,
+            shared,
             config_path: RwLock::new(config_path),
             stop: watch::channel(false).0,
         });
@@ -213,7 +218,22 @@ impl Core {
         let asked = target.clone();
         self.resolver
             .resolve(&runtime.settings, apps, target, move || async move {
+                let shared = core.shared.clone();
+                let ttl = core.runtime().settings.installation_cache_ttl;
+                let identities: Vec<String> =
+                    asked_apps.iter().map(|a| a.identity.clone()).collect();
+                if let Some(shared) = &shared
+                    && let Some(resolved) =
+                        shared.fetch_installation(&asked, &identities, ttl).await
+                {
+                    return Ok(Answer::Found(resolved));
+                }
                 let outcome = look_up(&asked_apps, &asked, &core.metrics).await;
+                if let (Some(shared), Ok(Answer::Found(resolved))) = (&shared, &outcome.answer) {
+                    shared
+                        .store_installation(&asked, &identities, resolved, ttl)
+                        .await;
+                }
                 for (app, consequence) in &outcome.consequences {
                     core.apply(app, consequence);
                 }
@@ -349,7 +369,15 @@ impl Core {
                 None,
             );
         };
-        let result = self.minter.mint(&app, plan).await;
+        let result = match &self.shared {
+            Some(shared) => {
+                let settings = self.runtime().settings.clone();
+                shared
+                    .mint_once(plan, &settings, || self.minter.mint(&app, plan))
+                    .await
+            }
+            None => self.minter.mint(&app, plan).await,
+        };
         (result, Some(app))
     }
 
@@ -408,7 +436,13 @@ impl Core {
                 let dropped = self.tokens.drop_app(&app.identity);
                 tracing::info!(app = %app.name(), dropped_tokens = dropped, "dropped the App's cached tokens: GitHub rejects its JWT");
             }
-            Consequence::ForgetInstallation(id) => self.resolver.forget_installation(*id),
+            Consequence::ForgetInstallation(id) => {
+                self.resolver.forget_installation(*id);
+                if let Some(shared) = &self.shared {
+                    let ttl = self.runtime().settings.installation_cache_ttl;
+                    shared.distrust_installation(*id, ttl);
+                }
+            }
             Consequence::MarkSuspended(id) => {
                 let ttl = self.runtime().settings.negative_cache_ttl;
                 self.resolver.mark_suspended(*id, ttl);
@@ -517,11 +551,13 @@ impl Core {
 
     /// Apps, installations, cached tokens, and whether GitHub is failing.
     pub(crate) fn status(&self) -> BrokerStatus {
-        status::status(
+        let mut status = status::status(
             &self.runtime(),
             self.resolver.installations(),
             self.tokens.snapshot(),
-        )
+        );
+        status.shared_cache = self.shared.as_ref().map(|shared| shared.status());
+        status
     }
 
     /// Counter snapshot.

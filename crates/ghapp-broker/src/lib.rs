@@ -22,6 +22,7 @@
 //! | `flight` | single-flight: one task, many waiters, a dead task still ends its flight |
 //! | `failure` | the one place a GitHub failure becomes a [`BrokerError`] (and a consequence for the caches) |
 //! | `runner` | runner registration/removal tokens (organization or repository): the query and the call |
+//! | `shared` | the token cache shared by replicas (`[cache]`): a peer's token, one mint per key in the fleet, the store down → alone; `seal` (AES-256-GCM values, HMAC key names), `redis` (the store, feature `redis`) |
 //! | `status` | [`BrokerStatus`] for `/v1/status` |
 //! | `metrics` | counters and the mint-latency histogram; [`BrokerMetrics`] |
 //! | `error` | [`BrokerError`] and [`ErrorKind`] |
@@ -56,6 +57,7 @@ mod request;
 mod resolve;
 mod retry;
 mod runner;
+mod shared;
 pub mod signer;
 mod status;
 pub mod transport;
@@ -114,7 +116,12 @@ impl Broker {
             ));
         }
         let runtime = app::Runtime::build(config, transport.as_ref())?;
-        let core = broker::Core::start(runtime, transport, config.path.clone());
+        let shared = config
+            .cache
+            .as_ref()
+            .map(shared::SharedCache::start)
+            .transpose()?;
+        let core = broker::Core::start(runtime, transport, shared, config.path.clone());
         Ok(Broker { core })
     }
 

@@ -4,7 +4,7 @@
 use crate::app::Runtime;
 use crate::cache::CachedToken;
 use crate::resolve::KnownInstallation;
-use ghapp_protocol::api::{AppStatus, CachedTokenStatus, InstallationStatus};
+use ghapp_protocol::api::{AppStatus, CachedTokenStatus, InstallationStatus, SharedCacheStatus};
 use ghapp_protocol::secret::fingerprint;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -22,6 +22,8 @@ pub struct BrokerStatus {
     pub installations: Vec<InstallationStatus>,
     /// Tokens cached.
     pub tokens: Vec<CachedTokenStatus>,
+    /// The cache shared with other replicas, when `[cache]` configures one.
+    pub shared_cache: Option<SharedCacheStatus>,
 }
 
 /// The status of `runtime`'s Apps, with `installations` from the resolver and `tokens` from
@@ -89,5 +91,6 @@ pub(crate) fn status(
         apps,
         installations,
         tokens,
+        shared_cache: None,
     }
 }

@@ -328,6 +328,21 @@ pub struct StatusResponse {
     pub tokens: Vec<CachedTokenStatus>,
     /// Counters (requests, cache hits and misses, mints, refresh failures, …).
     pub counters: BTreeMap<String, u64>,
+    /// The token cache shared with other replicas (`[cache]`), when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_cache: Option<SharedCacheStatus>,
+}
+
+/// The shared token cache in `/v1/status`: where it is (never its password) and how it stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedCacheStatus {
+    /// `redis://HOST:PORT` (no credentials).
+    pub backend: String,
+    /// True while it answers; false while this replica serves from its own cache alone.
+    pub healthy: bool,
+    /// Why it is not healthy, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One configured App in `/v1/status`.

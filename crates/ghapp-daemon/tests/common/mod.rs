@@ -136,6 +136,7 @@ impl TokenService for Fake {
         BrokerStatus {
             degraded: false,
             degraded_reason: None,
+            shared_cache: None,
             apps: vec![AppStatus {
                 name: "test-app".into(),
                 host: "github.com".into(),

@@ -35,6 +35,22 @@ pub struct Config {
     /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// `[cache]`: a token cache shared by broker replicas (Redis); absent: the daemon's own only.
+    pub cache: Option<CacheConfig>,
+}
+
+/// `[cache]`: broker replicas share their tokens and installation look-ups through Redis,
+/// encrypted (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `redis://HOST:PORT[/DB]` or `rediss://…` (TLS); a password may be given in the URL.
+    pub redis_url: String,
+    /// 32 random bytes (`ghapp cache-key new FILE`), the same on every replica; refused if
+    /// group or others can read it.
+    pub encryption_key_file: PathBuf,
+    /// Extra PEM CA certificates to trust for `rediss://` (default: the system's).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[network]`: serve the API on TCP, with TLS unless the address is loopback.

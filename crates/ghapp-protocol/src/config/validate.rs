@@ -6,7 +6,7 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
+use super::schema::{AppConfig, CacheConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
@@ -39,6 +39,9 @@ fn key(name: &str) -> Seg {
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     validate_daemon(&config.daemon, &mut problems);
+    if let Some(cache) = &config.cache {
+        validate_cache(cache, &mut problems);
+    }
     let app_hosts: Vec<String> = config
         .apps
         .iter()
@@ -170,6 +173,34 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
         report(
             "socket_group",
             format!("socket_group {group:?} is not a group name or gid"),
+        );
+    }
+}
+
+/// `[cache]`: a Redis URL the client understands, TLS extras only with TLS.
+fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("cache"), key(field)],
+            subject: format!("cache.{field}"),
+            message,
+        });
+    };
+    let tls = cache.redis_url.starts_with("rediss://");
+    if !tls && !cache.redis_url.starts_with("redis://") {
+        // The URL may carry a password: only its scheme is repeated.
+        let scheme = cache.redis_url.split("://").next().unwrap_or_default();
+        report(
+            "redis_url",
+            format!("must start with redis:// or rediss:// (TLS), not {scheme:?}"),
+        );
+    } else if cache.redis_url.len() <= "rediss://".len() - usize::from(!tls) {
+        report("redis_url", "names no host (redis://HOST:PORT)".into());
+    }
+    if cache.ca_file.is_some() && !tls {
+        report(
+            "ca_file",
+            "is for rediss:// (TLS) only; this redis_url is plain redis://".into(),
         );
     }
 }
@@ -544,7 +575,7 @@ fn validate_signing(app: &AppConfig, report: &mut impl FnMut(Option<&str>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.to_string())
@@ -699,6 +730,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("must start with https://"), "{err}");
+    }
+
+    #[test]
+    fn cache_needs_a_redis_url_and_a_key_file() {
+        let ok = parse(&format!(
+            "{GOOD_APP}[cache]\nredis_url = \"rediss://:pw@redis.internal:6380/1\"\nencryption_key_file = \"/etc/ghapp/cache.key\"\nca_file = \"/ca.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.cache.unwrap().encryption_key_file,
+            PathBuf::from("/etc/ghapp/cache.key")
+        );
+        let err = parse("[cache]\nredis_url = \"http://:secret@r:6379\"\nencryption_key_file = \"/k\"\nca_file = \"/ca\"\n").unwrap_err();
+        assert!(
+            err.contains(
+                "line 2: cache.redis_url: must start with redis:// or rediss:// (TLS), not \"http\""
+            ),
+            "{err}"
+        );
+        assert!(err.contains("cache.ca_file: is for rediss://"), "{err}");
+        assert!(
+            !err.contains("secret"),
+            "the URL's password is not repeated: {err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\n").unwrap_err();
+        assert!(err.contains("encryption_key_file"), "{err}");
     }
 
     #[test]

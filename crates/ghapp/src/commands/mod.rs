@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches and returns the process exit code.
 
+mod cache_key;
 mod configure;
 mod demo;
 mod doctor;
@@ -101,6 +102,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&context, args),
         Command::RunnerToken(args) => runner_token::run(&context, args),
         Command::Demo(args) => demo::run(&context, args),
+        Command::CacheKey(command) => cache_key::run(command),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

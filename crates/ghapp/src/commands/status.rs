@@ -65,6 +65,15 @@ pub fn render(status: &StatusResponse) -> String {
     } else {
         out.push_str("state: healthy\n");
     }
+    if let Some(shared) = &status.shared_cache {
+        match &shared.problem {
+            None => out.push_str(&format!("shared cache: {} (answering)\n", shared.backend)),
+            Some(problem) => out.push_str(&format!(
+                "shared cache: {} UNREACHABLE ({problem}): serving from this replica's own cache\n",
+                shared.backend
+            )),
+        }
+    }
 
     out.push_str("\nApps\n");
     let apps: Vec<Vec<String>> = status
@@ -197,6 +206,11 @@ mod tests {
                 installation_id: 100,
                 enterprise: false,
             }],
+            shared_cache: Some(ghapp_protocol::api::SharedCacheStatus {
+                backend: "redis://127.0.0.1:6379".into(),
+                healthy: false,
+                problem: Some("connection refused".into()),
+            }),
             tokens: vec![CachedTokenStatus {
                 fingerprint: "sha256:abcdefabcdef".into(),
                 app: "acme-bot".into(),
@@ -221,6 +235,7 @@ mod tests {
             "contents:write",
             "47m 12s",
             "mints",
+            "shared cache: redis://127.0.0.1:6379 UNREACHABLE (connection refused)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
