@@ -4,7 +4,9 @@
 use crate::app::Runtime;
 use crate::cache::CachedToken;
 use crate::resolve::KnownInstallation;
-use ghapp_protocol::api::{AppStatus, CachedTokenStatus, InstallationStatus, SharedCacheStatus};
+use ghapp_protocol::api::{
+    AppStatus, CachedTokenStatus, InstallationStatus, SharedCacheStatus, UpstreamStatus,
+};
 use ghapp_protocol::secret::fingerprint;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -24,6 +26,8 @@ pub struct BrokerStatus {
     pub tokens: Vec<CachedTokenStatus>,
     /// The cache shared with other replicas, when `[cache]` configures one.
     pub shared_cache: Option<SharedCacheStatus>,
+    /// The upstream broker, when `[upstream]` configures one.
+    pub upstream: Option<UpstreamStatus>,
 }
 
 /// The status of `runtime`'s Apps, with `installations` from the resolver and `tokens` from
@@ -92,5 +96,6 @@ pub(crate) fn status(
         installations,
         tokens,
         shared_cache: None,
+        upstream: None,
     }
 }

@@ -406,6 +406,7 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
             tokens,
             counters,
             shared_cache: broker.shared_cache,
+            upstream: broker.upstream,
         },
     )
 }

@@ -137,6 +137,7 @@ impl TokenService for Fake {
             degraded: false,
             degraded_reason: None,
             shared_cache: None,
+            upstream: None,
             apps: vec![AppStatus {
                 name: "test-app".into(),
                 host: "github.com".into(),

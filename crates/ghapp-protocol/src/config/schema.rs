@@ -37,6 +37,29 @@ pub struct Config {
     pub policy: Vec<PolicyConfig>,
     /// `[cache]`: a token cache shared by broker replicas (Redis); absent: the daemon's own only.
     pub cache: Option<CacheConfig>,
+    /// `[upstream]`: a central ghapp broker this daemon gets its tokens from (no key here).
+    pub upstream: Option<UpstreamConfig>,
+}
+
+/// `[upstream]`: the daemon holds no App key for these hosts and asks a central ghapp broker's
+/// `/v1/token` instead, keeping its own cache, refresh-ahead and single-flight
+/// (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The broker's network API (`https://broker.internal:8443`); plain http only to loopback.
+    pub url: String,
+    /// Extra PEM CA certificates to trust for it (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// A file holding this host's ID token (a projected service-account token), sent as
+    /// `Authorization: Bearer`; read again for every request, as such tokens rotate.
+    pub id_token_file: Option<PathBuf>,
+    /// A file holding this host's client key (`[[client]]` on the broker), sent as
+    /// `Authorization: Bearer` (read again for every request).
+    pub client_key_file: Option<PathBuf>,
+    /// The git hosts whose tokens come from the broker.
+    #[serde(default = "defaults::upstream_hosts")]
+    pub hosts: Vec<String>,
 }
 
 /// `[cache]`: broker replicas share their tokens and installation look-ups through Redis,
@@ -380,6 +403,9 @@ pub enum TokenFormat {
 
 mod defaults {
     use std::time::Duration;
+    pub fn upstream_hosts() -> Vec<String> {
+        vec!["github.com".to_string()]
+    }
     pub fn min_ttl() -> Duration {
         Duration::from_secs(30 * 60)
     }

@@ -6,7 +6,9 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, CacheConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
+use super::schema::{
+    AppConfig, CacheConfig, Config, DaemonConfig, PolicyConfig, SignerKind, UpstreamConfig,
+};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
@@ -41,6 +43,14 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     validate_daemon(&config.daemon, &mut problems);
     if let Some(cache) = &config.cache {
         validate_cache(cache, &mut problems);
+    }
+    if let Some(upstream) = &mut config.upstream {
+        let app_hosts: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| a.host.to_ascii_lowercase())
+            .collect();
+        validate_upstream(upstream, &app_hosts, &mut problems);
     }
     let app_hosts: Vec<String> = config
         .apps
@@ -202,6 +212,76 @@ fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
             "ca_file",
             "is for rediss:// (TLS) only; this redis_url is plain redis://".into(),
         );
+    }
+}
+
+/// `[upstream]`: where, with which identity, for which hosts (lower-cased in place; none also
+/// served by an `[[app]]`).
+fn validate_upstream(
+    upstream: &mut UpstreamConfig,
+    app_hosts: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("upstream"), key(field)],
+            subject: format!("upstream.{field}"),
+            message,
+        });
+    };
+    let url = upstream.url.trim_end_matches('/');
+    let authority = |rest: &str| rest.split('/').next().unwrap_or_default().to_string();
+    if let Some(rest) = url.strip_prefix("http://") {
+        if !is_loopback(&authority(rest)) {
+            report(
+                "url",
+                format!(
+                    "{url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): this host's identity and its tokens would cross the network in clear text; use https"
+                ),
+            );
+        }
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        if authority(rest).is_empty() || url.contains(['?', '#', ' ', '@']) {
+            report(
+                "url",
+                format!("{url:?} is not a base URL like https://broker.internal:8443"),
+            );
+        }
+    } else {
+        report(
+            "url",
+            format!("{url:?} must start with https:// (like https://broker.internal:8443)"),
+        );
+    }
+    match (&upstream.id_token_file, &upstream.client_key_file) {
+        (Some(_), None) | (None, Some(_)) => {}
+        (None, None) => report(
+            "id_token_file",
+            "the broker must know who asks: set id_token_file (a projected service-account token) or client_key_file".into(),
+        ),
+        (Some(_), Some(_)) => report(
+            "client_key_file",
+            "set id_token_file or client_key_file, not both".into(),
+        ),
+    }
+    if upstream.hosts.is_empty() {
+        report("hosts", "names no host (default: [\"github.com\"])".into());
+    }
+    for host in &mut upstream.hosts {
+        match check_host(host) {
+            Ok(lower) => {
+                if app_hosts.contains(&lower) {
+                    report(
+                        "hosts",
+                        format!(
+                            "{lower} is also served by an [[app]]: a host's tokens come from one place"
+                        ),
+                    );
+                }
+                *host = lower;
+            }
+            Err(e) => report("hosts", e.to_string()),
+        }
     }
 }
 
@@ -730,6 +810,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("must start with https://"), "{err}");
+    }
+
+    #[test]
+    fn upstream_needs_one_identity_and_https() {
+        let ok = parse("[upstream]\nurl = \"https://broker.internal:8443\"\nid_token_file = \"/var/run/secrets/tokens/ghapp\"\nhosts = [\"GitHub.com\"]\n").unwrap();
+        let upstream = ok.upstream.unwrap();
+        assert_eq!(upstream.hosts, ["github.com"]);
+        assert!(ok.apps.is_empty(), "no [[app]]: no key on this host");
+        let err = parse("[upstream]\nurl = \"http://broker.internal:8080\"\nid_token_file = \"/t\"\nclient_key_file = \"/k\"\n").unwrap_err();
+        assert!(
+            err.contains("upstream.url: http://broker.internal:8080 is plain http"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "upstream.client_key_file: set id_token_file or client_key_file, not both"
+            ),
+            "{err}"
+        );
+        let err = parse("[upstream]\nurl = \"http://127.0.0.1:8080\"\n").unwrap_err();
+        assert!(err.contains("the broker must know who asks"), "{err}");
+        let err = parse(&format!(
+            "{GOOD_APP}[upstream]\nurl = \"https://b\"\nclient_key_file = \"/k\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("github.com is also served by an [[app]]"),
+            "{err}"
+        );
     }
 
     #[test]

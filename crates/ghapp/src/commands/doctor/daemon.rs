@@ -105,6 +105,22 @@ pub fn check(context: &Context, apps: &[ProbedApp], report: &mut Report) {
                 ),
                 None => {}
             }
+            match &status.upstream {
+                Some(upstream) if upstream.healthy => report.ok(format!(
+                    "upstream broker {} answers (tokens for {})",
+                    upstream.url,
+                    upstream.hosts.join(", ")
+                )),
+                Some(upstream) => report.fail(
+                    format!(
+                        "upstream broker {} is failing: {}",
+                        upstream.url,
+                        upstream.problem.as_deref().unwrap_or("no answer")
+                    ),
+                    "cached tokens serve on their margin only; check the broker's address, its CA (upstream.ca_file) and that it accepts this host's identity",
+                ),
+                None => {}
+            }
             if status.degraded {
                 report.warn(
                     format!(
