@@ -283,8 +283,7 @@ impl Core {
                 let identities: Vec<String> =
                     asked_apps.iter().map(|a| a.identity.clone()).collect();
                 if let Some(shared) = &shared
-                    && let Some(resolved) =
-                        shared.fetch_installation(&asked, &identities, ttl).await
+                    && let Some(resolved) = shared.fetch_installation(&asked, &identities).await
                 {
                     return Ok(Answer::Found(resolved));
                 }

@@ -353,19 +353,18 @@ impl SharedCache {
     }
 
     /// A peer's "found" look-up for `target` among the Apps `apps` (identities), if stored and
-    /// not naming an installation a mint found gone.
+    /// not naming an installation a mint here found gone.
     pub(crate) async fn fetch_installation(
         &self,
         target: &Target,
         apps: &[String],
-        ttl: Duration,
     ) -> Option<Resolved> {
         let cache_key = installation_cache_key(target, apps);
         let name = self.sealer.name("ghapp:installation:", &cache_key);
         let (sealed, _) = self.ask(self.store.get(name)).await??;
         let plain = self.sealer.open(&cache_key, &sealed)?;
         let stored: StoredInstallation = serde_json::from_slice(&plain).ok()?;
-        if self.is_distrusted(stored.id, ttl) {
+        if self.is_distrusted(stored.id) {
             return None;
         }
         Some(Resolved {
@@ -422,7 +421,7 @@ impl SharedCache {
         distrusted.insert(installation_id, now + ttl);
     }
 
-    fn is_distrusted(&self, installation_id: u64, _ttl: Duration) -> bool {
+    fn is_distrusted(&self, installation_id: u64) -> bool {
         self.distrusted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -492,4 +491,258 @@ fn installation_cache_key(target: &Target, apps: &[String]) -> String {
         target.repo.as_deref().unwrap_or_default(),
         apps.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::TokenRequestBody;
+    use std::sync::atomic::AtomicUsize;
+
+    /// An in-memory store that can be down or slow, counting the commands it saw.
+    #[derive(Default)]
+    struct MemoryStore {
+        values: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+        down: AtomicBool,
+        slow: AtomicBool,
+        commands: AtomicUsize,
+    }
+
+    impl MemoryStore {
+        async fn enter(&self) -> Result<(), StoreError> {
+            self.commands.fetch_add(1, Ordering::SeqCst);
+            if self.slow.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError("connection refused".into()));
+            }
+            Ok(())
+        }
+
+        fn live(&self, key: &str) -> Option<(Vec<u8>, Duration)> {
+            let values = self.values.lock().unwrap();
+            let (value, until) = values.get(key)?;
+            let left = until.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| (value.clone(), left))
+        }
+    }
+
+    impl Store for MemoryStore {
+        fn get(&self, key: String) -> StoreFuture<'_, Option<(Vec<u8>, Duration)>> {
+            Box::pin(async move {
+                self.enter().await?;
+                Ok(self.live(&key))
+            })
+        }
+        fn put(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<'_, ()> {
+            Box::pin(async move {
+                self.enter().await?;
+                self.values
+                    .lock()
+                    .unwrap()
+                    .insert(key, (value, Instant::now() + ttl));
+                Ok(())
+            })
+        }
+        fn claim(&self, key: String, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+            Box::pin(async move {
+                self.enter().await?;
+                if self.live(&key).is_some() {
+                    return Ok(false);
+                }
+                self.values
+                    .lock()
+                    .unwrap()
+                    .insert(key, (owner.into_bytes(), Instant::now() + ttl));
+                Ok(true)
+            })
+        }
+        fn release(&self, key: String, owner: String) -> StoreFuture<'_, ()> {
+            Box::pin(async move {
+                self.enter().await?;
+                let mut values = self.values.lock().unwrap();
+                if values
+                    .get(&key)
+                    .is_some_and(|(v, _)| *v == owner.as_bytes())
+                {
+                    values.remove(&key);
+                }
+                Ok(())
+            })
+        }
+        fn ping(&self) -> StoreFuture<'_, ()> {
+            Box::pin(self.enter())
+        }
+        fn describe(&self) -> &str {
+            "memory://test"
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            min_ttl: Duration::from_secs(600),
+            degraded_min_ttl: Duration::from_secs(60),
+            refresh_ahead: Duration::from_secs(300),
+            refresh_window: Duration::from_secs(3600),
+            negative_cache_ttl: Duration::from_secs(60),
+            installation_cache_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    fn plan(repo: &str) -> Arc<MintPlan> {
+        Arc::new(MintPlan {
+            key: TokenKey {
+                host: "github.com".into(),
+                app_identity: "app".into(),
+                installation_id: 100,
+                repositories: vec![repo.into()],
+                permissions: None,
+            },
+            app_name: "acme-bot".into(),
+            app_label: "acme-bot (id 1)".into(),
+            account: "acme".into(),
+            target: format!("acme/{repo}"),
+            body: TokenRequestBody::default(),
+            installation_permissions: Permissions::new(),
+        })
+    }
+
+    /// A mint that takes 300 ms and counts itself.
+    async fn mint(plan: Arc<MintPlan>, mints: &AtomicUsize) -> Result<Arc<CachedToken>, ()> {
+        let n = mints.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let secret = format!("ghs_minted{n}");
+        let now = Instant::now();
+        Ok(Arc::new(CachedToken {
+            digest: digest(&secret),
+            token: Token::new(secret),
+            expires: now + Duration::from_secs(3600),
+            lifetime: Duration::from_secs(3600),
+            minted_at: now,
+            expires_at: Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
+            plan,
+            permissions: Permissions::new(),
+        }))
+    }
+
+    fn fleet(store: &Arc<MemoryStore>, n: usize) -> Vec<Arc<SharedCache>> {
+        (0..n)
+            .map(|_| SharedCache::with_store(store.clone(), Sealer::from_key(&[9u8; 32])))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_replica_mints_while_the_others_wait_for_its_token_sealed_in_the_store() {
+        let store = Arc::new(MemoryStore::default());
+        let replicas = fleet(&store, 3);
+        let mints = AtomicUsize::new(0);
+        let p = plan("widgets");
+        let s = settings();
+        let (a, b, c) = tokio::join!(
+            replicas[0].mint_once(&p, &s, || mint(p.clone(), &mints)),
+            replicas[1].mint_once(&p, &s, || mint(p.clone(), &mints)),
+            replicas[2].mint_once(&p, &s, || mint(p.clone(), &mints)),
+        );
+        assert_eq!(mints.load(Ordering::SeqCst), 1, "one mint in the fleet");
+        let tokens: std::collections::HashSet<String> = [a, b, c]
+            .into_iter()
+            .map(|t| t.unwrap().token.expose().to_string())
+            .collect();
+        assert_eq!(tokens.len(), 1);
+        for (key, (value, _)) in store.values.lock().unwrap().iter() {
+            assert!(!key.contains("widgets") && !key.contains("acme"), "{key}");
+            assert!(!value.windows(10).any(|w| w == b"ghs_minted"), "sealed");
+        }
+        // Later callers take the stored token without minting.
+        replicas[1]
+            .mint_once(&p, &s, || mint(p.clone(), &mints))
+            .await
+            .unwrap();
+        assert_eq!(mints.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_holder_that_never_delivers_is_waited_for_at_most_peer_wait() {
+        let store = Arc::new(MemoryStore::default());
+        let replicas = fleet(&store, 1);
+        let p = plan("widgets");
+        let claim = replicas[0]
+            .sealer
+            .name("ghapp:claim:", &token_cache_key(&p.key));
+        assert!(
+            store
+                .claim(claim, "a dead replica".into(), CLAIM_TTL)
+                .await
+                .unwrap()
+        );
+        let mints = AtomicUsize::new(0);
+        let started = Instant::now();
+        replicas[0]
+            .mint_once(&p, &settings(), || mint(p.clone(), &mints))
+            .await
+            .unwrap();
+        let waited = started.elapsed() - Duration::from_millis(300);
+        assert!(
+            waited >= PEER_WAIT && waited < PEER_WAIT + PEER_POLL * 3,
+            "{waited:?}"
+        );
+        assert_eq!(mints.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_down_or_slow_means_alone_at_once_and_rejoining_by_itself() {
+        let store = Arc::new(MemoryStore::default());
+        let replicas = fleet(&store, 1);
+        let shared = &replicas[0];
+        let mints = AtomicUsize::new(0);
+        let s = settings();
+        store.slow.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        shared
+            .mint_once(&plan("a"), &s, || mint(plan("a"), &mints))
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() <= COMMAND_DEADLINE + Duration::from_millis(300),
+            "a slow store costs one deadline: {:?}",
+            started.elapsed()
+        );
+        let status = shared.status();
+        assert!(!status.healthy && status.problem.unwrap().contains("no answer within 250 ms"));
+        // Down: no command is sent at all, no wait.
+        store.slow.store(false, Ordering::SeqCst);
+        store.down.store(true, Ordering::SeqCst);
+        let before = store.commands.load(Ordering::SeqCst);
+        let started = Instant::now();
+        for repo in ["b", "c", "d"] {
+            shared
+                .mint_once(&plan(repo), &s, || mint(plan(repo), &mints))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(900),
+            "three mints, no waiting"
+        );
+        let probes = store.commands.load(Ordering::SeqCst) - before;
+        assert!(
+            probes <= 3,
+            "only the probe touches a store marked down: {probes}"
+        );
+        // Back: the probe sees it within its interval and sharing resumes.
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(PROBE_INTERVAL * 2).await;
+        assert!(shared.status().healthy);
+        assert_eq!(mints.load(Ordering::SeqCst), 4);
+        shared
+            .mint_once(&plan("e"), &s, || mint(plan("e"), &mints))
+            .await
+            .unwrap();
+        assert!(
+            store.values.lock().unwrap().len() == 1,
+            "the new token is shared again"
+        );
+    }
 }
