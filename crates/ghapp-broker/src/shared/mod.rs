@@ -9,13 +9,13 @@
 //! 2. else this replica claims the key (`SET lock NX PX 10000`), looks once more (the last
 //!    holder may have stored it between the two) and mints, stores, releases;
 //! 3. a replica that finds the key claimed polls for the peer's token for at most
-//!    [`PEER_WAIT`], then mints itself.
+//!    `[cache] peer_wait` (2 s by default), then mints itself.
 //!
 //! What is stored is sealed (`seal.rs`): keys are HMACs, values AES-256-GCM with the cache key
 //! as associated data, expiring with the token (`PX` = its life left). Installation look-ups
 //! ("found" answers) are shared the same way for `installation_cache_ttl`.
 //!
-//! The store down or slow: every command is bounded by [`COMMAND_DEADLINE`]; the first failure
+//! The store down or slow: every command is bounded by `[cache] timeout` (250 ms by default); the first failure
 //! marks the store down, logs it once, and every request from then on goes straight to the
 //! local path (this replica's cache and single-flight) until a background probe sees the store
 //! answer again, which is logged once too.
@@ -47,14 +47,8 @@ use zeroize::Zeroizing;
 
 pub(crate) use seal::Sealer;
 
-/// Longest the broker waits for one store command before it counts the store as down.
-pub(crate) const COMMAND_DEADLINE: Duration = Duration::from_millis(250);
-
 /// How long a claim on a key lasts if its holder never releases it (it died mid-mint).
 pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(10);
-
-/// Longest a replica waits for the peer that claimed a key before minting itself.
-pub(crate) const PEER_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a waiting replica looks for the peer's token.
 const PEER_POLL: Duration = Duration::from_millis(20);
@@ -124,6 +118,10 @@ pub(crate) struct SharedCache {
     standing: Standing,
     /// Wakes the probe when the store goes down.
     went_down: Arc<Notify>,
+    /// `[cache] timeout`: one store command's deadline.
+    deadline: Duration,
+    /// `[cache] peer_wait`: how long to wait for the peer holding a claim.
+    peer_wait: Duration,
     /// Installations a mint found gone, and when: a peer's stored look-up naming one is not
     /// believed until the installation cache's TTL has passed (it is looked up again).
     distrusted: Mutex<HashMap<u64, Instant>>,
@@ -149,11 +147,21 @@ impl SharedCache {
             Sealer::load(&config.encryption_key_file).map_err(|e| cache_error(e.to_string()))?;
         let store = connect(config).map_err(cache_error)?;
         tracing::info!(store = %store.describe(), "sharing tokens with the other replicas through the shared cache");
-        Ok(SharedCache::with_store(store, sealer))
+        Ok(SharedCache::with_store(
+            store,
+            sealer,
+            config.timeout,
+            config.peer_wait,
+        ))
     }
 
     /// A shared cache over `store` (tests bring their own).
-    pub(crate) fn with_store(store: Arc<dyn Store>, sealer: Sealer) -> Arc<SharedCache> {
+    pub(crate) fn with_store(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        deadline: Duration,
+        peer_wait: Duration,
+    ) -> Arc<SharedCache> {
         // A replica id only needs to differ from its peers'; the clock is the fallback.
         let mut id = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -167,6 +175,8 @@ impl SharedCache {
             replica: hex::encode(id),
             standing: Standing::default(),
             went_down: Arc::new(Notify::new()),
+            deadline,
+            peer_wait,
             distrusted: Mutex::new(HashMap::new()),
         });
         tokio::spawn(probe(Arc::downgrade(&shared)));
@@ -193,16 +203,16 @@ impl SharedCache {
         self.standing.down.load(Ordering::Acquire)
     }
 
-    /// Runs one store command within [`COMMAND_DEADLINE`]; `None` when the store is down (or
+    /// Runs one store command within `[cache] timeout`; `None` when the store is down (or
     /// goes down with this command: then it is marked so, and logged once).
     async fn ask<T>(&self, command: StoreFuture<'_, T>) -> Option<T> {
         if self.is_down() {
             return None;
         }
-        let why = match tokio::time::timeout(COMMAND_DEADLINE, command).await {
+        let why = match tokio::time::timeout(self.deadline, command).await {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(StoreError(why))) => why,
-            Err(_) => format!("no answer within {} ms", COMMAND_DEADLINE.as_millis()),
+            Err(_) => format!("no answer within {} ms", self.deadline.as_millis()),
         };
         self.mark_down(why);
         None
@@ -234,7 +244,7 @@ impl SharedCache {
 
     /// The token of `plan`: a peer's (stored with enough life), or from `mint` — run by this
     /// replica when it holds the key's claim, when the peer holding it did not deliver within
-    /// [`PEER_WAIT`], or when the store is down. A token this replica mints is stored for the
+    /// `[cache] peer_wait`, or when the store is down. A token this replica mints is stored for the
     /// others.
     pub(crate) async fn mint_once<E, F, Fut>(
         &self,
@@ -270,14 +280,14 @@ impl SharedCache {
                 result
             }
             Some(false) => {
-                let deadline = Instant::now() + PEER_WAIT;
+                let deadline = Instant::now() + self.peer_wait;
                 while Instant::now() < deadline && !self.is_down() {
                     tokio::time::sleep(PEER_POLL).await;
                     if let Some(token) = self.fetch_token(&name, &cache_key, plan, settings).await {
                         return Ok(token);
                     }
                 }
-                tracing::debug!(target = %plan.target, "the replica holding the claim did not deliver in time: minting here");
+                tracing::info!(target = %plan.target, waited_ms = self.peer_wait.as_millis() as u64, "the replica holding the claim did not deliver in time: minting here");
                 self.mint_and_store(&name, &cache_key, mint).await
             }
             None => mint().await,
@@ -461,7 +471,7 @@ async fn probe(shared: Weak<SharedCache>) {
         let Some(cache) = shared.upgrade() else {
             return;
         };
-        let answered = tokio::time::timeout(COMMAND_DEADLINE, cache.store.ping()).await;
+        let answered = tokio::time::timeout(cache.deadline, cache.store.ping()).await;
         if let Ok(Ok(())) = answered {
             cache.mark_up();
         }
@@ -498,6 +508,10 @@ mod tests {
     use super::*;
     use crate::github::TokenRequestBody;
     use std::sync::atomic::AtomicUsize;
+
+    /// `[cache] timeout` and `peer_wait` by default.
+    const COMMAND_DEADLINE: Duration = Duration::from_millis(250);
+    const PEER_WAIT: Duration = Duration::from_secs(2);
 
     /// An in-memory store that can be down or slow, counting the commands it saw.
     #[derive(Default)]
@@ -628,7 +642,14 @@ mod tests {
 
     fn fleet(store: &Arc<MemoryStore>, n: usize) -> Vec<Arc<SharedCache>> {
         (0..n)
-            .map(|_| SharedCache::with_store(store.clone(), Sealer::from_key(&[9u8; 32])))
+            .map(|_| {
+                SharedCache::with_store(
+                    store.clone(),
+                    Sealer::from_key(&[9u8; 32]),
+                    COMMAND_DEADLINE,
+                    PEER_WAIT,
+                )
+            })
             .collect()
     }
 

@@ -1,7 +1,7 @@
 //! The shared cache's store on Redis (or Valkey), through redis-rs: its tokio
 //! `ConnectionManager` reconnects by itself; rustls (aws-lc-rs) for `rediss://`.
 //!
-//! Four commands, each bounded by [`COMMAND_TIMEOUT`]: `GET` + `PTTL` (a value and its life
+//! Four commands, each bounded by `[cache] timeout`: `GET` + `PTTL` (a value and its life
 //! left), `SET … PX` (store with expiry), `SET … NX PX` (claim a mint), and a compare-and-delete
 //! script (release only one's own claim).
 
@@ -9,13 +9,6 @@ use super::{Store, StoreError, StoreFuture};
 use crate::config::CacheConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
-
-/// Longest a connection attempt may take: Redis is near, or it is as good as down.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// Longest one command may take (the caller's own deadline is the same; this one frees the
-/// connection's slot).
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Deletes the claim only if it is still the caller's (it may have expired and been taken).
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -54,9 +47,11 @@ impl RedisStore {
         }
         .map_err(|e| format!("cache.redis_url is not a Redis URL the client accepts: {e}"))?;
         let address = format!("{scheme}://{}", client.get_connection_info().addr());
+        // A connection attempt and a command get `[cache] timeout` (the caller's own deadline
+        // is the same; this one frees the connection's slot): Redis is near, or as good as down.
         let settings = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client, settings)

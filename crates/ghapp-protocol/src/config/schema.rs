@@ -74,6 +74,20 @@ pub struct CacheConfig {
     pub encryption_key_file: PathBuf,
     /// Extra PEM CA certificates to trust for `rediss://` (default: the system's).
     pub ca_file: Option<PathBuf>,
+    /// Longest one Redis command may take before this replica counts Redis as down and serves
+    /// alone (until a probe gets an answer).
+    #[serde(
+        default = "defaults::cache_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub timeout: Duration,
+    /// Longest a replica waits for the replica that claimed a key to store its token before it
+    /// mints the key itself.
+    #[serde(
+        default = "defaults::cache_peer_wait",
+        with = "crate::duration::serde_human"
+    )]
+    pub peer_wait: Duration,
 }
 
 /// `[network]`: serve the API on TCP, with TLS unless the address is loopback.
@@ -403,6 +417,12 @@ pub enum TokenFormat {
 
 mod defaults {
     use std::time::Duration;
+    pub fn cache_timeout() -> Duration {
+        Duration::from_millis(250)
+    }
+    pub fn cache_peer_wait() -> Duration {
+        Duration::from_secs(2)
+    }
     pub fn upstream_hosts() -> Vec<String> {
         vec!["github.com".to_string()]
     }

@@ -211,6 +211,24 @@ fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
     } else if cache.redis_url.len() <= "rediss://".len() - usize::from(!tls) {
         report("redis_url", "names no host (redis://HOST:PORT)".into());
     }
+    if cache.timeout.is_zero() || cache.timeout > Duration::from_secs(5) {
+        report(
+            "timeout",
+            format!(
+                "must be more than 0s and at most 5s (got {}): every request that misses waits up to this for Redis",
+                format_duration(cache.timeout)
+            ),
+        );
+    }
+    if cache.peer_wait.is_zero() || cache.peer_wait > Duration::from_secs(10) {
+        report(
+            "peer_wait",
+            format!(
+                "must be more than 0s and at most 10s, a claim's life (got {})",
+                format_duration(cache.peer_wait)
+            ),
+        );
+    }
     if cache.ca_file.is_some() && !tls {
         report(
             "ca_file",
@@ -980,6 +998,15 @@ mod tests {
         assert!(
             !err.contains("secret"),
             "the URL's password is not repeated: {err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\nencryption_key_file = \"/k\"\ntimeout = \"1m\"\npeer_wait = 0\n").unwrap_err();
+        assert!(
+            err.contains("cache.timeout: must be more than 0s and at most 5s (got 1m)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("cache.peer_wait: must be more than 0s"),
+            "{err}"
         );
         let err = parse("[cache]\nredis_url = \"redis://r\"\n").unwrap_err();
         assert!(err.contains("encryption_key_file"), "{err}");
