@@ -607,6 +607,14 @@ impl Core {
         match self.tokens.invalidate(token) {
             Some(dropped) => {
                 tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
+                // The other replicas must not take it again from the shared cache.
+                if let Some(shared) = self.shared.clone()
+                    && tokio::runtime::Handle::try_current().is_ok()
+                {
+                    tokio::spawn(async move {
+                        shared.forget_token(&dropped.plan, dropped.digest).await;
+                    });
+                }
                 true
             }
             None => false,

@@ -74,6 +74,8 @@ pub(crate) trait Store: Send + Sync {
     fn claim(&self, key: String, owner: String, ttl: Duration) -> StoreFuture<'_, bool>;
     /// Deletes `key` if it still holds `owner`.
     fn release(&self, key: String, owner: String) -> StoreFuture<'_, ()>;
+    /// Deletes `key`.
+    fn delete(&self, key: String) -> StoreFuture<'_, ()>;
     /// Answers if the store is up.
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// Where it is, without credentials (`redis://HOST:PORT`).
@@ -362,6 +364,24 @@ impl SharedCache {
             .await;
     }
 
+    /// Drops the stored token of `plan` if it is still the one with `token_digest` (git was
+    /// refused it: revoked), so no replica takes it again; a newer one stays.
+    pub(crate) async fn forget_token(&self, plan: &MintPlan, token_digest: [u8; 32]) {
+        let cache_key = token_cache_key(&plan.key);
+        let name = self.sealer.name("ghapp:token:", &cache_key);
+        let Some(Some((sealed, _))) = self.ask(self.store.get(name.clone())).await else {
+            return;
+        };
+        let same = self
+            .sealer
+            .open(&cache_key, &sealed)
+            .and_then(|plain| serde_json::from_slice::<StoredToken>(&plain).ok())
+            .is_some_and(|stored| digest(stored.token.expose()) == token_digest);
+        if same {
+            self.ask(self.store.delete(name)).await;
+        }
+    }
+
     /// A peer's "found" look-up for `target` among the Apps `apps` (identities), if stored and
     /// not naming an installation a mint here found gone.
     pub(crate) async fn fetch_installation(
@@ -585,6 +605,13 @@ mod tests {
                 Ok(())
             })
         }
+        fn delete(&self, key: String) -> StoreFuture<'_, ()> {
+            Box::pin(async move {
+                self.enter().await?;
+                self.values.lock().unwrap().remove(&key);
+                Ok(())
+            })
+        }
         fn ping(&self) -> StoreFuture<'_, ()> {
             Box::pin(self.enter())
         }
@@ -676,11 +703,25 @@ mod tests {
             assert!(!value.windows(10).any(|w| w == b"ghs_minted"), "sealed");
         }
         // Later callers take the stored token without minting.
-        replicas[1]
+        let stored = replicas[1]
             .mint_once(&p, &s, || mint(p.clone(), &mints))
             .await
             .unwrap();
         assert_eq!(mints.load(Ordering::SeqCst), 1);
+        // Refused by GitHub (invalidated): gone from the store, so the next miss mints anew;
+        // a digest that is not the stored token's deletes nothing.
+        replicas[2].forget_token(&p, [0u8; 32]).await;
+        replicas[2]
+            .mint_once(&p, &s, || mint(p.clone(), &mints))
+            .await
+            .unwrap();
+        assert_eq!(mints.load(Ordering::SeqCst), 1, "another digest: kept");
+        replicas[2].forget_token(&p, stored.digest).await;
+        replicas[0]
+            .mint_once(&p, &s, || mint(p.clone(), &mints))
+            .await
+            .unwrap();
+        assert_eq!(mints.load(Ordering::SeqCst), 2, "forgotten: minted again");
     }
 
     #[tokio::test(start_paused = true)]

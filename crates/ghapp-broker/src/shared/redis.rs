@@ -1,9 +1,9 @@
 //! The shared cache's store on Redis (or Valkey), through redis-rs: its tokio
 //! `ConnectionManager` reconnects by itself; rustls (aws-lc-rs) for `rediss://`.
 //!
-//! Four commands, each bounded by `[cache] timeout`: `GET` + `PTTL` (a value and its life
-//! left), `SET … PX` (store with expiry), `SET … NX PX` (claim a mint), and a compare-and-delete
-//! script (release only one's own claim).
+//! A few commands, each bounded by `[cache] timeout`: `GET` + `PTTL` (a value and its life
+//! left), `SET … PX` (store with expiry), `SET … NX PX` (claim a mint), a compare-and-delete
+//! script (release only one's own claim), `DEL` (a token GitHub refused).
 
 use super::{Store, StoreError, StoreFuture};
 use crate::config::CacheConfig;
@@ -122,6 +122,18 @@ impl Store for RedisStore {
                 .arg(1)
                 .arg(&key)
                 .arg(&owner)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: String) -> StoreFuture<'_, ()> {
+        let mut connection = self.manager.clone();
+        Box::pin(async move {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&key)
                 .query_async(&mut connection)
                 .await
                 .map_err(failed)?;
