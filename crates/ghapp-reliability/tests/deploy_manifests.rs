@@ -139,7 +139,7 @@ fn kubernetes_manifests_agree_on_ports_paths_and_audience() {
     let redis_service = object(&broker, "Service", "ghapp-redis");
     let redis =
         &object(&broker, "Deployment", "ghapp-redis")["spec"]["template"]["spec"]["containers"][0];
-    let redis_port = redis["ports"][0]["containerPort"].clone();
+    let redis_port = redis["ports"][0]["containerPort"].as_u64().unwrap();
     assert_eq!(redis_service["spec"]["ports"][0]["targetPort"], redis_port);
     assert_eq!(
         cache.redis_url,
@@ -157,7 +157,7 @@ fn kubernetes_manifests_agree_on_ports_paths_and_audience() {
     assert!(
         redis_args
             .windows(2)
-            .any(|w| w[0] == "--port" && w[1] == redis_port.to_string())
+            .any(|w| w[0] == "--port" && w[1].parse() == Ok(redis_port))
     );
 
     // Identity: the projected token's audience is the broker's [[oidc]] audience, its file is
