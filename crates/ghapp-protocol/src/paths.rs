@@ -387,3 +387,74 @@ mod tests {
         );
     }
 }
+
+/// The daemon's state directory (its databases): `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`; the first of several), else `/var/lib/ghapp` for root, else
+/// `$XDG_STATE_HOME/ghapp`, else `~/.local/state/ghapp`, else `$TMPDIR/ghapp-<uid>`.
+pub fn daemon_state_dir() -> PathBuf {
+    let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let systemd = nonempty("STATE_DIRECTORY").and_then(|dirs| {
+        let first = dirs.to_string_lossy().split(':').next()?.to_string();
+        Some(PathBuf::from(first))
+    });
+    state_dir_from(
+        systemd,
+        rustix::process::geteuid().as_raw(),
+        nonempty("XDG_STATE_HOME").map(PathBuf::from),
+        directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()),
+        std::env::temp_dir(),
+    )
+}
+
+/// [`daemon_state_dir`] from its inputs.
+fn state_dir_from(
+    systemd: Option<PathBuf>,
+    uid: u32,
+    xdg_state_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+    temp_dir: PathBuf,
+) -> PathBuf {
+    if let Some(dir) = systemd.filter(|d| d.is_absolute()) {
+        return dir;
+    }
+    if uid == 0 {
+        return PathBuf::from("/var/lib/ghapp");
+    }
+    if let Some(dir) = xdg_state_home.filter(|d| d.is_absolute()) {
+        return dir.join("ghapp");
+    }
+    if let Some(home) = home.filter(|d| d.is_absolute()) {
+        return home.join(".local/state/ghapp");
+    }
+    temp_dir.join(format!("ghapp-{uid}"))
+}
+
+#[cfg(test)]
+mod state_dir_tests {
+    use super::*;
+
+    #[test]
+    fn state_dir_follows_systemd_then_root_then_xdg() {
+        let tmp = PathBuf::from("/tmp");
+        assert_eq!(
+            state_dir_from(Some("/var/lib/x".into()), 0, None, None, tmp.clone()),
+            PathBuf::from("/var/lib/x")
+        );
+        assert_eq!(
+            state_dir_from(None, 0, None, None, tmp.clone()),
+            PathBuf::from("/var/lib/ghapp")
+        );
+        assert_eq!(
+            state_dir_from(None, 7, Some("/s".into()), Some("/h".into()), tmp.clone()),
+            PathBuf::from("/s/ghapp")
+        );
+        assert_eq!(
+            state_dir_from(None, 7, None, Some("/h".into()), tmp.clone()),
+            PathBuf::from("/h/.local/state/ghapp")
+        );
+        assert_eq!(
+            state_dir_from(None, 7, None, None, tmp),
+            PathBuf::from("/tmp/ghapp-7")
+        );
+    }
+}
