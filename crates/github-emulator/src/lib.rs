@@ -36,6 +36,7 @@ mod keys;
 mod model;
 mod repos;
 mod router;
+pub mod runners;
 pub mod schema;
 mod server;
 mod tls;
