@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
+use crate::runner_service::RunnerService;
 use crate::service::TokenService;
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub struct State<S> {
     pub metrics: DaemonMetrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// The runner service, when `[runners]` is configured.
+    pub runners: Option<Arc<RunnerService>>,
     settings: RwLock<Arc<Settings>>,
     socket: PathBuf,
     started: Instant,
@@ -34,12 +37,19 @@ impl<S: TokenService> State<S> {
             service,
             metrics: DaemonMetrics::default(),
             audit,
+            runners: None,
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
             started: Instant::now(),
             connections: Arc::new(Semaphore::new(max_connections)),
             max_connections,
         }
+    }
+
+    /// The same state with the runner service.
+    pub fn with_runners(mut self, runners: Option<RunnerService>) -> State<S> {
+        self.runners = runners.map(Arc::new);
+        self
     }
 
     /// The settings in force (a cheap snapshot; never held across I/O).
