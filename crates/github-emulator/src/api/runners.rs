@@ -238,20 +238,21 @@ pub fn generate_jitconfig(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError>
     let invalid = |what: &str| {
         ApiError::with_docs(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Invalid request.\n\n{what}"),
+            format!("Invalid input: {what}"),
             DOCS_JIT,
         )
     };
     let name = match body.get("name") {
         Some(serde_json::Value::String(name)) if !name.is_empty() => name.clone(),
         Some(_) => return Err(invalid("For 'properties/name', it is not a string.")),
-        None => return Err(invalid("\"name\" wasn't supplied.")),
+        None => return Err(invalid("object is missing required key: name")),
     };
     let group = match body.get("runner_group_id") {
         Some(value) => value
             .as_u64()
             .ok_or_else(|| invalid("For 'properties/runner_group_id', it is not an integer."))?,
-        None => return Err(invalid("\"runner_group_id\" wasn't supplied.")),
+        // Observed on github.com (GitHub has no default group here).
+        None => return Err(invalid("object is missing required key: runner_group_id")),
     };
     let labels: Vec<String> = match body.get("labels") {
         Some(serde_json::Value::Array(items)) => items
@@ -260,7 +261,7 @@ pub fn generate_jitconfig(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError>
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| invalid("For 'items', it is not a string."))?,
         Some(_) => return Err(invalid("For 'properties/labels', it is not an array.")),
-        None => return Err(invalid("\"labels\" wasn't supplied.")),
+        None => return Err(invalid("object is missing required key: labels")),
     };
     if labels.is_empty() {
         return Err(invalid(
