@@ -149,7 +149,8 @@ fn provisioning_and_every_lifecycle_transition() {
     let emulator = &runners.stack.emulator;
 
     // Just-in-time (the default): registered at once, no registration token leaves ghapp.
-    let (status, jit) = runners.provision(json!({"runner_name": "jit-1", "labels": ["gpu", "linux"]}));
+    let (status, jit) =
+        runners.provision(json!({"runner_name": "jit-1", "labels": ["gpu", "linux"]}));
     assert_eq!(status, 201, "{jit}");
     assert_eq!(jit["mode"], "jit");
     assert!(jit["runner_id"].as_u64().is_some(), "{jit}");
@@ -159,9 +160,15 @@ fn provisioning_and_every_lifecycle_transition() {
         jit["configuration_command"],
         format!("./run.sh --jitconfig {encoded}")
     );
-    assert_eq!(jit["github_url"], format!("http://{}/acme", runners.stack.host));
+    assert_eq!(
+        jit["github_url"],
+        format!("http://{}/acme", runners.stack.host)
+    );
     assert_eq!(jit["runner"]["state"], "pending");
-    assert_eq!(jit["runner"]["owner_identity"], format!("uid:{}", rustix::process::geteuid().as_raw()));
+    assert_eq!(
+        jit["runner"]["owner_identity"],
+        format!("uid:{}", rustix::process::geteuid().as_raw())
+    );
     assert!(github_runners(emulator).contains(&"jit-1".to_string()));
 
     // The seed's answer with "mode": "registration_token".
@@ -182,7 +189,8 @@ fn provisioning_and_every_lifecycle_transition() {
     );
 
     // A repository's runner (administration: write).
-    let (status, repo) = runners.provision(json!({"runner_name": "repo-1", "repo": "acme/widgets"}));
+    let (status, repo) =
+        runners.provision(json!({"runner_name": "repo-1", "repo": "acme/widgets"}));
     assert_eq!(status, 201, "{repo}");
     assert_eq!(repo["runner"]["repo"], "widgets");
 
@@ -197,11 +205,19 @@ fn provisioning_and_every_lifecycle_transition() {
 
     let (status, list) = runners.call("GET", "/api/v1/runners", None);
     assert_eq!(status, 200);
-    let names: Vec<&str> = list["runners"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["jit-1", "tok-1", "repo-1"]);
 
     // `config.sh` with the registration token: GitHub now lists tok-1; the sync learns its id.
-    emulate(emulator, json!({"action": "register", "registration_token": secret, "name": "tok-1", "labels": ["x64"]}));
+    emulate(
+        emulator,
+        json!({"action": "register", "registration_token": secret, "name": "tok-1", "labels": ["x64"]}),
+    );
     assert!(transitions(&runners.sync()).is_empty());
     let (_, record) = runners.call("GET", "/api/v1/runners/tok-1", None);
     assert!(record["github_id"].as_u64().is_some(), "{record}");
@@ -209,30 +225,51 @@ fn provisioning_and_every_lifecycle_transition() {
 
     // pending → active (online) → offline.
     emulate(emulator, json!({"action": "online", "name": "jit-1"}));
-    assert_eq!(transitions(&runners.sync()), [("jit-1".to_string(), "active".to_string())]);
+    assert_eq!(
+        transitions(&runners.sync()),
+        [("jit-1".to_string(), "active".to_string())]
+    );
     emulate(emulator, json!({"action": "busy", "name": "jit-1"}));
     assert!(transitions(&runners.sync()).is_empty());
     let (_, record) = runners.call("GET", "/api/v1/runners/jit-1", None);
     assert_eq!(record["busy"], true);
     emulate(emulator, json!({"action": "offline", "name": "jit-1"}));
-    assert_eq!(transitions(&runners.sync()), [("jit-1".to_string(), "offline".to_string())]);
+    assert_eq!(
+        transitions(&runners.sync()),
+        [("jit-1".to_string(), "offline".to_string())]
+    );
 
     // An ephemeral runner that finished its job and vanished: deleted.
     let (status, _) = runners.provision(json!({"runner_name": "eph-1", "ephemeral": true}));
     assert_eq!(status, 201);
     emulate(emulator, json!({"action": "busy", "name": "eph-1"}));
-    assert_eq!(transitions(&runners.sync()), [("eph-1".to_string(), "active".to_string())]);
+    assert_eq!(
+        transitions(&runners.sync()),
+        [("eph-1".to_string(), "active".to_string())]
+    );
     let finished = emulate(emulator, json!({"action": "finish_job", "name": "eph-1"}));
     assert_eq!(finished["runner"]["removed"], true);
     let report = runners.sync();
-    assert_eq!(transitions(&report), [("eph-1".to_string(), "deleted".to_string())]);
-    assert!(report["transitions"][0]["reason"].as_str().unwrap().contains("finished its job"));
+    assert_eq!(
+        transitions(&report),
+        [("eph-1".to_string(), "deleted".to_string())]
+    );
+    assert!(
+        report["transitions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("finished its job")
+    );
 
     // Cleanup of runners offline longer than 0s: jit-1 goes, on GitHub too.
     let sandbox = runners.stack.sandbox();
     let out = sandbox.run(&["runners", "cleanup", "--offline-for", "0s"]);
     out.expect_code(0);
-    assert!(out.stdout.contains("jit-1: offline -> deleted"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("jit-1: offline -> deleted"),
+        "{}",
+        out.stdout
+    );
     assert!(!github_runners(emulator).contains(&"jit-1".to_string()));
     assert_eq!(runners.state("jit-1"), "deleted");
 
@@ -250,22 +287,42 @@ fn provisioning_and_every_lifecycle_transition() {
     // The CLI's list and status.
     let out = sandbox.run(&["runners", "list"]);
     out.expect_code(0);
-    assert!(out.stdout.contains("repo-1") && out.stdout.contains("acme/widgets"), "{}", out.stdout);
-    assert!(!out.stdout.contains("jit-1"), "deleted runners only with --deleted");
+    assert!(
+        out.stdout.contains("repo-1") && out.stdout.contains("acme/widgets"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("jit-1"),
+        "deleted runners only with --deleted"
+    );
     let out = sandbox.run(&["runners", "list", "--deleted", "--json"]);
     out.expect_code(0);
     assert!(out.stdout.contains("\"jit-1\""));
     sandbox.run(&["runners", "status", "ghost"]).expect_code(4);
 
     // The audit trail: verify, export, backup.
-    let out = sandbox.run(&["runners", "audit", "verify", "--database", runners.database.to_str().unwrap()]);
+    let out = sandbox.run(&[
+        "runners",
+        "audit",
+        "verify",
+        "--database",
+        runners.database.to_str().unwrap(),
+    ]);
     out.expect_code(0);
     assert!(out.stdout.contains("chain intact"), "{}", out.stdout);
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("audit.jsonl");
     let out = sandbox.run(&[
-        "runners", "audit", "export", "--since", "2020-01-01", "--output", export.to_str().unwrap(),
-        "--database", runners.database.to_str().unwrap(),
+        "runners",
+        "audit",
+        "export",
+        "--since",
+        "2020-01-01",
+        "--output",
+        export.to_str().unwrap(),
+        "--database",
+        runners.database.to_str().unwrap(),
     ]);
     out.expect_code(0);
     let lines: Vec<Value> = std::fs::read_to_string(&export)
@@ -273,26 +330,57 @@ fn provisioning_and_every_lifecycle_transition() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
-    for wanted in ["provision_requested", "provision", "registered", "transition", "cleanup"] {
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "provision_requested",
+        "provision",
+        "registered",
+        "transition",
+        "cleanup",
+    ] {
         assert!(actions.contains(&wanted), "{wanted} in {actions:?}");
     }
     // Never a secret in the trail.
     let text = std::fs::read_to_string(&export).unwrap();
     assert!(!text.contains(encoded) && !text.contains(secret));
     let out = sandbox.run(&[
-        "runners", "audit", "export", "--since", "2999-01-01", "--database", runners.database.to_str().unwrap(),
+        "runners",
+        "audit",
+        "export",
+        "--since",
+        "2999-01-01",
+        "--database",
+        runners.database.to_str().unwrap(),
     ]);
     out.expect_code(0);
     assert!(out.stdout.is_empty());
 
     let backup = dir.path().join("backup.sqlite3");
-    let out = sandbox.run(&["runners", "backup", backup.to_str().unwrap(), "--database", runners.database.to_str().unwrap()]);
+    let out = sandbox.run(&[
+        "runners",
+        "backup",
+        backup.to_str().unwrap(),
+        "--database",
+        runners.database.to_str().unwrap(),
+    ]);
     out.expect_code(0);
     // The backup restores: a daemon on it serves the same runners.
-    let restored = DaemonProcess::start(&config_for(&runners.stack.emulator, "", &app_extra(&backup, "")))
-        .expect("a daemon starts on the backup");
-    let list = http_request(restored.socket(), "GET", "/api/v1/runners?deleted=true", None).unwrap();
+    let restored = DaemonProcess::start(&config_for(
+        &runners.stack.emulator,
+        "",
+        &app_extra(&backup, ""),
+    ))
+    .expect("a daemon starts on the backup");
+    let list = http_request(
+        restored.socket(),
+        "GET",
+        "/api/v1/runners?deleted=true",
+        None,
+    )
+    .unwrap();
     let restored_names: Vec<String> = list.json().unwrap()["runners"]
         .as_array()
         .unwrap()
@@ -300,7 +388,10 @@ fn provisioning_and_every_lifecycle_transition() {
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
     for name in ["jit-1", "tok-1", "repo-1", "eph-1"] {
-        assert!(restored_names.contains(&name.to_string()), "{name} in {restored_names:?}");
+        assert!(
+            restored_names.contains(&name.to_string()),
+            "{name} in {restored_names:?}"
+        );
     }
     drop(restored);
 
@@ -310,42 +401,84 @@ fn provisioning_and_every_lifecycle_transition() {
     std::fs::copy(&backup, &edited).unwrap();
     std::fs::copy(&backup, &deleted).unwrap();
     let raw = rusqlite::Connection::open(&edited).unwrap();
-    raw.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'uid:4242' WHERE seq = 2;")
-        .unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'uid:4242' WHERE seq = 2;",
+    )
+    .unwrap();
     drop(raw);
-    let out = sandbox.run(&["runners", "audit", "verify", "--database", edited.to_str().unwrap()]);
+    let out = sandbox.run(&[
+        "runners",
+        "audit",
+        "verify",
+        "--database",
+        edited.to_str().unwrap(),
+    ]);
     out.expect_code(1);
-    assert!(out.stderr.contains("row 2") && out.stderr.contains("edited"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("row 2") && out.stderr.contains("edited"),
+        "{}",
+        out.stderr
+    );
     let raw = rusqlite::Connection::open(&deleted).unwrap();
     raw.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 3;")
         .unwrap();
     drop(raw);
-    let out = sandbox.run(&["runners", "audit", "verify", "--database", deleted.to_str().unwrap()]);
+    let out = sandbox.run(&[
+        "runners",
+        "audit",
+        "verify",
+        "--database",
+        deleted.to_str().unwrap(),
+    ]);
     out.expect_code(1);
-    assert!(out.stderr.contains("row 4") && out.stderr.contains("deleted"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("row 4") && out.stderr.contains("deleted"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn offline_runners_are_cleaned_up_after_cleanup_after() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("runners.sqlite3");
-    let extra = app_extra(&database, "").replace("cleanup_after = \"1h\"", "cleanup_after = \"1s\"").replace("sync_interval = \"1h\"", "sync_interval = \"200ms\"");
+    let extra = app_extra(&database, "")
+        .replace("cleanup_after = \"1h\"", "cleanup_after = \"1s\"")
+        .replace("sync_interval = \"1h\"", "sync_interval = \"200ms\"");
     let stack = Stack::start_with(FIXTURE, &extra);
     let socket = stack.daemon.socket().to_path_buf();
-    let provisioned = http_request(&socket, "POST", "/api/v1/runners/provision", Some(r#"{"runner_name":"old-1"}"#)).unwrap();
+    let provisioned = http_request(
+        &socket,
+        "POST",
+        "/api/v1/runners/provision",
+        Some(r#"{"runner_name":"old-1"}"#),
+    )
+    .unwrap();
     assert_eq!(provisioned.status, 201, "{}", provisioned.body);
-    emulate(&stack.emulator, json!({"action": "online", "name": "old-1"}));
+    emulate(
+        &stack.emulator,
+        json!({"action": "online", "name": "old-1"}),
+    );
     // The background sync (every 200 ms) sees it online, then offline, then — a second later —
     // deletes it on GitHub.
     let state = |socket: &Path| {
-        http_request(socket, "GET", "/api/v1/runners/old-1", None).unwrap().json().unwrap()["state"]
+        http_request(socket, "GET", "/api/v1/runners/old-1", None)
+            .unwrap()
+            .json()
+            .unwrap()["state"]
             .as_str()
             .unwrap()
             .to_string()
     };
     wait_for(|| state(&socket) == "active", "old-1 active");
-    emulate(&stack.emulator, json!({"action": "offline", "name": "old-1"}));
-    wait_for(|| state(&socket) == "deleted", "old-1 deleted after cleanup_after");
+    emulate(
+        &stack.emulator,
+        json!({"action": "offline", "name": "old-1"}),
+    );
+    wait_for(
+        || state(&socket) == "deleted",
+        "old-1 deleted after cleanup_after",
+    );
     assert!(!github_runners(&stack.emulator).contains(&"old-1".to_string()));
 }
 
@@ -353,7 +486,10 @@ fn offline_runners_are_cleaned_up_after_cleanup_after() {
 fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -369,7 +505,13 @@ fn two_concurrent_provisions_of_one_name_one_wins() {
             let (socket, barrier, statuses) = (socket.clone(), barrier.clone(), statuses.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let response = http_request(&socket, "POST", "/api/v1/runners/provision", Some(r#"{"runner_name":"same"}"#)).unwrap();
+                let response = http_request(
+                    &socket,
+                    "POST",
+                    "/api/v1/runners/provision",
+                    Some(r#"{"runner_name":"same"}"#),
+                )
+                .unwrap();
                 statuses.lock().unwrap().push(response.status);
             })
         })
@@ -381,7 +523,10 @@ fn two_concurrent_provisions_of_one_name_one_wins() {
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409]);
     assert_eq!(
-        github_runners(&runners.stack.emulator).iter().filter(|n| *n == "same").count(),
+        github_runners(&runners.stack.emulator)
+            .iter()
+            .filter(|n| *n == "same")
+            .count(),
         1
     );
 }
@@ -406,21 +551,46 @@ fn the_database_survives_kill_9_in_the_middle_of_writes() {
             10_000
         })
     };
-    wait_for(|| acknowledged.lock().unwrap().len() >= 25, "25 acknowledged provisions");
+    wait_for(
+        || acknowledged.lock().unwrap().len() >= 25,
+        "25 acknowledged provisions",
+    );
     runners.stack.daemon.kill();
     let attempted = writer.join().unwrap();
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(attempted >= acknowledged.len());
-    runners.stack.daemon.restart().expect("the daemon restarts on the same database");
+    runners
+        .stack
+        .daemon
+        .restart()
+        .expect("the daemon restarts on the same database");
     let (status, list) = runners.call("GET", "/api/v1/runners", None);
     assert_eq!(status, 200);
-    let names: Vec<&str> = list["runners"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     for name in &acknowledged {
-        assert!(names.contains(&name.as_str()), "acknowledged {name} lost after kill -9");
+        assert!(
+            names.contains(&name.as_str()),
+            "acknowledged {name} lost after kill -9"
+        );
     }
-    let out = runners.stack.sandbox().run(&["runners", "audit", "verify", "--database", runners.database.to_str().unwrap()]);
+    let out = runners.stack.sandbox().run(&[
+        "runners",
+        "audit",
+        "verify",
+        "--database",
+        runners.database.to_str().unwrap(),
+    ]);
     out.expect_code(0);
-    eprintln!("kill -9 after {} acknowledged provisions: {}", acknowledged.len(), out.stdout.trim());
+    eprintln!(
+        "kill -9 after {} acknowledged provisions: {}",
+        acknowledged.len(),
+        out.stdout.trim()
+    );
 }
 
 #[test]
@@ -430,17 +600,26 @@ fn a_damaged_or_read_only_database_stops_the_daemon_with_a_clear_error() {
     let damaged = dir.path().join("damaged.sqlite3");
     std::fs::write(&damaged, vec![0x42u8; 16 * 1024]).unwrap();
     let config = config_for(&emulator, "", &app_extra(&damaged, ""));
-    let error = DaemonProcess::start(&config).err().expect("the daemon refuses to start");
+    let error = DaemonProcess::start(&config)
+        .err()
+        .expect("the daemon refuses to start");
     let text = format!("{error:#}");
     assert!(text.contains("damaged or not an SQLite database"), "{text}");
-    assert_eq!(std::fs::read(&damaged).unwrap(), vec![0x42u8; 16 * 1024], "never reset");
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        vec![0x42u8; 16 * 1024],
+        "never reset"
+    );
 
     // Read-only: a database the daemon's user cannot write.
     let good = dir.path().join("good.sqlite3");
     ghapp_runners::Store::open(&good).unwrap();
     if ghapp_testkit::system::is_root() {
         // Root writes anything: run the daemon as a throwaway user instead.
-        let user = match ghapp_testkit::system::ThrowawayUser::create("ghapp-rt-ro", &["--no-create-home", "--shell", "/usr/sbin/nologin"]) {
+        let user = match ghapp_testkit::system::ThrowawayUser::create(
+            "ghapp-rt-ro",
+            &["--no-create-home", "--shell", "/usr/sbin/nologin"],
+        ) {
             Ok(user) => user,
             Err(error) => {
                 eprintln!("SKIPPED: read-only database as another user: {error}");
@@ -451,12 +630,30 @@ fn a_damaged_or_read_only_database_stops_the_daemon_with_a_clear_error() {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
         let sockets = tempfile::tempdir().unwrap();
-        rustix::fs::chown(sockets.path(), Some(rustix::fs::Uid::from_raw(user.uid)), Some(rustix::fs::Gid::from_raw(user.gid))).unwrap();
+        rustix::fs::chown(
+            sockets.path(),
+            Some(rustix::fs::Uid::from_raw(user.uid)),
+            Some(rustix::fs::Gid::from_raw(user.gid)),
+        )
+        .unwrap();
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, format!("[runners]\ndatabase = {:?}\n", good.display().to_string())).unwrap();
-        let mut command = ghapp_testkit::system::as_user(user.uid, user.gid, ghapp_testkit::binary("ghapp"));
-        ghapp_testkit::daemon::foreground_daemon(&mut command, &config_path, &sockets.path().join("d.sock"));
-        let output = command.env_remove("GHAPP_SOCKET").env_remove("GHAPP_CONFIG").output().unwrap();
+        std::fs::write(
+            &config_path,
+            format!("[runners]\ndatabase = {:?}\n", good.display().to_string()),
+        )
+        .unwrap();
+        let mut command =
+            ghapp_testkit::system::as_user(user.uid, user.gid, ghapp_testkit::binary("ghapp"));
+        ghapp_testkit::daemon::foreground_daemon(
+            &mut command,
+            &config_path,
+            &sockets.path().join("d.sock"),
+        );
+        let output = command
+            .env_remove("GHAPP_SOCKET")
+            .env_remove("GHAPP_CONFIG")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
         assert!(stderr.contains("read-only"), "{stderr}");
@@ -464,7 +661,9 @@ fn a_damaged_or_read_only_database_stops_the_daemon_with_a_clear_error() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o444)).unwrap();
         let config = config_for(&emulator, "", &app_extra(&good, ""));
-        let error = DaemonProcess::start(&config).err().expect("the daemon refuses to start");
+        let error = DaemonProcess::start(&config)
+            .err()
+            .expect("the daemon refuses to start");
         assert!(format!("{error:#}").contains("read-only"), "{error:#}");
     }
 }
@@ -473,11 +672,16 @@ fn a_damaged_or_read_only_database_stops_the_daemon_with_a_clear_error() {
 fn callers_see_and_delete_only_their_own_runners() {
     use ghapp_testkit::system::{ThrowawayUser, as_user, is_root};
     if !is_root() {
-        eprintln!("SKIPPED: callers_see_and_delete_only_their_own_runners needs root (two throwaway users); run the tests as root, as CI does");
+        eprintln!(
+            "SKIPPED: callers_see_and_delete_only_their_own_runners needs root (two throwaway users); run the tests as root, as CI does"
+        );
         return;
     }
     let options = ["--no-create-home", "--shell", "/usr/sbin/nologin"];
-    let (alice, bob) = match (ThrowawayUser::create("ghapp-rt-a", &options), ThrowawayUser::create("ghapp-rt-b", &options)) {
+    let (alice, bob) = match (
+        ThrowawayUser::create("ghapp-rt-a", &options),
+        ThrowawayUser::create("ghapp-rt-b", &options),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => panic!("throwaway users: {:?} {:?}", a.err(), b.err()),
     };
@@ -489,8 +693,19 @@ fn callers_see_and_delete_only_their_own_runners() {
         "\n[[daemon.policy]]\nuid = {}\nowners = [\"acme\"]\n\n[[daemon.policy]]\nuid = {}\nowners = [\"acme\"]\nrunner_groups = [1]\nrunner_labels = [\"linux-*\"]\n",
         alice.uid, bob.uid
     );
-    let config = config_for(&emulator, &daemon_extra, &format!("{}{policy}", app_extra(&database, "")));
-    let daemon = DaemonProcess::start_with(&config, DaemonStart { dir_mode: Some(0o711), ..Default::default() }).unwrap();
+    let config = config_for(
+        &emulator,
+        &daemon_extra,
+        &format!("{}{policy}", app_extra(&database, "")),
+    );
+    let daemon = DaemonProcess::start_with(
+        &config,
+        DaemonStart {
+            dir_mode: Some(0o711),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o666)).ok();
     let run = |user: &ThrowawayUser, args: &[&str]| {
@@ -501,32 +716,104 @@ fn callers_see_and_delete_only_their_own_runners() {
             .env("HOME", "/nonexistent")
             .output()
             .unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     };
-    let (code, _, stderr) = run(&alice, &["runners", "provision", "alice-1", "--labels", "gpu"]);
+    let (code, _, stderr) = run(
+        &alice,
+        &["runners", "provision", "alice-1", "--labels", "gpu"],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     // Bob's policy: runner group 1, labels linux-* only.
     let (code, _, stderr) = run(&bob, &["runners", "provision", "bob-1", "--labels", "gpu"]);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("label \"gpu\" is not allowed"), "{stderr}");
-    let (code, _, stderr) = run(&bob, &["runners", "provision", "bob-1", "--labels", "linux-x64", "--group", "2"]);
+    let (code, _, stderr) = run(
+        &bob,
+        &[
+            "runners",
+            "provision",
+            "bob-1",
+            "--labels",
+            "linux-x64",
+            "--group",
+            "2",
+        ],
+    );
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("runner group 2"), "{stderr}");
-    let (code, _, stderr) = run(&bob, &["runners", "provision", "bob-1", "--labels", "linux-x64"]);
+    let (code, _, stderr) = run(
+        &bob,
+        &["runners", "provision", "bob-1", "--labels", "linux-x64"],
+    );
     assert_eq!(code, Some(0), "{stderr}");
 
     let (_, alice_list, _) = run(&alice, &["runners", "list"]);
-    assert!(alice_list.contains("alice-1") && !alice_list.contains("bob-1"), "{alice_list}");
+    assert!(
+        alice_list.contains("alice-1") && !alice_list.contains("bob-1"),
+        "{alice_list}"
+    );
     let (_, bob_list, _) = run(&bob, &["runners", "list"]);
-    assert!(bob_list.contains("bob-1") && !bob_list.contains("alice-1"), "{bob_list}");
+    assert!(
+        bob_list.contains("bob-1") && !bob_list.contains("alice-1"),
+        "{bob_list}"
+    );
     let (code, _, _) = run(&bob, &["runners", "status", "alice-1"]);
     assert_eq!(code, Some(4));
     let (code, _, _) = run(&bob, &["runners", "deprovision", "alice-1"]);
     assert_eq!(code, Some(4));
     let (code, _, stderr) = run(&bob, &["runners", "list", "--all"]);
     assert_eq!(code, Some(4), "{stderr}");
-    assert!(github_runners(&emulator).contains(&"alice-1".to_string()), "bob deleted nothing");
+    assert!(
+        github_runners(&emulator).contains(&"alice-1".to_string()),
+        "bob deleted nothing"
+    );
     let (code, out, stderr) = run(&alice, &["runners", "deprovision", "alice-1"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(out, "alice-1: deleted\n");
+}
+
+#[test]
+fn the_sync_reads_every_page_of_githubs_runner_list() {
+    let runners = Runners::start();
+    let emulator = &runners.stack.emulator;
+    let (status, token) =
+        runners.provision(json!({"runner_name": "last", "mode": "registration_token"}));
+    assert_eq!(status, 201, "{token}");
+    let secret = token["registration_token"].as_str().unwrap();
+    // The background sync's first round, at start, lists the runners once; wait for it so that
+    // it cannot overlap the round counted below.
+    wait_for(
+        || {
+            emulator.stats().unwrap()["requests"]["GET /orgs/{org}/actions/runners"].as_u64()
+                >= Some(1)
+        },
+        "the first background sync round",
+    );
+    // 104 runners registered elsewhere first: ours is the 105th, on the second page of 100.
+    for i in 0..104 {
+        emulate(
+            emulator,
+            json!({"action": "register", "registration_token": secret, "name": format!("other-{i}")}),
+        );
+    }
+    emulate(
+        emulator,
+        json!({"action": "register", "registration_token": secret, "name": "last"}),
+    );
+    emulate(emulator, json!({"action": "online", "name": "last"}));
+    // (The background sync's first round ran at start; count this round's requests only.)
+    emulator.reset_stats().unwrap();
+    assert_eq!(
+        transitions(&runners.sync()),
+        [("last".to_string(), "active".to_string())]
+    );
+    let stats = emulator.stats().unwrap();
+    assert_eq!(
+        stats["requests"]["GET /orgs/{org}/actions/runners"], 2,
+        "{stats:#}"
+    );
 }
