@@ -19,7 +19,7 @@ use crate::github::{GitHubRunner, RunnerApi, Target};
 use crate::lifecycle::target_of;
 use crate::store::{Observed, Store};
 use ghapp_protocol::duration::format_duration;
-use ghapp_protocol::runners::{RunnerRecord, RunnerState, SyncReport, Transition};
+use ghapp_protocol::runners::{ProvisionMode, RunnerRecord, RunnerState, SyncReport, Transition};
 use ghapp_protocol::time::Timestamp;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -126,7 +126,9 @@ async fn step<A: RunnerApi>(
     let Some(github) = found else {
         let registered = record.github_id.is_some() || record.last_online_at.is_some();
         if registered {
-            let reason = if record.ephemeral {
+            // A JIT runner takes one job too, whatever `ephemeral` said.
+            let one_job = record.ephemeral || record.mode == ProvisionMode::Jit;
+            let reason = if one_job {
                 "ephemeral runner finished its job; GitHub removed it"
             } else {
                 "no longer registered at GitHub"
