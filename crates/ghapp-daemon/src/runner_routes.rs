@@ -217,7 +217,9 @@ pub async fn handle<S: TokenService>(
     }
 }
 
-fn health(runners: Option<&RunnerService>) -> Reply {
+/// `GET /health`: the runner database answers (also served to network callers without a
+/// credential).
+pub fn health(runners: Option<&RunnerService>) -> Reply {
     match runners.map(|r| r.store.ping()) {
         Some(Err(e)) => Reply::error(503, e.to_string()),
         answered => Reply::json(

@@ -6,6 +6,7 @@ use crate::metrics::DaemonMetrics;
 use crate::runner_service::RunnerService;
 use crate::service::TokenService;
 use crate::settings::Settings;
+use crate::signed::AnswerKeys;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -21,6 +22,8 @@ pub struct State<S> {
     pub audit: AuditLog,
     /// The runner service, when `[runners]` is configured.
     pub runners: Option<Arc<RunnerService>>,
+    /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
+    pub answers: AnswerKeys,
     settings: RwLock<Arc<Settings>>,
     socket: PathBuf,
     started: Instant,
@@ -38,6 +41,7 @@ impl<S: TokenService> State<S> {
             metrics: DaemonMetrics::default(),
             audit,
             runners: None,
+            answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
             started: Instant::now(),
