@@ -69,6 +69,10 @@ impl EmulatedRunner {
     }
 }
 
+/// A runner of that name exists in the scope already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameInUse;
+
 /// Every runner, and the registration tokens issued (token → scope, expiry).
 #[derive(Debug, Default)]
 pub struct Runners {
@@ -86,7 +90,7 @@ impl Runners {
         self.list.iter().filter(|r| &r.scope == scope).collect()
     }
 
-    /// Registers a runner; `Err` when `scope` has one of that name (GitHub: 409).
+    /// Registers a runner; [`NameInUse`] when `scope` has one of that name (GitHub: 409).
     pub fn register(
         &mut self,
         scope: RunnerScope,
@@ -94,13 +98,13 @@ impl Runners {
         runner_group_id: u64,
         labels: Vec<String>,
         ephemeral: bool,
-    ) -> Result<EmulatedRunner, ()> {
+    ) -> Result<EmulatedRunner, NameInUse> {
         if self
             .list
             .iter()
             .any(|r| r.scope == scope && r.name.eq_ignore_ascii_case(name))
         {
-            return Err(());
+            return Err(NameInUse);
         }
         self.last_id += 1;
         let runner = EmulatedRunner {
@@ -255,7 +259,7 @@ pub fn apply(
                     ephemeral,
                 )
                 .map(|r| r.to_json())
-                .map_err(|()| (409, format!("a runner named {name} exists already")))
+                .map_err(|NameInUse| (409, format!("a runner named {name} exists already")))
         }
     }
 }

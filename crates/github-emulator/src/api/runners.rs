@@ -283,7 +283,7 @@ pub fn generate_jitconfig(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError>
         .lock()
         .runners
         .register(scope, &name, group, labels, true);
-    let runner = registered.map_err(|()| {
+    let runner = registered.map_err(|crate::runners::NameInUse| {
         ApiError::with_docs(
             StatusCode::CONFLICT,
             format!("Already exists - A runner with the name {name} already exists."),
