@@ -817,3 +817,39 @@ fn the_sync_reads_every_page_of_githubs_runner_list() {
         "{stats:#}"
     );
 }
+
+#[test]
+fn on_the_network_health_is_public_and_runner_routes_need_a_credential() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("runners.sqlite3");
+    let config = format!(
+        "[daemon]\n\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n\n[runners]\ndatabase = {:?}\n",
+        database.display().to_string()
+    );
+    let daemon = DaemonProcess::start(&config).unwrap();
+    let ask = |method: &str, path: &str| {
+        let mut stream = std::net::TcpStream::connect(daemon.network_address()).unwrap();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: ghapp\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let health = ask("GET", "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        health.ends_with(r#"{"status":"ok","runners":true}"#),
+        "{health}"
+    );
+    for (method, path) in [
+        ("GET", "/api/v1/runners"),
+        ("POST", "/api/v1/runners/provision"),
+        ("DELETE", "/api/v1/runners/x"),
+    ] {
+        let refused = ask(method, path);
+        assert!(
+            refused.starts_with("HTTP/1.1 401"),
+            "{method} {path}: {refused}"
+        );
+    }
+}
