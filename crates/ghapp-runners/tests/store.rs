@@ -407,3 +407,28 @@ async fn every_transition_of_the_lifecycle() {
     assert!(verified.ok(), "{:?}", verified.problems);
     assert!(verified.rows > 10);
 }
+
+#[test]
+fn a_database_from_a_newer_ghapp_is_refused_not_downgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.sqlite3");
+    Store::open(&path).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(raw);
+    let error = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(error, StoreError::TooNew { found: 99, .. }),
+        "{error}"
+    );
+    assert!(Store::open_read_only(&path).is_err());
+    // Reopening a current file keeps its rows and runs no migration again.
+    let other = dir.path().join("o.sqlite3");
+    Store::open(&other)
+        .unwrap()
+        .reserve(&new_runner("kept"), &actor(), Timestamp::now())
+        .unwrap();
+    let reopened = Store::open(&other).unwrap();
+    assert!(reopened.get("kept").unwrap().is_some());
+    assert_eq!(ghapp_runners::SCHEMA_VERSION, 1);
+}
