@@ -388,9 +388,10 @@ mod tests {
     }
 }
 
-/// The daemon's state directory (its databases): `$STATE_DIRECTORY` (systemd's
-/// `StateDirectory=`; the first of several), else `/var/lib/ghapp` for root, else
-/// `$XDG_STATE_HOME/ghapp`, else `~/.local/state/ghapp`, else `$TMPDIR/ghapp-<uid>`.
+/// The daemon's state directory (its databases and keys): `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=ghapp`; the first of several), else `$XDG_STATE_HOME/ghapp`, else
+/// `~/.local/state/ghapp`, else (root without a home) `/var/lib/ghapp` — the rule the network
+/// listener's answer key follows too.
 pub fn daemon_state_dir() -> PathBuf {
     let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let systemd = nonempty("STATE_DIRECTORY").and_then(|dirs| {
@@ -399,26 +400,19 @@ pub fn daemon_state_dir() -> PathBuf {
     });
     state_dir_from(
         systemd,
-        rustix::process::geteuid().as_raw(),
         nonempty("XDG_STATE_HOME").map(PathBuf::from),
-        directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()),
-        std::env::temp_dir(),
+        nonempty("HOME").map(PathBuf::from),
     )
 }
 
 /// [`daemon_state_dir`] from its inputs.
 fn state_dir_from(
     systemd: Option<PathBuf>,
-    uid: u32,
     xdg_state_home: Option<PathBuf>,
     home: Option<PathBuf>,
-    temp_dir: PathBuf,
 ) -> PathBuf {
     if let Some(dir) = systemd.filter(|d| d.is_absolute()) {
         return dir;
-    }
-    if uid == 0 {
-        return PathBuf::from("/var/lib/ghapp");
     }
     if let Some(dir) = xdg_state_home.filter(|d| d.is_absolute()) {
         return dir.join("ghapp");
@@ -426,7 +420,7 @@ fn state_dir_from(
     if let Some(home) = home.filter(|d| d.is_absolute()) {
         return home.join(".local/state/ghapp");
     }
-    temp_dir.join(format!("ghapp-{uid}"))
+    PathBuf::from("/var/lib/ghapp")
 }
 
 #[cfg(test)]
@@ -434,27 +428,22 @@ mod state_dir_tests {
     use super::*;
 
     #[test]
-    fn state_dir_follows_systemd_then_root_then_xdg() {
-        let tmp = PathBuf::from("/tmp");
+    fn state_dir_follows_systemd_then_xdg_then_home() {
         assert_eq!(
-            state_dir_from(Some("/var/lib/x".into()), 0, None, None, tmp.clone()),
+            state_dir_from(Some("/var/lib/x".into()), Some("/s".into()), None),
             PathBuf::from("/var/lib/x")
         );
         assert_eq!(
-            state_dir_from(None, 0, None, None, tmp.clone()),
-            PathBuf::from("/var/lib/ghapp")
-        );
-        assert_eq!(
-            state_dir_from(None, 7, Some("/s".into()), Some("/h".into()), tmp.clone()),
+            state_dir_from(None, Some("/s".into()), Some("/h".into())),
             PathBuf::from("/s/ghapp")
         );
         assert_eq!(
-            state_dir_from(None, 7, None, Some("/h".into()), tmp.clone()),
+            state_dir_from(None, Some("relative".into()), Some("/h".into())),
             PathBuf::from("/h/.local/state/ghapp")
         );
         assert_eq!(
-            state_dir_from(None, 7, None, None, tmp),
-            PathBuf::from("/tmp/ghapp-7")
+            state_dir_from(None, None, None),
+            PathBuf::from("/var/lib/ghapp")
         );
     }
 }
