@@ -88,7 +88,10 @@ where
     S: TokenService,
 {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(runners.sync_interval);
+        // The first round one interval after start (not at once): a restart is not a reason to
+        // call GitHub, and a round never races the first requests.
+        let first = tokio::time::Instant::now() + runners.sync_interval;
+        let mut ticks = tokio::time::interval_at(first, runners.sync_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
