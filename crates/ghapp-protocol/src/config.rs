@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use schema::{
     AppConfig, CacheConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig,
-    PolicyConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
+    PolicyConfig, RunnersConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
 };
 pub use trust::trusted_owner;
 pub use validate::MAX_CONNECTIONS_LIMIT;
