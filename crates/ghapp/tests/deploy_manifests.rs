@@ -1020,6 +1020,10 @@ fn systemd_analyze_verify(unit: &str) {
             .map(|d| d.join("systemd-analyze"))
             .find(|p| p.is_file())
     }) else {
+        assert!(
+            std::env::var_os("GHAPP_TEST_REQUIRE_SYSTEMD_ANALYZE").is_none(),
+            "systemd-analyze is not installed and GHAPP_TEST_REQUIRE_SYSTEMD_ANALYZE is set"
+        );
         eprintln!("SKIPPED: systemd-analyze is not installed: the key-less unit was not verified");
         return;
     };
