@@ -24,6 +24,7 @@ pub use schema::{
     AppConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig, PolicyConfig,
     SignerKind, TokenFormat, api_url_for_host,
 };
+pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
 pub use validate::MAX_CONNECTIONS_LIMIT;
 

@@ -1,0 +1,280 @@
+//! The credential pool: installation tokens from ghapp's broker (through [`TokenSource`]) and
+//! personal tokens from `[[proxy.credential]]`. It remembers each credential's last
+//! `x-ratelimit-*` answer, picks the one with the most remaining, and rests one GitHub answered
+//! with a primary or secondary rate limit until its reset (or `retry-after`).
+
+use crate::TokenSource;
+use ghapp_protocol::secret::Token;
+use http::HeaderMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a credential rests after a rate-limit answer that names no reset time (GitHub:
+/// "wait at least one minute").
+pub const DEFAULT_REST: Duration = Duration::from_secs(60);
+
+/// How long an installation the broker could not serve is skipped before it is asked again.
+pub const UNAVAILABLE_FOR: Duration = Duration::from_secs(30);
+
+/// One credential of the pool; also the cache's credential class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredentialId {
+    /// The installation on this account (lower case).
+    Installation(String),
+    /// The `[[proxy.credential]]` at this index.
+    Personal(usize),
+}
+
+/// A personal token and its name.
+struct Personal {
+    name: String,
+    token: Token,
+}
+
+/// What the pool knows of one credential.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    remaining: Option<u64>,
+    reset: Option<u64>,
+    resting_until: Option<Instant>,
+    unavailable_until: Option<Instant>,
+}
+
+/// What a credential's last answer said, for telemetry.
+#[derive(Debug, Clone)]
+pub struct CredentialReport {
+    /// The credential's label (`installation:acme`, `personal:ci-bot`).
+    pub label: String,
+    /// `x-ratelimit-remaining`, when seen.
+    pub remaining: Option<u64>,
+    /// `x-ratelimit-reset` (Unix seconds), when seen.
+    pub reset: Option<u64>,
+}
+
+/// Why no credential can serve a request.
+#[derive(Debug, Clone)]
+pub enum NoCredential {
+    /// Every candidate is rate limited; the first is back at this time.
+    Resting {
+        /// Seconds until the first candidate may be used again.
+        retry_after: u64,
+    },
+    /// None of the candidates exists (no installation on the account, no personal token).
+    Unavailable {
+        /// What the broker said last, if anything.
+        reason: String,
+    },
+}
+
+/// The pool.
+pub struct Pool {
+    source: Arc<dyn TokenSource>,
+    personals: Vec<Personal>,
+    health: Mutex<HashMap<CredentialId, Health>>,
+}
+
+impl Pool {
+    /// A pool over the broker and these personal tokens (name, token).
+    pub fn new(source: Arc<dyn TokenSource>, personals: Vec<(String, Token)>) -> Pool {
+        Pool {
+            source,
+            personals: personals
+                .into_iter()
+                .map(|(name, token)| Personal { name, token })
+                .collect(),
+            health: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A credential's label for metrics, logs and cache keys; never a secret.
+    pub fn label(&self, id: &CredentialId) -> String {
+        match id {
+            CredentialId::Installation(owner) => format!("installation:{owner}"),
+            CredentialId::Personal(index) => format!(
+                "personal:{}",
+                self.personals.get(*index).map_or("?", |p| p.name.as_str())
+            ),
+        }
+    }
+
+    /// The credentials that may serve a path naming `owner` (or none): that account's
+    /// installation and the personal tokens; an owner-less path gets the default installation
+    /// instead, and so does an owner whose installation the broker cannot serve.
+    pub fn candidates(&self, owner: Option<&str>, default: Option<&str>) -> Vec<CredentialId> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let first = owner.or(default);
+        if let Some(account) = first {
+            out.push(CredentialId::Installation(account.to_ascii_lowercase()));
+        }
+        let owner_unavailable = owner.is_some_and(|o| {
+            self.lock()
+                .get(&CredentialId::Installation(o.to_ascii_lowercase()))
+                .and_then(|h| h.unavailable_until)
+                .is_some_and(|until| until > now)
+        });
+        if owner_unavailable && let Some(default) = default {
+            let id = CredentialId::Installation(default.to_ascii_lowercase());
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out.extend((0..self.personals.len()).map(CredentialId::Personal));
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Health>> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `id` may be used now (not resting, not known unavailable).
+    pub fn usable(&self, id: &CredentialId) -> bool {
+        let now = Instant::now();
+        self.lock().get(id).is_none_or(|h| {
+            h.resting_until.is_none_or(|t| t <= now) && h.unavailable_until.is_none_or(|t| t <= now)
+        })
+    }
+
+    /// The usable candidate with the most `x-ratelimit-remaining` (one not yet used counts as
+    /// having the most; ties go to the earlier candidate), skipping `tried`.
+    pub fn pick(
+        &self,
+        candidates: &[CredentialId],
+        tried: &[CredentialId],
+    ) -> Result<CredentialId, NoCredential> {
+        let now = Instant::now();
+        let health = self.lock();
+        let mut best: Option<(&CredentialId, u64)> = None;
+        let mut first_back: Option<Instant> = None;
+        let mut any_resting = false;
+        for id in candidates.iter().filter(|id| !tried.contains(id)) {
+            let h = health.get(id);
+            if h.and_then(|h| h.unavailable_until).is_some_and(|t| t > now) {
+                continue;
+            }
+            if let Some(until) = h.and_then(|h| h.resting_until).filter(|t| *t > now) {
+                any_resting = true;
+                first_back = Some(first_back.map_or(until, |b| b.min(until)));
+                continue;
+            }
+            let score = h.and_then(|h| h.remaining).unwrap_or(u64::MAX);
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((id, score));
+            }
+        }
+        if let Some((id, _)) = best {
+            return Ok(id.clone());
+        }
+        if any_resting {
+            let wait = first_back.map_or(DEFAULT_REST, |t| t.saturating_duration_since(now));
+            return Err(NoCredential::Resting {
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+        Err(NoCredential::Unavailable {
+            reason: "no installation or personal token of the proxy can serve this path".into(),
+        })
+    }
+
+    /// The secret of `id`: a personal token, or an installation token from the broker (an
+    /// error marks the installation unavailable for a while).
+    pub async fn secret(&self, id: &CredentialId, host: &str) -> Result<Token, String> {
+        match id {
+            CredentialId::Personal(index) => self
+                .personals
+                .get(*index)
+                .map(|p| p.token.clone())
+                .ok_or_else(|| format!("no personal credential {index}")),
+            CredentialId::Installation(owner) => {
+                match self.source.installation_token(host, owner).await {
+                    Ok(token) => Ok(token),
+                    Err(reason) => {
+                        self.lock().entry(id.clone()).or_default().unavailable_until =
+                            Some(Instant::now() + UNAVAILABLE_FOR);
+                        Err(reason)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records an answer's `x-ratelimit-remaining` / `-reset` for `id`.
+    pub fn observe(&self, id: &CredentialId, headers: &HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let remaining = number("x-ratelimit-remaining");
+        let reset = number("x-ratelimit-reset");
+        if remaining.is_none() && reset.is_none() {
+            return;
+        }
+        let mut health = self.lock();
+        let h = health.entry(id.clone()).or_default();
+        if remaining.is_some() {
+            h.remaining = remaining;
+        }
+        if reset.is_some() {
+            h.reset = reset;
+        }
+    }
+
+    /// Rests `id` after a rate-limit answer: until `retry-after`, else `x-ratelimit-reset`,
+    /// else [`DEFAULT_REST`]. Returns how long.
+    pub fn rest(&self, id: &CredentialId, headers: &HeaderMap) -> Duration {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let wait = match (number("retry-after"), number("x-ratelimit-reset")) {
+            (Some(secs), _) => Duration::from_secs(secs.max(1)),
+            (None, Some(reset)) if reset > now_unix => Duration::from_secs(reset - now_unix),
+            _ => DEFAULT_REST,
+        };
+        let mut health = self.lock();
+        let h = health.entry(id.clone()).or_default();
+        h.resting_until = Some(Instant::now() + wait);
+        h.remaining = Some(0);
+        wait
+    }
+
+    /// What is known of every credential used so far.
+    pub fn report(&self) -> Vec<CredentialReport> {
+        let health = self.lock().clone();
+        health
+            .into_iter()
+            .map(|(id, h)| CredentialReport {
+                label: self.label(&id),
+                remaining: h.remaining,
+                reset: h.reset,
+            })
+            .collect()
+    }
+}
+
+/// Whether an answer is GitHub's primary or secondary rate limit: 403/429 with no requests
+/// remaining, a `retry-after`, or a rate-limit message.
+pub fn is_rate_limited(status: u16, headers: &HeaderMap, body: &[u8]) -> bool {
+    if status != 403 && status != 429 {
+        return false;
+    }
+    if status == 429 || headers.contains_key("retry-after") {
+        return true;
+    }
+    if headers
+        .get("x-ratelimit-remaining")
+        .is_some_and(|v| v.as_bytes() == b"0")
+    {
+        return true;
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    text.contains("rate limit")
+}
