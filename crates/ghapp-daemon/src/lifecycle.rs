@@ -91,6 +91,7 @@ where
     let apps = config.apps.len();
     let state = Arc::new(State::new(service, settings, audit, &socket_path));
     let mut server = Server::start(listener, state.clone()).context("cannot serve the socket")?;
+    let api_proxy = crate::proxy::start(&config, state.clone()).await?;
 
     announce_ready(&socket_path)?;
     systemd.notifier.notify(&format!(
@@ -123,6 +124,7 @@ where
         state.active_connections()
     );
     server.stop_accepting().await;
+    drop(api_proxy);
     socket_file.remove();
     if !server.drain(DRAIN_DEADLINE).await {
         tracing::warn!(
