@@ -4,6 +4,7 @@
 mod load;
 mod oha;
 mod process;
+mod proxy;
 mod scenario;
 mod signers;
 mod stats;

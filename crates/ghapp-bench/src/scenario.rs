@@ -30,7 +30,7 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–g, as in the report), e.g. `--only e`; implies no doc rewrite.
+    /// Run only these sections (a–g and p, as in the report), e.g. `--only e`; implies no doc rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
     /// Extra environment for the daemon, `KEY=VALUE` (e.g. `MALLOC_ARENA_MAX=1`), for experiments.
@@ -267,6 +267,21 @@ pub fn run(options: Options) -> Result<()> {
     }
     if options.wants('f') {
         sections.push(("f. Binary sizes and helper memory", sizes(&bin)?));
+    }
+    if options.wants('p') {
+        eprintln!("bench: API proxy");
+        let rows = crate::proxy::measure(scale)?
+            .into_iter()
+            .map(|r| Row {
+                what: r.what,
+                figure: r.figure,
+                baseline: r.baseline,
+                ratio: r.ratio,
+                target: r.target,
+                met: r.met.map_or("–", verdict),
+            })
+            .collect();
+        sections.push(("p. API proxy (docs/proxy.md) against the emulator directly", rows));
     }
     sections.sort_by_key(|(title, _)| *title);
 

@@ -5,7 +5,7 @@
 
 use crate::Proxy;
 use crate::cache::{CacheKey, Entry};
-use crate::pool::{CredentialId, NoCredential, is_rate_limited};
+use crate::pool::{CredentialId, NoCredential, is_rate_limited, resource_of};
 use crate::registry::AuthFailure;
 use crate::route::{ApiPath, PathProblem};
 use crate::telemetry::{self, UNKNOWN_CLIENT};
@@ -131,10 +131,11 @@ impl Proxy {
             self.settings.default_installation.as_deref(),
         );
         let cacheable = parts.method == Method::GET && matches!(api, ApiPath::Rest(_));
+        let resource = resource_of(matches!(api, ApiPath::Graphql), api.scope_path());
         let result = if cacheable {
-            self.cached_get(&parts, &url, &candidates).await
+            self.cached_get(&parts, &url, &candidates, resource).await
         } else {
-            self.exchange(&parts, &url, body, &candidates, None)
+            self.exchange(&parts, &url, body, &candidates, resource, None)
                 .await
                 .map(|fetched| (fetched.reply, "bypass", fetched.points))
         };
@@ -189,6 +190,7 @@ impl Proxy {
         parts: &Parts,
         url: &str,
         candidates: &[CredentialId],
+        resource: &'static str,
     ) -> Result<(Arc<Reply>, &'static str, u64), Response<Full<Bytes>>> {
         let accept = parts
             .headers
@@ -199,7 +201,7 @@ impl Proxy {
         // so the cache is not split between credentials; a miss goes to the pool's pick.
         let mut first = None;
         for id in candidates {
-            if !self.pool.usable(id) {
+            if !self.pool.usable(id, resource) {
                 continue;
             }
             if let Some(entry) = self.cache.get(&self.key(id, accept, url)) {
@@ -214,7 +216,7 @@ impl Proxy {
             Some(id) => id,
             None => self
                 .pool
-                .pick(candidates, &[])
+                .pick(candidates, &[], resource)
                 .map_err(|no| no_credential(no))?,
         };
         let key = self.key(&first, accept, url);
@@ -226,6 +228,7 @@ impl Proxy {
                     url,
                     Bytes::new(),
                     candidates,
+                    resource,
                     Some((first.clone(), accept)),
                 )
                 .await
@@ -249,6 +252,7 @@ impl Proxy {
         url: &str,
         body: Bytes,
         candidates: &[CredentialId],
+        resource: &'static str,
         cache: Option<(CredentialId, &str)>,
     ) -> Result<Fetched, Response<Full<Bytes>>> {
         let mut tried: Vec<CredentialId> = Vec::new();
@@ -258,7 +262,7 @@ impl Proxy {
         loop {
             let id = match next.take() {
                 Some(id) => id,
-                None => match self.pool.pick(candidates, &tried) {
+                None => match self.pool.pick(candidates, &tried, resource) {
                     Ok(id) => id,
                     Err(no) => {
                         if let Some(answer) = last_limited {
@@ -332,9 +336,9 @@ impl Proxy {
             };
             let status = answer.status.as_u16();
             self.telemetry.upstream(&label, status);
-            self.pool.observe(&id, &answer.headers);
+            self.pool.observe(&id, resource, &answer.headers);
             if is_rate_limited(status, &answer.headers, &answer.body) {
-                let rest = self.pool.rest(&id, &answer.headers);
+                let rest = self.pool.rest(&id, resource, &answer.headers);
                 self.telemetry.rested(&label);
                 tracing::warn!(
                     "proxy: {label} is rate limited; resting it {}s and trying the next credential",

@@ -32,13 +32,25 @@ struct Personal {
     token: Token,
 }
 
-/// What the pool knows of one credential.
+/// What the pool knows of one credential's budget for one rate-limit resource (`core`,
+/// `graphql`, `search`: GitHub counts each separately).
 #[derive(Debug, Clone, Default)]
 struct Health {
     remaining: Option<u64>,
     reset: Option<u64>,
     resting_until: Option<Instant>,
-    unavailable_until: Option<Instant>,
+}
+
+/// The rate-limit resource a request draws on: `graphql` for GraphQL, `search` for
+/// `/search/…`, else `core`.
+pub fn resource_of(graphql: bool, path: &str) -> &'static str {
+    if graphql {
+        "graphql"
+    } else if path.starts_with("/search/") {
+        "search"
+    } else {
+        "core"
+    }
 }
 
 /// What a credential's last answer said, for telemetry.
@@ -46,6 +58,8 @@ struct Health {
 pub struct CredentialReport {
     /// The credential's label (`installation:acme`, `personal:ci-bot`).
     pub label: String,
+    /// The rate-limit resource (`core`, `graphql`, `search`).
+    pub resource: &'static str,
     /// `x-ratelimit-remaining`, when seen.
     pub remaining: Option<u64>,
     /// `x-ratelimit-reset` (Unix seconds), when seen.
@@ -71,7 +85,8 @@ pub enum NoCredential {
 pub struct Pool {
     source: Arc<dyn TokenSource>,
     personals: Vec<Personal>,
-    health: Mutex<HashMap<CredentialId, Health>>,
+    health: Mutex<HashMap<(CredentialId, &'static str), Health>>,
+    unavailable: Mutex<HashMap<CredentialId, Instant>>,
 }
 
 impl Pool {
@@ -84,6 +99,7 @@ impl Pool {
                 .map(|(name, token)| Personal { name, token })
                 .collect(),
             health: Mutex::new(HashMap::new()),
+            unavailable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -109,10 +125,9 @@ impl Pool {
             out.push(CredentialId::Installation(account.to_ascii_lowercase()));
         }
         let owner_unavailable = owner.is_some_and(|o| {
-            self.lock()
+            self.unavailable_lock()
                 .get(&CredentialId::Installation(o.to_ascii_lowercase()))
-                .and_then(|h| h.unavailable_until)
-                .is_some_and(|until| until > now)
+                .is_some_and(|until| *until > now)
         });
         if owner_unavailable && let Some(default) = default {
             let id = CredentialId::Installation(default.to_ascii_lowercase());
@@ -124,16 +139,28 @@ impl Pool {
         out
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Health>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(CredentialId, &'static str), Health>> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `id` may be used now (not resting, not known unavailable).
-    pub fn usable(&self, id: &CredentialId) -> bool {
+    fn unavailable_lock(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Instant>> {
+        self.unavailable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_unavailable(&self, id: &CredentialId, now: Instant) -> bool {
+        self.unavailable_lock()
+            .get(id)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// Whether `id` may be used now for `resource` (not resting, not known unavailable).
+    pub fn usable(&self, id: &CredentialId, resource: &'static str) -> bool {
         let now = Instant::now();
-        self.lock().get(id).is_none_or(|h| {
-            h.resting_until.is_none_or(|t| t <= now) && h.unavailable_until.is_none_or(|t| t <= now)
-        })
+        !self.is_unavailable(id, now)
+            && self
+                .lock()
+                .get(&(id.clone(), resource))
+                .is_none_or(|h| h.resting_until.is_none_or(|t| t <= now))
     }
 
     /// The usable candidate with the most `x-ratelimit-remaining` (one not yet used counts as
@@ -142,17 +169,23 @@ impl Pool {
         &self,
         candidates: &[CredentialId],
         tried: &[CredentialId],
+        resource: &'static str,
     ) -> Result<CredentialId, NoCredential> {
         let now = Instant::now();
+        let unavailable: Vec<CredentialId> = candidates
+            .iter()
+            .filter(|id| self.is_unavailable(id, now))
+            .cloned()
+            .collect();
         let health = self.lock();
         let mut best: Option<(&CredentialId, u64)> = None;
         let mut first_back: Option<Instant> = None;
         let mut any_resting = false;
         for id in candidates.iter().filter(|id| !tried.contains(id)) {
-            let h = health.get(id);
-            if h.and_then(|h| h.unavailable_until).is_some_and(|t| t > now) {
+            if unavailable.contains(id) {
                 continue;
             }
+            let h = health.get(&(id.clone(), resource));
             if let Some(until) = h.and_then(|h| h.resting_until).filter(|t| *t > now) {
                 any_resting = true;
                 first_back = Some(first_back.map_or(until, |b| b.min(until)));
@@ -190,8 +223,8 @@ impl Pool {
                 match self.source.installation_token(host, owner).await {
                     Ok(token) => Ok(token),
                     Err(reason) => {
-                        self.lock().entry(id.clone()).or_default().unavailable_until =
-                            Some(Instant::now() + UNAVAILABLE_FOR);
+                        self.unavailable_lock()
+                            .insert(id.clone(), Instant::now() + UNAVAILABLE_FOR);
                         Err(reason)
                     }
                 }
@@ -199,8 +232,8 @@ impl Pool {
         }
     }
 
-    /// Records an answer's `x-ratelimit-remaining` / `-reset` for `id`.
-    pub fn observe(&self, id: &CredentialId, headers: &HeaderMap) {
+    /// Records an answer's `x-ratelimit-remaining` / `-reset` for `id` and `resource`.
+    pub fn observe(&self, id: &CredentialId, resource: &'static str, headers: &HeaderMap) {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -213,7 +246,7 @@ impl Pool {
             return;
         }
         let mut health = self.lock();
-        let h = health.entry(id.clone()).or_default();
+        let h = health.entry((id.clone(), resource)).or_default();
         if remaining.is_some() {
             h.remaining = remaining;
         }
@@ -224,7 +257,7 @@ impl Pool {
 
     /// Rests `id` after a rate-limit answer: until `retry-after`, else `x-ratelimit-reset`,
     /// else [`DEFAULT_REST`]. Returns how long.
-    pub fn rest(&self, id: &CredentialId, headers: &HeaderMap) -> Duration {
+    pub fn rest(&self, id: &CredentialId, resource: &'static str, headers: &HeaderMap) -> Duration {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -240,7 +273,7 @@ impl Pool {
             _ => DEFAULT_REST,
         };
         let mut health = self.lock();
-        let h = health.entry(id.clone()).or_default();
+        let h = health.entry((id.clone(), resource)).or_default();
         h.resting_until = Some(Instant::now() + wait);
         h.remaining = Some(0);
         wait
@@ -251,8 +284,9 @@ impl Pool {
         let health = self.lock().clone();
         health
             .into_iter()
-            .map(|(id, h)| CredentialReport {
+            .map(|((id, resource), h)| CredentialReport {
                 label: self.label(&id),
+                resource,
                 remaining: h.remaining,
                 reset: h.reset,
             })

@@ -46,6 +46,13 @@ struct CredentialLabel {
     credential: String,
 }
 
+/// A credential and a rate-limit resource.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CredentialResource {
+    credential: String,
+    resource: &'static str,
+}
+
 /// The counters; cloning a handle shares it.
 #[derive(Debug, Default)]
 pub struct Telemetry {
@@ -141,11 +148,12 @@ impl Telemetry {
             "Times a credential was rested after a primary or secondary rate limit",
             self.rests.clone(),
         );
-        let remaining = Family::<CredentialLabel, Gauge>::default();
-        let reset = Family::<CredentialLabel, Gauge>::default();
+        let remaining = Family::<CredentialResource, Gauge>::default();
+        let reset = Family::<CredentialResource, Gauge>::default();
         for report in credentials {
-            let label = CredentialLabel {
+            let label = CredentialResource {
                 credential: report.label.clone(),
+                resource: report.resource,
             };
             if let Some(value) = report.remaining {
                 remaining

@@ -91,7 +91,7 @@ pub async fn apply(
     };
     let mut bytes = collected.to_bytes();
     let core = ctx.core;
-    let (changed_at, _) = core
+    let (changed_at, revision) = core
         .lock()
         .resources
         .changed
@@ -117,7 +117,9 @@ pub async fn apply(
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     let etag = {
-        let mut input = accept;
+        // The change counter is part of it: a change within the same second still moves it.
+        let mut input = format!("{revision}\n").into_bytes();
+        input.extend_from_slice(&accept);
         input.push(b'\n');
         input.extend_from_slice(&bytes);
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);

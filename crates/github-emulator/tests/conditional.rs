@@ -135,7 +135,13 @@ fn conditional_requests_and_rate_limit_accounting() {
         &token,
         &[("If-None-Match", &pulls_etag)],
     );
-    assert_eq!(pulls.status, 200);
+    assert_eq!(
+        pulls.status,
+        200,
+        "{:?} {}",
+        pulls.headers,
+        String::from_utf8_lossy(&pulls.body)
+    );
     assert_eq!(pulls.json().expect("json")[0]["title"], "Fix");
 
     // Contents, at any depth.
