@@ -112,7 +112,14 @@ fn latency(client: &reqwest::blocking::Client, url: &str, auth: &str, n: usize) 
 
 /// Points used so far in the emulator's `installation:100` bucket.
 fn points(emulator: &EmulatorProcess) -> Result<u64> {
-    let response = request(&emulator.urls.admin_url, None, "GET", "/_emulator/rate_limit", &[], None)?;
+    let response = request(
+        &emulator.urls.admin_url,
+        None,
+        "GET",
+        "/_emulator/rate_limit",
+        &[],
+        None,
+    )?;
     Ok(response.json()?["buckets"]["installation:100"]["used"]
         .as_u64()
         .unwrap_or(0))
@@ -155,10 +162,16 @@ fn replay(
     let before = points(emulator)?;
     for job in 0..jobs {
         if job % 5 == 4 {
-            change(emulator, r#"{"kind":"touch_repository","owner":"bench","repo":"r0"}"#)?;
+            change(
+                emulator,
+                r#"{"kind":"touch_repository","owner":"bench","repo":"r0"}"#,
+            )?;
         }
         if job % 7 == 6 {
-            change(emulator, r#"{"kind":"add_pull","owner":"bench","repo":"r0","title":"change"}"#)?;
+            change(
+                emulator,
+                r#"{"kind":"add_pull","owner":"bench","repo":"r0","title":"change"}"#,
+            )?;
         }
         for path in paths {
             let response = client
@@ -191,10 +204,26 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
     let direct_url = format!("{}/repos/bench/r0", emulator.urls.api_url);
     // Warm every path (token minted, connection open, answer cached).
     latency(&client, &direct_url, &direct_auth, 50)?;
-    latency(&client, &format!("{hit_base}/repos/bench/r0"), &proxy_auth, 50)?;
-    latency(&client, &format!("{revalidate_base}/repos/bench/r0"), &proxy_auth, 50)?;
+    latency(
+        &client,
+        &format!("{hit_base}/repos/bench/r0"),
+        &proxy_auth,
+        50,
+    )?;
+    latency(
+        &client,
+        &format!("{revalidate_base}/repos/bench/r0"),
+        &proxy_auth,
+        50,
+    )?;
     let direct = latency(&client, &direct_url, &direct_auth, n)?.summary();
-    let hit = latency(&client, &format!("{hit_base}/repos/bench/r0"), &proxy_auth, n)?.summary();
+    let hit = latency(
+        &client,
+        &format!("{hit_base}/repos/bench/r0"),
+        &proxy_auth,
+        n,
+    )?
+    .summary();
     let revalidated = latency(
         &client,
         &format!("{revalidate_base}/repos/bench/r0"),
@@ -215,7 +244,9 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
     let ms = |x: f64| format!("{x:.3} ms");
     let mut rows = vec![
         ProxyRow {
-            what: format!("GET /repos/{{o}}/{{r}} through the proxy, cache hit: p50 ({n} sequential, keep-alive)"),
+            what: format!(
+                "GET /repos/{{o}}/{{r}} through the proxy, cache hit: p50 ({n} sequential, keep-alive)"
+            ),
             figure: ms(hit.p50_ms),
             baseline: format!("{} (emulator directly)", ms(direct.p50_ms)),
             ratio: format!("{added_hit:+.3} ms added"),
@@ -231,7 +262,8 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
             met: None,
         },
         ProxyRow {
-            what: "  revalidated (cache_fresh_for = 0: a 304 from the emulator each time): p50".into(),
+            what: "  revalidated (cache_fresh_for = 0: a 304 from the emulator each time): p50"
+                .into(),
             figure: ms(revalidated.p50_ms),
             baseline: ms(direct.p50_ms),
             ratio: format!("{added_revalidated:+.3} ms added"),
@@ -240,7 +272,13 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
         },
     ];
     let jobs = (200 / scale).max(10) as usize;
-    let without = replay(&emulator, &client, &emulator.urls.api_url, &direct_auth, jobs)?;
+    let without = replay(
+        &emulator,
+        &client,
+        &emulator.urls.api_url,
+        &direct_auth,
+        jobs,
+    )?;
     let with = replay(&emulator, &client, &revalidate_base, &proxy_auth, jobs)?;
     rows.push(ProxyRow {
         what: format!(
