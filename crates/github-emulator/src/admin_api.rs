@@ -24,6 +24,9 @@ async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
     if crate::admin_resources::serves(path) {
         return crate::admin_resources::handle(core, &parts.method, path, body).await;
     }
+    if path.starts_with("/_emulator/oidc/") {
+        return crate::oidc_http::admin(core, &parts.method, path, body).await;
+    }
     match (&parts.method, path) {
         (&Method::GET, "/_emulator/stats") => {
             let stats = core.lock().stats.clone();
