@@ -138,7 +138,7 @@ where
             max_connections,
         ));
     }
-    let api_proxy = crate::proxy::start(&config, state.clone()).await?;
+    let api_proxy = crate::proxy::start(&config, &config_path, state.clone())?;
 
     announce_ready(&socket_path)?;
     systemd.notifier.notify(&format!(

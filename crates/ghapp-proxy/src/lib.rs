@@ -12,14 +12,15 @@
 //! - [`cache`]: the LRU of answers with a byte budget; [`flight`]: single flight of misses.
 //! - [`upstream`]: forwarding to GitHub and rewriting its URLs to the proxy's.
 //! - [`telemetry`]: per-client and per-credential metrics.
-//! - [`handler`]: one request, start to finish; [`listener`]: the loopback HTTP listener.
+//! - [`handler`]: one request, start to finish; [`connection`]: HTTP/1.1 on one accepted
+//!   stream (the daemon's network listener accepts them: TLS, or plain on loopback).
 //!
 //! The proxy knows nothing of the broker's internals: the daemon hands it a [`TokenSource`].
 
 pub mod cache;
+pub mod connection;
 pub mod flight;
 pub mod handler;
-pub mod listener;
 pub mod pool;
 pub mod registry;
 pub mod route;
@@ -84,14 +85,6 @@ pub enum ProxyError {
         /// What failed.
         reason: String,
     },
-    /// The listener cannot be bound or is not allowed.
-    #[error("[proxy] listen {address}: {reason}")]
-    Listen {
-        /// The address.
-        address: String,
-        /// What failed.
-        reason: String,
-    },
 }
 
 /// What the handler needs besides its parts.
@@ -103,8 +96,6 @@ pub struct ProxySettings {
     pub default_installation: Option<String>,
     /// How long an answer is served without revalidation.
     pub fresh_for: Duration,
-    /// The address to listen on.
-    pub listen: String,
 }
 
 /// The proxy: every part, shared by all connections.
@@ -171,7 +162,6 @@ impl Proxy {
                 host: app.host.clone(),
                 default_installation: proxy.default_installation.clone(),
                 fresh_for: proxy.cache_fresh_for,
-                listen: proxy.listen.clone(),
             },
             registry,
             pool: Pool::new(source, personals),

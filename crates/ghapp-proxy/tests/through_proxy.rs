@@ -4,8 +4,8 @@
 //! rate-limit point; a request outside a client's scopes is refused without a GitHub request;
 //! a credential GitHub rate-limits mid-run is rested and the requests continue on another.
 //!
-//! gh is not driven here: it speaks only https to an Enterprise host, and the proxy listener
-//! is plain HTTP on loopback until the daemon's TLS network listener is merged (docs/proxy.md).
+//! gh speaks only https to an Enterprise host: its test serves the proxy over TLS (the daemon's
+//! network listener, with a certificate made here).
 
 use ghapp_testkit::daemon::{DaemonProcess, DaemonStart, config_for};
 use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture, request};
@@ -43,12 +43,59 @@ fn digest(key: &str) -> String {
 struct Stack {
     emulator: EmulatorProcess,
     daemon: DaemonProcess,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     base: String,
+}
+
+/// A CA and a leaf for 127.0.0.1 and localhost, as PEM files (the key 0600).
+struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "ghapp proxy test CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        let mut leaf_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("params");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "ghapp proxy");
+        let key = KeyPair::generate().expect("key");
+        let leaf = leaf_params.signed_by(&key, &ca).expect("leaf");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca");
+        std::fs::write(dir.path().join("cert.pem"), leaf.pem()).expect("cert");
+        let key_file = dir.path().join("key.pem");
+        std::fs::write(&key_file, key.serialize_pem()).expect("key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        TestPki { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
 }
 
 impl Stack {
     fn start() -> Stack {
+        Self::start_with(None)
+    }
+
+    /// With `pki`, the proxy listens with TLS.
+    fn start_with(pki: Option<&TestPki>) -> Stack {
         let emulator = EmulatorProcess::start(&fixture()).expect("emulator");
         let jwt = emulator.sign_app_jwt(2, "app2.pem").expect("App 2 JWT");
         let minted = emulator
@@ -65,8 +112,15 @@ impl Stack {
             .as_str()
             .expect("token")
             .to_string();
+        let tls = pki.map_or(String::new(), |pki| {
+            format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                pki.file("cert.pem").display().to_string(),
+                pki.file("key.pem").display().to_string()
+            )
+        });
         let config = format!(
-            "{}\n[proxy]\nlisten = \"127.0.0.1:0\"\ndefault_installation = \"acme\"\n\n[[proxy.client]]\nname = \"ci\"\nkey_sha256 = \"{}\"\n\n[[proxy.client]]\nname = \"narrow\"\nkey_sha256 = \"{}\"\nscopes = [{{ method = \"GET\", path = \"^/repos/acme/widgets(/.*)?$\" }}]\n\n[[proxy.credential]]\nname = \"spare\"\ntoken_env = \"{SPARE_ENV}\"\n",
+            "{}\n[proxy]\n{tls}listen = \"127.0.0.1:0\"\ndefault_installation = \"acme\"\n\n[[proxy.client]]\nname = \"ci\"\nkey_sha256 = \"{}\"\n\n[[proxy.client]]\nname = \"narrow\"\nkey_sha256 = \"{}\"\nscopes = [{{ method = \"GET\", path = \"^/repos/acme/widgets(/.*)?$\" }}]\n\n[[proxy.credential]]\nname = \"spare\"\ntoken_env = \"{SPARE_ENV}\"\n",
             config_for(&emulator, ""),
             digest(CI_KEY),
             digest(NARROW_KEY),
@@ -82,14 +136,14 @@ impl Stack {
         let log = daemon.log();
         let address = log
             .lines()
-            .find_map(|line| line.split("ghapp proxy listening on http://").nth(1))
+            .find_map(|line| line.split("ghapp proxy listening on ").nth(1))
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no proxy address in the log:\n{log}"))
             .to_string();
         Stack {
             emulator,
             daemon,
-            base: format!("http://{address}"),
+            base: address,
         }
     }
 
@@ -538,4 +592,119 @@ fn pygithub_through_the_proxy() {
     assert_eq!(result["again"], "acme/widgets");
     assert_eq!(result["pulls"], json!(["Add proxy"]));
     assert_eq!(result["readme"], "# widgets\n");
+}
+
+fn gh_or_skip() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("gh"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let message = "SKIPPED gh through the proxy: gh is not installed (apt-get install gh; .ci/run does this) — the test did NOT run";
+        assert!(
+            std::env::var_os("GHAPP_TEST_REQUIRE_GH").is_none(),
+            "{message} and GHAPP_TEST_REQUIRE_GH is set"
+        );
+        loud(message);
+    }
+    found
+}
+
+#[test]
+fn gh_through_the_proxy_over_tls() {
+    let Some(gh) = gh_or_skip() else { return };
+    let pki = TestPki::new();
+    let stack = Stack::start_with(Some(&pki));
+    let host = stack
+        .base
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("the proxy is not on https: {}", stack.base))
+        .to_string();
+    let home = tempfile::tempdir().expect("home");
+    let gh_run = |args: &[&str]| {
+        let mut command = Command::new(&gh);
+        for name in [
+            "GH_TOKEN",
+            "GITHUB_TOKEN",
+            "GITHUB_ENTERPRISE_TOKEN",
+            "GH_REPO",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            command.env_remove(name);
+        }
+        let out = command
+            .args(args)
+            .env("HOME", home.path())
+            .env("GH_CONFIG_DIR", home.path().join("gh"))
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("SSL_CERT_FILE", pki.file("ca.pem"))
+            .env("GH_HOST", &host)
+            .env("GH_ENTERPRISE_TOKEN", CI_KEY)
+            .env("GH_NO_UPDATE_NOTIFIER", "1")
+            .env("GH_PROMPT_DISABLED", "1")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("gh");
+        assert!(
+            out.status.success(),
+            "gh {args:?} failed:\n{}\n{}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            stack.daemon.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        gh_run(&["api", "/repos/acme/widgets", "--jq", ".full_name"]),
+        "acme/widgets"
+    );
+    // The URL in the answer points at the proxy over https, and gh can follow it.
+    let url = gh_run(&["api", "/repos/acme/widgets", "--jq", ".url"]);
+    assert_eq!(url, format!("{}/api/v3/repos/acme/widgets", stack.base));
+    assert_eq!(
+        gh_run(&[
+            "api",
+            "graphql",
+            "-f",
+            "query={ viewer { login } }",
+            "--jq",
+            ".data.viewer.login"
+        ]),
+        "ghapp-test[bot]"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--noproxy", "*", "--cacert"])
+        .arg(pki.file("ca.pem"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {CI_KEY}"))
+        .arg(format!("{}/api/v3/repos/acme/widgets", stack.base))
+        .output();
+    if let Ok(out) = out {
+        let text = String::from_utf8_lossy(&out.stdout);
+        // curl's `Accept: */*` is another cache key than gh's media type: a miss of its own.
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("x-ghapp-cache: miss"), "{text}");
+    }
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_at_start() {
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).expect("emulator");
+    let config = format!(
+        "{}\n[proxy]\nlisten = \"0.0.0.0:0\"\n",
+        config_for(&emulator, "")
+    );
+    let error = match DaemonProcess::start(&config) {
+        Ok(_) => panic!("the daemon started a plain-HTTP proxy on 0.0.0.0"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("not a loopback address"), "{error}");
 }

@@ -369,9 +369,13 @@ pub enum TokenFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// `ADDR:PORT` to listen on (`127.0.0.1:8081`; port 0 picks a free one). Plain HTTP, so
-    /// loopback only.
+    /// `ADDR:PORT` to listen on (`127.0.0.1:8081`, `0.0.0.0:8443`; port 0 picks a free one).
+    /// Without `tls_cert_file`/`tls_key_file`, plain HTTP: loopback only.
     pub listen: String,
+    /// PEM certificate chain; with `tls_key_file`, the proxy speaks TLS (as `[network]` does).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (refused if group/others can read it).
+    pub tls_key_file: Option<PathBuf>,
     /// The `[[app]]` host whose API is proxied; default: the first `[[app]]`'s host.
     pub upstream_host: Option<String>,
     /// The account whose installation serves `/graphql` and paths that name no owner

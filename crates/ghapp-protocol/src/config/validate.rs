@@ -372,12 +372,21 @@ fn validate_proxy(proxy: &ProxyConfig, app_hosts: &[String], problems: &mut Vec<
             message,
         });
     };
+    let tls = proxy.tls_cert_file.is_some() && proxy.tls_key_file.is_some();
+    if proxy.tls_cert_file.is_some() != proxy.tls_key_file.is_some() {
+        report(
+            Vec::new(),
+            "proxy".into(),
+            "set both tls_cert_file and tls_key_file (TLS), or neither (plain HTTP on loopback)"
+                .into(),
+        );
+    }
     match proxy.listen.parse::<std::net::SocketAddr>() {
-        Ok(addr) if !addr.ip().is_loopback() => report(
+        Ok(addr) if !tls && !addr.ip().is_loopback() => report(
             vec![key("listen")],
             "proxy.listen".into(),
             format!(
-                "{addr} is not a loopback address: the proxy serves plain HTTP, so client keys would cross the network in clear text; listen on 127.0.0.1 or [::1]"
+                "{addr} is not a loopback address: without tls_cert_file and tls_key_file the proxy serves plain HTTP, so client keys would cross the network in clear text; listen on 127.0.0.1 or [::1], or set both"
             ),
         ),
         Ok(_) => {}
