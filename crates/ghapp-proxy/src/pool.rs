@@ -312,3 +312,139 @@ pub fn is_rate_limited(status: u16, headers: &HeaderMap, body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
     text.contains("rate limit")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    struct NoBroker;
+
+    impl TokenSource for NoBroker {
+        fn installation_token<'a>(
+            &'a self,
+            _host: &'a str,
+            owner: &'a str,
+        ) -> crate::BoxFuture<'a, Result<Token, String>> {
+            Box::pin(async move { Err(format!("no installation on {owner}")) })
+        }
+    }
+
+    fn pool() -> Pool {
+        Pool::new(
+            Arc::new(NoBroker),
+            vec![
+                ("a".into(), Token::new("pat-a")),
+                ("b".into(), Token::new("pat-b")),
+            ],
+        )
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn picks_the_most_remaining_and_rests_rate_limited_ones() {
+        let pool = pool();
+        let candidates = pool.candidates(Some("Acme"), Some("acme"));
+        assert_eq!(
+            candidates,
+            vec![
+                CredentialId::Installation("acme".into()),
+                CredentialId::Personal(0),
+                CredentialId::Personal(1)
+            ]
+        );
+        // Nothing known: the first.
+        let first = pool.pick(&candidates, &[], "core").expect("pick");
+        assert_eq!(first, CredentialId::Installation("acme".into()));
+        pool.observe(&first, "core", &headers(&[("x-ratelimit-remaining", "10")]));
+        pool.observe(
+            &CredentialId::Personal(0),
+            "core",
+            &headers(&[("x-ratelimit-remaining", "500")]),
+        );
+        pool.observe(
+            &CredentialId::Personal(1),
+            "core",
+            &headers(&[("x-ratelimit-remaining", "20")]),
+        );
+        assert_eq!(
+            pool.pick(&candidates, &[], "core").expect("pick"),
+            CredentialId::Personal(0)
+        );
+        // Each resource has its own budget.
+        assert_eq!(pool.pick(&candidates, &[], "graphql").expect("pick"), first);
+        // A secondary limit rests the credential for that resource only.
+        let waited = pool.rest(
+            &CredentialId::Personal(0),
+            "core",
+            &headers(&[("retry-after", "30")]),
+        );
+        assert_eq!(waited, Duration::from_secs(30));
+        assert!(!pool.usable(&CredentialId::Personal(0), "core"));
+        assert!(pool.usable(&CredentialId::Personal(0), "graphql"));
+        assert_eq!(
+            pool.pick(&candidates, &[], "core").expect("pick"),
+            CredentialId::Personal(1)
+        );
+        pool.rest(&CredentialId::Personal(1), "core", &headers(&[]));
+        pool.rest(&first, "core", &headers(&[]));
+        match pool.pick(&candidates, &[], "core") {
+            Err(NoCredential::Resting { retry_after }) => assert!((1..=30).contains(&retry_after)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_installation_the_broker_cannot_serve_falls_back_to_the_default() {
+        let pool = pool();
+        let id = CredentialId::Installation("other".into());
+        assert!(pool.secret(&id, "github.com").await.is_err());
+        assert!(!pool.usable(&id, "core"));
+        let candidates = pool.candidates(Some("other"), Some("acme"));
+        assert!(candidates.contains(&CredentialId::Installation("acme".into())));
+        assert_eq!(
+            pool.secret(&CredentialId::Personal(1), "github.com")
+                .await
+                .expect("pat")
+                .expose(),
+            "pat-b"
+        );
+    }
+
+    #[test]
+    fn rate_limit_answers_are_recognised() {
+        assert!(is_rate_limited(
+            403,
+            &headers(&[("x-ratelimit-remaining", "0")]),
+            b""
+        ));
+        assert!(is_rate_limited(
+            403,
+            &headers(&[("retry-after", "60")]),
+            b""
+        ));
+        assert!(is_rate_limited(429, &headers(&[]), b""));
+        assert!(is_rate_limited(
+            403,
+            &headers(&[]),
+            b"{\"message\":\"You have exceeded a secondary rate limit\"}"
+        ));
+        assert!(!is_rate_limited(
+            403,
+            &headers(&[("x-ratelimit-remaining", "4000")]),
+            b"Resource not accessible by integration"
+        ));
+        assert!(!is_rate_limited(
+            200,
+            &headers(&[("x-ratelimit-remaining", "0")]),
+            b""
+        ));
+    }
+}
