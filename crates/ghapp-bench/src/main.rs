@@ -2,6 +2,7 @@
 //! Use `scripts/bench.sh` (it builds in release mode first); `--quick` is a smoke run.
 
 mod load;
+mod network;
 mod oha;
 mod process;
 mod proxy;

@@ -208,7 +208,7 @@ fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
         Route::ApiHealth => Reply::json(200, &serde_json::json!({"message": "ok"})),
         Route::Jwks => match state.answers.signer() {
             Ok(signer) => Reply::json(200, &signer.jwks()),
-            Err(e) => Reply::error(500, e.to_string()),
+            Err(e) => answer_key_failure(&e),
         },
         _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
     }
@@ -253,8 +253,17 @@ fn signed_token<S: TokenService>(state: &State<S>, sub: &str, token: &api::Token
         .and_then(|signer| signer.sign(sub, token))
     {
         Ok(jws) => Reply::text(200, crate::signed::JWT_MEDIA_TYPE, jws),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => answer_key_failure(&e),
     }
+}
+
+/// A `500` that does not show callers where the daemon keeps its key; the log has the detail.
+fn answer_key_failure(error: &crate::signed::AnswerKeyError) -> Reply {
+    tracing::error!("{error}");
+    Reply::error(
+        500,
+        "signed answers are unavailable: the daemon's answer key cannot be used (its log says why)",
+    )
 }
 
 async fn dispatch<S: TokenService>(

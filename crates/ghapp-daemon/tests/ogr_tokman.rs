@@ -81,6 +81,12 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&ca_file, ca.pem()).expect("ca.pem");
     std::fs::write(&cert_file, format!("{}{}", leaf.pem(), ca.pem())).expect("cert.pem");
     std::fs::write(&key_file, leaf_key.serialize_pem()).expect("key.pem");
+    // The listener refuses a TLS key that group or others can read.
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod key.pem");
     (ca_file, cert_file, key_file)
 }
 
