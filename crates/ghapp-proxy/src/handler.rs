@@ -217,7 +217,7 @@ impl Proxy {
             None => self
                 .pool
                 .pick(candidates, &[], resource)
-                .map_err(|no| no_credential(no))?,
+                .map_err(no_credential)?,
         };
         let key = self.key(&first, accept, url);
         let (fetched, led) = self
