@@ -192,11 +192,20 @@ impl Proxy {
         candidates: &[CredentialId],
         resource: &'static str,
     ) -> Result<(Arc<Reply>, &'static str, u64), Response<Full<Bytes>>> {
-        let accept = parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        // GitHub's answers vary on the media type and on the API version asked for.
+        let header_text = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let variant = format!(
+            "{}|{}",
+            header_text("accept"),
+            header_text("x-github-api-version")
+        );
+        let accept = variant.as_str();
         // A credential that already holds an answer keeps serving it (a revalidation is free),
         // so the cache is not split between credentials; a miss goes to the pool's pick.
         let mut first = None;
