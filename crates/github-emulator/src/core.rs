@@ -37,6 +37,8 @@ pub struct Mutable {
     pub app_keys: BTreeMap<u64, Vec<Vec<u8>>>,
     /// What the conditional-request routes serve (pull requests, files, last changes).
     pub resources: crate::conditional::Resources,
+    /// Self-hosted runners and registration tokens.
+    pub runners: crate::runners::Runners,
 }
 
 /// One primary rate-limit window.
