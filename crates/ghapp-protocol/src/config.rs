@@ -24,6 +24,7 @@ pub use schema::{
     AppConfig, CacheConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig,
     PolicyConfig, RunnersConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
 };
+pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
 pub use validate::MAX_CONNECTIONS_LIMIT;
 
