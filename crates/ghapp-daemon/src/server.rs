@@ -11,16 +11,21 @@
 //! [`MAX_WAITING`] connections wait, so waiting costs bounded memory; a request head must arrive within
 //! `client_timeout` of the connection becoming ready for it — which also closes idle keep-alive
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
-//! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
-//! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once.
+//! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, an
+//! idle connection of whoever holds the most is closed to make room ([`crate::idle`]), so idle or
+//! slow-header connections cannot starve clients that send their request at once. A waiting
+//! connection competes for a slot only once it has sent something, and connections that have
+//! sent nothing hold at most half of the waiting places, so peers that only connect cannot take
+//! the places of clients with a request either. No uid but root and the daemon's own holds more
+//! than its fair share (half of `max_connections`) of slots and waiting places together. A
+//! connection that finds no place is answered `503`, never reset.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
 
 use crate::access::Peer;
 use crate::audit::{AuditEvent, Outcome};
-use crate::idle::IdleConnections;
+use crate::idle::{IdleConnections, QuietPlace, QuietPlaces, Registration};
 use crate::routes;
 use crate::service::TokenService;
 use crate::state::State;
@@ -32,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// The largest request head (request line and headers) read; hyper answers 431 beyond it.
@@ -105,8 +110,14 @@ async fn accept_loop<S: TokenService>(
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     // Waiting connections hold descriptors too: no more of them than slots (the open-files
     // limit was sized for twice max_connections, see crate::hardening).
-    let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
+    let places = MAX_WAITING.min(state.max_connections());
+    let waiting = Arc::new(Semaphore::new(places));
+    // Connections that have sent nothing yet wait in at most half of those places, so peers
+    // that only connect never fill the places of clients that send their request at once.
+    let quiet_places = QuietPlaces::new(places / 2);
     let idle = Arc::new(IdleConnections::default());
+    let share = crate::idle::fair_share(state.max_connections());
+    let own_uid = rustix::process::geteuid().as_raw();
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -138,41 +149,173 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
+        // Every other uid holds at most its fair share of slots and waiting places together
+        // (root and the daemon's own uid could stop the daemon anyway: no share for them).
+        let limit = if peer.uid == 0 || peer.uid == own_uid {
+            usize::MAX
+        } else {
+            share
+        };
+        let Some(registration) = idle.register_within(peer.uid, limit) else {
+            reject(stream, &state, &rejections);
+            continue;
+        };
         let slots = state.connection_slots().clone();
-        let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
+        let (state, stop) = (state.clone(), stop.clone());
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();
                 tokio::spawn(async move {
-                    serve_connection(stream, peer, state, stop, &idle).await;
+                    registration.connection().start_serving();
+                    serve_connection(stream, peer, state, stop, registration).await;
                     drop(slot);
                 });
             }
-            // Full: the connection idle the longest closes and frees its slot for this one,
-            // which waits for it below like any connection over the limit.
-            Err(_) => match waiting.clone().try_acquire_owned().inspect(|_| {
-                idle.close_oldest_idle();
-            }) {
-                Ok(waiter) => {
-                    let rejections = rejections.clone();
-                    tokio::spawn(async move {
-                        let slot = tokio::time::timeout(OVERLOAD_WAIT, slots.acquire_owned()).await;
-                        drop(waiter);
-                        match slot {
-                            Ok(Ok(slot)) => {
-                                state.metrics.connection_accepted();
-                                serve_connection(stream, peer, state, stop, &idle).await;
-                                drop(slot);
-                            }
-                            _ => reject(stream, &state, &rejections).await,
+            // Full: wait for a slot, in a place for clients that sent something or (at most
+            // half of the places) for those that have not yet.
+            Err(_) => {
+                let place = if has_sent(&stream) {
+                    waiting.clone().try_acquire_owned().ok().map(Place::Spoken)
+                } else {
+                    quiet_places.take(&waiting).map(Place::Quiet)
+                };
+                let Some(place) = place else {
+                    reject(stream, &state, &rejections);
+                    continue;
+                };
+                let waiter = Waiter {
+                    stream,
+                    peer,
+                    registration,
+                    place,
+                };
+                let (idle, rejections) = (idle.clone(), rejections.clone());
+                tokio::spawn(async move {
+                    match waiter.wait_for_slot(&slots, &idle).await {
+                        Ok((stream, registration, slot)) => {
+                            state.metrics.connection_accepted();
+                            registration.connection().start_serving();
+                            serve_connection(stream, peer, state, stop, registration).await;
+                            drop(slot);
                         }
-                    });
-                }
-                Err(_) => reject(stream, &state, &rejections).await,
-            },
+                        Err(stream) => reject(stream, &state, &rejections),
+                    }
+                });
+            }
         }
     }
     tracing::debug!("accept loop stopped");
+}
+
+/// How often a connection waiting for a slot asks again for an idle connection to close while
+/// none was idle long enough (connections given a slot a moment ago, under a flood).
+const ROOM_RETRY: Duration = Duration::from_millis(50);
+
+/// A connection over the limit, holding its waiting place.
+struct Waiter {
+    stream: UnixStream,
+    peer: Peer,
+    registration: Registration,
+    place: Place,
+}
+
+/// Where a connection waits.
+enum Place {
+    /// It has sent something: a waiting place.
+    Spoken(OwnedSemaphorePermit),
+    /// It has sent nothing yet: a quiet place, with its waiting place.
+    Quiet(Arc<QuietPlace>),
+}
+
+impl Waiter {
+    /// Waits up to [`OVERLOAD_WAIT`] for a slot: first for the client to send something (a
+    /// connection with nothing to say never takes a slot from one with a request), then for a
+    /// slot, asking the idle connection of whoever holds the most to make room. The stream back
+    /// when no slot came in time.
+    async fn wait_for_slot(
+        self,
+        slots: &Arc<Semaphore>,
+        idle: &IdleConnections,
+    ) -> Result<(UnixStream, Registration, OwnedSemaphorePermit), UnixStream> {
+        let Waiter {
+            stream,
+            peer,
+            registration,
+            place,
+        } = self;
+        let deadline = tokio::time::Instant::now() + OVERLOAD_WAIT;
+        let place = match place {
+            Place::Spoken(place) => Some(place),
+            Place::Quiet(quiet) => {
+                tokio::select! {
+                    sent = tokio::time::timeout_at(deadline, sent_something(&stream)) => match sent {
+                        Ok(Ok(())) => quiet.spoke(),
+                        _ => return Err(stream),
+                    },
+                    // Its place went to a newcomer: it closes, unless it spoke meanwhile (it
+                    // then waits on without a place; rare, and bounded by the newcomers).
+                    _ = quiet.displaced() => {
+                        if !has_sent(&stream) {
+                            return Err(stream);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        let acquire = slots.clone().acquire_owned();
+        let mut acquire = std::pin::pin!(acquire);
+        let mut retry = tokio::time::interval(ROOM_RETRY);
+        let mut asked = false;
+        let slot = loop {
+            tokio::select! {
+                slot = acquire.as_mut() => break slot.ok(),
+                _ = retry.tick(), if !asked => {
+                    asked = idle.close_idle();
+                    if !asked {
+                        tracing::trace!(peer = %peer, "no idle connection to close yet");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        drop(place);
+        match slot {
+            Some(slot) => Ok((stream, registration, slot)),
+            None => Err(stream),
+        }
+    }
+}
+
+/// Whether the client has sent something already (without taking it off the socket).
+fn has_sent(stream: &UnixStream) -> bool {
+    matches!(peek(stream), Ok(n) if n > 0)
+}
+
+/// Resolves once the client has sent something or hung up. `readable` alone may wake without
+/// data (tokio says so; measured: most idle attackers' connections did, under a flood).
+async fn sent_something(stream: &UnixStream) -> std::io::Result<()> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || peek(stream)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Bytes waiting on the socket (up to one), without taking them off it; 0 when the client hung
+/// up, `WouldBlock` when it has sent nothing yet.
+fn peek(stream: &UnixStream) -> std::io::Result<usize> {
+    let mut byte = [0u8; 1];
+    rustix::net::recv(
+        stream,
+        &mut byte,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    )
+    .map(|(n, _)| n)
+    .map_err(std::io::Error::from)
 }
 
 /// Answers a peer that is not admitted with a `403` written at once (nothing of its request is
@@ -276,10 +419,9 @@ async fn serve_connection<S: TokenService>(
     peer: Peer,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
-    idle: &Arc<IdleConnections>,
+    registration: Registration,
 ) {
     let client_timeout = state.settings().client_timeout;
-    let registration = idle.register();
     let this = registration.connection().clone();
     let service = service_fn(move |request| {
         let state = state.clone();
@@ -320,35 +462,48 @@ async fn serve_connection<S: TokenService>(
     }
 }
 
-/// Counts and answers a connection that found no slot; beyond [`MAX_REJECTIONS_IN_FLIGHT`]
-/// answers under way it is simply closed.
-async fn reject<S: TokenService>(
-    stream: UnixStream,
-    state: &State<S>,
-    rejections: &Arc<Semaphore>,
-) {
+/// Counts and answers a connection that found no slot (or is over its uid's share); beyond
+/// [`MAX_REJECTIONS_IN_FLIGHT`] answers under way it is answered at once, with what it sent so
+/// far read off first, so the client hears the 503 rather than a reset.
+fn reject<S: TokenService>(stream: UnixStream, state: &State<S>, rejections: &Arc<Semaphore>) {
     state.metrics.connection_rejected();
-    if let Ok(permit) = rejections.clone().try_acquire_owned() {
-        tokio::spawn(async move {
-            reject_overloaded(stream).await;
-            drop(permit);
-        });
+    match rejections.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                reject_overloaded(stream).await;
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            // Closing a Unix socket with unread data resets the peer: read what has arrived
+            // (a request head is at most MAX_HEAD_BYTES), answer, close.
+            let mut discard = [0u8; 4096];
+            let mut read = 0;
+            while read <= MAX_HEAD_BYTES {
+                match stream.try_read(&mut discard) {
+                    Ok(n) if n > 0 => read += n,
+                    _ => break,
+                }
+            }
+            let _ = stream.try_write(OVERLOADED.as_bytes());
+        }
     }
 }
 
+/// The answer to a connection over the limit.
+const OVERLOADED: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 86\r\n",
+    "retry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+    r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#
+);
+
 /// Answers a connection over the limit with a 503 without parsing it, quickly and boundedly.
 async fn reject_overloaded(mut stream: UnixStream) {
-    const BODY: &str =
-        r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#;
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
     // Read what the client sent so far, so closing does not reset the connection under it.
     let mut discard = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut discard)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(response.as_bytes()).await?;
+        stream.write_all(OVERLOADED.as_bytes()).await?;
         stream.shutdown().await
     })
     .await;
@@ -357,6 +512,12 @@ async fn reject_overloaded(mut stream: UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overload_answer_states_its_length() {
+        let (head, body) = OVERLOADED.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}\r\n", body.len())));
+    }
 
     #[test]
     fn refusal_lines_are_capped_per_second_and_the_next_line_counts_the_rest() {
