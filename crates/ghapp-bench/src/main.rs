@@ -3,6 +3,7 @@
 
 mod configured;
 mod load;
+mod network;
 mod oha;
 mod process;
 mod scenario;

@@ -1,5 +1,8 @@
 //! The accept loop and the connections: hyper's HTTP/1.1 on tokio's `UnixListener`, one task per
-//! connection, SO_PEERCRED read once per connection.
+//! connection, SO_PEERCRED read once per connection. [`serve_connection`] and
+//! [`ConnectionBudget`] are generic over the stream, so the network listener
+//! ([`crate::network`]) serves TCP and TLS connections with the same code, limits and deadlines,
+//! under a budget of its own.
 //!
 //! A peer that is not admitted (SO_PEERCRED read at accept) is answered `403` and closed at once,
 //! without its request being parsed: refused peers hold no slot, no waiting place, and at most
@@ -13,18 +16,20 @@
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
 //! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, an
 //! idle connection of whoever holds the most is closed to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once. A waiting
-//! connection competes for a slot only once it has sent something, and connections that have
-//! sent nothing hold at most half of the waiting places, so peers that only connect cannot take
-//! the places of clients with a request either. No uid but root and the daemon's own holds more
-//! than its fair share (half of `max_connections`) of slots and waiting places together. A
-//! connection that finds no place is answered `503`, never reset.
+//! slow-header connections cannot starve clients that send their request at once. On the Unix
+//! socket ([`ConnectionBudget::admit_local`]) a waiting connection competes for a slot only once
+//! it has sent something, and connections that have sent nothing hold at most half of the
+//! waiting places, so peers that only connect cannot take the places of clients with a request
+//! either; no uid but root and the daemon's own holds more than its fair share (half of
+//! `max_connections`) of slots and waiting places together; and a connection that finds no place
+//! is answered `503`, never reset.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
 
 use crate::access::Peer;
 use crate::audit::{AuditEvent, Outcome};
+use crate::identity::Origin;
 use crate::idle::{IdleConnections, QuietPlace, QuietPlaces, Registration};
 use crate::routes;
 use crate::service::TokenService;
@@ -33,9 +38,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -106,18 +112,9 @@ async fn accept_loop<S: TokenService>(
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
-    // Waiting connections hold descriptors too: no more of them than slots (the open-files
-    // limit was sized for twice max_connections, see crate::hardening).
-    let places = MAX_WAITING.min(state.max_connections());
-    let waiting = Arc::new(Semaphore::new(places));
-    // Connections that have sent nothing yet wait in at most half of those places, so peers
-    // that only connect never fill the places of clients that send their request at once.
-    let quiet_places = QuietPlaces::new(places / 2);
-    let idle = Arc::new(IdleConnections::default());
-    let share = crate::idle::fair_share(state.max_connections());
-    let own_uid = rustix::process::geteuid().as_raw();
+    let budget =
+        ConnectionBudget::with_slots(state.connection_slots().clone(), state.max_connections());
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -149,173 +146,9 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
-        // Every other uid holds at most its fair share of slots and waiting places together
-        // (root and the daemon's own uid could stop the daemon anyway: no share for them).
-        let limit = if peer.uid == 0 || peer.uid == own_uid {
-            usize::MAX
-        } else {
-            share
-        };
-        let Some(registration) = idle.register_within(peer.uid, limit) else {
-            reject(stream, &state, &rejections);
-            continue;
-        };
-        let slots = state.connection_slots().clone();
-        let (state, stop) = (state.clone(), stop.clone());
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                state.metrics.connection_accepted();
-                tokio::spawn(async move {
-                    registration.connection().start_serving();
-                    serve_connection(stream, peer, state, stop, registration).await;
-                    drop(slot);
-                });
-            }
-            // Full: wait for a slot, in a place for clients that sent something or (at most
-            // half of the places) for those that have not yet.
-            Err(_) => {
-                let place = if has_sent(&stream) {
-                    waiting.clone().try_acquire_owned().ok().map(Place::Spoken)
-                } else {
-                    quiet_places.take(&waiting).map(Place::Quiet)
-                };
-                let Some(place) = place else {
-                    reject(stream, &state, &rejections);
-                    continue;
-                };
-                let waiter = Waiter {
-                    stream,
-                    peer,
-                    registration,
-                    place,
-                };
-                let (idle, rejections) = (idle.clone(), rejections.clone());
-                tokio::spawn(async move {
-                    match waiter.wait_for_slot(&slots, &idle).await {
-                        Ok((stream, registration, slot)) => {
-                            state.metrics.connection_accepted();
-                            registration.connection().start_serving();
-                            serve_connection(stream, peer, state, stop, registration).await;
-                            drop(slot);
-                        }
-                        Err(stream) => reject(stream, &state, &rejections),
-                    }
-                });
-            }
-        }
+        budget.admit_local(stream, peer, &state, &stop);
     }
     tracing::debug!("accept loop stopped");
-}
-
-/// How often a connection waiting for a slot asks again for an idle connection to close while
-/// none was idle long enough (connections given a slot a moment ago, under a flood).
-const ROOM_RETRY: Duration = Duration::from_millis(50);
-
-/// A connection over the limit, holding its waiting place.
-struct Waiter {
-    stream: UnixStream,
-    peer: Peer,
-    registration: Registration,
-    place: Place,
-}
-
-/// Where a connection waits.
-enum Place {
-    /// It has sent something: a waiting place.
-    Spoken(OwnedSemaphorePermit),
-    /// It has sent nothing yet: a quiet place, with its waiting place.
-    Quiet(Arc<QuietPlace>),
-}
-
-impl Waiter {
-    /// Waits up to [`OVERLOAD_WAIT`] for a slot: first for the client to send something (a
-    /// connection with nothing to say never takes a slot from one with a request), then for a
-    /// slot, asking the idle connection of whoever holds the most to make room. The stream back
-    /// when no slot came in time.
-    async fn wait_for_slot(
-        self,
-        slots: &Arc<Semaphore>,
-        idle: &IdleConnections,
-    ) -> Result<(UnixStream, Registration, OwnedSemaphorePermit), UnixStream> {
-        let Waiter {
-            stream,
-            peer,
-            registration,
-            place,
-        } = self;
-        let deadline = tokio::time::Instant::now() + OVERLOAD_WAIT;
-        let place = match place {
-            Place::Spoken(place) => Some(place),
-            Place::Quiet(quiet) => {
-                tokio::select! {
-                    sent = tokio::time::timeout_at(deadline, sent_something(&stream)) => match sent {
-                        Ok(Ok(())) => quiet.spoke(),
-                        _ => return Err(stream),
-                    },
-                    // Its place went to a newcomer: it closes, unless it spoke meanwhile (it
-                    // then waits on without a place; rare, and bounded by the newcomers).
-                    _ = quiet.displaced() => {
-                        if !has_sent(&stream) {
-                            return Err(stream);
-                        }
-                        None
-                    }
-                }
-            }
-        };
-        let acquire = slots.clone().acquire_owned();
-        let mut acquire = std::pin::pin!(acquire);
-        let mut retry = tokio::time::interval(ROOM_RETRY);
-        let mut asked = false;
-        let slot = loop {
-            tokio::select! {
-                slot = acquire.as_mut() => break slot.ok(),
-                _ = retry.tick(), if !asked => {
-                    asked = idle.close_idle();
-                    if !asked {
-                        tracing::trace!(peer = %peer, "no idle connection to close yet");
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => break None,
-            }
-        };
-        drop(place);
-        match slot {
-            Some(slot) => Ok((stream, registration, slot)),
-            None => Err(stream),
-        }
-    }
-}
-
-/// Whether the client has sent something already (without taking it off the socket).
-fn has_sent(stream: &UnixStream) -> bool {
-    matches!(peek(stream), Ok(n) if n > 0)
-}
-
-/// Resolves once the client has sent something or hung up. `readable` alone may wake without
-/// data (tokio says so; measured: most idle attackers' connections did, under a flood).
-async fn sent_something(stream: &UnixStream) -> std::io::Result<()> {
-    loop {
-        stream.readable().await?;
-        match stream.try_io(tokio::io::Interest::READABLE, || peek(stream)) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Bytes waiting on the socket (up to one), without taking them off it; 0 when the client hung
-/// up, `WouldBlock` when it has sent nothing yet.
-fn peek(stream: &UnixStream) -> std::io::Result<usize> {
-    let mut byte = [0u8; 1];
-    rustix::net::recv(
-        stream,
-        &mut byte,
-        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-    )
-    .map(|(n, _)| n)
-    .map_err(std::io::Error::from)
 }
 
 /// Answers a peer that is not admitted with a `403` written at once (nothing of its request is
@@ -414,21 +247,357 @@ pub const REFUSAL_GRACE: Duration = Duration::from_millis(200);
 /// The route label of a connection refused before its request was read.
 pub const REFUSED_ROUTE: &str = "(refused peer)";
 
-async fn serve_connection<S: TokenService>(
+/// One pool of connection slots: at most `max` connections served at once, at most
+/// [`MAX_WAITING`] (and no more than `max`) waiting up to [`OVERLOAD_WAIT`] for a slot, the
+/// connection idle the longest closed to make room ([`crate::idle`]), and the rest answered
+/// `503`. The Unix socket has one; the network listener has its own, so a flood from the network
+/// can never take the slots local git needs.
+pub struct ConnectionBudget {
+    slots: Arc<Semaphore>,
+    max: usize,
+    waiting: Arc<Semaphore>,
+    /// The waiting places connections that have sent nothing yet may hold (the Unix socket's).
+    quiet: QuietPlaces,
+    rejections: Arc<Semaphore>,
+    idle: Arc<IdleConnections<Who>>,
+    /// The most one uid holds (served and waiting) on the Unix socket: [`crate::idle::fair_share`].
+    share: usize,
+    /// The daemon's own uid, which (like root) has no share.
+    own_uid: u32,
+}
+
+/// Whose connection it is, for the fair share and for choosing which idle connection closes
+/// ([`crate::idle`]): a uid on the Unix socket. The network listener's connections are one holder
+/// for now; a per-address share can key them by address later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Who {
+    /// A local peer, by uid.
+    Uid(u32),
+    /// Any network caller.
+    Network,
+}
+
+impl Who {
+    fn of(origin: &Origin) -> Who {
+        match origin.peer() {
+            Some(peer) => Who::Uid(peer.uid),
+            None => Who::Network,
+        }
+    }
+}
+
+impl ConnectionBudget {
+    /// A budget of `max` connections with its own slots.
+    pub fn new(max: usize) -> ConnectionBudget {
+        ConnectionBudget::with_slots(Arc::new(Semaphore::new(max)), max)
+    }
+
+    /// A budget over existing `slots` (the daemon state's, which its gauges read).
+    pub fn with_slots(slots: Arc<Semaphore>, max: usize) -> ConnectionBudget {
+        ConnectionBudget {
+            slots,
+            max,
+            // Waiting connections hold descriptors too: no more of them than slots (the
+            // open-files limit was sized for twice the slots, see crate::hardening).
+            waiting: Arc::new(Semaphore::new(MAX_WAITING.min(max))),
+            // Connections that have sent nothing yet wait in at most half of those places, so
+            // peers that only connect never fill the places of clients that send at once.
+            quiet: QuietPlaces::new(MAX_WAITING.min(max) / 2),
+            rejections: Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT)),
+            idle: Arc::new(IdleConnections::default()),
+            share: crate::idle::fair_share(max),
+            own_uid: rustix::process::geteuid().as_raw(),
+        }
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Waits until every connection of this budget has closed, at most `deadline`.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        matches!(
+            tokio::time::timeout(deadline, self.slots.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Serves an accepted connection in a task of its own when a slot is free or frees up
+    /// within [`OVERLOAD_WAIT`]; answers `503` otherwise. `connect` yields the stream to serve:
+    /// the accepted socket itself, or its TLS handshake — which then runs inside the slot,
+    /// under the client deadline, and counts as idle (a stalled handshake makes room first).
+    pub fn admit<S, F, IO>(
+        &self,
+        connect: F,
+        origin: Origin,
+        state: &Arc<State<S>>,
+        stop: &watch::Receiver<bool>,
+    ) where
+        S: TokenService,
+        F: Future<Output = std::io::Result<IO>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let slots = self.slots.clone();
+        let (state, stop) = (state.clone(), stop.clone());
+        let registration = self.idle.register(Who::of(&origin));
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                state.metrics.connection_accepted();
+                tokio::spawn(async move {
+                    registration.connection().start_serving();
+                    serve_connection(connect, origin, state, stop, registration).await;
+                    drop(slot);
+                });
+            }
+            // Full: an idle connection of whoever holds the most closes and frees its slot for
+            // this one, which waits for it below like any connection over the limit.
+            Err(_) => match self.waiting.clone().try_acquire_owned().inspect(|_| {
+                self.idle.close_idle();
+            }) {
+                Ok(waiter) => {
+                    let rejections = self.rejections.clone();
+                    tokio::spawn(async move {
+                        let slot = tokio::time::timeout(OVERLOAD_WAIT, slots.acquire_owned()).await;
+                        drop(waiter);
+                        match slot {
+                            Ok(Ok(slot)) => {
+                                state.metrics.connection_accepted();
+                                registration.connection().start_serving();
+                                serve_connection(connect, origin, state, stop, registration).await;
+                                drop(slot);
+                            }
+                            _ => reject(connect, &state, &rejections),
+                        }
+                    });
+                }
+                Err(_) => reject(connect, &state, &self.rejections),
+            },
+        }
+    }
+
+    /// [`ConnectionBudget::admit`] for a Unix-socket peer, with the fair share: a uid other than
+    /// root and the daemon's own holding its share already is answered `503` at once; when every
+    /// slot is taken, the connection waits in a place for clients that have sent something or
+    /// (at most half of the places; the oldest gives way to a newcomer) for those that have not
+    /// yet, and competes for a slot only once it has sent something.
+    pub fn admit_local<S: TokenService>(
+        &self,
+        stream: UnixStream,
+        peer: Peer,
+        state: &Arc<State<S>>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let limit = if peer.uid == 0 || peer.uid == self.own_uid {
+            usize::MAX
+        } else {
+            self.share
+        };
+        let Some(registration) = self.idle.register_within(Who::Uid(peer.uid), limit) else {
+            reject_local(stream, state, &self.rejections);
+            return;
+        };
+        let slots = self.slots.clone();
+        let (state, stop) = (state.clone(), stop.clone());
+        let origin = Origin::Local(peer);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                state.metrics.connection_accepted();
+                tokio::spawn(async move {
+                    registration.connection().start_serving();
+                    let connect = std::future::ready(Ok(stream));
+                    serve_connection(connect, origin, state, stop, registration).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                let place = if has_sent(&stream) {
+                    self.waiting
+                        .clone()
+                        .try_acquire_owned()
+                        .ok()
+                        .map(Place::Spoken)
+                } else {
+                    self.quiet.take(&self.waiting).map(Place::Quiet)
+                };
+                let Some(place) = place else {
+                    reject_local(stream, &state, &self.rejections);
+                    return;
+                };
+                let waiter = Waiter {
+                    stream,
+                    peer,
+                    registration,
+                    place,
+                };
+                let (idle, rejections) = (self.idle.clone(), self.rejections.clone());
+                tokio::spawn(async move {
+                    match waiter.wait_for_slot(&slots, &idle).await {
+                        Ok((stream, registration, slot)) => {
+                            state.metrics.connection_accepted();
+                            registration.connection().start_serving();
+                            let connect = std::future::ready(Ok(stream));
+                            serve_connection(connect, origin, state, stop, registration).await;
+                            drop(slot);
+                        }
+                        Err(stream) => reject_local(stream, &state, &rejections),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How often a connection waiting for a slot asks again for an idle connection to close while
+/// none was idle long enough (connections given a slot a moment ago, under a flood).
+const ROOM_RETRY: Duration = Duration::from_millis(50);
+
+/// A connection over the limit, holding its waiting place.
+struct Waiter {
     stream: UnixStream,
     peer: Peer,
+    registration: Registration<Who>,
+    place: Place,
+}
+
+/// Where a connection waits.
+enum Place {
+    /// It has sent something: a waiting place.
+    Spoken(OwnedSemaphorePermit),
+    /// It has sent nothing yet: a quiet place, with its waiting place.
+    Quiet(Arc<QuietPlace>),
+}
+
+impl Waiter {
+    /// Waits up to [`OVERLOAD_WAIT`] for a slot: first for the client to send something (a
+    /// connection with nothing to say never takes a slot from one with a request), then for a
+    /// slot, asking the idle connection of whoever holds the most to make room. The stream back
+    /// when no slot came in time.
+    async fn wait_for_slot(
+        self,
+        slots: &Arc<Semaphore>,
+        idle: &IdleConnections<Who>,
+    ) -> Result<(UnixStream, Registration<Who>, OwnedSemaphorePermit), UnixStream> {
+        let Waiter {
+            stream,
+            peer,
+            registration,
+            place,
+        } = self;
+        let deadline = tokio::time::Instant::now() + OVERLOAD_WAIT;
+        let place = match place {
+            Place::Spoken(place) => Some(place),
+            Place::Quiet(quiet) => {
+                tokio::select! {
+                    sent = tokio::time::timeout_at(deadline, sent_something(&stream)) => match sent {
+                        Ok(Ok(())) => quiet.spoke(),
+                        _ => return Err(stream),
+                    },
+                    // Its place went to a newcomer: it closes, unless it spoke meanwhile (it
+                    // then waits on without a place; rare, and bounded by the newcomers).
+                    _ = quiet.displaced() => {
+                        if !has_sent(&stream) {
+                            return Err(stream);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        let acquire = slots.clone().acquire_owned();
+        let mut acquire = std::pin::pin!(acquire);
+        let mut retry = tokio::time::interval(ROOM_RETRY);
+        let mut asked = false;
+        let slot = loop {
+            tokio::select! {
+                slot = acquire.as_mut() => break slot.ok(),
+                _ = retry.tick(), if !asked => {
+                    asked = idle.close_idle();
+                    if !asked {
+                        tracing::trace!(peer = %peer, "no idle connection to close yet");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        drop(place);
+        match slot {
+            Some(slot) => Ok((stream, registration, slot)),
+            None => Err(stream),
+        }
+    }
+}
+
+/// Whether the client has sent something already (without taking it off the socket).
+fn has_sent(stream: &UnixStream) -> bool {
+    matches!(peek(stream), Ok(n) if n > 0)
+}
+
+/// Resolves once the client has sent something or hung up. `readable` alone may wake without
+/// data (tokio says so; measured: most idle attackers' connections did, under a flood).
+async fn sent_something(stream: &UnixStream) -> std::io::Result<()> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || peek(stream)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Bytes waiting on the socket (up to one), without taking them off it; 0 when the client hung
+/// up, `WouldBlock` when it has sent nothing yet.
+fn peek(stream: &UnixStream) -> std::io::Result<usize> {
+    let mut byte = [0u8; 1];
+    rustix::net::recv(
+        stream,
+        &mut byte,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    )
+    .map(|(n, _)| n)
+    .map_err(std::io::Error::from)
+}
+
+/// Serves one connection from `origin` until it closes, the daemon stops, or it is chosen to
+/// make room while idle: the stream `connect` yields (within `client_timeout`), hyper's HTTP/1.1
+/// with the head cap and the header deadline, every request answered by [`routes::handle`].
+pub async fn serve_connection<S, F, IO>(
+    connect: F,
+    origin: Origin,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
-    registration: Registration,
-) {
+    registration: Registration<Who>,
+) where
+    S: TokenService,
+    F: Future<Output = std::io::Result<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let client_timeout = state.settings().client_timeout;
     let this = registration.connection().clone();
+    // A TLS handshake is a slow client's first chance to hold a slot: same deadline as a head,
+    // and idle (closable to make room) while it lasts.
+    let stream = tokio::select! {
+        stream = tokio::time::timeout(client_timeout, connect) => match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(origin = %origin, "connection failed before its first request: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(origin = %origin, "no TLS handshake within {}s; closed", client_timeout.as_secs_f64());
+                return;
+            }
+        },
+        _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => return,
+        _ = this.chosen() => return,
+    };
     let service = service_fn(move |request| {
         let state = state.clone();
         let busy = this.busy();
         async move {
-            let response =
-                routes::handle(&state, crate::identity::Origin::Local(peer), request).await;
+            let response = routes::handle(&state, origin, request).await;
             drop(busy);
             Ok::<_, Infallible>(response)
         }
@@ -451,21 +620,46 @@ async fn serve_connection<S: TokenService>(
             }
             _ = this.chosen() => {
                 if this.still_idle() {
-                    tracing::debug!(peer = %peer, "closed an idle connection to make room for a new one");
+                    tracing::debug!(origin = %origin, "closed an idle connection to make room for a new one");
                     return;
                 }
             }
         }
     };
     if let Err(e) = result {
-        tracing::debug!(peer = %peer, "connection ended: {e}");
+        tracing::debug!(origin = %origin, "connection ended: {e}");
     }
 }
 
-/// Counts and answers a connection that found no slot (or is over its uid's share); beyond
+/// Counts and answers a connection that found no slot; beyond [`MAX_REJECTIONS_IN_FLIGHT`]
+/// answers under way it is simply closed.
+fn reject<S, F, IO>(connect: F, state: &State<S>, rejections: &Arc<Semaphore>)
+where
+    S: TokenService,
+    F: Future<Output = std::io::Result<IO>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    state.metrics.connection_rejected();
+    if let Ok(permit) = rejections.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            // A TLS client hears the 503 only after its handshake, which gets a short deadline.
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                reject_overloaded(stream).await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// [`reject`] for a Unix-socket connection that found no place (or is over its uid's share):
+/// beyond
 /// [`MAX_REJECTIONS_IN_FLIGHT`] answers under way it is answered at once, with what it sent so
 /// far read off first, so the client hears the 503 rather than a reset.
-fn reject<S: TokenService>(stream: UnixStream, state: &State<S>, rejections: &Arc<Semaphore>) {
+fn reject_local<S: TokenService>(
+    stream: UnixStream,
+    state: &State<S>,
+    rejections: &Arc<Semaphore>,
+) {
     state.metrics.connection_rejected();
     match rejections.clone().try_acquire_owned() {
         Ok(permit) => {
@@ -498,7 +692,7 @@ const OVERLOADED: &str = concat!(
 );
 
 /// Answers a connection over the limit with a 503 without parsing it, quickly and boundedly.
-async fn reject_overloaded(mut stream: UnixStream) {
+async fn reject_overloaded<IO: AsyncRead + AsyncWrite + Unpin>(mut stream: IO) {
     // Read what the client sent so far, so closing does not reset the connection under it.
     let mut discard = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut discard)).await;

@@ -5,6 +5,7 @@ use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
 use crate::service::TokenService;
 use crate::settings::Settings;
+use crate::signed::AnswerKeys;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -18,6 +19,8 @@ pub struct State<S> {
     pub metrics: DaemonMetrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
+    pub answers: AnswerKeys,
     settings: RwLock<Arc<Settings>>,
     socket: PathBuf,
     started: Instant,
@@ -34,6 +37,7 @@ impl<S: TokenService> State<S> {
             service,
             metrics: DaemonMetrics::default(),
             audit,
+            answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
             started: Instant::now(),
