@@ -5,7 +5,8 @@
 //! - [`systemd`]: socket activation and readiness notification.
 //! - [`server`]: the accept loop, connections and their limits; [`idle`]: which connections may
 //!   be closed to make room when every slot is taken.
-//! - [`routes`]: the API, with [`reply`] for answers.
+//! - [`routes`]: the API, with [`reply`] for answers; [`runner_routes`]: the runner service's
+//!   routes, [`runner_service`]: its database, GitHub calls and background sync.
 //! - [`identity`]: who is calling (Unix peer or network address, and a verified credential);
 //!   [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
@@ -33,6 +34,8 @@ pub mod metrics;
 pub mod network;
 pub mod reply;
 pub mod routes;
+pub mod runner_routes;
+pub mod runner_service;
 pub mod server;
 pub mod service;
 pub mod settings;

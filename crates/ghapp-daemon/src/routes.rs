@@ -53,6 +53,8 @@ pub enum Route {
     },
     /// The workspace endpoint `/admin/github-installation-token`.
     Workspace,
+    /// The runner service's routes (`/api/v1/runners…`, `/health`).
+    Runners(crate::runner_routes::RunnerRoute),
     /// Anything else (404).
     Unmatched,
 }
@@ -60,6 +62,9 @@ pub enum Route {
 impl Route {
     /// Matches a path exactly (no trailing slashes, no normalization).
     pub fn parse(path: &str) -> Route {
+        if let Some(runners) = crate::runner_routes::RunnerRoute::parse(path) {
+            return Route::Runners(runners);
+        }
         match path {
             api::TOKEN_PATH => Route::Token,
             api::STATUS_PATH => Route::Status,
@@ -100,6 +105,7 @@ impl Route {
             Route::Jwks => api::JWKS_PATH,
             Route::Tokman { .. } => "/api/{namespace}/{repository}",
             Route::Workspace => api::WORKSPACE_TOKEN_PATH,
+            Route::Runners(route) => route.label(),
             Route::Unmatched => "unmatched",
         }
     }
@@ -109,6 +115,7 @@ impl Route {
         match self {
             Route::Token => "GET, DELETE",
             Route::RunnerToken => "POST",
+            Route::Runners(route) => route.allow(),
             _ => "GET",
         }
     }
@@ -117,6 +124,7 @@ impl Route {
         match self {
             Route::Token => method == Method::GET || method == Method::DELETE,
             Route::RunnerToken => method == Method::POST,
+            Route::Runners(route) => route.takes(method),
             Route::Unmatched => true,
             _ => method == Method::GET,
         }
@@ -124,12 +132,21 @@ impl Route {
 
     /// Scrapes and probes are not worth an audit line; everything else is.
     fn audited(&self) -> bool {
-        !matches!(self, Route::Metrics | Route::Health) && !self.credential_free()
+        match self {
+            Route::Runners(route) => route.audited(),
+            _ => !matches!(self, Route::Metrics | Route::Health) && !self.credential_free(),
+        }
     }
 
     /// Probes and public keys: served to any caller, before (and without) authentication.
     pub fn credential_free(&self) -> bool {
-        matches!(self, Route::Health | Route::ApiHealth | Route::Jwks)
+        matches!(
+            self,
+            Route::Health
+                | Route::ApiHealth
+                | Route::Jwks
+                | Route::Runners(crate::runner_routes::RunnerRoute::Health)
+        )
     }
 }
 
@@ -210,6 +227,7 @@ fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
             Ok(signer) => Reply::json(200, &signer.jwks()),
             Err(e) => answer_key_failure(&e),
         },
+        Route::Runners(_) => crate::runner_routes::health(state.runners.as_deref()),
         _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
     }
 }
@@ -315,6 +333,29 @@ async fn dispatch<S: TokenService>(
             repository,
         } => tokman(state, settings, peer, &namespace, &repository, audit).await,
         Route::Workspace => workspace(state, settings, peer, audit).await,
+        Route::Runners(route) => {
+            let caller = crate::identity::Caller::anonymous(Origin::Local(peer));
+            let (method, query) = (
+                request.method().clone(),
+                request.uri().query().map(str::to_string),
+            );
+            match read_body(request, settings.client_timeout).await {
+                Ok(body) => {
+                    crate::runner_routes::handle(
+                        state,
+                        settings,
+                        &caller,
+                        route,
+                        &method,
+                        query.as_deref(),
+                        &body,
+                        audit,
+                    )
+                    .await
+                }
+                Err(reply) => reply,
+            }
+        }
         Route::Unmatched => Reply::error(
             404,
             format!(

@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
+use crate::runner_service::RunnerService;
 use crate::service::TokenService;
 use crate::settings::Settings;
 use crate::signed::AnswerKeys;
@@ -19,6 +20,8 @@ pub struct State<S> {
     pub metrics: DaemonMetrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// The runner service, when `[runners]` is configured.
+    pub runners: Option<Arc<RunnerService>>,
     /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
     pub answers: AnswerKeys,
     settings: RwLock<Arc<Settings>>,
@@ -37,6 +40,7 @@ impl<S: TokenService> State<S> {
             service,
             metrics: DaemonMetrics::default(),
             audit,
+            runners: None,
             answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
@@ -44,6 +48,12 @@ impl<S: TokenService> State<S> {
             connections: Arc::new(Semaphore::new(max_connections)),
             max_connections,
         }
+    }
+
+    /// The same state with the runner service.
+    pub fn with_runners(mut self, runners: Option<RunnerService>) -> State<S> {
+        self.runners = runners.map(Arc::new);
+        self
     }
 
     /// The settings in force (a cheap snapshot; never held across I/O).

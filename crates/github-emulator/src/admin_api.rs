@@ -63,6 +63,34 @@ async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid fault: {e}")),
             }
         }
+        (&Method::GET, "/_emulator/runners") => {
+            let runners: Vec<_> = core
+                .lock()
+                .runners
+                .list
+                .iter()
+                .map(|r| r.to_json())
+                .collect();
+            json(StatusCode::OK, &j!({ "runners": runners }))
+        }
+        (&Method::POST, "/_emulator/runners") => {
+            let bytes = match read_body(body, 64 * 1024).await {
+                Ok(bytes) => bytes,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let action = match serde_json::from_slice(&bytes) {
+                Ok(action) => action,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid action: {e}")),
+            };
+            let now = core.clock.unix();
+            match crate::runners::apply(&mut core.lock().runners, action, now) {
+                Ok(runner) => json(StatusCode::OK, &j!({ "ok": true, "runner": runner })),
+                Err((status, message)) => error(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    &message,
+                ),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, "unknown admin route"),
     }
 }

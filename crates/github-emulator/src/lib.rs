@@ -40,6 +40,7 @@ pub mod oidc;
 mod oidc_http;
 mod repos;
 mod router;
+pub mod runners;
 pub mod schema;
 mod server;
 mod tls;

@@ -35,6 +35,31 @@ pub struct Config {
     /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// `[runners]`: the self-hosted runner service (docs/runners.md); absent: not served.
+    pub runners: Option<RunnersConfig>,
+}
+
+/// `[runners]`: the self-hosted runner service and its SQLite database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnersConfig {
+    /// The SQLite database; default `runners.sqlite3` in the daemon's state directory
+    /// ([`crate::paths::daemon_state_dir`]).
+    pub database: Option<PathBuf>,
+    /// The organization runners are provisioned for when a request names none.
+    pub owner: Option<String>,
+    /// Runners offline (or never online) longer than this are deleted on GitHub by the sync.
+    #[serde(
+        default = "defaults::runners_cleanup_after",
+        with = "crate::duration::serde_human"
+    )]
+    pub cleanup_after: Duration,
+    /// How often the background sync reconciles the records with GitHub's runner lists.
+    #[serde(
+        default = "defaults::runners_sync_interval",
+        with = "crate::duration::serde_human"
+    )]
+    pub sync_interval: Duration,
 }
 
 /// `[network]`: serve the API on TCP, with TLS unless the address is loopback.
@@ -237,6 +262,10 @@ pub struct PolicyConfig {
     pub permissions: Option<Permissions>,
     /// Git hosts it may ask for, lower-cased (absent: every host an `[[app]]` serves).
     pub hosts: Option<Vec<String>>,
+    /// Runner groups (ids) it may provision runners into (absent: any).
+    pub runner_groups: Option<Vec<u64>>,
+    /// Labels (exact, or globs with `*`) its runners may carry (absent: any).
+    pub runner_labels: Option<Vec<String>>,
 }
 
 /// The config text and where it came from; `Debug` shows only the origin.
@@ -364,6 +393,12 @@ pub enum TokenFormat {
 
 mod defaults {
     use std::time::Duration;
+    pub fn runners_cleanup_after() -> Duration {
+        Duration::from_secs(24 * 60 * 60)
+    }
+    pub fn runners_sync_interval() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn min_ttl() -> Duration {
         Duration::from_secs(30 * 60)
     }

@@ -6,7 +6,9 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, SignerKind};
+use super::schema::{
+    AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, RunnersConfig, SignerKind,
+};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
@@ -63,6 +65,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
             });
         };
         validate_policy(entry, &app_hosts, &mut report);
+    }
+    if let Some(runners) = &config.runners {
+        validate_runners(runners, &mut problems);
     }
     let mut names = HashSet::new();
     for (index, app) in config.apps.iter_mut().enumerate() {
@@ -297,6 +302,7 @@ fn validate_policy(
     app_hosts: &[String],
     report: &mut impl FnMut(&str, String),
 ) {
+    validate_runner_policy(entry, report);
     if entry.uid.is_none() && entry.gid.is_none() {
         report(
             "",
@@ -347,6 +353,77 @@ fn validate_policy(
                     ),
                 ),
                 Err(e) => report("hosts", e.to_string()),
+            }
+        }
+    }
+}
+
+/// `[runners]`.
+fn validate_runners(runners: &RunnersConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("runners"), key(field)],
+            subject: format!("runners.{field}"),
+            message,
+        });
+    };
+    if let Some(owner) = &runners.owner
+        && let Err(e) = check_name("owner", owner)
+    {
+        report("owner", e.to_string());
+    }
+    if let Some(database) = &runners.database
+        && !database.is_absolute()
+    {
+        report(
+            "database",
+            format!(
+                "database {} is relative: give an absolute path (or remove the key for runners.sqlite3 in the daemon's state directory)",
+                database.display()
+            ),
+        );
+    }
+    if runners.cleanup_after.is_zero() {
+        report(
+            "cleanup_after",
+            "cleanup_after must be more than 0s (24h is the default)".into(),
+        );
+    }
+    if runners.sync_interval < Duration::from_millis(100) {
+        report(
+            "sync_interval",
+            "sync_interval must be at least 100ms (60s is the default; GitHub counts every list call against the rate limit)".into(),
+        );
+    }
+}
+
+/// `runner_groups` and `runner_labels` of a policy entry.
+fn validate_runner_policy(entry: &PolicyConfig, report: &mut impl FnMut(&str, String)) {
+    if entry.runner_groups.as_ref().is_some_and(Vec::is_empty) {
+        report(
+            "runner_groups",
+            "runner_groups is empty: remove it to allow every group, or list group ids like [1]"
+                .into(),
+        );
+    }
+    if let Some(labels) = &entry.runner_labels {
+        if labels.is_empty() {
+            report(
+                "runner_labels",
+                "runner_labels is empty: remove it to allow every label, or list labels (globs with *) like [\"linux-*\"]".into(),
+            );
+        }
+        for label in labels {
+            if label.is_empty()
+                || label.len() > 100
+                || !label.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+            {
+                report(
+                    "runner_labels",
+                    format!(
+                        "runner_labels item {label:?}: 1–100 printable characters without spaces or commas"
+                    ),
+                );
             }
         }
     }

@@ -42,11 +42,19 @@ pub const ROUTES: &[&str] = &[
     "DELETE /installation/token",
     "POST /orgs/{org}/actions/runners/registration-token",
     "POST /orgs/{org}/actions/runners/remove-token",
+    "POST /orgs/{org}/actions/runners/generate-jitconfig",
+    "GET /orgs/{org}/actions/runners",
+    "GET /orgs/{org}/actions/runners/{runner_id}",
+    "DELETE /orgs/{org}/actions/runners/{runner_id}",
     "GET /repos/{owner}/{repo}",
     "GET /repositories/{repository_id}",
     "GET /repositories/{repository_id}/installation",
     "POST /repos/{owner}/{repo}/actions/runners/registration-token",
     "POST /repos/{owner}/{repo}/actions/runners/remove-token",
+    "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig",
+    "GET /repos/{owner}/{repo}/actions/runners",
+    "GET /repos/{owner}/{repo}/actions/runners/{runner_id}",
+    "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}",
     "GET /rate_limit",
     "POST /graphql",
 ];
@@ -237,6 +245,17 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
         "POST /repos/{owner}/{repo}/actions/runners/remove-token" => {
             runners::repo_runner_token(&mut ctx, "remove")
         }
+        "POST /orgs/{org}/actions/runners/generate-jitconfig"
+        | "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig" => {
+            runners::generate_jitconfig(&mut ctx)
+        }
+        "GET /orgs/{org}/actions/runners" | "GET /repos/{owner}/{repo}/actions/runners" => {
+            runners::list(&mut ctx)
+        }
+        "GET /orgs/{org}/actions/runners/{runner_id}"
+        | "GET /repos/{owner}/{repo}/actions/runners/{runner_id}" => runners::get(&mut ctx),
+        "DELETE /orgs/{org}/actions/runners/{runner_id}"
+        | "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}" => runners::delete(&mut ctx),
         "GET /rate_limit" => misc::rate_limit(&mut ctx),
         "POST /graphql" => misc::graphql(&mut ctx),
         _ => Err(ApiError::not_found(DOCS_REST)),
