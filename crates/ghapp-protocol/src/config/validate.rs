@@ -1521,7 +1521,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_read_socket_trusted_uids_and_hosts_only_from_a_trusted_valid_file() {
+    fn clients_read_socket_trusted_uids_and_hosts_only_from_a_trusted_file() {
         use crate::config::{ClientSettings, client_settings};
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -1548,11 +1548,40 @@ mod tests {
             "others may write it: never followed"
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&path, "[daemon]\nsocket = \"/run/x.sock\"\nbogus = 1\n").unwrap();
+        for broken in [
+            "[daemon]\nsocket = 42\n",
+            "[daemon]\ntrusted_uids = [\"root\"]\n",
+            "[[app]]\nname = \"a\"\nhost = \"a b\"\n",
+            "[daemon\n",
+        ] {
+            std::fs::write(&path, broken).unwrap();
+            assert_eq!(
+                client_settings(&path),
+                None,
+                "a client key broken: falls through silently ({broken:?})"
+            );
+        }
+        // The daemon's own keys are the daemon's (and doctor's) to refuse: a client reads its
+        // three keys from a trusted file whatever else it holds.
+        std::fs::write(
+            &path,
+            "[daemon]\nsocket = \"/run/x.sock\"\nbogus = 1\nmin_ttl = \"0s\"\n[[app]]\nname = \"a\"\nhost = \"GitHub.com\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err(), "the daemon refuses it");
+        assert_eq!(
+            client_settings(&path),
+            Some(ClientSettings {
+                socket: Some("/run/x.sock".into()),
+                trusted_uids: vec![],
+                app_hosts: vec!["github.com".into()],
+            })
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
         assert_eq!(
             client_settings(&path),
             None,
-            "broken: falls through silently"
+            "group may write it: never followed"
         );
     }
 }
