@@ -847,3 +847,82 @@ fn on_the_network_health_is_public_and_runner_routes_need_a_credential() {
         );
     }
 }
+
+/// Attacker's pass (2026-12-07): SQLite created the database — and its `-wal` and `-shm`, which
+/// take its mode — `0644`, so every local user read who owns which runner and the audit trail;
+/// and a database file another user planted (or could write) was used as is. Now it is created
+/// `0600` and such a file is refused. The JIT config and registration token the emulator issued
+/// appear in none of the daemon's files, its log or its metrics.
+#[test]
+fn the_runner_database_is_private_and_one_another_user_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let runners = Runners::start();
+    let (status, jit) = runners.provision(json!({"runner_name": "jit-1"}));
+    assert_eq!(status, 201, "{jit}");
+    let (status, token) =
+        runners.provision(json!({"runner_name": "tok-1", "mode": "registration_token"}));
+    assert_eq!(status, 201, "{token}");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", runners.database.display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "{file} is {mode:04o}: other local users can read it"
+        );
+    }
+    let secrets = [
+        jit["encoded_jit_config"].as_str().unwrap(),
+        token["registration_token"].as_str().unwrap(),
+    ];
+    let mut seen = runners.stack.daemon.log();
+    for suffix in ["", "-wal"] {
+        let bytes = std::fs::read(format!("{}{suffix}", runners.database.display())).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    seen.push_str(&runners.call("GET", "/metrics", None).1.to_string());
+    seen.push_str(&runners.call("GET", "/api/v1/runners", None).1.to_string());
+    for secret in secrets {
+        assert!(
+            !seen.contains(secret),
+            "a runner secret was stored or logged"
+        );
+    }
+
+    // A database file group/others may write, or another user owns: refused, left as it is.
+    let emulator = &runners.stack.emulator;
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("planted.sqlite3");
+    std::fs::write(&planted, b"").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = config_for(emulator, "", &app_extra(&planted, ""));
+    let error = DaemonProcess::start(&config).err().expect("refused");
+    assert!(
+        format!("{error:#}").contains("writable by group/others"),
+        "{error:#}"
+    );
+    if ghapp_testkit::system::is_root() {
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let error = DaemonProcess::start(&config).err().expect("refused");
+        assert!(
+            format!("{error:#}").contains("owned by uid 65534"),
+            "{error:#}"
+        );
+        let link = dir.path().join("link.sqlite3");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        let config = config_for(emulator, "", &app_extra(&link, ""));
+        let error = DaemonProcess::start(&config).err().expect("refused");
+        assert!(
+            format!("{error:#}").contains("a symlink owned by uid 65534"),
+            "{error:#}"
+        );
+        assert!(
+            !dir.path().join("elsewhere").exists(),
+            "nothing written through the link"
+        );
+    } else {
+        eprintln!("SKIPPED: not root: a database owned by another user and a planted symlink");
+    }
+    assert_eq!(std::fs::read(&planted).unwrap(), b"", "never written");
+}
