@@ -926,3 +926,53 @@ fn the_runner_database_is_private_and_one_another_user_could_write_is_refused() 
     }
     assert_eq!(std::fs::read(&planted).unwrap(), b"", "never written");
 }
+
+/// Attacker's pass (2026-12-07): labels may hold any printable ASCII but a comma, and the
+/// registration-token answer's `configuration_command` (what `ghapp runners provision` prints
+/// to be run) carried them unquoted: a label such as `x;touch${IFS}FILE` — which a policy's
+/// `runner_labels = ["x*"]` admits — ran a command of its author's in the shell that ran the
+/// answer. Every word is now shell-quoted; run by sh, the command passes the label to
+/// config.sh whole.
+#[test]
+fn a_label_cannot_inject_a_shell_command_into_the_configuration_command() {
+    let runners = Runners::start();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("injected");
+    let label = format!("x;touch${{IFS}}{}", marker.display());
+    let (status, answer) = runners.provision(json!({
+        "runner_name": "inj-1", "mode": "registration_token", "labels": [label, "y$(id)"]
+    }));
+    assert_eq!(status, 201, "{answer}");
+    let command = answer["configuration_command"].as_str().unwrap();
+    // A config.sh that writes its arguments one per line, as the runner's would parse them.
+    let script = work.path().join("config.sh");
+    std::fs::write(&script, "#!/bin/sh\nprintf '%s\\n' \"$@\" > args\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command}");
+    let mut made: Vec<String> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        ["args", "config.sh"],
+        "the label ran a command: {command}"
+    );
+    let args = std::fs::read_to_string(work.path().join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let labels = args.iter().position(|a| *a == "--labels").unwrap();
+    assert_eq!(args[labels + 1], format!("{label},y$(id)"), "{command}");
+    let token = args.iter().position(|a| *a == "--token").unwrap();
+    assert_eq!(
+        args[token + 1],
+        answer["registration_token"].as_str().unwrap()
+    );
+}
