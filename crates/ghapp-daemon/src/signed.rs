@@ -310,6 +310,7 @@ impl AnswerSigner {
 
     /// Rewrites the published file (atomically: a temp file renamed over it).
     fn persist(&self) -> Result<(), AnswerKeyError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let now = Timestamp::now().unix_seconds();
         let published = Published {
@@ -331,7 +332,17 @@ impl AnswerSigner {
         };
         let text = serde_json::to_vec_pretty(&published).unwrap_or_default();
         let temp = self.published_file.with_extension("json.tmp");
-        std::fs::write(&temp, &text)
+        // Made anew, never opened through what is there: a symlink planted at the temporary
+        // name would otherwise have the daemon overwrite whatever it points to. (A leftover of
+        // a crash, or such a symlink, is removed; removing a symlink leaves its target alone.)
+        let _ = std::fs::remove_file(&temp);
+        // 0644 whatever the umask: a group-writable record would not be trusted at the next start.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&text))
             .and_then(|()| std::fs::rename(&temp, &self.published_file))
             .map_err(|e| {
                 error(

@@ -289,3 +289,32 @@ fn a_published_keys_record_another_user_could_write_publishes_none_of_its_keys()
         assert_eq!(published, vec![own_kid.clone()], "{case}");
     }
 }
+
+/// Attacker's pass (2026-12-07): the published-keys record was rewritten through
+/// `<record>.tmp` opened with `std::fs::write`, which follows a symlink: one planted there (in a
+/// state directory another user can write) made the daemon overwrite the file it points to with
+/// JSON — as root, any file. The temporary file is now created anew, never followed.
+#[test]
+fn the_published_keys_record_is_never_written_through_a_planted_symlink() {
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let config = format!("{}{}", config_for(&emulator, ""), network_section());
+    let mut daemon = DaemonProcess::start(&config).unwrap();
+    daemon.stop().unwrap();
+    let victim = daemon.dir().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let temp = daemon.dir().join("answer-key.pem.published.json.tmp");
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    daemon.restart().unwrap();
+    let (status, body) = daemon.get("/.well-known/jwks.json").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the daemon wrote through the symlink"
+    );
+    let record = daemon.dir().join("answer-key.pem.published.json");
+    assert!(
+        std::fs::symlink_metadata(&record).unwrap().is_file(),
+        "the record is a file of its own"
+    );
+}
