@@ -232,6 +232,21 @@ pub fn health(runners: Option<&RunnerService>) -> Reply {
     }
 }
 
+/// `/health` for a caller not authenticated (the network's probes): the database's path and
+/// SQLite's words stay out of the answer — a `503` says only that it does not answer.
+pub fn public_health(runners: Option<&RunnerService>) -> Reply {
+    match runners.map(|r| r.store.ping()) {
+        Some(Err(e)) => {
+            tracing::debug!("runner health check failed: {e}");
+            Reply::error(
+                503,
+                "the runner database does not answer (the daemon's socket and log say why)",
+            )
+        }
+        _ => health(runners),
+    }
+}
+
 /// A JSON body of the expected shape; serde's messages quote the input, so only the kind of
 /// error and where it is are said.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {

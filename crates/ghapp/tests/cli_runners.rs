@@ -976,3 +976,37 @@ fn a_label_cannot_inject_a_shell_command_into_the_configuration_command() {
         answer["registration_token"].as_str().unwrap()
     );
 }
+
+/// Attacker's pass (2026-12-07): `/health` is answered to unauthenticated network callers, and
+/// when the database failed its `503` carried the store's error — the database's path and
+/// SQLite's words. The network now hears only that the database does not answer; the daemon's
+/// log keeps the detail.
+#[test]
+fn a_failing_database_is_not_described_to_an_unauthenticated_network_caller() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("secret-place.sqlite3");
+    let config = format!(
+        "[daemon]\n\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n\n[runners]\ndatabase = {:?}\n",
+        database.display().to_string()
+    );
+    let daemon = DaemonProcess::start(&config).unwrap();
+    // Damage the file in place under the running daemon.
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", database.display());
+        if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&path) {
+            file.write_all(&[0x42u8; 32768]).unwrap();
+        }
+    }
+    let mut stream = std::net::TcpStream::connect(daemon.network_address()).unwrap();
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: ghapp\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut health = String::new();
+    stream.read_to_string(&mut health).unwrap();
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(!health.contains("secret-place"), "{health}");
+    assert!(!health.to_ascii_lowercase().contains("sqlite"), "{health}");
+}
