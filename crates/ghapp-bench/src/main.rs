@@ -5,6 +5,7 @@ mod load;
 mod network;
 mod oha;
 mod process;
+mod proxy;
 mod scenario;
 mod signers;
 mod stats;

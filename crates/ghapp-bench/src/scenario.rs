@@ -30,7 +30,8 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–h, as in the report), e.g. `--only e`; implies no doc rewrite.
+    /// Run only these sections (a–h and p, as in the report), e.g. `--only e`; implies no doc
+    /// rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
     /// Extra environment for the daemon, `KEY=VALUE` (e.g. `MALLOC_ARENA_MAX=1`), for experiments.
@@ -274,6 +275,21 @@ pub fn run(options: Options) -> Result<()> {
             "h. Network listener: TCP and TCP+TLS against the Unix socket of the same daemon",
             runtime.block_on(network_rows(&options, scale))?,
         ));
+    }
+    if options.wants('p') {
+        eprintln!("bench: API proxy");
+        let rows = crate::proxy::measure(scale)?
+            .into_iter()
+            .map(|r| Row {
+                what: r.what,
+                figure: r.figure,
+                baseline: r.baseline,
+                ratio: r.ratio,
+                target: r.target,
+                met: r.met.map_or("–", verdict),
+            })
+            .collect();
+        sections.push(("p. API proxy (docs/proxy.md) against the emulator directly", rows));
     }
     sections.sort_by_key(|(title, _)| *title);
 

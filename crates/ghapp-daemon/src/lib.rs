@@ -11,6 +11,7 @@
 //!   [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
 //! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
+//! - [`proxy`]: the API proxy's listener (`[proxy]`), with the broker as its token source.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
 //!   dumps, the open-files limit and the connection cap that fits it.
 //!
@@ -32,6 +33,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod network;
+pub mod proxy;
 pub mod reply;
 pub mod routes;
 pub mod runner_routes;

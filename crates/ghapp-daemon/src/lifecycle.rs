@@ -142,6 +142,7 @@ where
             max_connections,
         ));
     }
+    let api_proxy = crate::proxy::start(&config, &config_path, state.clone())?;
 
     announce_ready(&socket_path)?;
     systemd.notifier.notify(&format!(
@@ -178,6 +179,7 @@ where
     if let Some(network) = &mut network_server {
         network.stop_accepting().await;
     }
+    drop(api_proxy);
     socket_file.remove();
     let network_drained = match network_server {
         Some(network) => network.drain(DRAIN_DEADLINE).await,

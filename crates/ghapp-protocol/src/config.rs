@@ -21,9 +21,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AppConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig, PolicyConfig,
-    RunnersConfig, SignerKind, TokenFormat, api_url_for_host,
+    AppConfig, CacheConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig,
+    PolicyConfig, RunnersConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
 };
+pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
 pub use validate::MAX_CONNECTIONS_LIMIT;
 
@@ -161,7 +162,7 @@ pub struct ClientSettings {
     /// `[daemon] trusted_uids`: uids besides the client's own and root that it trusts to
     /// answer on the socket (the uid a system daemon runs as).
     pub trusted_uids: Vec<u32>,
-    /// The `host` of every `[[app]]`, lower-cased, in file order.
+    /// The `host` of every `[[app]]`, lower-cased, in file order, then `[upstream]`'s hosts.
     pub app_hosts: Vec<String>,
 }
 
@@ -173,6 +174,11 @@ pub fn client_settings(path: &Path) -> Option<ClientSettings> {
     Some(ClientSettings {
         socket: config.daemon.socket,
         trusted_uids: config.daemon.trusted_uids,
-        app_hosts: config.apps.into_iter().map(|app| app.host).collect(),
+        app_hosts: config
+            .apps
+            .into_iter()
+            .map(|app| app.host)
+            .chain(config.upstream.into_iter().flat_map(|u| u.hosts))
+            .collect(),
     })
 }

@@ -24,8 +24,10 @@
 
 pub mod admin;
 mod admin_api;
+pub mod admin_resources;
 mod api;
 pub mod clock;
+mod conditional;
 mod core;
 mod faults;
 pub mod fixture;

@@ -35,8 +35,63 @@ pub struct Config {
     /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// `[cache]`: a token cache shared by broker replicas (Redis); absent: the daemon's own only.
+    pub cache: Option<CacheConfig>,
+    /// `[upstream]`: a central ghapp broker this daemon gets its tokens from (no key here).
+    pub upstream: Option<UpstreamConfig>,
+    /// `[proxy]`: the caching GitHub API proxy (docs/proxy.md); absent: no proxy.
+    pub proxy: Option<ProxyConfig>,
     /// `[runners]`: the self-hosted runner service (docs/runners.md); absent: not served.
     pub runners: Option<RunnersConfig>,
+}
+
+/// `[upstream]`: the daemon holds no App key for these hosts and asks a central ghapp broker's
+/// `/v1/token` instead, keeping its own cache, refresh-ahead and single-flight
+/// (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The broker's network API (`https://broker.internal:8443`); plain http only to loopback.
+    pub url: String,
+    /// Extra PEM CA certificates to trust for it (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// A file holding this host's ID token (a projected service-account token), sent as
+    /// `Authorization: Bearer`; read again for every request, as such tokens rotate.
+    pub id_token_file: Option<PathBuf>,
+    /// A file holding this host's client key (`[[client]]` on the broker), sent as
+    /// `Authorization: Bearer` (read again for every request).
+    pub client_key_file: Option<PathBuf>,
+    /// The git hosts whose tokens come from the broker.
+    #[serde(default = "defaults::upstream_hosts")]
+    pub hosts: Vec<String>,
+}
+
+/// `[cache]`: broker replicas share their tokens and installation look-ups through Redis,
+/// encrypted (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `redis://HOST:PORT[/DB]` or `rediss://…` (TLS); a password may be given in the URL.
+    pub redis_url: String,
+    /// 32 random bytes (`ghapp cache-key new FILE`), the same on every replica; refused if
+    /// group or others can read it.
+    pub encryption_key_file: PathBuf,
+    /// Extra PEM CA certificates to trust for `rediss://` (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Longest one Redis command may take before this replica counts Redis as down and serves
+    /// alone (until a probe gets an answer).
+    #[serde(
+        default = "defaults::cache_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub timeout: Duration,
+    /// Longest a replica waits for the replica that claimed a key to store its token before it
+    /// mints the key itself.
+    #[serde(
+        default = "defaults::cache_peer_wait",
+        with = "crate::duration::serde_human"
+    )]
+    pub peer_wait: Duration,
 }
 
 /// `[runners]`: the self-hosted runner service and its SQLite database.
@@ -391,8 +446,106 @@ pub enum TokenFormat {
     Classic,
 }
 
+/// `[proxy]`: a caching forward proxy to the GitHub API of one `[[app]]` host, serving
+/// GitHub's Enterprise layout (`/api/v3/…`, `/api/graphql`) to registered clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `ADDR:PORT` to listen on (`127.0.0.1:8081`, `0.0.0.0:8443`; port 0 picks a free one).
+    /// Without `tls_cert_file`/`tls_key_file`, plain HTTP: loopback only.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key_file`, the proxy speaks TLS (as `[network]` does).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (refused if group/others can read it).
+    pub tls_key_file: Option<PathBuf>,
+    /// The `[[app]]` host whose API is proxied; default: the first `[[app]]`'s host.
+    pub upstream_host: Option<String>,
+    /// The account whose installation serves `/graphql` and paths that name no owner
+    /// (`/rate_limit`, `/search/…`); absent: only personal tokens serve them.
+    pub default_installation: Option<String>,
+    /// How long a cached answer is kept (and revalidated with GitHub) before it is dropped.
+    #[serde(
+        default = "proxy_defaults::cache_ttl",
+        with = "crate::duration::serde_human"
+    )]
+    pub cache_ttl: Duration,
+    /// How long a cached answer is served without asking GitHub at all; past it, every use
+    /// revalidates (a 304 costs no rate limit). Default 0s: always revalidate.
+    #[serde(
+        default = "proxy_defaults::cache_fresh_for",
+        with = "crate::duration::serde_human"
+    )]
+    pub cache_fresh_for: Duration,
+    /// The cache's memory budget in bytes (bodies and headers); least recently used answers
+    /// are dropped beyond it.
+    #[serde(default = "proxy_defaults::cache_bytes")]
+    pub cache_bytes: u64,
+    /// `[[proxy.client]]`: who may use the proxy.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ProxyClientConfig>,
+    /// `[[proxy.credential]]`: personal tokens added to the pool beside the installations'.
+    #[serde(default, rename = "credential")]
+    pub credentials: Vec<ProxyCredentialConfig>,
+}
+
+/// `[[proxy.client]]`: a caller that sends `Authorization: token KEY` (or `Bearer KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyClientConfig {
+    /// The name metrics and logs show.
+    pub name: String,
+    /// Hex SHA-256 of the key; never the key itself.
+    pub key_sha256: String,
+    /// What it may ask for; none: everything.
+    #[serde(default)]
+    pub scopes: Vec<ProxyScopeConfig>,
+}
+
+/// One scope of a `[[proxy.client]]`: a method and a regular expression over the REST path
+/// (`/repos/acme/widgets/pulls`, without `/api/v3` or the query; GraphQL is `/graphql`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyScopeConfig {
+    /// `GET`, `POST`, … or `*`.
+    pub method: String,
+    /// A regular expression, searched in the path (anchor it with `^…$`).
+    pub path: String,
+}
+
+/// `[[proxy.credential]]`: a personal token the pool may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyCredentialConfig {
+    /// The name metrics and logs show; default: the variable's name.
+    pub name: Option<String>,
+    /// The environment variable holding the token (read when the daemon starts).
+    pub token_env: String,
+}
+
+mod proxy_defaults {
+    use std::time::Duration;
+    pub fn cache_ttl() -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+    pub fn cache_fresh_for() -> Duration {
+        Duration::ZERO
+    }
+    pub fn cache_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+}
+
 mod defaults {
     use std::time::Duration;
+    pub fn cache_timeout() -> Duration {
+        Duration::from_millis(250)
+    }
+    pub fn cache_peer_wait() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn upstream_hosts() -> Vec<String> {
+        vec!["github.com".to_string()]
+    }
     pub fn runners_cleanup_after() -> Duration {
         Duration::from_secs(24 * 60 * 60)
     }

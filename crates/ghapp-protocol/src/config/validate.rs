@@ -7,7 +7,8 @@
 
 use super::locate::Seg;
 use super::schema::{
-    AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, RunnersConfig, SignerKind,
+    AppConfig, CacheConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, ProxyConfig,
+    RunnersConfig, SignerKind, UpstreamConfig,
 };
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
@@ -41,6 +42,17 @@ fn key(name: &str) -> Seg {
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     validate_daemon(&config.daemon, &mut problems);
+    if let Some(cache) = &config.cache {
+        validate_cache(cache, &mut problems);
+    }
+    if let Some(upstream) = &mut config.upstream {
+        let app_hosts: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| a.host.to_ascii_lowercase())
+            .collect();
+        validate_upstream(upstream, &app_hosts, &mut problems);
+    }
     if let Some(network) = &config.network {
         validate_network(network, &mut problems);
     }
@@ -97,6 +109,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
                 ),
             );
         }
+    }
+    if let Some(proxy) = &config.proxy {
+        validate_proxy(proxy, &app_hosts, &mut problems);
     }
     problems
 }
@@ -179,6 +194,122 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
             "socket_group",
             format!("socket_group {group:?} is not a group name or gid"),
         );
+    }
+}
+
+/// `[cache]`: a Redis URL the client understands, TLS extras only with TLS.
+fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("cache"), key(field)],
+            subject: format!("cache.{field}"),
+            message,
+        });
+    };
+    let tls = cache.redis_url.starts_with("rediss://");
+    if !tls && !cache.redis_url.starts_with("redis://") {
+        // The URL may carry a password: only its scheme is repeated.
+        let scheme = cache.redis_url.split("://").next().unwrap_or_default();
+        report(
+            "redis_url",
+            format!("must start with redis:// or rediss:// (TLS), not {scheme:?}"),
+        );
+    } else if cache.redis_url.len() <= "rediss://".len() - usize::from(!tls) {
+        report("redis_url", "names no host (redis://HOST:PORT)".into());
+    }
+    if cache.timeout.is_zero() || cache.timeout > Duration::from_secs(5) {
+        report(
+            "timeout",
+            format!(
+                "must be more than 0s and at most 5s (got {}): every request that misses waits up to this for Redis",
+                format_duration(cache.timeout)
+            ),
+        );
+    }
+    if cache.peer_wait.is_zero() || cache.peer_wait > Duration::from_secs(10) {
+        report(
+            "peer_wait",
+            format!(
+                "must be more than 0s and at most 10s, a claim's life (got {})",
+                format_duration(cache.peer_wait)
+            ),
+        );
+    }
+    if cache.ca_file.is_some() && !tls {
+        report(
+            "ca_file",
+            "is for rediss:// (TLS) only; this redis_url is plain redis://".into(),
+        );
+    }
+}
+
+/// `[upstream]`: where, with which identity, for which hosts (lower-cased in place; none also
+/// served by an `[[app]]`).
+fn validate_upstream(
+    upstream: &mut UpstreamConfig,
+    app_hosts: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("upstream"), key(field)],
+            subject: format!("upstream.{field}"),
+            message,
+        });
+    };
+    let url = upstream.url.trim_end_matches('/');
+    let authority = |rest: &str| rest.split('/').next().unwrap_or_default().to_string();
+    if let Some(rest) = url.strip_prefix("http://") {
+        if !is_loopback(&authority(rest)) {
+            report(
+                "url",
+                format!(
+                    "{url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): this host's identity and its tokens would cross the network in clear text; use https"
+                ),
+            );
+        }
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        if authority(rest).is_empty() || url.contains(['?', '#', ' ', '@']) {
+            report(
+                "url",
+                format!("{url:?} is not a base URL like https://broker.internal:8443"),
+            );
+        }
+    } else {
+        report(
+            "url",
+            format!("{url:?} must start with https:// (like https://broker.internal:8443)"),
+        );
+    }
+    match (&upstream.id_token_file, &upstream.client_key_file) {
+        (Some(_), None) | (None, Some(_)) => {}
+        (None, None) => report(
+            "id_token_file",
+            "the broker must know who asks: set id_token_file (a projected service-account token) or client_key_file".into(),
+        ),
+        (Some(_), Some(_)) => report(
+            "client_key_file",
+            "set id_token_file or client_key_file, not both".into(),
+        ),
+    }
+    if upstream.hosts.is_empty() {
+        report("hosts", "names no host (default: [\"github.com\"])".into());
+    }
+    for host in &mut upstream.hosts {
+        match check_host(host) {
+            Ok(lower) => {
+                if app_hosts.contains(&lower) {
+                    report(
+                        "hosts",
+                        format!(
+                            "{lower} is also served by an [[app]]: a host's tokens come from one place"
+                        ),
+                    );
+                }
+                *host = lower;
+            }
+            Err(e) => report("hosts", e.to_string()),
+        }
     }
 }
 
@@ -354,6 +485,202 @@ fn validate_policy(
                 ),
                 Err(e) => report("hosts", e.to_string()),
             }
+        }
+    }
+}
+
+/// The most bytes `[proxy] cache_bytes` may name (16 GiB): the cache lives in the daemon's memory.
+const MAX_PROXY_CACHE_BYTES: u64 = 16 << 30;
+
+/// `[proxy]`, its `[[proxy.client]]`s and `[[proxy.credential]]`s. The scope regular
+/// expressions are compiled (and refused) by the proxy when the daemon starts.
+fn validate_proxy(proxy: &ProxyConfig, app_hosts: &[String], problems: &mut Vec<Problem>) {
+    let mut report = |path: Vec<Seg>, subject: String, message: String| {
+        let mut full = vec![key("proxy")];
+        full.extend(path);
+        problems.push(Problem {
+            path: full,
+            subject,
+            message,
+        });
+    };
+    let tls = proxy.tls_cert_file.is_some() && proxy.tls_key_file.is_some();
+    if proxy.tls_cert_file.is_some() != proxy.tls_key_file.is_some() {
+        report(
+            Vec::new(),
+            "proxy".into(),
+            "set both tls_cert_file and tls_key_file (TLS), or neither (plain HTTP on loopback)"
+                .into(),
+        );
+    }
+    match proxy.listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if !tls && !addr.ip().is_loopback() => report(
+            vec![key("listen")],
+            "proxy.listen".into(),
+            format!(
+                "{addr} is not a loopback address: without tls_cert_file and tls_key_file the proxy serves plain HTTP, so client keys would cross the network in clear text; listen on 127.0.0.1 or [::1], or set both"
+            ),
+        ),
+        Ok(_) => {}
+        Err(_) => report(
+            vec![key("listen")],
+            "proxy.listen".into(),
+            format!("{:?} is not ADDR:PORT (like 127.0.0.1:8081)", proxy.listen),
+        ),
+    }
+    match &proxy.upstream_host {
+        Some(host) => match check_host(host) {
+            Ok(lower) if app_hosts.contains(&lower) => {}
+            Ok(lower) => report(
+                vec![key("upstream_host")],
+                "proxy.upstream_host".into(),
+                format!(
+                    "{lower} is not the host of any [[app]] (their hosts: {})",
+                    app_hosts.join(", ")
+                ),
+            ),
+            Err(e) => report(
+                vec![key("upstream_host")],
+                "proxy.upstream_host".into(),
+                e.to_string(),
+            ),
+        },
+        None if app_hosts.is_empty() => report(
+            Vec::new(),
+            "proxy".into(),
+            "the proxy needs an [[app]]: its host is the GitHub the proxy forwards to".into(),
+        ),
+        None => {}
+    }
+    if let Some(owner) = &proxy.default_installation
+        && let Err(e) = check_name("owner", owner)
+    {
+        report(
+            vec![key("default_installation")],
+            "proxy.default_installation".into(),
+            e.to_string(),
+        );
+    }
+    if proxy.cache_ttl.is_zero() {
+        report(
+            vec![key("cache_ttl")],
+            "proxy.cache_ttl".into(),
+            "must be more than 0s (the default is 1h)".into(),
+        );
+    }
+    if proxy.cache_fresh_for > proxy.cache_ttl {
+        report(
+            vec![key("cache_fresh_for")],
+            "proxy.cache_fresh_for".into(),
+            format!(
+                "cache_fresh_for ({}) must not exceed cache_ttl ({})",
+                format_duration(proxy.cache_fresh_for),
+                format_duration(proxy.cache_ttl)
+            ),
+        );
+    }
+    if proxy.cache_bytes == 0 || proxy.cache_bytes > MAX_PROXY_CACHE_BYTES {
+        report(
+            vec![key("cache_bytes")],
+            "proxy.cache_bytes".into(),
+            format!(
+                "must be between 1 and {MAX_PROXY_CACHE_BYTES} (got {})",
+                proxy.cache_bytes
+            ),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    for (index, client) in proxy.clients.iter().enumerate() {
+        let at = |field: &str| vec![key("client"), Seg::Index(index), key(field)];
+        let subject = format!("proxy.client[{index}]");
+        if client.name.trim().is_empty()
+            || client.name.len() > 64
+            || client.name.chars().any(char::is_control)
+        {
+            report(
+                at("name"),
+                subject.clone(),
+                "name must be 1 to 64 printable characters".into(),
+            );
+        } else if !names.insert(client.name.clone()) {
+            report(
+                at("name"),
+                subject.clone(),
+                format!(
+                    "name {:?} is used by an earlier [[proxy.client]]",
+                    client.name
+                ),
+            );
+        }
+        let digest = &client.key_sha256;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            report(
+                at("key_sha256"),
+                subject.clone(),
+                "key_sha256 must be 64 hex digits: the SHA-256 of the client's key (`printf %s KEY | sha256sum`), never the key".into(),
+            );
+        } else if !keys.insert(digest.to_ascii_lowercase()) {
+            report(
+                at("key_sha256"),
+                subject.clone(),
+                "the same key_sha256 as an earlier [[proxy.client]]: each client needs its own key"
+                    .into(),
+            );
+        }
+        for (scope_index, scope) in client.scopes.iter().enumerate() {
+            let method_ok = scope.method == "*"
+                || (!scope.method.is_empty()
+                    && scope.method.len() <= 16
+                    && scope.method.bytes().all(|b| b.is_ascii_alphabetic()));
+            if !method_ok {
+                report(
+                    vec![
+                        key("client"),
+                        Seg::Index(index),
+                        key("scopes"),
+                        Seg::Index(scope_index),
+                    ],
+                    format!("{subject}.scopes[{scope_index}]"),
+                    format!(
+                        "method {:?} is not an HTTP method (GET, POST, …) or *",
+                        scope.method
+                    ),
+                );
+            }
+            if scope.path.is_empty() {
+                report(
+                    vec![
+                        key("client"),
+                        Seg::Index(index),
+                        key("scopes"),
+                        Seg::Index(scope_index),
+                    ],
+                    format!("{subject}.scopes[{scope_index}]"),
+                    "path is empty: give a regular expression like \"^/repos/acme/\"".into(),
+                );
+            }
+        }
+    }
+    let mut credential_names = HashSet::new();
+    for (index, credential) in proxy.credentials.iter().enumerate() {
+        let at = |field: &str| vec![key("credential"), Seg::Index(index), key(field)];
+        let subject = format!("proxy.credential[{index}]");
+        let var = &credential.token_env;
+        if var.is_empty() || var.contains(['=', '\0']) {
+            report(
+                at("token_env"),
+                subject.clone(),
+                format!("token_env {var:?} is not an environment variable name"),
+            );
+        }
+        let name = credential.name.clone().unwrap_or_else(|| var.clone());
+        if !credential_names.insert(name.clone()) {
+            report(
+                at("name"),
+                subject,
+                format!("credential name {name:?} is used twice: names must be unique"),
+            );
         }
     }
 }
@@ -738,7 +1065,7 @@ fn validate_signing(app: &AppConfig, report: &mut impl FnMut(Option<&str>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.to_string())
@@ -893,6 +1220,70 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("must start with https://"), "{err}");
+    }
+
+    #[test]
+    fn upstream_needs_one_identity_and_https() {
+        let ok = parse("[upstream]\nurl = \"https://broker.internal:8443\"\nid_token_file = \"/var/run/secrets/tokens/ghapp\"\nhosts = [\"GitHub.com\"]\n").unwrap();
+        let upstream = ok.upstream.unwrap();
+        assert_eq!(upstream.hosts, ["github.com"]);
+        assert!(ok.apps.is_empty(), "no [[app]]: no key on this host");
+        let err = parse("[upstream]\nurl = \"http://broker.internal:8080\"\nid_token_file = \"/t\"\nclient_key_file = \"/k\"\n").unwrap_err();
+        assert!(
+            err.contains("upstream.url: http://broker.internal:8080 is plain http"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "upstream.client_key_file: set id_token_file or client_key_file, not both"
+            ),
+            "{err}"
+        );
+        let err = parse("[upstream]\nurl = \"http://127.0.0.1:8080\"\n").unwrap_err();
+        assert!(err.contains("the broker must know who asks"), "{err}");
+        let err = parse(&format!(
+            "{GOOD_APP}[upstream]\nurl = \"https://b\"\nclient_key_file = \"/k\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("github.com is also served by an [[app]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cache_needs_a_redis_url_and_a_key_file() {
+        let ok = parse(&format!(
+            "{GOOD_APP}[cache]\nredis_url = \"rediss://:pw@redis.internal:6380/1\"\nencryption_key_file = \"/etc/ghapp/cache.key\"\nca_file = \"/ca.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.cache.unwrap().encryption_key_file,
+            PathBuf::from("/etc/ghapp/cache.key")
+        );
+        let err = parse("[cache]\nredis_url = \"http://:secret@r:6379\"\nencryption_key_file = \"/k\"\nca_file = \"/ca\"\n").unwrap_err();
+        assert!(
+            err.contains(
+                "line 2: cache.redis_url: must start with redis:// or rediss:// (TLS), not \"http\""
+            ),
+            "{err}"
+        );
+        assert!(err.contains("cache.ca_file: is for rediss://"), "{err}");
+        assert!(
+            !err.contains("secret"),
+            "the URL's password is not repeated: {err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\nencryption_key_file = \"/k\"\ntimeout = \"1m\"\npeer_wait = 0\n").unwrap_err();
+        assert!(
+            err.contains("cache.timeout: must be more than 0s and at most 5s (got 1m)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("cache.peer_wait: must be more than 0s"),
+            "{err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\n").unwrap_err();
+        assert!(err.contains("encryption_key_file"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod apps;
+mod content;
 mod misc;
 mod repos;
 mod runners;
@@ -57,6 +58,8 @@ pub const ROUTES: &[&str] = &[
     "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}",
     "GET /rate_limit",
     "POST /graphql",
+    "GET /repos/{owner}/{repo}/pulls",
+    crate::conditional::CONTENTS_ROUTE,
 ];
 
 /// GitHub's answer to a request without a `User-Agent` (its edge answers before the API does,
@@ -95,7 +98,8 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
     let raw_path = parts.uri.path().to_string();
     let (path, ghes) = strip_ghes(&raw_path);
     let method = parts.method.as_str().to_string();
-    let matched = route(ROUTES, &method, &path);
+    let matched =
+        route(ROUTES, &method, &path).or_else(|| content::route_contents(&method, &path));
     let request_line = format!("{method} {path}");
 
     let decision = {
@@ -258,10 +262,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
         | "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}" => runners::delete(&mut ctx),
         "GET /rate_limit" => misc::rate_limit(&mut ctx),
         "POST /graphql" => misc::graphql(&mut ctx),
+        "GET /repos/{owner}/{repo}/pulls" => content::list_pulls(&mut ctx),
+        crate::conditional::CONTENTS_ROUTE => content::get_contents(&mut ctx),
         _ => Err(ApiError::not_found(DOCS_REST)),
     };
     let response = result.unwrap_or_else(ApiError::into_response);
-    let rate = ctx.rate;
+    let mut rate = ctx.rate;
+    let response = crate::conditional::apply(&ctx, response, &mut rate).await;
     Ok(finish(&core, response, rate))
 }
 
