@@ -182,7 +182,11 @@ pub fn client_settings(path: &Path) -> Option<ClientSettings> {
         .apps
         .into_iter()
         .map(|app| app.host)
-        .chain(view.upstream.into_iter().flat_map(|upstream| upstream.hosts))
+        .chain(
+            view.upstream
+                .into_iter()
+                .flat_map(|upstream| upstream.hosts),
+        )
         .map(|host| crate::api::check_host(&host).ok())
         .collect::<Option<Vec<String>>>()?;
     Some(ClientSettings {
