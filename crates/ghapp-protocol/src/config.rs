@@ -25,7 +25,7 @@ pub use schema::{
     SignerKind, TokenFormat, api_url_for_host,
 };
 pub use trust::trusted_owner;
-pub use validate::MAX_CONNECTIONS_LIMIT;
+pub use validate::{MAX_CONNECTIONS_LIMIT, parse_address_range};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
