@@ -116,11 +116,12 @@ impl Core {
             .map_or("the config file".to_string(), |p| p.display().to_string())
     }
 
-    /// A token for `request`, with the App that minted it. Every error names the target.
+    /// A token for `request`, with the App that minted it and whether this request waited on
+    /// a mint (a cache miss) rather than a cached token. Every error names the target.
     pub(crate) async fn token_for(
         self: &Arc<Self>,
         request: &Request,
-    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         self.serve(request)
             .await
             .map_err(|e| e.with_target(request.target().label()))
@@ -130,7 +131,7 @@ impl Core {
     async fn serve(
         self: &Arc<Self>,
         request: &Request,
-    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         let runtime = self.runtime();
         let apps = request.candidate_apps(&runtime, &self.config_name())?;
         let target = request.target();
@@ -189,7 +190,7 @@ impl Core {
                 .obtain(&runtime, &app, &plan, required, request.min_ttl)
                 .await
             {
-                Ok(token) => return Ok((token, app)),
+                Ok((token, minted)) => return Ok((token, app, minted)),
                 // The installation is gone (App reinstalled under a new id): look it up again, once.
                 Err(error) if error.kind == ErrorKind::NotFound && !re_resolved => {
                     tracing::info!(target = %target.label(), "{}; resolving the installation again", error.message);
@@ -225,7 +226,7 @@ impl Core {
     }
 
     /// The token of `plan`: cached with `required` life, or from its (single) mint; when GitHub
-    /// fails, a cached token with the degraded margin.
+    /// fails, a cached token with the degraded margin. True when the caller waited on a mint.
     async fn obtain(
         self: &Arc<Self>,
         runtime: &Runtime,
@@ -233,7 +234,7 @@ impl Core {
         plan: &Arc<MintPlan>,
         required: Duration,
         asked_min_ttl: Option<Duration>,
-    ) -> Result<Arc<CachedToken>, BrokerError> {
+    ) -> Result<(Arc<CachedToken>, bool), BrokerError> {
         // The caller's own min_ttl is never relaxed; the daemon's is, to degraded_min_ttl.
         let degraded_floor = asked_min_ttl
             .unwrap_or_default()
@@ -247,13 +248,13 @@ impl Core {
         let flight = match acquired {
             Acquire::Fresh(token) => {
                 bump(&self.metrics.cache_hits);
-                return Ok(token);
+                return Ok((token, false));
             }
             Acquire::Degraded(token) => {
                 bump(&self.metrics.cache_hits);
                 bump(&self.metrics.degraded_serves);
                 tracing::warn!(target = %plan.target, token = %token.token.fingerprint(), remaining_secs = token.remaining(Instant::now()).as_secs(), "GitHub failing: serving a cached token on its margin");
-                return Ok(token);
+                return Ok((token, false));
             }
             Acquire::Wait(flight) => flight,
         };
@@ -263,6 +264,7 @@ impl Core {
             .await
             .unwrap_or_else(|| Err(BrokerError::internal("the token mint task failed")));
         self.after_mint(plan, result, required, degraded_floor)
+            .map(|token| (token, true))
     }
 
     /// What a caller gets from the mint it waited on: the token if it has `required` life;
@@ -457,7 +459,7 @@ impl Core {
         };
         let mut retried = false;
         loop {
-            let (token, app) = self
+            let (token, app, _) = self
                 .token_for(&request)
                 .await
                 .map_err(|e| Self::runner_advice(&target, e))?;

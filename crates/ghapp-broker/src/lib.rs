@@ -122,6 +122,16 @@ impl Broker {
     /// min_ttl)` left, otherwise minted (single-flight per cache key). While GitHub is failing,
     /// a cached token with at least `max(query.min_ttl, degraded_min_ttl)` left is served.
     pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
+        self.token_served(query).await.map(|(token, _)| token)
+    }
+
+    /// [`Broker::token`], also telling whether this request waited on a mint (`true`: a cache
+    /// miss that asked GitHub, its own mint or one already in flight it joined) — what the
+    /// daemon's per-identity mint limit counts. Cached answers (`false`) cost GitHub nothing.
+    pub async fn token_served(
+        &self,
+        query: &TokenQuery,
+    ) -> Result<(TokenResponse, bool), BrokerError> {
         let request = request::Request::from_query(query)?;
         // In its own task: a caller that gives up (its future dropped) leaves the look-up and
         // mint to finish and fill the cache for the next request.
@@ -129,7 +139,7 @@ impl Broker {
         let task = tokio::spawn(async move {
             core.token_for(&request)
                 .await
-                .map(|(token, _)| token.response())
+                .map(|(token, _, minted)| (token.response(), minted))
         });
         task.await.unwrap_or_else(|e| {
             Err(BrokerError::internal(format!(

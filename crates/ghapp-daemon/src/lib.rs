@@ -25,6 +25,7 @@ pub mod idle;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod mint_limit;
 pub mod reply;
 pub mod routes;
 pub mod server;

@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
+use crate::mint_limit::MintLimiter;
 use crate::service::TokenService;
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub struct State<S> {
     pub metrics: DaemonMetrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// Per-identity mint buckets (kept across reloads).
+    pub mint_limits: MintLimiter,
     settings: RwLock<Arc<Settings>>,
     socket: PathBuf,
     started: Instant,
@@ -34,6 +37,7 @@ impl<S: TokenService> State<S> {
             service,
             metrics: DaemonMetrics::default(),
             audit,
+            mint_limits: MintLimiter::default(),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
             started: Instant::now(),

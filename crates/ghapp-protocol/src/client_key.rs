@@ -33,7 +33,10 @@ mod tests {
         let hex = digest_hex("ghk_example");
         assert_eq!(hex.len(), 64);
         assert_eq!(parse_digest(&hex), Some(digest("ghk_example")));
-        assert_eq!(parse_digest(&hex.to_uppercase()), Some(digest("ghk_example")));
+        assert_eq!(
+            parse_digest(&hex.to_uppercase()),
+            Some(digest("ghk_example"))
+        );
         assert_eq!(parse_digest("nope"), None);
     }
 }

@@ -229,7 +229,10 @@ fn validate_identities(config: &Config, problems: &mut Vec<Problem>) {
     for (index, client) in config.clients.iter().enumerate() {
         if client.name.is_empty()
             || client.name.len() > 64
-            || client.name.chars().any(|c| c.is_control() || c.is_whitespace())
+            || client
+                .name
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
         {
             report(
                 "client",
@@ -257,7 +260,11 @@ fn validate_identities(config: &Config, problems: &mut Vec<Problem>) {
                 "key_sha256",
                 format!(
                     "key_sha256 must be 64 hex characters (the SHA-256 of the key, as `ghapp client-key new {}` prints it), not the key itself ({} characters given)",
-                    if client.name.is_empty() { "NAME" } else { &client.name },
+                    if client.name.is_empty() {
+                        "NAME"
+                    } else {
+                        &client.name
+                    },
                     digest.len()
                 ),
             );
@@ -315,7 +322,9 @@ fn check_https_url(field: &str, url: &str) -> Result<(), String> {
         }
     };
     if rest.split('/').next().unwrap_or_default().is_empty() || url.contains(['?', '#', ' ']) {
-        return Err(format!("{field} {url:?} is not a URL like https://host/path"));
+        return Err(format!(
+            "{field} {url:?} is not a URL like https://host/path"
+        ));
     }
     Ok(())
 }
@@ -1224,14 +1233,33 @@ mod tests {
         let err = parse(&text).unwrap_err();
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 6, "{err}");
-        assert!(lines[0].contains("line 7: policy[0]: the entry sets more than one"), "{err}");
-        assert!(lines[1].contains("line 11: policy[1].client: client \"nobody\" is not the name of any [[client]]"), "{err}");
+        assert!(
+            lines[0].contains("line 7: policy[0]: the entry sets more than one"),
+            "{err}"
+        );
+        assert!(
+            lines[1].contains(
+                "line 11: policy[1].client: client \"nobody\" is not the name of any [[client]]"
+            ),
+            "{err}"
+        );
         assert!(lines[2].contains("line 13: policy[2].address: address 10.1.2.3/8 has bits set past its /8 prefix: write 10.0.0.0/8"), "{err}");
-        assert!(lines[3].contains("line 15: policy[3].address: address \"ten\" is not a CIDR range"), "{err}");
+        assert!(
+            lines[3].contains("line 15: policy[3].address: address \"ten\" is not a CIDR range"),
+            "{err}"
+        );
         assert!(lines[4].contains("line 17: policy[4].issuer: issuer https://other.example is not configured by any [[oidc]]"), "{err}");
-        assert!(lines[5].contains("line 20: policy[5].subject: subject applies to ID tokens only"), "{err}");
+        assert!(
+            lines[5].contains("line 20: policy[5].subject: subject applies to ID tokens only"),
+            "{err}"
+        );
         let none = parse(&format!("[[policy]]\nowners = [\"acme\"]\n{POLICY_APP}")).unwrap_err();
-        assert!(none.contains("line 1: policy[0]: the entry names neither uid nor gid, client, address or issuer"), "{none}");
+        assert!(
+            none.contains(
+                "line 1: policy[0]: the entry names neither uid nor gid, client, address or issuer"
+            ),
+            "{none}"
+        );
     }
 
     #[test]
@@ -1241,8 +1269,9 @@ mod tests {
         ))
         .unwrap_err();
         assert!(
-            err.contains("line 2: daemon.policy: the file has both [[policy]] and [[daemon.policy]] entries")
-                && err.contains("write every entry as [[policy]]"),
+            err.contains(
+                "line 2: daemon.policy: the file has both [[policy]] and [[daemon.policy]] entries"
+            ) && err.contains("write every entry as [[policy]]"),
             "{err}"
         );
     }
@@ -1257,11 +1286,29 @@ mod tests {
         let err = parse(&text).unwrap_err();
         assert!(!err.contains(key), "{err}");
         let lines: Vec<&str> = err.lines().collect();
-        assert!(lines[0].contains("line 3: client[0].key_sha256: key_sha256 must be 64 hex characters"), "{err}");
-        assert!(lines[1].contains("line 5: client[1].name: name \"a\" is used by an earlier [[client]]"), "{err}");
-        assert!(lines[2].contains("line 8: oidc[0].issuer: issuer http://issuer.example is plain http"), "{err}");
-        assert!(lines[3].contains("line 9: oidc[0].audience: audience is empty"), "{err}");
-        assert!(lines[4].contains("line 13: oidc[1].jwks_url: jwks_url \"ftp://x\" must be an https:// URL"), "{err}");
+        assert!(
+            lines[0].contains("line 3: client[0].key_sha256: key_sha256 must be 64 hex characters"),
+            "{err}"
+        );
+        assert!(
+            lines[1]
+                .contains("line 5: client[1].name: name \"a\" is used by an earlier [[client]]"),
+            "{err}"
+        );
+        assert!(
+            lines[2].contains("line 8: oidc[0].issuer: issuer http://issuer.example is plain http"),
+            "{err}"
+        );
+        assert!(
+            lines[3].contains("line 9: oidc[0].audience: audience is empty"),
+            "{err}"
+        );
+        assert!(
+            lines[4].contains(
+                "line 13: oidc[1].jwks_url: jwks_url \"ftp://x\" must be an https:// URL"
+            ),
+            "{err}"
+        );
         assert_eq!(lines.len(), 5, "loopback http issuer accepted: {err}");
     }
 }
