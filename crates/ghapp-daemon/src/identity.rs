@@ -224,6 +224,11 @@ impl Authenticator {
         &self.oidc
     }
 
+    /// The ID token verifier, to adjust (tests shorten its refresh interval).
+    pub fn oidc_mut(&mut self) -> &mut oidc::OidcVerifier {
+        &mut self.oidc
+    }
+
     /// `Ok(None)` without an `Authorization` header; the credential when it is valid; an
     /// [`AuthFailure`] when one is presented but is not (several headers, another scheme, too
     /// long, an unknown key, a token that does not verify).

@@ -68,6 +68,7 @@ struct Issuer {
 /// Every configured issuer, and the verified-token cache.
 pub struct OidcVerifier {
     issuers: HashMap<String, Arc<Issuer>>,
+    min_refresh: Duration,
     verified: Mutex<HashMap<[u8; 32], Arc<VerifiedIdToken>>>,
 }
 
@@ -128,8 +129,15 @@ impl OidcVerifier {
         }
         Ok(OidcVerifier {
             issuers,
+            min_refresh: MIN_REFRESH_INTERVAL,
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Changes the least time between two fetches of one issuer's keys (tests shorten it to
+    /// see a rotation without waiting [`MIN_REFRESH_INTERVAL`]).
+    pub fn set_min_refresh_interval(&mut self, interval: Duration) {
+        self.min_refresh = interval;
     }
 
     /// True when no issuer is configured.
@@ -170,7 +178,7 @@ impl OidcVerifier {
                 printable(claimed_issuer)
             ))
         })?;
-        let (key, algorithm) = issuer.key(&kid).await?;
+        let (key, algorithm) = issuer.key(&kid, self.min_refresh).await?;
         let verified = issuer.check(token, &kid, &key, algorithm)?;
         let verified = Arc::new(verified);
         self.remember(hash, verified.clone(), now);
@@ -215,11 +223,15 @@ impl OidcVerifier {
 
 impl Issuer {
     /// The key `kid`, refreshing the key set once (rate-bounded) when it is not known.
-    async fn key(self: &Arc<Self>, kid: &str) -> Result<(DecodingKey, Algorithm), AuthFailure> {
+    async fn key(
+        self: &Arc<Self>,
+        kid: &str,
+        min_refresh: Duration,
+    ) -> Result<(DecodingKey, Algorithm), AuthFailure> {
         if let Some(found) = self.lookup(kid) {
             return Ok(found);
         }
-        self.refresh().await;
+        self.refresh(min_refresh).await;
         self.lookup(kid).ok_or_else(|| {
             AuthFailure::new(format!(
                 "the ID token's key {} is not among the RS256/ES256 keys of issuer {}",
@@ -234,16 +246,16 @@ impl Issuer {
         keys.keys.get(kid).cloned()
     }
 
-    /// Fetches the key set again unless one was fetched less than [`MIN_REFRESH_INTERVAL`] ago;
-    /// joins a fetch already under way.
-    async fn refresh(self: &Arc<Self>) {
+    /// Fetches the key set again unless one was fetched less than `min_refresh` ago; joins a
+    /// fetch already under way.
+    async fn refresh(self: &Arc<Self>, min_refresh: Duration) {
         let mut done = {
             let mut state = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(flight) = &state.in_flight {
                 flight.subscribe()
             } else if state
                 .last_attempt
-                .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL)
+                .is_some_and(|at| at.elapsed() < min_refresh)
             {
                 return;
             } else {
