@@ -40,7 +40,11 @@ impl Context<'_> {
             note(format_args!("deadline reached before asking the daemon"));
             return None;
         }
-        Some(BlockingClient::new(socket.path, self.deadline).trusting(target.trusted))
+        Some(
+            BlockingClient::new(socket.path, self.deadline)
+                .trusting(target.trusted)
+                .with_id_token_from_env(),
+        )
     }
 
     fn elapsed_ms(&self) -> u128 {

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches and returns the process exit code.
 
+mod client_key;
 mod configure;
 mod demo;
 mod doctor;
@@ -108,6 +109,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
+        Command::ClientKey(args) => client_key::run(&args),
         Command::Man => man::run(),
     }
 }
