@@ -1177,4 +1177,247 @@ mod tests {
         .unwrap();
         assert!(ok.check_repository_runner("acme", "x").is_ok());
     }
+
+    fn token(issuer: &str, subject: &str, claims: serde_json::Value) -> Credential {
+        Credential::IdToken(std::sync::Arc::new(VerifiedIdToken {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            claims: claims.as_object().cloned().unwrap_or_default(),
+            expires_at: ghapp_protocol::time::Timestamp::now(),
+        }))
+    }
+
+    fn network(address: &str, credential: Option<Credential>) -> Caller {
+        Caller {
+            origin: Origin::Network {
+                address: address.parse().unwrap(),
+                tls: true,
+            },
+            credential,
+        }
+    }
+
+    const GHA: &str = "https://token.actions.githubusercontent.com";
+
+    fn selector_rules() -> AccessRules {
+        let mut client = policy(None, None, Some(&["acme"]), None, None);
+        client.client = Some("ci-bot".into());
+        let mut address = policy(None, None, None, Some(&["acme/widgets"]), None);
+        address.address = Some("10.0.0.0/8".into());
+        let mut actions = policy(
+            None,
+            None,
+            None,
+            Some(&["acme/widgets"]),
+            Some("contents:read"),
+        );
+        actions.issuer = Some(GHA.into());
+        actions.subject = Some("repo:acme/widgets:ref:refs/heads/*".into());
+        actions.claims = Some(
+            [("repository_owner".to_string(), "acme".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let mut k8s = policy(None, None, None, Some(&["acme/*"]), None);
+        k8s.issuer = Some("https://kubernetes.default.svc".into());
+        k8s.claims = Some(
+            [("kubernetes.io.namespace".to_string(), "ci-*".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        AccessRules::new(
+            0,
+            &[1000],
+            &[],
+            None,
+            &[
+                policy(Some(1000), None, Some(&["acme"]), None, None),
+                client,
+                address,
+                actions,
+                k8s,
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn network_callers_get_the_entry_selecting_their_credential_or_address() {
+        let rules = selector_rules();
+        let at = |grant: Grant<'_>| index_of(grant);
+        let ci = Some(Credential::Client("ci-bot".into()));
+        assert_eq!(at(rules.judge(&network("192.0.2.1", ci))), Some(2));
+        assert_eq!(at(rules.judge(&network("10.1.2.3", None))), Some(3));
+        assert_eq!(at(rules.judge(&network("::ffff:10.1.2.3", None))), Some(3));
+        // No credential and no address entry: 401; a credential no entry selects: 403, even
+        // from an address an entry selects (the credential decides).
+        let anonymous = network("192.0.2.1", None);
+        let grant = rules.judge(&anonymous);
+        assert_eq!(grant, Grant::Nothing(NoEntry::Anonymous));
+        assert_eq!(grant.refusal_for(&anonymous).unwrap().status(), 401);
+        let stranger = network("10.1.2.3", Some(Credential::Client("stranger".into())));
+        let grant = rules.judge(&stranger);
+        assert_eq!(grant, Grant::Nothing(NoEntry::Credential));
+        let refusal = grant.refusal_for(&stranger).unwrap();
+        assert_eq!(refusal.status(), 403);
+        assert!(
+            refusal
+                .message()
+                .contains("client stranger from address 10.1.2.3"),
+            "{}",
+            refusal.message()
+        );
+
+        let actions = |sub: &str, owner: &str| {
+            network(
+                "203.0.113.9",
+                Some(token(
+                    GHA,
+                    sub,
+                    serde_json::json!({"repository_owner": owner}),
+                )),
+            )
+        };
+        assert_eq!(
+            at(rules.judge(&actions("repo:acme/widgets:ref:refs/heads/main", "acme"))),
+            Some(4)
+        );
+        assert_eq!(
+            rules.judge(&actions("repo:acme/widgets:pull_request", "acme")),
+            Grant::Nothing(NoEntry::Credential)
+        );
+        assert_eq!(
+            rules.judge(&actions("repo:acme/widgets:ref:refs/heads/main", "evil")),
+            Grant::Nothing(NoEntry::Credential)
+        );
+        let pod = |namespace: &str| {
+            network(
+                "10.1.2.3",
+                Some(token(
+                    "https://kubernetes.default.svc",
+                    "system:serviceaccount:x:y",
+                    serde_json::json!({"kubernetes.io": {"namespace": namespace}}),
+                )),
+            )
+        };
+        assert_eq!(at(rules.judge(&pod("ci-7"))), Some(5));
+        assert_eq!(
+            rules.judge(&pod("prod")),
+            Grant::Nothing(NoEntry::Credential)
+        );
+
+        // Without any entry, the network gets nothing (the socket keeps rule 2).
+        let open = AccessRules::new(0, &[], &[], None, &[]).unwrap();
+        assert_eq!(
+            open.judge(&network("127.0.0.1", None)),
+            Grant::Nothing(NoEntry::Anonymous)
+        );
+        assert_eq!(
+            open.judge(&network("127.0.0.1", Some(Credential::Client("x".into())))),
+            Grant::Nothing(NoEntry::Credential)
+        );
+        assert_eq!(
+            open.judge(&Caller::anonymous(Origin::Local(PEER))),
+            Grant::Unrestricted
+        );
+    }
+
+    #[test]
+    fn on_the_socket_a_credential_only_narrows() {
+        let rules = selector_rules();
+        let local = |credential| Caller {
+            origin: Origin::Local(PEER),
+            credential,
+        };
+        let ci = Some(Credential::Client("ci-bot".into()));
+        let actions = Some(token(
+            GHA,
+            "repo:acme/widgets:ref:refs/heads/main",
+            serde_json::json!({"repository_owner": "acme"}),
+        ));
+        let grant = rules.judge(&local(actions));
+        assert!(matches!(grant, Grant::Both(own, cred) if own.index == 1 && cred.index == 4));
+        assert!(
+            grant
+                .check_token(&mut query(Some("acme"), Some("widgets"), ""))
+                .is_ok()
+        );
+        assert_eq!(
+            grant
+                .check_token(&mut query(Some("acme"), Some("gadgets"), ""))
+                .unwrap_err()
+                .status(),
+            403
+        );
+        let mut q = query(Some("acme"), Some("widgets"), "");
+        grant.check_token(&mut q).unwrap();
+        assert_eq!(
+            q.permissions.to_list(),
+            "contents:read",
+            "narrowed to the credential's ceiling"
+        );
+        // The uid's own limits still hold under a credential's entry.
+        let grant = rules.judge(&local(ci));
+        assert_eq!(
+            grant
+                .check_token(&mut query(Some("other"), Some("x"), ""))
+                .unwrap_err()
+                .status(),
+            403
+        );
+        // A credential no entry selects: nothing, even for an unrestricted peer.
+        let stranger = local(Some(Credential::Client("stranger".into())));
+        assert_eq!(rules.judge(&stranger), Grant::Nothing(NoEntry::Credential));
+        let open = AccessRules::new(0, &[], &[], None, &[]).unwrap();
+        assert_eq!(open.judge(&stranger), Grant::Nothing(NoEntry::Credential));
+        // A peer granted nothing stays at nothing.
+        let unnamed = Caller {
+            origin: Origin::Local(peer(7, 7)),
+            credential: Some(Credential::Client("ci-bot".into())),
+        };
+        assert!(matches!(
+            rules.judge(&unnamed),
+            Grant::Nothing(NoEntry::Unnamed { .. })
+        ));
+    }
+
+    #[test]
+    fn ceilings_of_both_entries_intersect() {
+        let a = Permissions::parse_list("contents:write,metadata:read").unwrap();
+        let b = Permissions::parse_list("contents:read,issues:write").unwrap();
+        assert_eq!(intersect(&a, &b).to_list(), "contents:read");
+    }
+
+    #[test]
+    fn globs_and_dotted_claims() {
+        assert!(glob_matches(
+            "repo:acme/*:ref:refs/heads/*",
+            "repo:acme/widgets:ref:refs/heads/main"
+        ));
+        assert!(!glob_matches(
+            "repo:acme/*:ref:refs/heads/main",
+            "repo:acme/widgets:ref:refs/heads/evil"
+        ));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("exact", "exact"));
+        assert!(!glob_matches("exact", "exactly"));
+        assert!(!glob_matches("a*b*c", "acb"));
+        assert!(glob_matches("a*b*c", "a-b-c"));
+        assert!(
+            !glob_matches("ab*ba", "aba"),
+            "the prefix and suffix may not overlap"
+        );
+        let claims = serde_json::json!({
+            "kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "builder"}},
+            "a.b": "flat",
+        });
+        let claims = claims.as_object().unwrap();
+        assert_eq!(claim_at(claims, "kubernetes.io.namespace").unwrap(), "ci");
+        assert_eq!(
+            claim_at(claims, "kubernetes.io.serviceaccount.name").unwrap(),
+            "builder"
+        );
+        assert_eq!(claim_at(claims, "a.b").unwrap(), "flat");
+        assert!(claim_at(claims, "kubernetes.io.missing").is_none());
+    }
 }
