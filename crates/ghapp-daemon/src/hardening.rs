@@ -66,7 +66,14 @@ pub fn raise_descriptor_limit() -> u64 {
 /// The connections the daemon may hold at once so that they, the same number waiting for a
 /// slot, and [`RESERVED_DESCRIPTORS`] fit in `descriptor_limit`: `configured` or less, at least 1.
 pub fn connection_cap(configured: usize, descriptor_limit: u64) -> usize {
-    let usable = descriptor_limit.saturating_sub(RESERVED_DESCRIPTORS) / 2;
+    connection_cap_per_budget(configured, descriptor_limit, 1)
+}
+
+/// [`connection_cap`] for each of `budgets` connection budgets of the same size (the Unix
+/// socket's, and the network listener's when `[network]` is configured), so that all of them,
+/// full and with as many waiting, fit in `descriptor_limit` together.
+pub fn connection_cap_per_budget(configured: usize, descriptor_limit: u64, budgets: u64) -> usize {
+    let usable = descriptor_limit.saturating_sub(RESERVED_DESCRIPTORS) / (2 * budgets.max(1));
     let usable = usize::try_from(usable).unwrap_or(usize::MAX).max(1);
     configured.min(usable)
 }
@@ -98,5 +105,7 @@ mod tests {
         assert_eq!(connection_cap(64, 1024), 64);
         assert_eq!(connection_cap(4096, 1_048_576), 4096);
         assert_eq!(connection_cap(4096, 10), 1, "never zero");
+        assert_eq!(connection_cap_per_budget(4096, 1024, 2), (1024 - 256) / 4);
+        assert_eq!(connection_cap_per_budget(64, 1024, 2), 64);
     }
 }

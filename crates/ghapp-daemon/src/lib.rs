@@ -13,9 +13,14 @@
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
 //!   dumps, the open-files limit and the connection cap that fits it.
 //!
+//! - [`network`]: the TCP listener (TLS unless loopback, [`network::tls`]), reusable by other
+//!   servers; [`signed`]: `Accept: application/jwt` answers and the JWKS that verifies them.
+//!
 //! Contract with the tests, the demo and scripts: once the socket accepts connections the daemon
 //! prints exactly one line, `ready <socket path>`, on stdout (and sends `READY=1` to systemd when
-//! `NOTIFY_SOCKET` is set); everything else goes to stderr.
+//! `NOTIFY_SOCKET` is set); with `[network]`, it first prints one line per bound address,
+//! `listening <ADDR:PORT> <tls|plain>` (the port the kernel chose for port 0), and logs them on
+//! stderr too; everything else goes to stderr.
 
 pub mod access;
 pub mod audit;
@@ -26,11 +31,13 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod mint_limit;
+pub mod network;
 pub mod reply;
 pub mod routes;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod signed;
 pub mod socket;
 pub mod state;
 pub mod systemd;

@@ -1,7 +1,11 @@
-//! The daemon's life: bind (or adopt systemd's socket), start the token service, announce
-//! readiness, reload on SIGHUP, and on SIGTERM/SIGINT stop accepting, drain, clean up.
+//! The daemon's life: bind the network listeners (`[network]`, with their TLS certificate and
+//! the answer key), bind (or adopt systemd's socket), start the token service, announce
+//! readiness, reload on SIGHUP (the config, the TLS certificate, the answer key), and on
+//! SIGTERM/SIGINT stop accepting, drain, clean up.
 
 use crate::audit::AuditLog;
+use crate::network::tls::ReloadableCertificate;
+use crate::network::{Listener, NetworkServer};
 use crate::server::Server;
 use crate::service::TokenService;
 use crate::settings::Settings;
@@ -10,6 +14,7 @@ use crate::state::State;
 use crate::systemd::SystemdEnvironment;
 use anyhow::{Context, anyhow};
 use ghapp_broker::Config;
+use ghapp_protocol::config::NetworkConfig;
 use ghapp_protocol::paths::Environment;
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,10 +60,19 @@ where
         systemd,
         descriptor_limit,
     } = launch;
-    cap_connections(&mut settings, descriptor_limit, true);
+    let budgets = if config.network.is_some() { 2 } else { 1 };
+    cap_connections(&mut settings, descriptor_limit, budgets, true);
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+
+    // Before the socket: a listener that cannot start leaves nothing behind.
+    let network = match &config.network {
+        Some(network) => {
+            Some(NetworkSetup::bind(network, &config_path).context("cannot serve [network]")?)
+        }
+        None => None,
+    };
 
     let bound = match systemd.listener {
         Some(listener) => {
@@ -89,8 +103,41 @@ where
     let audit = AuditLog::open(settings.audit_log.as_deref())?;
     let service = start_service(&config).context("cannot start the token broker")?;
     let apps = config.apps.len();
+    let max_connections = settings.max_connections;
     let state = Arc::new(State::new(service, settings, audit, &socket_path));
     let mut server = Server::start(listener, state.clone()).context("cannot serve the socket")?;
+    let mut network_server = None;
+    let mut certificate = None;
+    if let Some(setup) = network {
+        state.answers.set_file(setup.answer_key_file.clone());
+        let signer = state
+            .answers
+            .signer()
+            .context("cannot use the answer key ([network] answer_key_file)")?;
+        tracing::info!(
+            "signing Accept: application/jwt answers with {} (kid {})",
+            setup.answer_key_file.display(),
+            signer.kid()
+        );
+        announce_listening(&setup.listeners)?;
+        for listener in &setup.listeners {
+            tracing::info!(
+                "listening on {} ({}; connections apart from the socket's, up to {max_connections})",
+                listener.local_addr(),
+                if listener.is_tls() {
+                    "TLS"
+                } else {
+                    "plain HTTP, loopback only"
+                }
+            );
+        }
+        certificate = setup.certificate;
+        network_server = Some(NetworkServer::start(
+            setup.listeners,
+            state.clone(),
+            max_connections,
+        ));
+    }
 
     announce_ready(&socket_path)?;
     systemd.notifier.notify(&format!(
@@ -112,6 +159,7 @@ where
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
                 reload(&state, &config_path, &environment, socket_flag.as_deref(), &socket_path, descriptor_limit);
+                reload_network(&state, &config_path, certificate.as_deref());
                 systemd.notifier.notify(&format!("STATUS=serving on {} (reloaded)", socket_path.display()));
             }
         }
@@ -123,8 +171,15 @@ where
         state.active_connections()
     );
     server.stop_accepting().await;
+    if let Some(network) = &mut network_server {
+        network.stop_accepting().await;
+    }
     socket_file.remove();
-    if !server.drain(DRAIN_DEADLINE).await {
+    let network_drained = match network_server {
+        Some(network) => network.drain(DRAIN_DEADLINE).await,
+        None => true,
+    };
+    if !server.drain(DRAIN_DEADLINE).await || !network_drained {
         tracing::warn!(
             "connections still open after {}s; exiting anyway",
             DRAIN_DEADLINE.as_secs()
@@ -137,8 +192,12 @@ where
 
 /// Caps `max_connections` so that it, as many waiting connections and a reserve fit in the
 /// open-files limit; says so at start when it had to.
-fn cap_connections(settings: &mut Settings, descriptor_limit: u64, at_start: bool) {
-    let cap = crate::hardening::connection_cap(settings.max_connections, descriptor_limit);
+fn cap_connections(settings: &mut Settings, descriptor_limit: u64, budgets: u64, at_start: bool) {
+    let cap = crate::hardening::connection_cap_per_budget(
+        settings.max_connections,
+        descriptor_limit,
+        budgets,
+    );
     if cap < settings.max_connections && at_start {
         tracing::warn!(
             "max_connections {} capped to {cap}: the open-files limit is {descriptor_limit} (raise LimitNOFILE= / ulimit -Hn to serve more)",
@@ -151,6 +210,127 @@ fn cap_connections(settings: &mut Settings, descriptor_limit: u64, at_start: boo
         );
     }
     settings.max_connections = cap;
+}
+
+/// What `[network]` needs before the daemon announces readiness: its bound listeners, the
+/// certificate they present, and the answer key's file.
+struct NetworkSetup {
+    listeners: Vec<Listener>,
+    certificate: Option<Arc<ReloadableCertificate>>,
+    answer_key_file: std::path::PathBuf,
+}
+
+impl NetworkSetup {
+    /// Loads the certificate and binds every `listen` address (validated by the config check:
+    /// `ADDR:PORT`, plain HTTP only on loopback — and refused again by [`Listener::bind`]).
+    fn bind(
+        network: &NetworkConfig,
+        config_path: &std::path::Path,
+    ) -> anyhow::Result<NetworkSetup> {
+        let certificate = match (&network.tls_cert_file, &network.tls_key_file) {
+            (Some(cert), Some(key)) => Some(
+                ReloadableCertificate::load(
+                    &relative_to_config(cert, config_path),
+                    &relative_to_config(key, config_path),
+                )
+                .map_err(|e| anyhow!("TLS certificate: {e}"))?,
+            ),
+            _ => None,
+        };
+        let acceptor = certificate
+            .as_ref()
+            .map(|c| c.acceptor())
+            .transpose()
+            .map_err(|e| anyhow!("TLS: {e}"))?;
+        let mut listeners = Vec::with_capacity(network.listen.len());
+        for address in &network.listen {
+            let address: std::net::SocketAddr = address
+                .parse()
+                .map_err(|_| anyhow!("[network] listen: {address:?} is not ADDR:PORT"))?;
+            listeners.push(Listener::bind(address, acceptor.clone())?);
+        }
+        let answer_key_file = network
+            .answer_key_file
+            .as_deref()
+            .map(|file| relative_to_config(file, config_path))
+            .unwrap_or_else(crate::signed::default_answer_key_file);
+        Ok(NetworkSetup {
+            listeners,
+            certificate,
+            answer_key_file,
+        })
+    }
+}
+
+/// A relative path in `[network]` names a file next to the config.
+fn relative_to_config(path: &std::path::Path, config_path: &std::path::Path) -> std::path::PathBuf {
+    match config_path.parent() {
+        Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// SIGHUP for `[network]`: the TLS certificate and the answer key are read again; new
+/// connections get the new certificate, open ones keep theirs; a pair or key that does not load
+/// leaves the one in force. Addresses change only with a restart.
+fn reload_network<S: TokenService>(
+    state: &State<S>,
+    config_path: &std::path::Path,
+    certificate: Option<&ReloadableCertificate>,
+) {
+    let Ok(config) = Config::load(config_path) else {
+        return; // reload() has logged why
+    };
+    if let Some(certificate) = certificate {
+        match config
+            .network
+            .as_ref()
+            .and_then(|n| n.tls_cert_file.as_deref().zip(n.tls_key_file.as_deref()))
+        {
+            Some((cert, key)) => match certificate.reload(
+                &relative_to_config(cert, config_path),
+                &relative_to_config(key, config_path),
+            ) {
+                Ok(()) => tracing::info!("TLS certificate reloaded from {}", cert.display()),
+                Err(e) => tracing::error!(
+                    "TLS certificate reload failed, still presenting the previous one: {e}"
+                ),
+            },
+            None => tracing::warn!(
+                "[network] no longer names a TLS certificate; still serving TLS with the previous one until the daemon restarts"
+            ),
+        }
+    } else if config.network.is_some_and(|n| n.tls_cert_file.is_some()) {
+        tracing::warn!("TLS on [network] takes effect when the daemon restarts");
+    }
+    match state.answers.reload() {
+        Some(Ok(true)) => tracing::info!(
+            "answer key replaced: signing with kid {}; the previous key stays published until its last answer expires",
+            state.answers.signer().map(|s| s.kid()).unwrap_or_default()
+        ),
+        Some(Ok(false)) | None => {}
+        Some(Err(e)) => {
+            tracing::error!("answer key reload failed, still signing with the previous key: {e}")
+        }
+    }
+}
+
+/// One `listening <ADDR:PORT> <tls|plain>` line on stdout per network address, before the
+/// ready line (tests binding port 0 learn the port from it).
+fn announce_listening(listeners: &[Listener]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for listener in listeners {
+        writeln!(
+            stdout,
+            "listening {} {}",
+            listener.local_addr(),
+            if listener.is_tls() { "tls" } else { "plain" }
+        )
+        .map_err(|e| anyhow!("cannot write the listening line to stdout: {e}"))?;
+    }
+    stdout
+        .flush()
+        .map_err(|e| anyhow!("cannot write the listening line to stdout: {e}"))
 }
 
 /// The one line on stdout that tests, the demo and scripts wait for.
@@ -200,7 +380,8 @@ fn reload<S: TokenService>(
             socket_path.display()
         );
     }
-    cap_connections(&mut settings, descriptor_limit, false);
+    let budgets = if config.network.is_some() { 2 } else { 1 };
+    cap_connections(&mut settings, descriptor_limit, budgets, false);
     if settings.max_connections != state.max_connections() {
         tracing::warn!("max_connections changes take effect when the daemon restarts");
     }

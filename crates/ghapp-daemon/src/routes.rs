@@ -42,6 +42,10 @@ pub enum Route {
     Metrics,
     /// `/healthz`.
     Health,
+    /// tokman's health probe `/api/health`.
+    ApiHealth,
+    /// `/.well-known/jwks.json`: the keys that verify signed answers.
+    Jwks,
     /// tokman's `/api/{namespace}/{repository}`.
     Tokman {
         /// The account (still unvalidated).
@@ -64,6 +68,8 @@ impl Route {
             api::RUNNER_TOKEN_PATH => Route::RunnerToken,
             api::METRICS_PATH => Route::Metrics,
             api::HEALTH_PATH => Route::Health,
+            api::API_HEALTH_PATH => Route::ApiHealth,
+            api::JWKS_PATH => Route::Jwks,
             api::WORKSPACE_TOKEN_PATH => Route::Workspace,
             _ => match path
                 .strip_prefix(api::TOKMAN_PREFIX)
@@ -92,6 +98,8 @@ impl Route {
             Route::RunnerToken => api::RUNNER_TOKEN_PATH,
             Route::Metrics => api::METRICS_PATH,
             Route::Health => api::HEALTH_PATH,
+            Route::ApiHealth => api::API_HEALTH_PATH,
+            Route::Jwks => api::JWKS_PATH,
             Route::Tokman { .. } => "/api/{namespace}/{repository}",
             Route::Workspace => api::WORKSPACE_TOKEN_PATH,
             Route::Unmatched => "unmatched",
@@ -118,7 +126,12 @@ impl Route {
 
     /// Scrapes and probes are not worth an audit line; everything else is.
     fn audited(&self) -> bool {
-        !matches!(self, Route::Metrics | Route::Health)
+        !matches!(self, Route::Metrics | Route::Health) && !self.credential_free()
+    }
+
+    /// Probes and public keys: served to any caller, before (and without) authentication.
+    pub fn credential_free(&self) -> bool {
+        matches!(self, Route::Health | Route::ApiHealth | Route::Jwks)
     }
 }
 
@@ -129,6 +142,11 @@ pub async fn handle<S: TokenService>(
     origin: Origin,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if matches!(origin, Origin::Network { .. })
+        && let Some(response) = credential_free(state, &request)
+    {
+        return response;
+    }
     let started = Instant::now();
     let settings = state.settings();
     let method = request.method().clone();
@@ -182,8 +200,8 @@ async fn answer<S: TokenService>(
         let reply = Reply::error(403, settings.access.refusal_message(&peer, &config));
         return (reply, anonymous);
     }
-    // Probes need no credential (and one sent anyway is not looked at).
-    let credential = if route == Route::Health {
+    // Probes and public keys need no credential (and one sent anyway is not looked at).
+    let credential = if route.credential_free() {
         None
     } else {
         match settings.authenticator.authenticate(request.headers()).await {
@@ -206,6 +224,60 @@ async fn answer<S: TokenService>(
         dispatch(state, settings, &caller, route, request, audit).await
     };
     (reply, caller)
+}
+
+/// A credential-free route ([`Route::credential_free`]) answered to a network caller before
+/// authentication; `None` for every other route.
+fn credential_free<S: TokenService>(
+    state: &State<S>,
+    request: &Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    let route = Route::parse(request.uri().path());
+    if !route.credential_free() {
+        return None;
+    }
+    let reply = if route.takes(request.method()) {
+        public_reply(state, &route)
+    } else {
+        Reply::method_not_allowed(method_label(request.method()), route.label(), route.allow())
+    };
+    state.metrics.request(route.label(), reply.status);
+    Some(reply.into_response())
+}
+
+/// The answer of a credential-free route.
+fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
+    match route {
+        Route::ApiHealth => Reply::json(200, &serde_json::json!({"message": "ok"})),
+        Route::Jwks => match state.answers.signer() {
+            Ok(signer) => Reply::json(200, &signer.jwks()),
+            Err(e) => Reply::error(500, e.to_string()),
+        },
+        _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
+    }
+}
+
+/// The `sub` of a signed answer when the request asks for one (`Accept: application/jwt`).
+fn signed_answer_for(request: &Request<Incoming>, caller: &Caller) -> Option<String> {
+    request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(crate::signed::wants_jwt)
+        .then(|| caller.identity_key())
+}
+
+/// A token answer as a signed JWT for `sub` (see [`crate::signed`]).
+fn signed_token<S: TokenService>(state: &State<S>, sub: &str, token: &api::TokenResponse) -> Reply {
+    match state
+        .answers
+        .signer()
+        .and_then(|signer| signer.sign(sub, token))
+    {
+        Ok(jws) => Reply::text(200, crate::signed::JWT_MEDIA_TYPE, jws),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
 }
 
 async fn dispatch<S: TokenService>(
@@ -237,12 +309,14 @@ async fn dispatch<S: TokenService>(
             invalidate(state, settings, request, audit).await
         }
         Route::Token => {
+            let signed_for = signed_answer_for(&request, caller);
             token(
                 state,
                 settings,
                 caller,
                 grant,
                 request.uri().query().unwrap_or(""),
+                signed_for,
                 audit,
             )
             .await
@@ -263,7 +337,7 @@ async fn dispatch<S: TokenService>(
                 ),
             }
         }
-        Route::Health => Reply::json(200, &serde_json::json!({"status": "ok"})),
+        Route::Health | Route::ApiHealth | Route::Jwks => public_reply(state, &route),
         Route::Tokman {
             namespace,
             repository,
@@ -290,7 +364,7 @@ async fn dispatch<S: TokenService>(
         Route::Unmatched => Reply::error(
             404,
             format!(
-                "no route {} for this path: the API has GET/DELETE {}, GET {}, POST {}, GET {}, GET {}, GET {}{{namespace}}/{{repository}}, GET {} (see docs/socket-api.md)",
+                "no route {} for this path: the API has GET/DELETE {}, GET {}, POST {}, GET {}, GET {}, GET {}{{namespace}}/{{repository}}, GET {}, GET {}, GET {} (see docs/socket-api.md)",
                 method_label(request.method()),
                 api::TOKEN_PATH,
                 api::STATUS_PATH,
@@ -298,7 +372,9 @@ async fn dispatch<S: TokenService>(
                 api::METRICS_PATH,
                 api::HEALTH_PATH,
                 api::TOKMAN_PREFIX,
-                api::WORKSPACE_TOKEN_PATH
+                api::WORKSPACE_TOKEN_PATH,
+                api::API_HEALTH_PATH,
+                api::JWKS_PATH
             ),
         ),
     }
@@ -464,6 +540,7 @@ async fn token<S: TokenService>(
     caller: &Caller,
     grant: Grant<'_>,
     raw_query: &str,
+    signed_for: Option<String>,
     audit: &mut AuditEvent,
 ) -> Reply {
     let mut query = match TokenQuery::parse(raw_query) {
@@ -473,9 +550,13 @@ async fn token<S: TokenService>(
     if query.host.is_none() {
         query.host = settings.default_host.clone();
     }
-    match serve_token(state, settings, caller, grant, query, audit).await {
-        Ok(token) => Reply::json(200, &token),
-        Err(reply) => reply,
+    match (
+        serve_token(state, settings, caller, grant, query, audit).await,
+        signed_for,
+    ) {
+        (Ok(token), None) => Reply::json(200, &token),
+        (Ok(token), Some(sub)) => signed_token(state, &sub, &token),
+        (Err(reply), _) => reply,
     }
 }
 

@@ -1,5 +1,8 @@
 //! The accept loop and the connections: hyper's HTTP/1.1 on tokio's `UnixListener`, one task per
-//! connection, SO_PEERCRED read once per connection.
+//! connection, SO_PEERCRED read once per connection. [`serve_connection`] and
+//! [`ConnectionBudget`] are generic over the stream, so the network listener
+//! ([`crate::network`]) serves TCP and TLS connections with the same code, limits and deadlines,
+//! under a budget of its own.
 //!
 //! A peer that is not admitted (SO_PEERCRED read at accept) is answered `403` and closed at once,
 //! without its request being parsed: refused peers hold no slot, no waiting place, and at most
@@ -20,6 +23,7 @@
 
 use crate::access::Peer;
 use crate::audit::{AuditEvent, Outcome};
+use crate::identity::Origin;
 use crate::idle::IdleConnections;
 use crate::routes;
 use crate::service::TokenService;
@@ -28,9 +32,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -101,12 +106,9 @@ async fn accept_loop<S: TokenService>(
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
-    // Waiting connections hold descriptors too: no more of them than slots (the open-files
-    // limit was sized for twice max_connections, see crate::hardening).
-    let waiting = Arc::new(Semaphore::new(MAX_WAITING.min(state.max_connections())));
-    let idle = Arc::new(IdleConnections::default());
+    let budget =
+        ConnectionBudget::with_slots(state.connection_slots().clone(), state.max_connections());
     let mut refusal_lines = RefusalLines::default();
     loop {
         let accepted = tokio::select! {
@@ -138,39 +140,12 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
-        let slots = state.connection_slots().clone();
-        let (state, stop, idle) = (state.clone(), stop.clone(), idle.clone());
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                state.metrics.connection_accepted();
-                tokio::spawn(async move {
-                    serve_connection(stream, peer, state, stop, &idle).await;
-                    drop(slot);
-                });
-            }
-            // Full: the connection idle the longest closes and frees its slot for this one,
-            // which waits for it below like any connection over the limit.
-            Err(_) => match waiting.clone().try_acquire_owned().inspect(|_| {
-                idle.close_oldest_idle();
-            }) {
-                Ok(waiter) => {
-                    let rejections = rejections.clone();
-                    tokio::spawn(async move {
-                        let slot = tokio::time::timeout(OVERLOAD_WAIT, slots.acquire_owned()).await;
-                        drop(waiter);
-                        match slot {
-                            Ok(Ok(slot)) => {
-                                state.metrics.connection_accepted();
-                                serve_connection(stream, peer, state, stop, &idle).await;
-                                drop(slot);
-                            }
-                            _ => reject(stream, &state, &rejections).await,
-                        }
-                    });
-                }
-                Err(_) => reject(stream, &state, &rejections).await,
-            },
-        }
+        budget.admit(
+            std::future::ready(Ok(stream)),
+            Origin::Local(peer),
+            &state,
+            &stop,
+        );
     }
     tracing::debug!("accept loop stopped");
 }
@@ -271,22 +246,142 @@ pub const REFUSAL_GRACE: Duration = Duration::from_millis(200);
 /// The route label of a connection refused before its request was read.
 pub const REFUSED_ROUTE: &str = "(refused peer)";
 
-async fn serve_connection<S: TokenService>(
-    stream: UnixStream,
-    peer: Peer,
+/// One pool of connection slots: at most `max` connections served at once, at most
+/// [`MAX_WAITING`] (and no more than `max`) waiting up to [`OVERLOAD_WAIT`] for a slot, the
+/// connection idle the longest closed to make room ([`crate::idle`]), and the rest answered
+/// `503`. The Unix socket has one; the network listener has its own, so a flood from the network
+/// can never take the slots local git needs.
+pub struct ConnectionBudget {
+    slots: Arc<Semaphore>,
+    max: usize,
+    waiting: Arc<Semaphore>,
+    rejections: Arc<Semaphore>,
+    idle: Arc<IdleConnections>,
+}
+
+impl ConnectionBudget {
+    /// A budget of `max` connections with its own slots.
+    pub fn new(max: usize) -> ConnectionBudget {
+        ConnectionBudget::with_slots(Arc::new(Semaphore::new(max)), max)
+    }
+
+    /// A budget over existing `slots` (the daemon state's, which its gauges read).
+    pub fn with_slots(slots: Arc<Semaphore>, max: usize) -> ConnectionBudget {
+        ConnectionBudget {
+            slots,
+            max,
+            // Waiting connections hold descriptors too: no more of them than slots (the
+            // open-files limit was sized for twice the slots, see crate::hardening).
+            waiting: Arc::new(Semaphore::new(MAX_WAITING.min(max))),
+            rejections: Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT)),
+            idle: Arc::new(IdleConnections::default()),
+        }
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Waits until every connection of this budget has closed, at most `deadline`.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        matches!(
+            tokio::time::timeout(deadline, self.slots.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Serves an accepted connection in a task of its own when a slot is free or frees up
+    /// within [`OVERLOAD_WAIT`]; answers `503` otherwise. `connect` yields the stream to serve:
+    /// the accepted socket itself, or its TLS handshake — which then runs inside the slot,
+    /// under the client deadline, and counts as idle (a stalled handshake makes room first).
+    pub fn admit<S, F, IO>(
+        &self,
+        connect: F,
+        origin: Origin,
+        state: &Arc<State<S>>,
+        stop: &watch::Receiver<bool>,
+    ) where
+        S: TokenService,
+        F: Future<Output = std::io::Result<IO>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let slots = self.slots.clone();
+        let (state, stop, idle) = (state.clone(), stop.clone(), self.idle.clone());
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                state.metrics.connection_accepted();
+                tokio::spawn(async move {
+                    serve_connection(connect, origin, state, stop, &idle).await;
+                    drop(slot);
+                });
+            }
+            // Full: the connection idle the longest closes and frees its slot for this one,
+            // which waits for it below like any connection over the limit.
+            Err(_) => match self.waiting.clone().try_acquire_owned().inspect(|_| {
+                idle.close_oldest_idle();
+            }) {
+                Ok(waiter) => {
+                    let rejections = self.rejections.clone();
+                    tokio::spawn(async move {
+                        let slot = tokio::time::timeout(OVERLOAD_WAIT, slots.acquire_owned()).await;
+                        drop(waiter);
+                        match slot {
+                            Ok(Ok(slot)) => {
+                                state.metrics.connection_accepted();
+                                serve_connection(connect, origin, state, stop, &idle).await;
+                                drop(slot);
+                            }
+                            _ => reject(connect, &state, &rejections),
+                        }
+                    });
+                }
+                Err(_) => reject(connect, &state, &self.rejections),
+            },
+        }
+    }
+}
+
+/// Serves one connection from `origin` until it closes, the daemon stops, or it is chosen to
+/// make room while idle: the stream `connect` yields (within `client_timeout`), hyper's HTTP/1.1
+/// with the head cap and the header deadline, every request answered by [`routes::handle`].
+pub async fn serve_connection<S, F, IO>(
+    connect: F,
+    origin: Origin,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
     idle: &Arc<IdleConnections>,
-) {
+) where
+    S: TokenService,
+    F: Future<Output = std::io::Result<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let client_timeout = state.settings().client_timeout;
     let registration = idle.register();
     let this = registration.connection().clone();
+    // A TLS handshake is a slow client's first chance to hold a slot: same deadline as a head,
+    // and idle (closable to make room) while it lasts.
+    let stream = tokio::select! {
+        stream = tokio::time::timeout(client_timeout, connect) => match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(origin = %origin, "connection failed before its first request: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(origin = %origin, "no TLS handshake within {}s; closed", client_timeout.as_secs_f64());
+                return;
+            }
+        },
+        _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => return,
+        _ = this.chosen() => return,
+    };
     let service = service_fn(move |request| {
         let state = state.clone();
         let busy = this.busy();
         async move {
-            let response =
-                routes::handle(&state, crate::identity::Origin::Local(peer), request).await;
+            let response = routes::handle(&state, origin, request).await;
             drop(busy);
             Ok::<_, Infallible>(response)
         }
@@ -309,35 +404,39 @@ async fn serve_connection<S: TokenService>(
             }
             _ = this.chosen() => {
                 if this.still_idle() {
-                    tracing::debug!(peer = %peer, "closed an idle connection to make room for a new one");
+                    tracing::debug!(origin = %origin, "closed an idle connection to make room for a new one");
                     return;
                 }
             }
         }
     };
     if let Err(e) = result {
-        tracing::debug!(peer = %peer, "connection ended: {e}");
+        tracing::debug!(origin = %origin, "connection ended: {e}");
     }
 }
 
 /// Counts and answers a connection that found no slot; beyond [`MAX_REJECTIONS_IN_FLIGHT`]
 /// answers under way it is simply closed.
-async fn reject<S: TokenService>(
-    stream: UnixStream,
-    state: &State<S>,
-    rejections: &Arc<Semaphore>,
-) {
+fn reject<S, F, IO>(connect: F, state: &State<S>, rejections: &Arc<Semaphore>)
+where
+    S: TokenService,
+    F: Future<Output = std::io::Result<IO>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     state.metrics.connection_rejected();
     if let Ok(permit) = rejections.clone().try_acquire_owned() {
         tokio::spawn(async move {
-            reject_overloaded(stream).await;
+            // A TLS client hears the 503 only after its handshake, which gets a short deadline.
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                reject_overloaded(stream).await;
+            }
             drop(permit);
         });
     }
 }
 
 /// Answers a connection over the limit with a 503 without parsing it, quickly and boundedly.
-async fn reject_overloaded(mut stream: UnixStream) {
+async fn reject_overloaded<IO: AsyncRead + AsyncWrite + Unpin>(mut stream: IO) {
     const BODY: &str =
         r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#;
     let response = format!(

@@ -6,6 +6,7 @@ use crate::metrics::DaemonMetrics;
 use crate::mint_limit::MintLimiter;
 use crate::service::TokenService;
 use crate::settings::Settings;
+use crate::signed::AnswerKeys;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -21,6 +22,8 @@ pub struct State<S> {
     pub audit: AuditLog,
     /// Per-identity mint buckets (kept across reloads).
     pub mint_limits: MintLimiter,
+    /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
+    pub answers: AnswerKeys,
     settings: RwLock<Arc<Settings>>,
     socket: PathBuf,
     started: Instant,
@@ -38,6 +41,7 @@ impl<S: TokenService> State<S> {
             metrics: DaemonMetrics::default(),
             audit,
             mint_limits: MintLimiter::default(),
+            answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
             started: Instant::now(),

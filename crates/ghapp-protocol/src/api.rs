@@ -25,6 +25,11 @@ pub const RUNNER_TOKEN_PATH: &str = "/v1/runner-token";
 pub const METRICS_PATH: &str = "/metrics";
 /// `GET` liveness.
 pub const HEALTH_PATH: &str = "/healthz";
+/// Seed compatibility: tokman's health probe, `GET` → `{"message": "ok"}`; no credential needed.
+pub const API_HEALTH_PATH: &str = "/api/health";
+/// `GET` the public keys that verify signed (`Accept: application/jwt`) answers; no credential
+/// needed.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Seed compatibility: tokman's `GET /api/{namespace}/{repository}`.
 pub const TOKMAN_PREFIX: &str = "/api/";
 /// Seed compatibility: the workspace endpoint.

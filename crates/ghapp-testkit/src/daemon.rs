@@ -3,7 +3,8 @@
 //!
 //! - [`DaemonProcess::start`]: a temp dir (short path — sockets are limited to 107 bytes) holding
 //!   the config, the socket and the daemon's stderr (`daemon.log`); waits for the `ready <socket>`
-//!   line; kills the daemon on drop.
+//!   line (after the `listening <ADDR:PORT> <tls|plain>` lines of a `[network]` daemon, see
+//!   [`DaemonProcess::listening`]); kills the daemon on drop.
 //! - [`http_request`]: one HTTP/1.1 request over the socket with `Connection: close`, from std
 //!   only, so tests can also send what a proper client never would.
 //! - [`parse_prometheus`]: a strict parser for the text exposition format.
@@ -44,6 +45,16 @@ pub struct DaemonProcess {
     log: PathBuf,
     options: DaemonStart,
     child: Option<Child>,
+    listening: Vec<NetworkAddress>,
+}
+
+/// One network address a `[network]` daemon announced (`listening ADDR:PORT tls|plain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkAddress {
+    /// The bound address, with the port the kernel chose for port 0.
+    pub address: std::net::SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
 }
 
 /// A directory for sockets with a short path: `/tmp` when it exists (`$TMPDIR` may be long).
@@ -101,6 +112,7 @@ impl DaemonProcess {
             log,
             options,
             child: None,
+            listening: Vec::new(),
         };
         daemon.spawn()?;
         Ok(daemon)
@@ -130,8 +142,23 @@ impl DaemonProcess {
             .take()
             .ok_or_else(|| anyhow!("no stdout pipe"))?;
         self.child = Some(child);
-        wait_for_ready(stdout, &self.socket)
-            .map_err(|e| anyhow!("{e}\n--- daemon log ---\n{}", self.log()))
+        self.listening = wait_for_ready(stdout, &self.socket)
+            .map_err(|e| anyhow!("{e}\n--- daemon log ---\n{}", self.log()))?;
+        Ok(())
+    }
+
+    /// The network addresses the daemon announced before `ready` (none without `[network]`);
+    /// renewed by [`DaemonProcess::restart`].
+    pub fn listening(&self) -> &[NetworkAddress] {
+        &self.listening
+    }
+
+    /// The first announced network address (panics with the log when there is none).
+    pub fn network_address(&self) -> std::net::SocketAddr {
+        match self.listening.first() {
+            Some(first) => first.address,
+            None => panic!("the daemon announced no network address:\n{}", self.log()),
+        }
     }
 
     /// The socket path.
@@ -254,7 +281,10 @@ impl Drop for DaemonProcess {
     }
 }
 
-fn wait_for_ready(stdout: std::process::ChildStdout, socket: &Path) -> anyhow::Result<()> {
+fn wait_for_ready(
+    stdout: std::process::ChildStdout,
+    socket: &Path,
+) -> anyhow::Result<Vec<NetworkAddress>> {
     let (lines, ready) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
@@ -272,15 +302,40 @@ fn wait_for_ready(stdout: std::process::ChildStdout, socket: &Path) -> anyhow::R
             }
         }
     });
-    match ready.recv_timeout(READY_TIMEOUT) {
-        Ok(line) if line == format!("ready {}", socket.display()) => Ok(()),
-        Ok(line) => bail!(
-            "expected `ready {}` on stdout, got {line:?}",
-            socket.display()
-        ),
-        Err(mpsc::RecvTimeoutError::Timeout) => bail!("no ready line within {READY_TIMEOUT:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the daemon exited before it was ready"),
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut listening = Vec::new();
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match ready.recv_timeout(wait) {
+            Ok(line) if line == format!("ready {}", socket.display()) => return Ok(listening),
+            Ok(line) if line.starts_with("listening ") => listening.push(parse_listening(&line)?),
+            Ok(line) => bail!(
+                "expected `ready {}` on stdout, got {line:?}",
+                socket.display()
+            ),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!("no ready line within {READY_TIMEOUT:?}")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the daemon exited before it was ready")
+            }
+        }
     }
+}
+
+/// `listening ADDR:PORT tls|plain`.
+fn parse_listening(line: &str) -> anyhow::Result<NetworkAddress> {
+    let mut words = line.split(' ').skip(1);
+    let address = words
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| anyhow!("bad listening line {line:?}"))?;
+    let tls = match words.next() {
+        Some("tls") => true,
+        Some("plain") => false,
+        _ => bail!("bad listening line {line:?}"),
+    };
+    Ok(NetworkAddress { address, tls })
 }
 
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStatus> {
@@ -752,6 +807,20 @@ mod tests {
         assert_eq!(r.status, 404);
         assert_eq!(r.headers["content-type"], "application/json");
         assert_eq!(r.json().unwrap()["error"], "x");
+    }
+
+    #[test]
+    fn listening_lines_parse() {
+        assert_eq!(
+            parse_listening("listening 127.0.0.1:4433 tls").unwrap(),
+            NetworkAddress {
+                address: "127.0.0.1:4433".parse().unwrap(),
+                tls: true
+            }
+        );
+        assert!(!parse_listening("listening [::1]:80 plain").unwrap().tls);
+        assert!(parse_listening("listening nowhere tls").is_err());
+        assert!(parse_listening("listening 127.0.0.1:1 gopher").is_err());
     }
 
     #[test]

@@ -415,6 +415,139 @@ impl EmulatorProcess {
     }
 }
 
+/// The emulator as an OIDC issuer (docs/emulator.md, "OIDC issuer"): ID tokens for the daemon's
+/// `[[oidc]]` identities, hostile variants, key rotation and the JWKS fetch counter.
+impl EmulatorProcess {
+    /// The default issuer: exactly the `iss` of its tokens and the `issuer` of its discovery
+    /// document (the emulator's `api_url`; `https://…` with `--tls`).
+    pub fn oidc_issuer(&self) -> String {
+        self.urls.api_url.clone()
+    }
+
+    /// Creates (if needed) the issuer `name` (`""` = the default one) and returns what
+    /// `POST /_emulator/oidc/issuers` answers: `issuer`, `discovery_url`, `jwks_uri`, `kids`,
+    /// `rs256_kid`, `es256_kid`. A second issuer is `{api_url}/oidc/{name}`.
+    pub fn oidc_issuer_info(&self, name: &str) -> anyhow::Result<Value> {
+        self.oidc_admin(
+            "POST",
+            "/_emulator/oidc/issuers",
+            Some(serde_json::json!({ "issuer": name })),
+        )
+    }
+
+    /// Mints an ID token (`POST /_emulator/oidc/token`, body as documented: `issuer`, `preset`,
+    /// `sub`, `aud`, `claims`, `lifetime_secs`, `alg`, `signing_issuer`, `hostile`,
+    /// `oversize_bytes`) and returns the whole answer (`token`, `alg`, `kid`, `claims`).
+    pub fn mint_id_token_answer(&self, request: Value) -> anyhow::Result<Value> {
+        self.oidc_admin("POST", "/_emulator/oidc/token", Some(request))
+    }
+
+    /// Mints an ID token and returns the compact JWS.
+    pub fn mint_id_token(&self, request: Value) -> anyhow::Result<String> {
+        let answer = self.mint_id_token_answer(request)?;
+        answer["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("the mint answer has no token"))
+    }
+
+    /// A GitHub Actions ID token of the default issuer for `repository` (`OWNER/REPO`) on
+    /// `git_ref` (e.g. `refs/heads/main`) with audience `aud`, signed RS256.
+    pub fn github_actions_id_token(
+        &self,
+        repository: &str,
+        git_ref: &str,
+        aud: &str,
+    ) -> anyhow::Result<String> {
+        self.mint_id_token(serde_json::json!({
+            "preset": { "kind": "github_actions", "repository": repository, "ref": git_ref },
+            "aud": aud,
+        }))
+    }
+
+    /// A Kubernetes service-account ID token of the default issuer (`sub`
+    /// `system:serviceaccount:NAMESPACE:NAME`, the nested `kubernetes.io` claim) with audience
+    /// `[aud]`, signed RS256.
+    pub fn kubernetes_id_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        aud: &str,
+    ) -> anyhow::Result<String> {
+        self.mint_id_token(serde_json::json!({
+            "preset": {
+                "kind": "kubernetes",
+                "namespace": namespace,
+                "service_account": service_account,
+            },
+            "aud": [aud],
+        }))
+    }
+
+    /// `request` made deliberately bad: `hostile` is one of `expired`, `not_yet_valid`,
+    /// `wrong_audience`, `wrong_issuer`, `wrong_key`, `unknown_kid`, `alg_none`,
+    /// `hs256_public_key_pem`, `hs256_public_key_der`, `oversized`.
+    pub fn hostile_id_token(&self, mut request: Value, hostile: &str) -> anyhow::Result<String> {
+        request
+            .as_object_mut()
+            .ok_or_else(|| anyhow!("the mint request must be a JSON object"))?
+            .insert("hostile".into(), Value::String(hostile.to_string()));
+        self.mint_id_token(request)
+    }
+
+    /// Rotates the default issuer's RS256 key: a new key signs from now on; the old one stays
+    /// in the JWKS when `keep_old`. Returns the answer (`kid`, `previous_kid`, `kids`).
+    pub fn rotate_oidc_keys(&self, keep_old: bool) -> anyhow::Result<Value> {
+        self.oidc_admin(
+            "POST",
+            "/_emulator/oidc/rotate",
+            Some(serde_json::json!({ "keep_old": keep_old })),
+        )
+    }
+
+    /// JWKS documents served (all issuers) since start or [`EmulatorProcess::reset_oidc_stats`].
+    pub fn jwks_fetches(&self) -> anyhow::Result<u64> {
+        let stats = self.oidc_admin("GET", "/_emulator/oidc/stats", None)?;
+        stats["jwks_fetches"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("OIDC stats without jwks_fetches: {stats}"))
+    }
+
+    /// Discovery documents served (all issuers).
+    pub fn discovery_fetches(&self) -> anyhow::Result<u64> {
+        let stats = self.oidc_admin("GET", "/_emulator/oidc/stats", None)?;
+        stats["discovery_fetches"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("OIDC stats without discovery_fetches: {stats}"))
+    }
+
+    /// Resets the OIDC fetch counters.
+    pub fn reset_oidc_stats(&self) -> anyhow::Result<()> {
+        self.oidc_admin("DELETE", "/_emulator/oidc/stats", None)
+            .map(|_| ())
+    }
+
+    fn oidc_admin(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let body = body.map(|b| b.to_string());
+        let response = request(
+            &self.urls.admin_url,
+            None,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_deref(),
+        )?;
+        if response.status != 200 {
+            bail!(
+                "{method} {path} answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
+        }
+        response.json()
+    }
+}
+
 impl Drop for EmulatorProcess {
     fn drop(&mut self) {
         let pid = self.child.id();

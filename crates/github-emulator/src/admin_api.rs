@@ -21,6 +21,9 @@ pub async fn handle(core: &Core, req: Request<Incoming>) -> Response<Body> {
 async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/');
+    if path.starts_with("/_emulator/oidc/") {
+        return crate::oidc_http::admin(core, &parts.method, path, body).await;
+    }
     match (&parts.method, path) {
         (&Method::GET, "/_emulator/stats") => {
             let stats = core.lock().stats.clone();

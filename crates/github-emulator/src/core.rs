@@ -89,6 +89,8 @@ pub struct Core {
     pub bases: OnceLock<Bases>,
     /// Creates repositories not on disk yet (background and on first git use).
     pub repo_maker: Arc<RepoMaker>,
+    /// The OIDC issuers (keys, rotation, fetch counters); their own lock.
+    pub oidc: crate::issuer::Issuers,
     mutable: Mutex<Mutable>,
 }
 
@@ -312,6 +314,7 @@ impl Core {
             stateless_secret: secret,
             bases: OnceLock::new(),
             repo_maker,
+            oidc: crate::issuer::Issuers::default(),
             mutable: Mutex::new(Mutable {
                 installations,
                 ..Mutable::default()

@@ -31,9 +31,13 @@ mod faults;
 pub mod fixture;
 mod git;
 mod http;
+mod id_token;
+mod issuer;
 pub mod jwt;
 mod keys;
 mod model;
+pub mod oidc;
+mod oidc_http;
 mod repos;
 mod router;
 pub mod schema;
@@ -65,6 +69,10 @@ pub struct Urls {
     /// With `--tls`: the CA certificate (PEM) clients must trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// The default OIDC issuer (`iss` of its ID tokens): `api_url` exactly, discovery at
+    /// `{oidc_issuer}/.well-known/openid-configuration` (see [`oidc`]).
+    #[serde(default)]
+    pub oidc_issuer: String,
 }
 
 /// How to serve (beyond the fixture and state dir).
@@ -274,6 +282,7 @@ impl Emulator {
         Ok(Emulator {
             urls: Urls {
                 admin_url,
+                oidc_issuer: api_url.clone(),
                 api_url,
                 git_url,
                 ca_file,

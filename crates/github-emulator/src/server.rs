@@ -111,6 +111,9 @@ async fn dispatch(
         Surface::Api if req.uri().path().starts_with("/_emulator/") => {
             Ok(crate::admin_api::handle(&core, req).await)
         }
+        Surface::Api if crate::oidc_http::is_public_path(req.uri().path()) => {
+            Ok(crate::oidc_http::public(&core, req.method(), req.uri().path()).await)
+        }
         Surface::Api => crate::api::handle(core, req).await,
         Surface::Git => crate::git::handle(core, req, peer).await,
         Surface::Admin => Ok(crate::admin_api::handle(&core, req).await),

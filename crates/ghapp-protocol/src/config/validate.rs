@@ -6,11 +6,11 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, Config, DaemonConfig, PolicyConfig, SignerKind};
+use super::schema::{AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, SignerKind};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// The most connections `max_connections` may allow: each holds a task and a small buffer.
@@ -51,6 +51,9 @@ impl Config {
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     validate_daemon(&config.daemon, &mut problems);
+    if let Some(network) = &config.network {
+        validate_network(network, &mut problems);
+    }
     let app_hosts: Vec<String> = config
         .apps
         .iter()
@@ -205,6 +208,120 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
             "socket_group",
             format!("socket_group {group:?} is not a group name or gid"),
         );
+    }
+}
+
+/// `[network]`: every `listen` entry an `ADDR:PORT` (IP literals only: no name is resolved),
+/// none twice, TLS files in pairs, and plain HTTP only on loopback addresses — a token never
+/// crosses a network in clear text, so a daemon told otherwise refuses to start. (The key file's
+/// mode is checked where it is read, as an App key's is.)
+fn validate_network(network: &NetworkConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, index: Option<usize>, message: String| {
+        let mut path = vec![key("network"), key(field)];
+        let mut subject = format!("network.{field}");
+        if let Some(index) = index {
+            path.push(Seg::Index(index));
+            subject = format!("{subject}[{index}]");
+        }
+        problems.push(Problem {
+            path,
+            subject,
+            message,
+        });
+    };
+    let tls = match (&network.tls_cert_file, &network.tls_key_file) {
+        (Some(_), Some(_)) => true,
+        (None, None) => false,
+        (Some(_), None) => {
+            report(
+                "tls_cert_file",
+                None,
+                "tls_cert_file needs tls_key_file, the certificate's private key".into(),
+            );
+            true
+        }
+        (None, Some(_)) => {
+            report(
+                "tls_key_file",
+                None,
+                "tls_key_file needs tls_cert_file, the certificate chain of the key".into(),
+            );
+            true
+        }
+    };
+    if network.listen.is_empty() {
+        report(
+            "listen",
+            None,
+            "names no address: add listen = [\"127.0.0.1:8080\"] (or remove [network])".into(),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (index, text) in network.listen.iter().enumerate() {
+        let Ok(address) = text.parse::<SocketAddr>() else {
+            report(
+                "listen",
+                Some(index),
+                format!(
+                    "{text:?} is not ADDR:PORT: an IP address and a port, such as 0.0.0.0:8443, [::]:8443 or 127.0.0.1:8080 (host names are not resolved)"
+                ),
+            );
+            continue;
+        };
+        if !seen.insert(address) {
+            report("listen", Some(index), format!("{address} is listed twice"));
+        }
+        if !tls && !address.ip().is_loopback() {
+            report(
+                "listen",
+                Some(index),
+                format!(
+                    "{address} is not a loopback address, and plain HTTP is served only on loopback (127.0.0.0/8, ::1): set tls_cert_file and tls_key_file to serve it with TLS (docs/network.md), or listen on 127.0.0.1"
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_with_the_line() {
+        let err =
+            parse("[network]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:8443\"]\n").unwrap_err();
+        assert!(
+            err.contains("line 2: network.listen[1]: 0.0.0.0:8443 is not a loopback address, and plain HTTP is served only on loopback"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        parse("[network]\nlisten = [\"127.0.0.1:0\", \"[::1]:8080\"]\n").unwrap();
+        parse("[network]\nlisten = [\"0.0.0.0:8443\", \"[::]:8443\"]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n").unwrap();
+    }
+
+    #[test]
+    fn addresses_tls_pairs_and_duplicates_are_checked() {
+        let err = parse("[network]\nlisten = [\"localhost:80\", \"127.0.0.1:1\", \"127.0.0.1:1\"]\ntls_cert_file = \"c.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("network.tls_cert_file: tls_cert_file needs tls_key_file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("network.listen[0]: \"localhost:80\" is not ADDR:PORT"),
+            "{err}"
+        );
+        assert!(
+            err.contains("network.listen[2]: 127.0.0.1:1 is listed twice"),
+            "{err}"
+        );
+        let err = parse("[network]\nlisten = []\n").unwrap_err();
+        assert!(err.contains("network.listen: names no address"), "{err}");
     }
 }
 
