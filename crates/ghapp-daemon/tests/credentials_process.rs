@@ -118,3 +118,84 @@ async fn credentials_are_honoured_and_never_logged() {
     assert!(audit.contains("denied_credential"), "{audit}");
     assert!(log.contains("refused an invalid credential"), "{log}");
 }
+
+/// The same identities on the real `[network]` listener (plain HTTP on loopback): a GitHub
+/// Actions shaped ID token gets acme/widgets read and is refused acme/gadgets; curl presents a
+/// client key on the workspace endpoint as the seed's entrypoint does; a caller presenting
+/// nothing is judged by its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_callers_on_the_real_listener() {
+    let issuers = Issuers::start().await;
+    let key = SigningKey::new("actions-1", Algorithm::RS256);
+    issuers.publish("actions", &[&key]);
+    let issuer = issuers.issuer("actions");
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let config = format!(
+        "{}\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n\n[[oidc]]\nissuer = \"{issuer}\"\naudience = \"ghapp\"\n\n[[client]]\nname = \"workspace\"\nkey_sha256 = \"{}\"\n\n[[policy]]\nissuer = \"{issuer}\"\nsubject = \"repo:acme/widgets:ref:refs/heads/main\"\nclaims = {{ repository_owner = \"acme\" }}\nrepos = [\"acme/widgets\"]\npermissions = {{ contents = \"read\" }}\n\n[[policy]]\nclient = \"workspace\"\nowners = [\"acme\"]\n\n[[policy]]\naddress = \"127.0.0.1/32\"\nrepos = [\"acme/gadgets\"]\n",
+        config_for(
+            &emulator,
+            "audit_log = \"audit.jsonl\"\ndefault_owner = \"acme\""
+        ),
+        ghapp_protocol::client_key::digest_hex(CLIENT_KEY),
+    );
+    let mut daemon = DaemonProcess::start(&config).unwrap();
+    let base = format!("http://{}", daemon.network_address());
+    let http = reqwest::Client::new();
+    let get = |path: &str, credential: Option<&str>| {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let mut actions = claims(&issuer, "ghapp", "repo:acme/widgets:ref:refs/heads/main");
+    actions["repository_owner"] = "acme".into();
+    let id_token = key.sign(&actions);
+
+    let (status, body) = get("/v1/token?owner=acme&repo=widgets", Some(&id_token)).await;
+    assert_eq!(status, 200, "{body}");
+    let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(granted["permissions"]["contents"], "read", "{body}");
+    let (status, body) = get("/v1/token?owner=acme&repo=gadgets", Some(&id_token)).await;
+    assert_eq!(status, 403, "{body}");
+    // Nothing presented: the address entry (acme/gadgets only), tokman's route included.
+    assert_eq!(get("/api/acme/gadgets", None).await.0, 200);
+    assert_eq!(get("/v1/token?owner=acme&repo=widgets", None).await.0, 403);
+    assert_eq!(get("/admin/github-installation-token", None).await.0, 401);
+
+    if ghapp_testkit::system::on_path("curl").is_none() {
+        eprintln!(
+            "SKIPPED: curl is not installed; the workspace entrypoint's curl call was not checked"
+        );
+    } else {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-H"])
+            .arg(format!("Authorization: Bearer {CLIENT_KEY}"))
+            .arg(format!("{base}/admin/github-installation-token"))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            answer["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("ghs_")),
+            "{body}"
+        );
+        assert!(answer["expires_at"].is_string());
+    }
+    daemon.stop().unwrap();
+    let audit = std::fs::read_to_string(daemon.dir().join("audit.jsonl")).unwrap();
+    assert!(!audit.contains(&id_token) && !audit.contains(CLIENT_KEY));
+    assert!(audit.contains(r#""address":"127.0.0.1""#), "{audit}");
+    assert!(
+        audit.contains(r#""subject":"repo:acme/widgets:ref:refs/heads/main""#),
+        "{audit}"
+    );
+    assert!(!daemon.log().contains(&id_token));
+}
