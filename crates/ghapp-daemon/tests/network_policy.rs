@@ -372,6 +372,29 @@ async fn on_the_socket_an_id_token_only_narrows_the_uid() {
         Some(403)
     );
 
+    // The credential helper's blocking client sends the same file.
+    let (socket, file) = (h.socket.clone(), token_file.clone());
+    let blocking = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let client = ghapp_client::blocking::BlockingClient::new(socket, deadline)
+            .with_id_token_file(Some(file));
+        let ask = |repo: &str| {
+            client.token(&TokenQuery {
+                owner: Some("acme".into()),
+                repo: Some(repo.into()),
+                ..Default::default()
+            })
+        };
+        (
+            ask("widgets").map(|t| t.permissions.to_list()),
+            ask("gadgets").map_err(|e| e.status()),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(blocking.0.unwrap(), "contents:read");
+    assert_eq!(blocking.1.unwrap_err(), Some(403));
+
     // A token no entry selects: 403; a broken one: 401; an unreadable file: nothing sent.
     std::fs::write(
         &token_file,
