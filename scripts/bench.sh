@@ -5,6 +5,8 @@
 # Extra arguments go to ghapp-bench (e.g. --note "after: LTO on", --only b, --no-oha).
 # Section g (signers on the cold path) uses SoftHSM2 and moto's server when present; its rows say
 # "not measured: <why>" otherwise.
+# Section h (the network listener, TCP and TCP+TLS) needs nothing beyond the build.
+# Section p measures the API proxy (docs/proxy.md) against the emulator directly.
 #
 # Section b2 measures the throughput rows again with oha, a load generator ghapp does not write.
 # When oha is absent it is installed here (pinned, --locked, in its own target dir so it does not

@@ -1,5 +1,6 @@
-//! An HTTP/1.1 load generator for the daemon's Unix socket: C concurrent workers, each with
-//! its own connection (kept alive, or a new one per request), cycling through request paths.
+//! An HTTP/1.1 load generator for the daemon's Unix socket — or its network listener, plain TCP
+//! or TLS ([`Target`]): C concurrent workers, each with its own connection (kept alive, or a new
+//! one per request), cycling through request paths.
 //! It is deliberately lean (hyper's low-level client, no pooling layer) so that on a 2-core
 //! machine as much CPU as possible is left to the daemon being measured.
 
@@ -9,17 +10,46 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
+/// Where requests go.
+#[derive(Clone)]
+pub enum Target {
+    /// The daemon's Unix socket.
+    Unix(PathBuf),
+    /// The network listener, plain TCP (loopback).
+    Tcp(SocketAddr),
+    /// The network listener over TLS; one client config for all connections, so its session
+    /// cache lets a new connection resume a session.
+    Tls(SocketAddr, Arc<rustls::ClientConfig>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Tcp(address) => write!(f, "tcp:{address}"),
+            Target::Tls(address, _) => write!(f, "tls:{address}"),
+        }
+    }
+}
+
+impl From<PathBuf> for Target {
+    fn from(socket: PathBuf) -> Target {
+        Target::Unix(socket)
+    }
+}
+
 /// One load run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    /// The daemon's socket.
-    pub socket: PathBuf,
+    /// Where to send the requests.
+    pub target: Target,
     /// Request paths (with query), used round-robin across all requests.
     pub paths: Vec<String>,
     /// Concurrent connections.
@@ -28,6 +58,8 @@ pub struct LoadSpec {
     pub requests: u64,
     /// Reuse each connection (keep-alive) or connect for every request.
     pub keep_alive: bool,
+    /// Extra request headers (e.g. `authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Runs the load and returns per-request latencies (non-2xx answers count as errors).
@@ -52,10 +84,40 @@ pub async fn run(spec: LoadSpec) -> Result<Samples> {
 
 type Sender = http1::SendRequest<Empty<Bytes>>;
 
-async fn connect(socket: &Path) -> Result<Sender> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("connecting to {}", socket.display()))?;
+async fn connect(target: &Target) -> Result<Sender> {
+    match target {
+        Target::Unix(socket) => {
+            let stream = UnixStream::connect(socket)
+                .await
+                .with_context(|| format!("connecting to {}", socket.display()))?;
+            handshake(stream).await
+        }
+        Target::Tcp(address) => {
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .with_context(|| format!("connecting to {address}"))?;
+            stream.set_nodelay(true)?;
+            handshake(stream).await
+        }
+        Target::Tls(address, config) => {
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .with_context(|| format!("connecting to {address}"))?;
+            stream.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, stream)
+                .await
+                .with_context(|| format!("TLS handshake with {address}"))?;
+            handshake(stream).await
+        }
+    }
+}
+
+async fn handshake<IO>(stream: IO) -> Result<Sender>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = connection.await;
@@ -89,13 +151,16 @@ async fn worker(spec: &LoadSpec, next: &AtomicU64) -> Samples {
 
 async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -> Result<bool> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(connect(&spec.socket).await?);
+        *sender = Some(connect(&spec.target).await?);
     }
     let s = sender.as_mut().expect("connected above");
     s.ready().await?;
     let mut request = hyper::Request::get(path).header(hyper::header::HOST, "ghapp");
     if !spec.keep_alive {
         request = request.header(hyper::header::CONNECTION, "close");
+    }
+    for (name, value) in &spec.headers {
+        request = request.header(name.as_str(), value.as_str());
     }
     let response = s.send_request(request.body(Empty::new())?).await?;
     let ok = response.status().is_success();
@@ -105,7 +170,12 @@ async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -
 
 /// Sends one request and returns (status, body) — for warm-up and checks.
 pub async fn get(socket: &Path, path: &str) -> Result<(u16, Bytes)> {
-    let mut sender = connect(socket).await?;
+    get_from(&Target::Unix(socket.to_path_buf()), path).await
+}
+
+/// [`get`] to any target.
+pub async fn get_from(target: &Target, path: &str) -> Result<(u16, Bytes)> {
+    let mut sender = connect(target).await?;
     sender.ready().await?;
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, "ghapp")

@@ -2,8 +2,10 @@
 //! Use `scripts/bench.sh` (it builds in release mode first); `--quick` is a smoke run.
 
 mod load;
+mod network;
 mod oha;
 mod process;
+mod proxy;
 mod scenario;
 mod signers;
 mod stats;

@@ -30,7 +30,8 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–g, as in the report), e.g. `--only e`; implies no doc rewrite.
+    /// Run only these sections (a–h and p, as in the report), e.g. `--only e`; implies no doc
+    /// rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
     /// Extra environment for the daemon, `KEY=VALUE` (e.g. `MALLOC_ARENA_MAX=1`), for experiments.
@@ -268,6 +269,28 @@ pub fn run(options: Options) -> Result<()> {
     if options.wants('f') {
         sections.push(("f. Binary sizes and helper memory", sizes(&bin)?));
     }
+    if options.wants('h') {
+        eprintln!("bench: network listener (TCP, TCP+TLS) against the socket");
+        sections.push((
+            "h. Network listener: TCP and TCP+TLS against the Unix socket of the same daemon",
+            runtime.block_on(network_rows(&options, scale))?,
+        ));
+    }
+    if options.wants('p') {
+        eprintln!("bench: API proxy");
+        let rows = crate::proxy::measure(scale)?
+            .into_iter()
+            .map(|r| Row {
+                what: r.what,
+                figure: r.figure,
+                baseline: r.baseline,
+                ratio: r.ratio,
+                target: r.target,
+                met: r.met.map_or("–", verdict),
+            })
+            .collect();
+        sections.push(("p. API proxy (docs/proxy.md) against the emulator directly", rows));
+    }
     sections.sort_by_key(|(title, _)| *title);
 
     let report = render(&sections, &options, started.elapsed());
@@ -500,11 +523,12 @@ async fn throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (keep_alive, concurrency, requests) in throughput_runs(scale) {
         let spec = |path: &str| LoadSpec {
-            socket: socket.clone(),
+            target: socket.clone().into(),
             paths: vec![path.to_string()],
             concurrency,
             requests,
             keep_alive,
+            headers: Vec::new(),
         };
         let base = load::run(spec("/healthz")).await?.summary();
         let tok = load::run(spec(&token)).await?.summary();
@@ -565,6 +589,63 @@ fn oha_throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
         let base = measure("/healthz")?;
         let tok = measure(&token)?;
         rows.push(throughput_row(keep_alive, concurrency, &tok, &base));
+    }
+    Ok(rows)
+}
+
+/// Section h: two daemons with `[network]` (loopback plain, TLS) on one emulator.
+async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
+    let emulator = EmulatorProcess::start(&fixture(false)).context("starting the emulator")?;
+    let base = daemon_config(&emulator);
+    let tls = crate::network::TestTls::generate()?;
+    let plain_daemon = crate::network::start_daemon(
+        &format!("{base}{}", crate::network::PLAIN_NETWORK_TABLE),
+        &options.daemon_env,
+    )?;
+    let tls_daemon = crate::network::start_daemon(
+        &format!("{base}{}", tls.network_table()),
+        &options.daemon_env,
+    )?;
+    let client = tls.client_config();
+    let (pairs, resumed) =
+        crate::network::measure_all(&plain_daemon, &tls_daemon, &client, scale).await?;
+    let mut rows: Vec<Row> = pairs
+        .into_iter()
+        .map(|pair| {
+            let ratio = pair.network.per_sec / pair.socket.per_sec;
+            Row {
+                what: pair.what,
+                figure: format!(
+                    "{:.0} req/s, p50 {} p99 {}",
+                    pair.network.per_sec,
+                    ms(pair.network.p50_ms),
+                    ms(pair.network.p99_ms)
+                ),
+                baseline: format!(
+                    "Unix socket: {:.0} req/s, p99 {}",
+                    pair.socket.per_sec,
+                    ms(pair.socket.p99_ms)
+                ),
+                ratio: format!("{ratio:.2}× of the socket"),
+                target: pair
+                    .target
+                    .map_or("–".into(), |t| format!("≥ {t}× the socket")),
+                met: pair.target.map_or("–", |t| verdict(ratio >= t)),
+            }
+        })
+        .collect();
+    rows.push(Row {
+        what: "`/v1/token`, TCP+TLS, keep-alive, with a client key".into(),
+        figure:
+            "not measured yet: network callers need a `[[client]]` key (identities of issue 14)"
+                .into(),
+        baseline: "–".into(),
+        ratio: "–".into(),
+        target: "≥ 0.5× the socket".into(),
+        met: "–",
+    });
+    if !resumed {
+        eprintln!("bench: WARNING: TLS sessions were not resumed");
     }
     Ok(rows)
 }
@@ -706,11 +787,12 @@ async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {
     let (mints_before, lookups_before) = (stack.mints()?, stack.route_count(lookup_route)?);
     let concurrency = requests as usize;
     let mut samples = load::run(LoadSpec {
-        socket,
+        target: socket.into(),
         paths,
         concurrency,
         requests,
         keep_alive: false,
+        headers: Vec::new(),
     })
     .await?;
     let s = samples.summary();
@@ -749,11 +831,12 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
         .collect();
     let (before, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
     let mut samples = load::run(LoadSpec {
-        socket,
+        target: socket.into(),
         paths,
         concurrency: 64,
         requests: tokens,
         keep_alive: true,
+        headers: Vec::new(),
     })
     .await?;
     let s = samples.summary();

@@ -18,7 +18,7 @@ use crate::mint::{Minter, plan};
 use crate::refresh::{Refresher, Round};
 use crate::request::Request;
 use crate::resolve::{Resolved, Resolver, Target};
-use crate::runner::{self, RunnerAnswer, RunnerTarget};
+use crate::runner::{self, RunnerAnswer, RunnerOp, RunnerOutcome, RunnerTarget};
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
 use ghapp_protocol::api::RunnerTokenResponse;
@@ -436,15 +436,13 @@ impl Core {
         next
     }
 
-    /// A runner registration (or removal, with `remove`) token for `target` on `host`.
-    pub(crate) async fn runner_token(
-        self: &Arc<Self>,
+    /// The installation-token request for runner calls on `target`, and the target with its
+    /// names as validated (lower-cased).
+    fn runner_request(
         host: &str,
         target: RunnerTarget,
-        remove: bool,
-    ) -> Result<RunnerTokenResponse, BrokerError> {
+    ) -> Result<(Request, RunnerTarget), BrokerError> {
         let request = Request::from_query(&runner::runner_query(host, &target)?)?;
-        // The validated (lower-cased) names.
         let target = match (&request.owner, &request.repo, target) {
             (Some(owner), Some(repo), RunnerTarget::Repository { .. }) => {
                 RunnerTarget::Repository {
@@ -457,6 +455,17 @@ impl Core {
             }
             (_, _, target) => target,
         };
+        Ok((request, target))
+    }
+
+    /// A runner registration (or removal, with `remove`) token for `target` on `host`.
+    pub(crate) async fn runner_token(
+        self: &Arc<Self>,
+        host: &str,
+        target: RunnerTarget,
+        remove: bool,
+    ) -> Result<RunnerTokenResponse, BrokerError> {
+        let (request, target) = Self::runner_request(host, target)?;
         let mut retried = false;
         loop {
             let (token, app, _) = self
@@ -465,6 +474,39 @@ impl Core {
                 .map_err(|e| Self::runner_advice(&target, e))?;
             match runner::ask(&app, &token, &request.host, &target, remove, !retried).await {
                 RunnerAnswer::Issued(response) => return Ok(response),
+                RunnerAnswer::Revoked => {
+                    tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
+                    self.tokens.invalidate(token.token.expose());
+                    retried = true;
+                }
+                RunnerAnswer::Failed(failure) => {
+                    self.metrics.record_github_failure(&failure.error);
+                    if let Some(consequence) = &failure.consequence {
+                        self.apply(&app, consequence);
+                    }
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    /// A runner-management call (`op`: list, get, delete, generate-jitconfig) on `target` at
+    /// `host`, with an installation token holding the runner permission at write.
+    pub(crate) async fn manage_runners(
+        self: &Arc<Self>,
+        host: &str,
+        target: RunnerTarget,
+        op: RunnerOp,
+    ) -> Result<RunnerOutcome, BrokerError> {
+        let (request, target) = Self::runner_request(host, target)?;
+        let mut retried = false;
+        loop {
+            let (token, app, _) = self
+                .token_for(&request)
+                .await
+                .map_err(|e| Self::runner_advice(&target, e))?;
+            match runner::manage(&app, &token, &request.host, &target, &op, !retried).await {
+                RunnerAnswer::Issued(outcome) => return Ok(outcome),
                 RunnerAnswer::Revoked => {
                     tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
                     self.tokens.invalidate(token.token.expose());

@@ -224,7 +224,11 @@ pub(crate) fn runner_failure(app: &AppRuntime, call: &RunnerCall<'_>, error: Api
             let failure = api_failure(
                 app,
                 error,
-                &format!("getting a runner {kind} token for {target}"),
+                &if kind.contains(' ') {
+                    format!("{kind} of {target}")
+                } else {
+                    format!("getting a runner {kind} token for {target}")
+                },
             );
             return Failure {
                 error: failure

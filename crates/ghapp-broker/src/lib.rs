@@ -21,7 +21,7 @@
 //! | `refresh` | `Refresher`: the background task that runs refresh rounds on time |
 //! | `flight` | single-flight: one task, many waiters, a dead task still ends its flight |
 //! | `failure` | the one place a GitHub failure becomes a [`BrokerError`] (and a consequence for the caches) |
-//! | `runner` | runner registration/removal tokens (organization or repository): the query and the call |
+//! | `runner` | runner registration/removal tokens and runner management (list, get, delete, generate-jitconfig), organization or repository: the query and the calls |
 //! | `status` | [`BrokerStatus`] for `/v1/status` |
 //! | `metrics` | counters and the mint-latency histogram; [`BrokerMetrics`] |
 //! | `error` | [`BrokerError`] and [`ErrorKind`] |
@@ -69,6 +69,7 @@ pub use config::{
 pub use error::{BrokerError, ErrorKind};
 /// The config file: its home is `ghapp_protocol::config`, shared by every binary.
 pub use ghapp_protocol::config;
+pub use github::{JitRunner, SelfHostedRunner};
 pub use metrics::{BrokerMetrics, Histogram};
 pub use status::BrokerStatus;
 
@@ -185,6 +186,105 @@ impl Broker {
             repo: repo.to_string(),
         };
         self.core.runner_token(host, target, remove).await
+    }
+
+    /// The self-hosted runners of an organization, or of one repository with `repo` (every
+    /// page of `GET …/actions/runners`).
+    pub async fn list_runners(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: Option<&str>,
+    ) -> Result<Vec<SelfHostedRunner>, BrokerError> {
+        match self
+            .manage_runners(host, owner, repo, runner::RunnerOp::List)
+            .await?
+        {
+            runner::RunnerOutcome::Listed(runners) => Ok(runners),
+            _ => Err(BrokerError::internal("runner list: unexpected outcome")),
+        }
+    }
+
+    /// One self-hosted runner; `None` when GitHub has no runner with that id.
+    pub async fn get_runner(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: Option<&str>,
+        id: u64,
+    ) -> Result<Option<SelfHostedRunner>, BrokerError> {
+        match self
+            .manage_runners(host, owner, repo, runner::RunnerOp::Get(id))
+            .await?
+        {
+            runner::RunnerOutcome::Found(runner) => Ok(runner),
+            _ => Err(BrokerError::internal("runner get: unexpected outcome")),
+        }
+    }
+
+    /// Deletes a self-hosted runner; false when GitHub had no runner with that id.
+    pub async fn delete_runner(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: Option<&str>,
+        id: u64,
+    ) -> Result<bool, BrokerError> {
+        match self
+            .manage_runners(host, owner, repo, runner::RunnerOp::Delete(id))
+            .await?
+        {
+            runner::RunnerOutcome::Deleted(existed) => Ok(existed),
+            _ => Err(BrokerError::internal("runner delete: unexpected outcome")),
+        }
+    }
+
+    /// Registers a just-in-time runner (`POST …/actions/runners/generate-jitconfig`): GitHub
+    /// requires a runner group and 1–100 labels; a name in use is a 409 (kind `Ambiguous`,
+    /// `github_status` 409).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn generate_jitconfig(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: Option<&str>,
+        name: &str,
+        runner_group_id: u64,
+        labels: &[String],
+        work_folder: &str,
+    ) -> Result<JitRunner, BrokerError> {
+        let body = github::JitConfigBody {
+            name: name.to_string(),
+            runner_group_id,
+            labels: labels.to_vec(),
+            work_folder: work_folder.to_string(),
+        };
+        match self
+            .manage_runners(host, owner, repo, runner::RunnerOp::Jit(body))
+            .await?
+        {
+            runner::RunnerOutcome::Registered(jit) => Ok(jit),
+            _ => Err(BrokerError::internal(
+                "generate-jitconfig: unexpected outcome",
+            )),
+        }
+    }
+
+    async fn manage_runners(
+        &self,
+        host: &str,
+        owner: &str,
+        repo: Option<&str>,
+        op: runner::RunnerOp,
+    ) -> Result<runner::RunnerOutcome, BrokerError> {
+        let target = match repo {
+            Some(repo) => runner::RunnerTarget::Repository {
+                owner: owner.to_string(),
+                repo: repo.to_string(),
+            },
+            None => runner::RunnerTarget::Organization(owner.to_string()),
+        };
+        self.core.manage_runners(host, target, op).await
     }
 
     /// Applies a new config (SIGHUP): Apps whose identity and key are unchanged keep their

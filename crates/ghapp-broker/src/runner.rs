@@ -15,8 +15,9 @@
 use crate::app::AppRuntime;
 use crate::cache::CachedToken;
 use crate::error::BrokerError;
+use crate::error::ErrorKind;
 use crate::failure::{self, Failure, RunnerCall};
-use crate::github::ApiError;
+use crate::github::{ApiError, InstallationAuth, JitConfigBody, JitRunner, SelfHostedRunner};
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery};
 use ghapp_protocol::permissions::{Level, Permissions};
 
@@ -81,10 +82,10 @@ impl RunnerTarget {
     }
 }
 
-/// What GitHub said to a runner-token call.
-pub(crate) enum RunnerAnswer {
-    /// The runner token.
-    Issued(RunnerTokenResponse),
+/// What GitHub said to a runner call.
+pub(crate) enum RunnerAnswer<T> {
+    /// The answer.
+    Issued(T),
     /// GitHub no longer accepts the installation token used.
     Revoked,
     /// Any other failure, mapped.
@@ -126,7 +127,7 @@ pub(crate) async fn ask(
     target: &RunnerTarget,
     remove: bool,
     may_remint: bool,
-) -> RunnerAnswer {
+) -> RunnerAnswer<RunnerTokenResponse> {
     let kind = kind(remove);
     match app
         .client
@@ -161,6 +162,126 @@ pub(crate) async fn ask(
             &RunnerCall {
                 target: target.label(),
                 kind,
+                permission: target.permission(),
+                repository: matches!(target, RunnerTarget::Repository { .. }),
+                installation_id: token.installation_id(),
+                account: &token.plan.account,
+            },
+            error,
+        )),
+    }
+}
+
+/// A runner-management call (beyond registration tokens).
+pub(crate) enum RunnerOp {
+    /// List every runner.
+    List,
+    /// Read one runner.
+    Get(u64),
+    /// Delete one runner.
+    Delete(u64),
+    /// Register a just-in-time runner.
+    Jit(JitConfigBody),
+}
+
+impl RunnerOp {
+    fn describe(&self) -> &'static str {
+        match self {
+            RunnerOp::List => "listing the runners",
+            RunnerOp::Get(_) => "reading a runner",
+            RunnerOp::Delete(_) => "deleting a runner",
+            RunnerOp::Jit(_) => "registering a just-in-time runner",
+        }
+    }
+}
+
+/// The result of a [`RunnerOp`].
+pub(crate) enum RunnerOutcome {
+    /// [`RunnerOp::List`].
+    Listed(Vec<SelfHostedRunner>),
+    /// [`RunnerOp::Get`]: `None` when GitHub has no such runner.
+    Found(Option<SelfHostedRunner>),
+    /// [`RunnerOp::Delete`]: false when GitHub had no such runner.
+    Deleted(bool),
+    /// [`RunnerOp::Jit`].
+    Registered(JitRunner),
+}
+
+/// Makes the runner call `op` for `target` with the installation token `token`. GitHub's 409
+/// (a runner of that name exists) and 422 (a bad request: group, labels) pass through with
+/// its message; a 401 is [`RunnerAnswer::Revoked`] when `may_remint`.
+pub(crate) async fn manage(
+    app: &AppRuntime,
+    token: &CachedToken,
+    host: &str,
+    target: &RunnerTarget,
+    op: &RunnerOp,
+    may_remint: bool,
+) -> RunnerAnswer<RunnerOutcome> {
+    let scope = target.api_scope();
+    let auth = InstallationAuth {
+        token: &token.token,
+        minted_at: token.minted_at,
+        installation_id: token.installation_id(),
+    };
+    let client = &app.client;
+    let result = match op {
+        RunnerOp::List => client.list_runners(&scope, auth).await.map(RunnerOutcome::Listed),
+        RunnerOp::Get(id) => client.get_runner(&scope, *id, auth).await.map(RunnerOutcome::Found),
+        RunnerOp::Delete(id) => client
+            .delete_runner(&scope, *id, auth)
+            .await
+            .map(RunnerOutcome::Deleted),
+        RunnerOp::Jit(body) => client.generate_jitconfig(&scope, body, auth).await.map(
+            |(runner, encoded_jit_config)| {
+                let scheme = if app.config.insecure_http { "http" } else { "https" };
+                tracing::info!(app = %app.name(), target = %target.label(), runner = %runner.name, id = runner.id, jit_config = %encoded_jit_config.fingerprint(), "registered a just-in-time runner");
+                RunnerOutcome::Registered(JitRunner {
+                    runner,
+                    encoded_jit_config,
+                    url: format!("{scheme}://{host}/{}", target.path()),
+                })
+            },
+        ),
+    };
+    match result {
+        Ok(outcome) => {
+            app.health.ok();
+            RunnerAnswer::Issued(outcome)
+        }
+        Err(ApiError::Status { status: 401, .. }) if may_remint => RunnerAnswer::Revoked,
+        Err(ApiError::Status {
+            status: status @ (409 | 422),
+            message,
+            route,
+        }) => {
+            let kind = if status == 409 {
+                ErrorKind::Ambiguous
+            } else {
+                ErrorKind::Unprocessable
+            };
+            let error = BrokerError::new(
+                kind,
+                format!(
+                    "GitHub refused {} for {} (HTTP {status} from {route}): {message}",
+                    op.describe(),
+                    target.label()
+                ),
+            )
+            .with_app(app.name())
+            .with_installation(token.installation_id())
+            .with_target(target.label())
+            .with_github(Some(status), Some(route), message);
+            RunnerAnswer::Failed(Failure {
+                error,
+                consequence: None,
+            })
+        }
+        Err(error) => RunnerAnswer::Failed(failure::runner_failure(
+            app,
+            &RunnerCall {
+                target: target.label(),
+                kind: op.describe(),
                 permission: target.permission(),
                 repository: matches!(target, RunnerTarget::Repository { .. }),
                 installation_id: token.installation_id(),

@@ -24,6 +24,8 @@ pub enum Method {
     Get,
     /// POST.
     Post,
+    /// DELETE.
+    Delete,
 }
 
 impl Method {
@@ -32,6 +34,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -206,6 +209,7 @@ impl HttpTransport for ReqwestTransport {
             let method = match request.method {
                 Method::Get => reqwest::Method::GET,
                 Method::Post => reqwest::Method::POST,
+                Method::Delete => reqwest::Method::DELETE,
             };
             let mut builder = client
                 .request(method, &request.url)

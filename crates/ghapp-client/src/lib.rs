@@ -210,6 +210,78 @@ impl DaemonClient {
         self.json(Method::POST, RUNNER_TOKEN_PATH, Some(body)).await
     }
 
+    /// `POST /api/v1/runners/provision`.
+    pub async fn provision_runner(
+        &self,
+        request: &ghapp_protocol::runners::ProvisionRequest,
+    ) -> Result<ghapp_protocol::runners::ProvisionResponse, ClientError> {
+        let body = serde_json::to_vec(request).expect("a request serializes");
+        self.json(
+            Method::POST,
+            ghapp_protocol::runners::PROVISION_PATH,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/runners` (`deleted`: deleted runners too; `all`: every caller's).
+    pub async fn list_runners(
+        &self,
+        deleted: bool,
+        all: bool,
+    ) -> Result<ghapp_protocol::runners::RunnerList, ClientError> {
+        let path = format!(
+            "{}?deleted={deleted}&all={all}",
+            ghapp_protocol::runners::RUNNERS_PATH
+        );
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// `GET /api/v1/runners/{name}`.
+    pub async fn runner(
+        &self,
+        name: &str,
+    ) -> Result<ghapp_protocol::runners::RunnerRecord, ClientError> {
+        let path = format!("{}{name}", ghapp_protocol::runners::RUNNER_PREFIX);
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// `DELETE /api/v1/runners/{name}`.
+    pub async fn deprovision_runner(
+        &self,
+        name: &str,
+    ) -> Result<ghapp_protocol::runners::RunnerRecord, ClientError> {
+        let path = format!("{}{name}", ghapp_protocol::runners::RUNNER_PREFIX);
+        self.json(Method::DELETE, &path, None).await
+    }
+
+    /// `POST /api/v1/runners/cleanup`: delete runners offline longer than `offline_for`.
+    pub async fn cleanup_runners(
+        &self,
+        offline_for: Duration,
+    ) -> Result<ghapp_protocol::runners::SyncReport, ClientError> {
+        let body = serde_json::to_vec(&ghapp_protocol::runners::CleanupRequest {
+            offline_for_secs: offline_for.as_secs(),
+        })
+        .expect("a request serializes");
+        self.json(
+            Method::POST,
+            ghapp_protocol::runners::CLEANUP_PATH,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/runners/sync`: one reconciliation round now.
+    pub async fn sync_runners(&self) -> Result<ghapp_protocol::runners::SyncReport, ClientError> {
+        self.json(
+            Method::POST,
+            ghapp_protocol::runners::SYNC_PATH,
+            Some(Vec::new()),
+        )
+        .await
+    }
+
     /// Any route, raw: (status, body). For `/metrics`, `/healthz` and the seed routes.
     pub async fn raw(
         &self,

@@ -97,6 +97,10 @@ pub struct PeerPolicy {
     pub ceiling: Option<Permissions>,
     /// Git hosts allowed (lower-cased); `None` means every host.
     pub hosts: Option<BTreeSet<String>>,
+    /// Runner groups it may provision into; `None` means any (checked by `runner_routes`).
+    pub runner_groups: Option<Vec<u64>>,
+    /// Labels (exact or `*` globs) its runners may carry; `None` means any.
+    pub runner_labels: Option<Vec<String>>,
 }
 
 /// What an `issuer` entry asks of an ID token: its issuer, a `subject` glob and claim globs.
@@ -266,6 +270,8 @@ impl PeerPolicy {
                 .hosts
                 .as_ref()
                 .map(|hosts| hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            runner_groups: entry.runner_groups.clone(),
+            runner_labels: entry.runner_labels.clone(),
         })
     }
 

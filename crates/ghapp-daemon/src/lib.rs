@@ -5,11 +5,13 @@
 //! - [`systemd`]: socket activation and readiness notification.
 //! - [`server`]: the accept loop, connections and their limits; [`idle`]: which connections may
 //!   be closed to make room when every slot is taken.
-//! - [`routes`]: the API, with [`reply`] for answers.
+//! - [`routes`]: the API, with [`reply`] for answers; [`runner_routes`]: the runner service's
+//!   routes, [`runner_service`]: its database, GitHub calls and background sync.
 //! - [`identity`]: who is calling (Unix peer or network address, and a verified credential);
 //!   [`access`]: allow-lists and per-peer policies; [`settings`]: the validated `[daemon]` table.
 //! - [`service`]: the broker behind a trait, so tests can fake it.
 //! - [`metrics`]: `/metrics` (via `prometheus-client`); [`audit`]: the JSON-lines audit log.
+//! - [`proxy`]: the API proxy's listener (`[proxy]`), with the broker as its token source.
 //! - [`lifecycle`]: start, reload on SIGHUP, drain on SIGTERM/SIGINT; [`hardening`]: no core
 //!   dumps, the open-files limit and the connection cap that fits it.
 //!
@@ -32,8 +34,11 @@ pub mod logging;
 pub mod metrics;
 pub mod mint_limit;
 pub mod network;
+pub mod proxy;
 pub mod reply;
 pub mod routes;
+pub mod runner_routes;
+pub mod runner_service;
 pub mod server;
 pub mod service;
 pub mod settings;

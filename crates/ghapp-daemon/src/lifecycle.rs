@@ -101,10 +101,14 @@ where
     let socket_path = socket_file.path.clone();
 
     let audit = AuditLog::open(settings.audit_log.as_deref())?;
+    let runners = crate::runner_service::RunnerService::open(&config)?;
     let service = start_service(&config).context("cannot start the token broker")?;
     let apps = config.apps.len();
     let max_connections = settings.max_connections;
-    let state = Arc::new(State::new(service, settings, audit, &socket_path));
+    let state = Arc::new(State::new(service, settings, audit, &socket_path).with_runners(runners));
+    if let Some(runners) = state.runners.clone() {
+        crate::runner_service::spawn_sync(state.clone(), |state| &state.service, runners);
+    }
     let mut server = Server::start(listener, state.clone()).context("cannot serve the socket")?;
     let mut network_server = None;
     let mut certificate = None;
@@ -138,6 +142,7 @@ where
             max_connections,
         ));
     }
+    let api_proxy = crate::proxy::start(&config, &config_path, state.clone())?;
 
     announce_ready(&socket_path)?;
     systemd.notifier.notify(&format!(
@@ -174,6 +179,7 @@ where
     if let Some(network) = &mut network_server {
         network.stop_accepting().await;
     }
+    drop(api_proxy);
     socket_file.remove();
     let network_drained = match network_server {
         Some(network) => network.drain(DRAIN_DEADLINE).await,

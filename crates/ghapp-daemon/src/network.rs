@@ -83,6 +83,11 @@ impl Listener {
         .map_err(failed)?;
         // A restarted daemon rebinds at once, whatever TIME_WAIT its last connections left.
         socket.set_reuseaddr(true).map_err(failed)?;
+        // `[::]:P` means IPv6 only, so `0.0.0.0:P` can be listed beside it (a dual-stack
+        // socket would take both and make the second bind fail).
+        if address.is_ipv6() {
+            rustix::net::sockopt::set_ipv6_v6only(&socket, true).map_err(|e| failed(e.into()))?;
+        }
         socket.bind(address).map_err(failed)?;
         let tcp = socket.listen(LISTEN_BACKLOG).map_err(failed)?;
         let local = tcp.local_addr().map_err(failed)?;
@@ -308,5 +313,37 @@ mod tests {
         let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         assert_ne!(listener.local_addr().port(), 0);
         assert!(!listener.is_tls());
+    }
+
+    #[tokio::test]
+    async fn the_v4_and_v6_wildcards_bind_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let acceptor = tls::ReloadableCertificate::load(&cert_file, &key_file)
+            .unwrap()
+            .acceptor()
+            .unwrap();
+        let v4 = Listener::bind("0.0.0.0:0".parse().unwrap(), Some(acceptor.clone())).unwrap();
+        assert!(v4.is_tls());
+        let v6: SocketAddr = format!("[::]:{}", v4.local_addr().port()).parse().unwrap();
+        match Listener::bind(v6, Some(acceptor)) {
+            Ok(listener) => assert_eq!(listener.local_addr().port(), v4.local_addr().port()),
+            Err(BindError::Bind { error, .. })
+                if error.kind() == io::ErrorKind::AddrNotAvailable
+                    || error.raw_os_error() == Some(97) =>
+            {
+                eprintln!("SKIPPED: no IPv6 on this machine ({error})");
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 }

@@ -55,6 +55,8 @@ pub enum Route {
     },
     /// The workspace endpoint `/admin/github-installation-token`.
     Workspace,
+    /// The runner service's routes (`/api/v1/runners…`, `/health`).
+    Runners(crate::runner_routes::RunnerRoute),
     /// Anything else (404).
     Unmatched,
 }
@@ -62,6 +64,9 @@ pub enum Route {
 impl Route {
     /// Matches a path exactly (no trailing slashes, no normalization).
     pub fn parse(path: &str) -> Route {
+        if let Some(runners) = crate::runner_routes::RunnerRoute::parse(path) {
+            return Route::Runners(runners);
+        }
         match path {
             api::TOKEN_PATH => Route::Token,
             api::STATUS_PATH => Route::Status,
@@ -102,6 +107,7 @@ impl Route {
             Route::Jwks => api::JWKS_PATH,
             Route::Tokman { .. } => "/api/{namespace}/{repository}",
             Route::Workspace => api::WORKSPACE_TOKEN_PATH,
+            Route::Runners(route) => route.label(),
             Route::Unmatched => "unmatched",
         }
     }
@@ -111,6 +117,7 @@ impl Route {
         match self {
             Route::Token => "GET, DELETE",
             Route::RunnerToken => "POST",
+            Route::Runners(route) => route.allow(),
             _ => "GET",
         }
     }
@@ -119,6 +126,7 @@ impl Route {
         match self {
             Route::Token => method == Method::GET || method == Method::DELETE,
             Route::RunnerToken => method == Method::POST,
+            Route::Runners(route) => route.takes(method),
             Route::Unmatched => true,
             _ => method == Method::GET,
         }
@@ -126,12 +134,21 @@ impl Route {
 
     /// Scrapes and probes are not worth an audit line; everything else is.
     fn audited(&self) -> bool {
-        !matches!(self, Route::Metrics | Route::Health) && !self.credential_free()
+        match self {
+            Route::Runners(route) => route.audited(),
+            _ => !matches!(self, Route::Metrics | Route::Health) && !self.credential_free(),
+        }
     }
 
     /// Probes and public keys: served to any caller, before (and without) authentication.
     pub fn credential_free(&self) -> bool {
-        matches!(self, Route::Health | Route::ApiHealth | Route::Jwks)
+        matches!(
+            self,
+            Route::Health
+                | Route::ApiHealth
+                | Route::Jwks
+                | Route::Runners(crate::runner_routes::RunnerRoute::Health)
+        )
     }
 }
 
@@ -251,8 +268,9 @@ fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
         Route::ApiHealth => Reply::json(200, &serde_json::json!({"message": "ok"})),
         Route::Jwks => match state.answers.signer() {
             Ok(signer) => Reply::json(200, &signer.jwks()),
-            Err(e) => Reply::error(500, e.to_string()),
+            Err(e) => answer_key_failure(&e),
         },
+        Route::Runners(_) => crate::runner_routes::health(state.runners.as_deref()),
         _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
     }
 }
@@ -276,8 +294,17 @@ fn signed_token<S: TokenService>(state: &State<S>, sub: &str, token: &api::Token
         .and_then(|signer| signer.sign(sub, token))
     {
         Ok(jws) => Reply::text(200, crate::signed::JWT_MEDIA_TYPE, jws),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => answer_key_failure(&e),
     }
+}
+
+/// A `500` that does not show callers where the daemon keeps its key; the log has the detail.
+fn answer_key_failure(error: &crate::signed::AnswerKeyError) -> Reply {
+    tracing::error!("{error}");
+    Reply::error(
+        500,
+        "signed answers are unavailable: the daemon's answer key cannot be used (its log says why)",
+    )
 }
 
 async fn dispatch<S: TokenService>(
@@ -361,6 +388,28 @@ async fn dispatch<S: TokenService>(
             ))
         }
         Route::Workspace => workspace(state, settings, caller, grant, audit).await,
+        Route::Runners(route) => {
+            let (method, query) = (
+                request.method().clone(),
+                request.uri().query().map(str::to_string),
+            );
+            match read_body(request, settings.client_timeout).await {
+                Ok(body) => {
+                    crate::runner_routes::handle(
+                        state,
+                        settings,
+                        caller,
+                        route,
+                        &method,
+                        query.as_deref(),
+                        &body,
+                        audit,
+                    )
+                    .await
+                }
+                Err(reply) => reply,
+            }
+        }
         Route::Unmatched => Reply::error(
             404,
             format!(

@@ -2,7 +2,9 @@
 //! [`ghapp_broker::Broker`] implements it, and tests put a fake behind it to exercise the
 //! socket, routes and limits without GitHub.
 
-use ghapp_broker::{Broker, BrokerError, BrokerMetrics, BrokerStatus, Config};
+use ghapp_broker::{
+    Broker, BrokerError, BrokerMetrics, BrokerStatus, Config, JitRunner, SelfHostedRunner,
+};
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
 use std::future::Future;
 
@@ -54,6 +56,54 @@ pub trait TokenService: Send + Sync + 'static {
         }
     }
 
+    /// The self-hosted runners of an organization (or of `repo`); see
+    /// [`Broker::list_runners`]. Services without runners (test fakes) answer that they cannot.
+    fn list_runners<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+    ) -> impl Future<Output = Result<Vec<SelfHostedRunner>, BrokerError>> + Send + 'a {
+        let _ = (host, owner, repo);
+        async move { Err(no_runners()) }
+    }
+
+    /// One self-hosted runner; see [`Broker::get_runner`].
+    fn get_runner<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<SelfHostedRunner>, BrokerError>> + Send + 'a {
+        let _ = (host, owner, repo, id);
+        async move { Err(no_runners()) }
+    }
+
+    /// Deletes a self-hosted runner; see [`Broker::delete_runner`].
+    fn delete_runner<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        id: u64,
+    ) -> impl Future<Output = Result<bool, BrokerError>> + Send + 'a {
+        let _ = (host, owner, repo, id);
+        async move { Err(no_runners()) }
+    }
+
+    /// Registers a just-in-time runner; see [`Broker::generate_jitconfig`].
+    fn generate_jitconfig<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        request: &'a ghapp_runners::JitRequest,
+    ) -> impl Future<Output = Result<JitRunner, BrokerError>> + Send + 'a {
+        let _ = (host, owner, repo, request);
+        async move { Err(no_runners()) }
+    }
+
     /// Applies a reloaded config, keeping cached tokens that remain valid.
     fn reload(&self, config: &Config) -> Result<(), BrokerError>;
 
@@ -65,6 +115,11 @@ pub trait TokenService: Send + Sync + 'static {
 
     /// Stops background work.
     fn shutdown(&self);
+}
+
+/// What a service without runner management answers.
+fn no_runners() -> BrokerError {
+    BrokerError::unprocessable("this service manages no self-hosted runners")
 }
 
 impl TokenService for Broker {
@@ -103,6 +158,54 @@ impl TokenService for Broker {
         remove: bool,
     ) -> impl Future<Output = Result<RunnerTokenResponse, BrokerError>> + Send + 'a {
         Broker::repository_runner_token(self, host, owner, repo, remove)
+    }
+
+    fn list_runners<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+    ) -> impl Future<Output = Result<Vec<SelfHostedRunner>, BrokerError>> + Send + 'a {
+        Broker::list_runners(self, host, owner, repo)
+    }
+
+    fn get_runner<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<SelfHostedRunner>, BrokerError>> + Send + 'a {
+        Broker::get_runner(self, host, owner, repo, id)
+    }
+
+    fn delete_runner<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        id: u64,
+    ) -> impl Future<Output = Result<bool, BrokerError>> + Send + 'a {
+        Broker::delete_runner(self, host, owner, repo, id)
+    }
+
+    fn generate_jitconfig<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+        repo: Option<&'a str>,
+        request: &'a ghapp_runners::JitRequest,
+    ) -> impl Future<Output = Result<JitRunner, BrokerError>> + Send + 'a {
+        Broker::generate_jitconfig(
+            self,
+            host,
+            owner,
+            repo,
+            &request.name,
+            request.runner_group_id,
+            &request.labels,
+            &request.work_folder,
+        )
     }
 
     fn reload(&self, config: &Config) -> Result<(), BrokerError> {

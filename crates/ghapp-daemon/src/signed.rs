@@ -201,7 +201,7 @@ impl AnswerSigner {
             retired: Mutex::new(retired),
             writing: Mutex::new(()),
         };
-        signer.persist()?;
+        signer.persist_or_warn();
         Ok(signer)
     }
 
@@ -240,7 +240,7 @@ impl AnswerSigner {
                 until,
             });
         }
-        self.persist()?;
+        self.persist_or_warn();
         Ok(true)
     }
 
@@ -272,7 +272,7 @@ impl AnswerSigner {
         // Written down before the answer leaves, so a restart with another key keeps this one
         // published long enough; rewritten only when the latest expiry grows (a new token).
         if self.persisted_until.fetch_max(exp, Ordering::SeqCst) < exp {
-            self.persist()?;
+            self.persist_or_warn();
         }
         Ok(jws)
     }
@@ -296,6 +296,16 @@ impl AnswerSigner {
 
     fn retired_keys(&self) -> std::sync::MutexGuard<'_, Vec<Retired>> {
         self.retired.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`AnswerSigner::persist`]; a failure only loses what a restart with another key would
+    /// need (the daemon keeps serving, and says so).
+    fn persist_or_warn(&self) {
+        if let Err(e) = self.persist() {
+            tracing::warn!(
+                "{e}; a restart with another answer key will not keep this key published"
+            );
+        }
     }
 
     /// Rewrites the published file (atomically: a temp file renamed over it).

@@ -4,6 +4,7 @@
 use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
 use crate::mint_limit::MintLimiter;
+use crate::runner_service::RunnerService;
 use crate::service::TokenService;
 use crate::settings::Settings;
 use crate::signed::AnswerKeys;
@@ -22,6 +23,8 @@ pub struct State<S> {
     pub audit: AuditLog,
     /// Per-identity mint buckets (kept across reloads).
     pub mint_limits: MintLimiter,
+    /// The runner service, when `[runners]` is configured.
+    pub runners: Option<Arc<RunnerService>>,
     /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
     pub answers: AnswerKeys,
     settings: RwLock<Arc<Settings>>,
@@ -41,6 +44,7 @@ impl<S: TokenService> State<S> {
             metrics: DaemonMetrics::default(),
             audit,
             mint_limits: MintLimiter::default(),
+            runners: None,
             answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),
             socket: socket.to_path_buf(),
@@ -48,6 +52,12 @@ impl<S: TokenService> State<S> {
             connections: Arc::new(Semaphore::new(max_connections)),
             max_connections,
         }
+    }
+
+    /// The same state with the runner service.
+    pub fn with_runners(mut self, runners: Option<RunnerService>) -> State<S> {
+        self.runners = runners.map(Arc::new);
+        self
     }
 
     /// The settings in force (a cheap snapshot; never held across I/O).

@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 pub use schema::{
     AppConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig, PolicyConfig,
-    SignerKind, TokenFormat, api_url_for_host,
+    RunnersConfig, SignerKind, TokenFormat, api_url_for_host,
 };
+pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
 pub use validate::{MAX_CONNECTIONS_LIMIT, parse_address_range};
 

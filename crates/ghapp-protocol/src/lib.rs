@@ -8,6 +8,7 @@
 //! - [`permissions`]: GitHub App permission names and levels, as parsed from every surface.
 //! - [`config`]: the config file — its schema, all its validation, and how every binary reads it.
 //! - [`paths`]: where the socket and the config file live, resolved the same way by all binaries.
+//! - [`runners`]: the runner service's API (provision, list, states, audit-free records).
 //! - [`secret`]: the [`Token`](secret::Token) type that never prints itself, and fingerprints.
 //! - [`duration`]: human durations such as `30m` used in config, queries and flags.
 //! - [`time`]: [`Timestamp`](time::Timestamp), an instant written as RFC 3339 only at the wire.
@@ -19,6 +20,7 @@ pub mod credential;
 pub mod duration;
 pub mod paths;
 pub mod permissions;
+pub mod runners;
 pub mod secret;
 pub mod time;
 

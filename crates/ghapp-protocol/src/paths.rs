@@ -387,3 +387,63 @@ mod tests {
         );
     }
 }
+
+/// The daemon's state directory (its databases and keys): `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=ghapp`; the first of several), else `$XDG_STATE_HOME/ghapp`, else
+/// `~/.local/state/ghapp`, else (root without a home) `/var/lib/ghapp` — the rule the network
+/// listener's answer key follows too.
+pub fn daemon_state_dir() -> PathBuf {
+    let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let systemd = nonempty("STATE_DIRECTORY").and_then(|dirs| {
+        let first = dirs.to_string_lossy().split(':').next()?.to_string();
+        Some(PathBuf::from(first))
+    });
+    state_dir_from(
+        systemd,
+        nonempty("XDG_STATE_HOME").map(PathBuf::from),
+        nonempty("HOME").map(PathBuf::from),
+    )
+}
+
+/// [`daemon_state_dir`] from its inputs.
+fn state_dir_from(
+    systemd: Option<PathBuf>,
+    xdg_state_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> PathBuf {
+    if let Some(dir) = systemd.filter(|d| d.is_absolute()) {
+        return dir;
+    }
+    if let Some(dir) = xdg_state_home.filter(|d| d.is_absolute()) {
+        return dir.join("ghapp");
+    }
+    if let Some(home) = home.filter(|d| d.is_absolute()) {
+        return home.join(".local/state/ghapp");
+    }
+    PathBuf::from("/var/lib/ghapp")
+}
+
+#[cfg(test)]
+mod state_dir_tests {
+    use super::*;
+
+    #[test]
+    fn state_dir_follows_systemd_then_xdg_then_home() {
+        assert_eq!(
+            state_dir_from(Some("/var/lib/x".into()), Some("/s".into()), None),
+            PathBuf::from("/var/lib/x")
+        );
+        assert_eq!(
+            state_dir_from(None, Some("/s".into()), Some("/h".into())),
+            PathBuf::from("/s/ghapp")
+        );
+        assert_eq!(
+            state_dir_from(None, Some("relative".into()), Some("/h".into())),
+            PathBuf::from("/h/.local/state/ghapp")
+        );
+        assert_eq!(
+            state_dir_from(None, None, None),
+            PathBuf::from("/var/lib/ghapp")
+        );
+    }
+}

@@ -87,6 +87,10 @@ pub enum Command {
     /// runner's `./config.sh` line.
     #[command(after_long_help = EXIT_STATUS_HELP)]
     RunnerToken(RunnerTokenArgs),
+    /// Self-hosted runners: provision (just-in-time by default), list, status, deprovision,
+    /// cleanup, and the database's audit trail and backups (docs/runners.md).
+    #[command(subcommand, after_long_help = EXIT_STATUS_HELP)]
+    Runners(crate::commands::runners::RunnersCommand),
     /// Run the whole flow on this machine with no GitHub App and no network: emulator, daemon,
     /// git clone/commit/push through the helper.
     Demo(DemoArgs),

@@ -21,6 +21,9 @@ pub async fn handle(core: &Core, req: Request<Incoming>) -> Response<Body> {
 async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/');
+    if crate::admin_resources::serves(path) {
+        return crate::admin_resources::handle(core, &parts.method, path, body).await;
+    }
     if path.starts_with("/_emulator/oidc/") {
         return crate::oidc_http::admin(core, &parts.method, path, body).await;
     }
@@ -61,6 +64,34 @@ async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
                     Err((status, message)) => error(status, &message),
                 },
                 Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid fault: {e}")),
+            }
+        }
+        (&Method::GET, "/_emulator/runners") => {
+            let runners: Vec<_> = core
+                .lock()
+                .runners
+                .list
+                .iter()
+                .map(|r| r.to_json())
+                .collect();
+            json(StatusCode::OK, &j!({ "runners": runners }))
+        }
+        (&Method::POST, "/_emulator/runners") => {
+            let bytes = match read_body(body, 64 * 1024).await {
+                Ok(bytes) => bytes,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let action = match serde_json::from_slice(&bytes) {
+                Ok(action) => action,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid action: {e}")),
+            };
+            let now = core.clock.unix();
+            match crate::runners::apply(&mut core.lock().runners, action, now) {
+                Ok(runner) => json(StatusCode::OK, &j!({ "ok": true, "runner": runner })),
+                Err((status, message)) => error(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    &message,
+                ),
             }
         }
         _ => error(StatusCode::NOT_FOUND, "unknown admin route"),

@@ -35,6 +35,10 @@ pub struct Mutable {
     /// Apps whose keys were rotated (`add_key`/`remove_key` faults): the public keys (PKCS#1
     /// DER) their JWTs may be signed with, replacing the fixture's single key.
     pub app_keys: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// What the conditional-request routes serve (pull requests, files, last changes).
+    pub resources: crate::conditional::Resources,
+    /// Self-hosted runners and registration tokens.
+    pub runners: crate::runners::Runners,
 }
 
 /// One primary rate-limit window.

@@ -24,8 +24,10 @@
 
 pub mod admin;
 mod admin_api;
+pub mod admin_resources;
 mod api;
 pub mod clock;
+mod conditional;
 mod core;
 mod faults;
 pub mod fixture;
@@ -40,6 +42,7 @@ pub mod oidc;
 mod oidc_http;
 mod repos;
 mod router;
+pub mod runners;
 pub mod schema;
 mod server;
 mod tls;

@@ -98,15 +98,15 @@ pub async fn admin(core: &Core, method: &Method, path: &str, body: Incoming) -> 
                 Ok(()) => info(core, &request.issuer),
                 Err(e) => issuer_error(&e),
             },
-            Err(response) => response,
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
         },
         (&Method::POST, "/_emulator/oidc/token") => match parse::<MintIdToken>(&bytes) {
             Ok(request) => mint(core, &request).await,
-            Err(response) => response,
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
         },
         (&Method::POST, "/_emulator/oidc/rotate") => match parse::<RotateOidcKeys>(&bytes) {
             Ok(request) => rotate(core, &request).await,
-            Err(response) => response,
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
         },
         _ => error(StatusCode::NOT_FOUND, "unknown admin route"),
     }
@@ -191,14 +191,14 @@ async fn generate(alg: Alg) -> Result<IssuerKey, Response<Body>> {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response<Body>> {
+/// The request body as `T` (an empty body reads as `{}`); the error is the 400 message.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         bytes
     };
-    serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid request: {e}"))
 }
 
 fn issuer_error(e: &IssuerError) -> Response<Body> {

@@ -9,9 +9,9 @@
 
 use super::engine::Auth;
 use super::wire::{
-    AccessTokenJson, GrantedRepository, InstallationInfo, InstallationJson, MintedToken,
-    RunnerToken, RunnerTokenJson, TokenRequestBody, installation_info, next_link, parse_json,
-    permissions_from_map,
+    AccessTokenJson, GrantedRepository, InstallationInfo, InstallationJson, JitConfigBody,
+    JitConfigJson, MintedToken, RunnerListJson, RunnerToken, RunnerTokenJson, SelfHostedRunner,
+    TokenRequestBody, installation_info, next_link, parse_json, permissions_from_map,
 };
 use super::{ApiError, GitHubClient};
 use crate::config::TokenFormat;
@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 /// Most pages of `GET /app/installations` read (100 per page).
 const MAX_INSTALLATION_PAGES: usize = 100;
+/// Most pages of a runner list read (100 per page: 10,000 runners).
+const MAX_RUNNER_PAGES: usize = 100;
 /// Most redirects followed for one installation look-up.
 const MAX_REDIRECTS: usize = 3;
 
@@ -260,6 +262,134 @@ impl GitHubClient {
             token: Token::new(parsed.token),
             expires_at: parsed.expires_at,
         })
+    }
+}
+
+/// An installation token and what the engine needs to know of it, for the runner calls.
+#[derive(Clone, Copy)]
+pub(crate) struct InstallationAuth<'a> {
+    /// The token.
+    pub token: &'a Token,
+    /// When it was minted (GitHub's replication delay).
+    pub minted_at: Instant,
+    /// Its installation.
+    pub installation_id: u64,
+}
+
+impl<'a> InstallationAuth<'a> {
+    fn auth(self) -> Auth<'a> {
+        Auth::Installation {
+            token: self.token,
+            minted_at: self.minted_at,
+            installation_id: self.installation_id,
+        }
+    }
+}
+
+impl GitHubClient {
+    /// Every self-hosted runner of `scope` (`orgs/{org}` or `repos/{owner}/{repo}`): 100 per
+    /// page, following `Link: rel="next"` on the same API only.
+    pub(crate) async fn list_runners(
+        &self,
+        scope: &str,
+        auth: InstallationAuth<'_>,
+    ) -> Result<Vec<SelfHostedRunner>, ApiError> {
+        let route = format!("GET /{scope}/actions/runners");
+        let mut all = Vec::new();
+        let mut next = Some(format!(
+            "{}/{scope}/actions/runners?per_page=100",
+            self.api_base()
+        ));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_RUNNER_PAGES {
+                return Err(ApiError::Protocol {
+                    detail: format!("{route} has more than {MAX_RUNNER_PAGES} pages"),
+                });
+            }
+            let (response, _) = self.call(Method::Get, &url, auth.auth(), None, &[]).await?;
+            let page: RunnerListJson = parse_json(&response, &route)?;
+            let listed = page.runners.len();
+            all.extend(page.runners.into_iter().map(SelfHostedRunner::from));
+            if let Some(link) = response.header("link").and_then(next_link) {
+                if !link.starts_with(&format!("{}/", self.api_base())) {
+                    return Err(ApiError::Protocol {
+                        detail: format!("{route}: next page {link} is outside {}", self.api_base()),
+                    });
+                }
+                next = Some(link);
+            } else if listed == 100 && (all.len() as u64) < page.total_count {
+                // No Link header but more runners than read: ask for the next page by number.
+                next = Some(format!(
+                    "{}/{scope}/actions/runners?per_page=100&page={}",
+                    self.api_base(),
+                    pages + 1
+                ));
+            }
+        }
+        Ok(all)
+    }
+
+    /// One runner of `scope`; `None` when GitHub has none with that id (404).
+    pub(crate) async fn get_runner(
+        &self,
+        scope: &str,
+        id: u64,
+        auth: InstallationAuth<'_>,
+    ) -> Result<Option<SelfHostedRunner>, ApiError> {
+        let path = format!("/{scope}/actions/runners/{id}");
+        match self.call(Method::Get, &path, auth.auth(), None, &[]).await {
+            Ok((response, _)) => {
+                let runner: super::wire::RunnerJson =
+                    parse_json(&response, &format!("GET {path}"))?;
+                Ok(Some(runner.into()))
+            }
+            Err(ApiError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a runner of `scope` (204); false when GitHub had none with that id (404).
+    pub(crate) async fn delete_runner(
+        &self,
+        scope: &str,
+        id: u64,
+        auth: InstallationAuth<'_>,
+    ) -> Result<bool, ApiError> {
+        let path = format!("/{scope}/actions/runners/{id}");
+        match self
+            .call(Method::Delete, &path, auth.auth(), None, &[])
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ApiError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers a just-in-time runner in `scope`: 201 `{runner, encoded_jit_config}`.
+    pub(crate) async fn generate_jitconfig(
+        &self,
+        scope: &str,
+        body: &JitConfigBody,
+        auth: InstallationAuth<'_>,
+    ) -> Result<(SelfHostedRunner, Token), ApiError> {
+        let path = format!("/{scope}/actions/runners/generate-jitconfig");
+        let route = format!("POST {path}");
+        let json = serde_json::to_vec(body).map_err(|e| ApiError::Protocol {
+            detail: format!("{route}: {e}"),
+        })?;
+        let (response, _) = self
+            .call(Method::Post, &path, auth.auth(), Some(json), &[])
+            .await?;
+        let parsed: JitConfigJson = parse_json(&response, &route)?;
+        if parsed.encoded_jit_config.is_empty() {
+            return Err(ApiError::Protocol {
+                detail: format!("{route}: GitHub answered an empty encoded_jit_config"),
+            });
+        }
+        Ok((parsed.runner.into(), Token::new(parsed.encoded_jit_config)))
     }
 }
 

@@ -18,12 +18,14 @@ mod wire;
 
 use std::time::Duration;
 
+pub(crate) use endpoints::InstallationAuth;
 pub(crate) use engine::GitHubClient;
 pub(crate) use error::ApiError;
 pub(crate) use limits::Bucket;
 #[cfg(test)]
 pub(crate) use wire::GrantedRepository;
-pub(crate) use wire::{InstallationInfo, MintedToken, TokenRequestBody};
+pub(crate) use wire::{InstallationInfo, JitConfigBody, MintedToken, TokenRequestBody};
+pub use wire::{JitRunner, SelfHostedRunner};
 
 /// A 401 with a token younger than this is GitHub's replication delay, not a rejection.
 pub(crate) const REPLICATION_DELAY: Duration = Duration::from_secs(5);

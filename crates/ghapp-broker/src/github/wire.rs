@@ -142,6 +142,88 @@ pub(crate) struct RunnerTokenJson {
     pub expires_at: Timestamp,
 }
 
+/// A self-hosted runner as GitHub lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfHostedRunner {
+    /// GitHub's id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// `status: "online"`.
+    pub online: bool,
+    /// Running a job.
+    pub busy: bool,
+    /// Its label names.
+    pub labels: Vec<String>,
+}
+
+impl From<RunnerJson> for SelfHostedRunner {
+    fn from(json: RunnerJson) -> Self {
+        SelfHostedRunner {
+            id: json.id,
+            name: json.name,
+            online: json.status.eq_ignore_ascii_case("online"),
+            busy: json.busy,
+            labels: json.labels.into_iter().map(|l| l.name).collect(),
+        }
+    }
+}
+
+/// A just-in-time runner GitHub registered. `Debug` shows the configuration's fingerprint.
+#[derive(Debug, Clone)]
+pub struct JitRunner {
+    /// The runner, registered (offline until it starts).
+    pub runner: SelfHostedRunner,
+    /// What `./run.sh --jitconfig` takes: a secret.
+    pub encoded_jit_config: Token,
+    /// The organization's or repository's page.
+    pub url: String,
+}
+
+/// A self-hosted runner (`GET /orgs/{org}/actions/runners`, …).
+#[derive(Deserialize)]
+pub(crate) struct RunnerJson {
+    pub id: u64,
+    pub name: String,
+    /// `online` or `offline`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub busy: bool,
+    #[serde(default)]
+    pub labels: Vec<RunnerLabelJson>,
+}
+
+/// One label of a runner.
+#[derive(Deserialize)]
+pub(crate) struct RunnerLabelJson {
+    pub name: String,
+}
+
+/// `GET …/actions/runners` → `{total_count, runners}`.
+#[derive(Deserialize)]
+pub(crate) struct RunnerListJson {
+    #[serde(default)]
+    pub total_count: u64,
+    pub runners: Vec<RunnerJson>,
+}
+
+/// `POST …/actions/runners/generate-jitconfig` → 201 `{runner, encoded_jit_config}`.
+#[derive(Deserialize)]
+pub(crate) struct JitConfigJson {
+    pub runner: RunnerJson,
+    pub encoded_jit_config: String,
+}
+
+/// The body of `POST …/actions/runners/generate-jitconfig`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct JitConfigBody {
+    pub name: String,
+    pub runner_group_id: u64,
+    pub labels: Vec<String>,
+    pub work_folder: String,
+}
+
 /// GitHub's permission map as ghapp's type. Names or levels ghapp does not recognise are
 /// returned separately so a check can treat them as "more than asked".
 pub(crate) fn permissions_from_map(map: &BTreeMap<String, String>) -> (Permissions, Vec<String>) {

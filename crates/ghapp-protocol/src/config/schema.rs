@@ -35,6 +35,33 @@ pub struct Config {
     /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// `[proxy]`: the caching GitHub API proxy (docs/proxy.md); absent: no proxy.
+    pub proxy: Option<ProxyConfig>,
+    /// `[runners]`: the self-hosted runner service (docs/runners.md); absent: not served.
+    pub runners: Option<RunnersConfig>,
+}
+
+/// `[runners]`: the self-hosted runner service and its SQLite database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnersConfig {
+    /// The SQLite database; default `runners.sqlite3` in the daemon's state directory
+    /// ([`crate::paths::daemon_state_dir`]).
+    pub database: Option<PathBuf>,
+    /// The organization runners are provisioned for when a request names none.
+    pub owner: Option<String>,
+    /// Runners offline (or never online) longer than this are deleted on GitHub by the sync.
+    #[serde(
+        default = "defaults::runners_cleanup_after",
+        with = "crate::duration::serde_human"
+    )]
+    pub cleanup_after: Duration,
+    /// How often the background sync reconciles the records with GitHub's runner lists.
+    #[serde(
+        default = "defaults::runners_sync_interval",
+        with = "crate::duration::serde_human"
+    )]
+    pub sync_interval: Duration,
 }
 
 /// `[network]`: serve the API on TCP, with TLS unless the address is loopback.
@@ -237,6 +264,10 @@ pub struct PolicyConfig {
     pub permissions: Option<Permissions>,
     /// Git hosts it may ask for, lower-cased (absent: every host an `[[app]]` serves).
     pub hosts: Option<Vec<String>>,
+    /// Runner groups (ids) it may provision runners into (absent: any).
+    pub runner_groups: Option<Vec<u64>>,
+    /// Labels (exact, or globs with `*`) its runners may carry (absent: any).
+    pub runner_labels: Option<Vec<String>>,
 }
 
 /// The config text and where it came from; `Debug` shows only the origin.
@@ -362,8 +393,103 @@ pub enum TokenFormat {
     Classic,
 }
 
+/// `[proxy]`: a caching forward proxy to the GitHub API of one `[[app]]` host, serving
+/// GitHub's Enterprise layout (`/api/v3/…`, `/api/graphql`) to registered clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `ADDR:PORT` to listen on (`127.0.0.1:8081`, `0.0.0.0:8443`; port 0 picks a free one).
+    /// Without `tls_cert_file`/`tls_key_file`, plain HTTP: loopback only.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key_file`, the proxy speaks TLS (as `[network]` does).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (refused if group/others can read it).
+    pub tls_key_file: Option<PathBuf>,
+    /// The `[[app]]` host whose API is proxied; default: the first `[[app]]`'s host.
+    pub upstream_host: Option<String>,
+    /// The account whose installation serves `/graphql` and paths that name no owner
+    /// (`/rate_limit`, `/search/…`); absent: only personal tokens serve them.
+    pub default_installation: Option<String>,
+    /// How long a cached answer is kept (and revalidated with GitHub) before it is dropped.
+    #[serde(
+        default = "proxy_defaults::cache_ttl",
+        with = "crate::duration::serde_human"
+    )]
+    pub cache_ttl: Duration,
+    /// How long a cached answer is served without asking GitHub at all; past it, every use
+    /// revalidates (a 304 costs no rate limit). Default 0s: always revalidate.
+    #[serde(
+        default = "proxy_defaults::cache_fresh_for",
+        with = "crate::duration::serde_human"
+    )]
+    pub cache_fresh_for: Duration,
+    /// The cache's memory budget in bytes (bodies and headers); least recently used answers
+    /// are dropped beyond it.
+    #[serde(default = "proxy_defaults::cache_bytes")]
+    pub cache_bytes: u64,
+    /// `[[proxy.client]]`: who may use the proxy.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ProxyClientConfig>,
+    /// `[[proxy.credential]]`: personal tokens added to the pool beside the installations'.
+    #[serde(default, rename = "credential")]
+    pub credentials: Vec<ProxyCredentialConfig>,
+}
+
+/// `[[proxy.client]]`: a caller that sends `Authorization: token KEY` (or `Bearer KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyClientConfig {
+    /// The name metrics and logs show.
+    pub name: String,
+    /// Hex SHA-256 of the key; never the key itself.
+    pub key_sha256: String,
+    /// What it may ask for; none: everything.
+    #[serde(default)]
+    pub scopes: Vec<ProxyScopeConfig>,
+}
+
+/// One scope of a `[[proxy.client]]`: a method and a regular expression over the REST path
+/// (`/repos/acme/widgets/pulls`, without `/api/v3` or the query; GraphQL is `/graphql`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyScopeConfig {
+    /// `GET`, `POST`, … or `*`.
+    pub method: String,
+    /// A regular expression, searched in the path (anchor it with `^…$`).
+    pub path: String,
+}
+
+/// `[[proxy.credential]]`: a personal token the pool may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyCredentialConfig {
+    /// The name metrics and logs show; default: the variable's name.
+    pub name: Option<String>,
+    /// The environment variable holding the token (read when the daemon starts).
+    pub token_env: String,
+}
+
+mod proxy_defaults {
+    use std::time::Duration;
+    pub fn cache_ttl() -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+    pub fn cache_fresh_for() -> Duration {
+        Duration::ZERO
+    }
+    pub fn cache_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+}
+
 mod defaults {
     use std::time::Duration;
+    pub fn runners_cleanup_after() -> Duration {
+        Duration::from_secs(24 * 60 * 60)
+    }
+    pub fn runners_sync_interval() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn min_ttl() -> Duration {
         Duration::from_secs(30 * 60)
     }

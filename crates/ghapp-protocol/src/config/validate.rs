@@ -6,7 +6,10 @@
 //! [`Config::error_at`](super::Config::error_at).
 
 use super::locate::Seg;
-use super::schema::{AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, SignerKind};
+use super::schema::{
+    AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, ProxyConfig, RunnersConfig,
+    SignerKind,
+};
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
 use std::collections::HashSet;
@@ -98,6 +101,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
             validate_policy(entry, &known, &mut report);
         }
     }
+    if let Some(runners) = &config.runners {
+        validate_runners(runners, &mut problems);
+    }
     let mut names = HashSet::new();
     for (index, app) in config.apps.iter_mut().enumerate() {
         let subject = if app.name.is_empty() {
@@ -126,6 +132,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
                 ),
             );
         }
+    }
+    if let Some(proxy) = &config.proxy {
+        validate_proxy(proxy, &app_hosts, &mut problems);
     }
     problems
 }
@@ -450,6 +459,7 @@ fn check_https_url(field: &str, url: &str) -> Result<(), String> {
 /// only with `issuer`, names that exist, a parseable address range, then its grants.
 fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl FnMut(&str, String)) {
     let app_hosts = known.app_hosts;
+    validate_runner_policy(entry, report);
     let local = entry.uid.is_some() || entry.gid.is_some();
     let selectors = [
         local,
@@ -562,6 +572,273 @@ fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl Fn
                     ),
                 ),
                 Err(e) => report("hosts", e.to_string()),
+            }
+        }
+    }
+}
+
+/// The most bytes `[proxy] cache_bytes` may name (16 GiB): the cache lives in the daemon's memory.
+const MAX_PROXY_CACHE_BYTES: u64 = 16 << 30;
+
+/// `[proxy]`, its `[[proxy.client]]`s and `[[proxy.credential]]`s. The scope regular
+/// expressions are compiled (and refused) by the proxy when the daemon starts.
+fn validate_proxy(proxy: &ProxyConfig, app_hosts: &[String], problems: &mut Vec<Problem>) {
+    let mut report = |path: Vec<Seg>, subject: String, message: String| {
+        let mut full = vec![key("proxy")];
+        full.extend(path);
+        problems.push(Problem {
+            path: full,
+            subject,
+            message,
+        });
+    };
+    let tls = proxy.tls_cert_file.is_some() && proxy.tls_key_file.is_some();
+    if proxy.tls_cert_file.is_some() != proxy.tls_key_file.is_some() {
+        report(
+            Vec::new(),
+            "proxy".into(),
+            "set both tls_cert_file and tls_key_file (TLS), or neither (plain HTTP on loopback)"
+                .into(),
+        );
+    }
+    match proxy.listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if !tls && !addr.ip().is_loopback() => report(
+            vec![key("listen")],
+            "proxy.listen".into(),
+            format!(
+                "{addr} is not a loopback address: without tls_cert_file and tls_key_file the proxy serves plain HTTP, so client keys would cross the network in clear text; listen on 127.0.0.1 or [::1], or set both"
+            ),
+        ),
+        Ok(_) => {}
+        Err(_) => report(
+            vec![key("listen")],
+            "proxy.listen".into(),
+            format!("{:?} is not ADDR:PORT (like 127.0.0.1:8081)", proxy.listen),
+        ),
+    }
+    match &proxy.upstream_host {
+        Some(host) => match check_host(host) {
+            Ok(lower) if app_hosts.contains(&lower) => {}
+            Ok(lower) => report(
+                vec![key("upstream_host")],
+                "proxy.upstream_host".into(),
+                format!(
+                    "{lower} is not the host of any [[app]] (their hosts: {})",
+                    app_hosts.join(", ")
+                ),
+            ),
+            Err(e) => report(
+                vec![key("upstream_host")],
+                "proxy.upstream_host".into(),
+                e.to_string(),
+            ),
+        },
+        None if app_hosts.is_empty() => report(
+            Vec::new(),
+            "proxy".into(),
+            "the proxy needs an [[app]]: its host is the GitHub the proxy forwards to".into(),
+        ),
+        None => {}
+    }
+    if let Some(owner) = &proxy.default_installation
+        && let Err(e) = check_name("owner", owner)
+    {
+        report(
+            vec![key("default_installation")],
+            "proxy.default_installation".into(),
+            e.to_string(),
+        );
+    }
+    if proxy.cache_ttl.is_zero() {
+        report(
+            vec![key("cache_ttl")],
+            "proxy.cache_ttl".into(),
+            "must be more than 0s (the default is 1h)".into(),
+        );
+    }
+    if proxy.cache_fresh_for > proxy.cache_ttl {
+        report(
+            vec![key("cache_fresh_for")],
+            "proxy.cache_fresh_for".into(),
+            format!(
+                "cache_fresh_for ({}) must not exceed cache_ttl ({})",
+                format_duration(proxy.cache_fresh_for),
+                format_duration(proxy.cache_ttl)
+            ),
+        );
+    }
+    if proxy.cache_bytes == 0 || proxy.cache_bytes > MAX_PROXY_CACHE_BYTES {
+        report(
+            vec![key("cache_bytes")],
+            "proxy.cache_bytes".into(),
+            format!(
+                "must be between 1 and {MAX_PROXY_CACHE_BYTES} (got {})",
+                proxy.cache_bytes
+            ),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    for (index, client) in proxy.clients.iter().enumerate() {
+        let at = |field: &str| vec![key("client"), Seg::Index(index), key(field)];
+        let subject = format!("proxy.client[{index}]");
+        if client.name.trim().is_empty()
+            || client.name.len() > 64
+            || client.name.chars().any(char::is_control)
+        {
+            report(
+                at("name"),
+                subject.clone(),
+                "name must be 1 to 64 printable characters".into(),
+            );
+        } else if !names.insert(client.name.clone()) {
+            report(
+                at("name"),
+                subject.clone(),
+                format!(
+                    "name {:?} is used by an earlier [[proxy.client]]",
+                    client.name
+                ),
+            );
+        }
+        let digest = &client.key_sha256;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            report(
+                at("key_sha256"),
+                subject.clone(),
+                "key_sha256 must be 64 hex digits: the SHA-256 of the client's key (`printf %s KEY | sha256sum`), never the key".into(),
+            );
+        } else if !keys.insert(digest.to_ascii_lowercase()) {
+            report(
+                at("key_sha256"),
+                subject.clone(),
+                "the same key_sha256 as an earlier [[proxy.client]]: each client needs its own key"
+                    .into(),
+            );
+        }
+        for (scope_index, scope) in client.scopes.iter().enumerate() {
+            let method_ok = scope.method == "*"
+                || (!scope.method.is_empty()
+                    && scope.method.len() <= 16
+                    && scope.method.bytes().all(|b| b.is_ascii_alphabetic()));
+            if !method_ok {
+                report(
+                    vec![
+                        key("client"),
+                        Seg::Index(index),
+                        key("scopes"),
+                        Seg::Index(scope_index),
+                    ],
+                    format!("{subject}.scopes[{scope_index}]"),
+                    format!(
+                        "method {:?} is not an HTTP method (GET, POST, …) or *",
+                        scope.method
+                    ),
+                );
+            }
+            if scope.path.is_empty() {
+                report(
+                    vec![
+                        key("client"),
+                        Seg::Index(index),
+                        key("scopes"),
+                        Seg::Index(scope_index),
+                    ],
+                    format!("{subject}.scopes[{scope_index}]"),
+                    "path is empty: give a regular expression like \"^/repos/acme/\"".into(),
+                );
+            }
+        }
+    }
+    let mut credential_names = HashSet::new();
+    for (index, credential) in proxy.credentials.iter().enumerate() {
+        let at = |field: &str| vec![key("credential"), Seg::Index(index), key(field)];
+        let subject = format!("proxy.credential[{index}]");
+        let var = &credential.token_env;
+        if var.is_empty() || var.contains(['=', '\0']) {
+            report(
+                at("token_env"),
+                subject.clone(),
+                format!("token_env {var:?} is not an environment variable name"),
+            );
+        }
+        let name = credential.name.clone().unwrap_or_else(|| var.clone());
+        if !credential_names.insert(name.clone()) {
+            report(
+                at("name"),
+                subject,
+                format!("credential name {name:?} is used twice: names must be unique"),
+            );
+        }
+    }
+}
+
+/// `[runners]`.
+fn validate_runners(runners: &RunnersConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("runners"), key(field)],
+            subject: format!("runners.{field}"),
+            message,
+        });
+    };
+    if let Some(owner) = &runners.owner
+        && let Err(e) = check_name("owner", owner)
+    {
+        report("owner", e.to_string());
+    }
+    if let Some(database) = &runners.database
+        && !database.is_absolute()
+    {
+        report(
+            "database",
+            format!(
+                "database {} is relative: give an absolute path (or remove the key for runners.sqlite3 in the daemon's state directory)",
+                database.display()
+            ),
+        );
+    }
+    if runners.cleanup_after.is_zero() {
+        report(
+            "cleanup_after",
+            "cleanup_after must be more than 0s (24h is the default)".into(),
+        );
+    }
+    if runners.sync_interval < Duration::from_millis(100) {
+        report(
+            "sync_interval",
+            "sync_interval must be at least 100ms (60s is the default; GitHub counts every list call against the rate limit)".into(),
+        );
+    }
+}
+
+/// `runner_groups` and `runner_labels` of a policy entry.
+fn validate_runner_policy(entry: &PolicyConfig, report: &mut impl FnMut(&str, String)) {
+    if entry.runner_groups.as_ref().is_some_and(Vec::is_empty) {
+        report(
+            "runner_groups",
+            "runner_groups is empty: remove it to allow every group, or list group ids like [1]"
+                .into(),
+        );
+    }
+    if let Some(labels) = &entry.runner_labels {
+        if labels.is_empty() {
+            report(
+                "runner_labels",
+                "runner_labels is empty: remove it to allow every label, or list labels (globs with *) like [\"linux-*\"]".into(),
+            );
+        }
+        for label in labels {
+            if label.is_empty()
+                || label.len() > 100
+                || !label.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+            {
+                report(
+                    "runner_labels",
+                    format!(
+                        "runner_labels item {label:?}: 1–100 printable characters without spaces or commas"
+                    ),
+                );
             }
         }
     }

@@ -137,7 +137,7 @@ pub fn render(w: &mut dyn Write) -> std::io::Result<()> {
         .get_subcommands()
         .filter(|s| !s.is_hide_set() && s.get_name() != "help")
     {
-        render_subcommand(w, sub)?;
+        render_subcommand(w, sub, "ghapp")?;
     }
 
     writeln!(w, ".SH \"EXIT STATUS\"")?;
@@ -164,12 +164,11 @@ pub fn render(w: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn render_subcommand(w: &mut dyn Write, sub: &Command) -> std::io::Result<()> {
-    writeln!(
-        w,
-        ".SS \"{}\"",
-        escape(&format!("ghapp {}", sub.get_name()))
-    )?;
+/// One subcommand's section under `parent` (`ghapp`), then its own subcommands' (`ghapp
+/// runners audit verify`).
+fn render_subcommand(w: &mut dyn Write, sub: &Command, parent: &str) -> std::io::Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    writeln!(w, ".SS \"{}\"", escape(&name))?;
     let usage = sub.clone().render_usage().to_string();
     let usage = usage
         .strip_prefix("Usage: ")
@@ -223,6 +222,12 @@ fn render_subcommand(w: &mut dyn Write, sub: &Command) -> std::io::Result<()> {
         for paragraph in after.split("\n\n") {
             writeln!(w, ".PP\n{}", escape(paragraph.trim()))?;
         }
+    }
+    for nested in sub
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        render_subcommand(w, nested, &name)?;
     }
     Ok(())
 }

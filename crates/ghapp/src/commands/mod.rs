@@ -11,6 +11,7 @@ mod host;
 mod man;
 mod output;
 mod runner_token;
+pub mod runners;
 mod status;
 mod table;
 mod token;
@@ -101,6 +102,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Doctor(args) => doctor::run(&context, args),
         Command::Status(args) => status::run(&context, args),
         Command::RunnerToken(args) => runner_token::run(&context, args),
+        Command::Runners(command) => runners::run(&context, command),
         Command::Demo(args) => demo::run(&context, args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod apps;
+mod content;
 mod misc;
 mod repos;
 mod runners;
@@ -42,13 +43,23 @@ pub const ROUTES: &[&str] = &[
     "DELETE /installation/token",
     "POST /orgs/{org}/actions/runners/registration-token",
     "POST /orgs/{org}/actions/runners/remove-token",
+    "POST /orgs/{org}/actions/runners/generate-jitconfig",
+    "GET /orgs/{org}/actions/runners",
+    "GET /orgs/{org}/actions/runners/{runner_id}",
+    "DELETE /orgs/{org}/actions/runners/{runner_id}",
     "GET /repos/{owner}/{repo}",
     "GET /repositories/{repository_id}",
     "GET /repositories/{repository_id}/installation",
     "POST /repos/{owner}/{repo}/actions/runners/registration-token",
     "POST /repos/{owner}/{repo}/actions/runners/remove-token",
+    "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig",
+    "GET /repos/{owner}/{repo}/actions/runners",
+    "GET /repos/{owner}/{repo}/actions/runners/{runner_id}",
+    "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}",
     "GET /rate_limit",
     "POST /graphql",
+    "GET /repos/{owner}/{repo}/pulls",
+    crate::conditional::CONTENTS_ROUTE,
 ];
 
 /// GitHub's answer to a request without a `User-Agent` (its edge answers before the API does,
@@ -87,7 +98,8 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
     let raw_path = parts.uri.path().to_string();
     let (path, ghes) = strip_ghes(&raw_path);
     let method = parts.method.as_str().to_string();
-    let matched = route(ROUTES, &method, &path);
+    let matched =
+        route(ROUTES, &method, &path).or_else(|| content::route_contents(&method, &path));
     let request_line = format!("{method} {path}");
 
     let decision = {
@@ -237,12 +249,26 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
         "POST /repos/{owner}/{repo}/actions/runners/remove-token" => {
             runners::repo_runner_token(&mut ctx, "remove")
         }
+        "POST /orgs/{org}/actions/runners/generate-jitconfig"
+        | "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig" => {
+            runners::generate_jitconfig(&mut ctx)
+        }
+        "GET /orgs/{org}/actions/runners" | "GET /repos/{owner}/{repo}/actions/runners" => {
+            runners::list(&mut ctx)
+        }
+        "GET /orgs/{org}/actions/runners/{runner_id}"
+        | "GET /repos/{owner}/{repo}/actions/runners/{runner_id}" => runners::get(&mut ctx),
+        "DELETE /orgs/{org}/actions/runners/{runner_id}"
+        | "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}" => runners::delete(&mut ctx),
         "GET /rate_limit" => misc::rate_limit(&mut ctx),
         "POST /graphql" => misc::graphql(&mut ctx),
+        "GET /repos/{owner}/{repo}/pulls" => content::list_pulls(&mut ctx),
+        crate::conditional::CONTENTS_ROUTE => content::get_contents(&mut ctx),
         _ => Err(ApiError::not_found(DOCS_REST)),
     };
     let response = result.unwrap_or_else(ApiError::into_response);
-    let rate = ctx.rate;
+    let mut rate = ctx.rate;
+    let response = crate::conditional::apply(&ctx, response, &mut rate).await;
     Ok(finish(&core, response, rate))
 }
 

@@ -1,0 +1,174 @@
+//! ghapp's caching GitHub API proxy (docs/proxy.md): clients registered in `[[proxy.client]]`
+//! send `Authorization: token KEY` to GitHub's Enterprise layout (`/api/v3/…`,
+//! `/api/graphql`) on the proxy's listener; the proxy checks the key and the client's scopes,
+//! answers GETs from its cache (revalidated with GitHub's conditional requests, which cost no
+//! rate limit when they answer 304), and forwards the rest with a credential from its pool —
+//! the broker's installation tokens and optional personal tokens. A client key never reaches
+//! GitHub.
+//!
+//! - [`registry`]: the clients, their keys and scopes.
+//! - [`route`]: the Enterprise layout and the account a path names.
+//! - [`pool`]: the credentials, their rate-limit state and rests.
+//! - [`cache`]: the LRU of answers with a byte budget; [`flight`]: single flight of misses.
+//! - [`upstream`]: forwarding to GitHub and rewriting its URLs to the proxy's.
+//! - [`telemetry`]: per-client and per-credential metrics.
+//! - [`handler`]: one request, start to finish; [`connection`]: HTTP/1.1 on one accepted
+//!   stream (the daemon's network listener accepts them: TLS, or plain on loopback).
+//!
+//! The proxy knows nothing of the broker's internals: the daemon hands it a [`TokenSource`].
+
+pub mod cache;
+pub mod connection;
+pub mod flight;
+pub mod handler;
+pub mod pool;
+pub mod registry;
+pub mod route;
+pub mod telemetry;
+pub mod upstream;
+
+use cache::{CacheKey, CacheStore, MemoryCache};
+use flight::Flights;
+use ghapp_protocol::config::Config;
+use ghapp_protocol::secret::Token;
+use pool::Pool;
+use registry::Registry;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use telemetry::Telemetry;
+use upstream::Upstream;
+
+/// A boxed future, so [`TokenSource`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where installation tokens come from: the daemon implements it with its broker.
+pub trait TokenSource: Send + Sync + 'static {
+    /// A token of the installation on `owner` for git host `host` (installation-wide, the
+    /// App's permissions), or why there is none (no secret in the message).
+    fn installation_token<'a>(
+        &'a self,
+        host: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Token, String>>;
+}
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The config has no `[proxy]`.
+    #[error("the config has no [proxy] table")]
+    NotConfigured,
+    /// No `[[app]]` serves the upstream host.
+    #[error("[proxy] upstream_host {host:?}: no [[app]] serves it")]
+    NoUpstream {
+        /// The host asked for.
+        host: String,
+    },
+    /// A client entry is unusable.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    /// A personal token's variable is unset or empty.
+    #[error("[[proxy.credential]] {name}: environment variable {variable} is unset or empty")]
+    MissingToken {
+        /// The credential's name.
+        name: String,
+        /// The variable.
+        variable: String,
+    },
+    /// The HTTP client for GitHub cannot be built.
+    #[error("[proxy] upstream {host}: {reason}")]
+    Client {
+        /// The upstream host.
+        host: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// What the handler needs besides its parts.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The git host of the proxied `[[app]]` (asked of the broker).
+    pub host: String,
+    /// The account of the default installation.
+    pub default_installation: Option<String>,
+    /// How long an answer is served without revalidation.
+    pub fresh_for: Duration,
+}
+
+/// The proxy: every part, shared by all connections.
+pub struct Proxy {
+    /// Settings.
+    pub settings: ProxySettings,
+    /// The clients.
+    pub registry: Registry,
+    /// The credentials.
+    pub pool: Pool,
+    /// The cache.
+    pub cache: Arc<dyn CacheStore>,
+    /// Misses in flight.
+    pub flights: Flights<CacheKey, handler::Outcome>,
+    /// GitHub.
+    pub upstream: Upstream,
+    /// Metrics.
+    pub telemetry: Telemetry,
+}
+
+impl Proxy {
+    /// Builds the proxy from `[proxy]`, reading personal tokens from the environment.
+    pub fn from_config(config: &Config, source: Arc<dyn TokenSource>) -> Result<Proxy, ProxyError> {
+        Self::with_environment(config, source, |name| std::env::var(name).ok())
+    }
+
+    /// [`Proxy::from_config`] with the environment given as a function (tests).
+    pub fn with_environment(
+        config: &Config,
+        source: Arc<dyn TokenSource>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Proxy, ProxyError> {
+        let proxy = config.proxy.as_ref().ok_or(ProxyError::NotConfigured)?;
+        let app = match &proxy.upstream_host {
+            Some(host) => config.apps_for_host(host).next(),
+            None => config.apps.first(),
+        }
+        .ok_or_else(|| ProxyError::NoUpstream {
+            host: proxy.upstream_host.clone().unwrap_or_default(),
+        })?;
+        let registry = Registry::new(&proxy.clients)?;
+        let mut personals = Vec::new();
+        for credential in &proxy.credentials {
+            let name = credential
+                .name
+                .clone()
+                .unwrap_or_else(|| credential.token_env.clone());
+            let token = env(&credential.token_env)
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ProxyError::MissingToken {
+                    name: name.clone(),
+                    variable: credential.token_env.clone(),
+                })?;
+            personals.push((name, Token::new(token)));
+        }
+        let upstream = Upstream::new(app, &config.daemon).map_err(|reason| ProxyError::Client {
+            host: app.host.clone(),
+            reason,
+        })?;
+        let budget = usize::try_from(proxy.cache_bytes).unwrap_or(usize::MAX);
+        Ok(Proxy {
+            settings: ProxySettings {
+                host: app.host.clone(),
+                default_installation: proxy.default_installation.clone(),
+                fresh_for: proxy.cache_fresh_for,
+            },
+            registry,
+            pool: Pool::new(source, personals),
+            cache: Arc::new(MemoryCache::new(proxy.cache_ttl, budget)),
+            flights: Flights::default(),
+            upstream,
+            telemetry: Telemetry::default(),
+        })
+    }
+}
