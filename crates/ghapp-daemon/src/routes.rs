@@ -673,6 +673,8 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
             installations,
             tokens,
             counters,
+            shared_cache: broker.shared_cache,
+            upstream: broker.upstream,
         },
     )
 }

@@ -96,6 +96,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Make client keys for callers of the network API (`[[client]]`, docs/policy.md).
     ClientKey(ClientKeyArgs),
+    /// Write the shared cache's encryption key (`[cache] encryption_key_file`).
+    #[command(subcommand)]
+    CacheKey(CacheKeyCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff): ghapp(1), every subcommand on one page.
@@ -251,6 +254,17 @@ pub struct DemoArgs {
     /// Keep the demo's temp directory instead of removing it.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `ghapp cache-key`.
+#[derive(Debug, Subcommand)]
+pub enum CacheKeyCommand {
+    /// Write 32 random bytes to FILE, created with mode 0600 (an existing file is never
+    /// overwritten): the key every broker replica sharing a Redis cache must hold.
+    New {
+        /// Where to write it (`/etc/ghapp/cache.key`).
+        file: PathBuf,
+    },
 }
 
 /// `ghapp completions`.

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches and returns the process exit code.
 
+mod cache_key;
 mod client_key;
 mod configure;
 mod demo;
@@ -104,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::RunnerToken(args) => runner_token::run(&context, args),
         Command::Runners(command) => runners::run(&context, command),
         Command::Demo(args) => demo::run(&context, args),
+        Command::CacheKey(command) => cache_key::run(command),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
