@@ -137,11 +137,25 @@ impl Broker {
     /// min_ttl)` left, otherwise minted (single-flight per cache key). While GitHub is failing,
     /// a cached token with at least `max(query.min_ttl, degraded_min_ttl)` left is served.
     pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
+        self.token_served(query).await.map(|(token, _)| token)
+    }
+
+    /// [`Broker::token`], also telling whether this request waited on a mint (`true`: a cache
+    /// miss that asked GitHub, its own mint or one already in flight it joined) — what the
+    /// daemon's per-identity mint limit counts. Cached answers (`false`) cost GitHub nothing.
+    pub async fn token_served(
+        &self,
+        query: &TokenQuery,
+    ) -> Result<(TokenResponse, bool), BrokerError> {
         let request = request::Request::from_query(query)?;
         // In its own task: a caller that gives up (its future dropped) leaves the look-up and
         // mint to finish and fill the cache for the next request.
         let core = self.core.clone();
-        let task = tokio::spawn(async move { core.token(&request).await.map(|t| t.response()) });
+        let task = tokio::spawn(async move {
+            core.token(&request)
+                .await
+                .map(|(token, minted)| (token.response(), minted))
+        });
         task.await.unwrap_or_else(|e| {
             Err(BrokerError::internal(format!(
                 "the token request task failed: {e}"

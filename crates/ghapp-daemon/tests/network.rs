@@ -229,11 +229,7 @@ fn plain_listener_on_loopback_serves_probes_and_refuses_tokens_without_a_credent
     let keys: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
     assert_eq!(keys["keys"][0]["kty"], "EC");
     assert_eq!(keys["keys"][0]["crv"], "P-256");
-    for path in [
-        "/v1/token?owner=acme&repo=widgets",
-        "/v1/status",
-        "/metrics",
-    ] {
+    for path in ["/v1/token?owner=acme&repo=widgets", "/v1/status"] {
         let refused = exchange(&mut stream, path, "").unwrap();
         assert_eq!(refused.status, 401, "{path}: {refused:?}");
         assert_eq!(
@@ -242,6 +238,9 @@ fn plain_listener_on_loopback_serves_probes_and_refuses_tokens_without_a_credent
             "{path}"
         );
     }
+    // /metrics is served to loopback callers (docs/policy.md).
+    let metrics = exchange(&mut stream, "/metrics", "").unwrap();
+    assert_eq!(metrics.status, 200, "{metrics:?}");
     // The same probe on the Unix socket, and the socket's answer unchanged.
     let (status, body) = daemon.get("/api/health").unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"message":"ok"}"#));

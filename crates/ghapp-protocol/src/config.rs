@@ -26,7 +26,7 @@ pub use schema::{
 };
 pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
-pub use validate::MAX_CONNECTIONS_LIMIT;
+pub use validate::{MAX_CONNECTIONS_LIMIT, parse_address_range};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
