@@ -33,7 +33,7 @@ fn new_key(name: &str) -> anyhow::Result<i32> {
     let key = Zeroizing::new(format!(
         "{}{}",
         ghapp_protocol::client_key::PREFIX,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*random)
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*random)
     ));
     let digest = ghapp_protocol::client_key::digest_hex(&key);
     output::print(&format!(
