@@ -1,6 +1,7 @@
 //! `ghapp-bench`: runs every benchmark of docs/benchmarks.md and rewrites it.
 //! Use `scripts/bench.sh` (it builds in release mode first); `--quick` is a smoke run.
 
+mod configured;
 mod load;
 mod network;
 mod oha;

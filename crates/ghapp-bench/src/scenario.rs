@@ -191,10 +191,10 @@ pub fn run(options: Options) -> Result<()> {
         let (idle_rss, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
         if options.wants('a') {
             eprintln!("bench: helper latency");
-            sections.push((
-                "a. Credential helper latency",
-                helper_latency(&stack, &bin, (1000 / scale) as usize)?,
-            ));
+            let mut rows = helper_latency(&stack, &bin, (1000 / scale) as usize)?;
+            eprintln!("bench: what `ghapp configure` writes, against credential-cache");
+            rows.push(configured_row(&stack, &bin, 30)?);
+            sections.push(("a. Credential helper latency", rows));
         }
         if options.wants('b') {
             eprintln!("bench: daemon throughput");
@@ -438,6 +438,38 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
             met: verdict(bare.p50_ms <= 2.0),
         },
     ])
+}
+
+/// Issue 19 target 1: the helper exactly as `ghapp configure` writes it
+/// ([`crate::configured`]), median of `pairs` alternating pairs with credential-cache.
+fn configured_row(stack: &Stack, bin: &Path, pairs: usize) -> Result<Row> {
+    let figures = crate::configured::measure(
+        bin,
+        stack.daemon.socket(),
+        &stack.emulator.git_host(),
+        pairs,
+    )?;
+    let ratio = figures.ghapp_p50_ms / figures.cache_p50_ms;
+    Ok(Row {
+        what: format!(
+            "`git credential fill` with what `ghapp configure` writes (helper installed outside a build dir; wrote {}), token cached, median of {} alternating pairs",
+            figures
+                .written
+                .iter()
+                .map(|line| format!("`{line}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            figures.pairs
+        ),
+        figure: ms(figures.ghapp_p50_ms),
+        baseline: format!("credential-cache: {}", ms(figures.cache_p50_ms)),
+        ratio: format!(
+            "{ratio:.2}× (median of pair ratios {:.2}×)",
+            figures.pair_ratio_median
+        ),
+        target: "≤ 0.85× credential-cache".into(),
+        met: verdict(ratio <= 0.85),
+    })
 }
 
 fn check_errors(what: &str, summaries: &[&Summary]) -> Result<()> {

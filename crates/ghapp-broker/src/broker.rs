@@ -17,10 +17,12 @@ use crate::metrics::{BrokerMetrics, Metrics, bump};
 use crate::mint::{Minter, plan};
 use crate::refresh::{Refresher, Round};
 use crate::request::Request;
-use crate::resolve::{Resolved, Resolver, Target};
+use crate::resolve::{Answer, Resolved, Resolver, Target};
 use crate::runner::{self, RunnerAnswer, RunnerOp, RunnerOutcome, RunnerTarget};
+use crate::shared::SharedCache;
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
+use crate::upstream::Upstream;
 use ghapp_protocol::api::RunnerTokenResponse;
 use ghapp_protocol::duration::format_duration;
 use std::collections::{BTreeMap, HashSet};
@@ -30,8 +32,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// A mint's result, with the App that minted (`None`: no longer configured), for scheduling.
-type MintAttempt = (Result<Arc<CachedToken>, Failure>, Option<Arc<AppRuntime>>);
+/// A mint's result, with who minted, for scheduling.
+type MintAttempt = (Result<Arc<CachedToken>, Failure>, MintedBy);
+
+/// Who a mint went to.
+enum MintedBy {
+    /// A configured App.
+    App(Arc<AppRuntime>),
+    /// The upstream broker (`[upstream]`).
+    Upstream,
+    /// Nobody: the App (or upstream) is no longer configured.
+    Gone,
+}
 
 /// State shared by every clone of the broker and its background tasks.
 pub(crate) struct Core {
@@ -42,6 +54,10 @@ pub(crate) struct Core {
     metrics: Arc<Metrics>,
     /// A transport for every App instead of reqwest (tests, embedding).
     transport: Option<Arc<dyn HttpTransport>>,
+    /// The cache shared with other replicas (`[cache]`), consulted inside mints and look-ups.
+    shared: Option<Arc<SharedCache>>,
+    /// The central broker tokens of its hosts come from (`[upstream]`), swapped on reload.
+    upstream: RwLock<Option<Arc<Upstream>>>,
     /// The config file, for messages.
     config_path: RwLock<Option<PathBuf>>,
     /// Set to true to stop background work.
@@ -53,6 +69,8 @@ impl Core {
     pub(crate) fn start(
         runtime: Runtime,
         transport: Option<Arc<dyn HttpTransport>>,
+        shared: Option<Arc<SharedCache>>,
+        upstream: Option<Arc<Upstream>>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
@@ -63,6 +81,8 @@ impl Core {
             minter: Minter::new(metrics.clone()),
             metrics,
             transport,
+            shared,
+            upstream: RwLock::new(upstream),
             config_path: RwLock::new(config_path),
             stop: watch::channel(false).0,
         });
@@ -93,8 +113,19 @@ impl Core {
 
     /// Puts a new runtime in force: Apps whose identity is unchanged keep their cached tokens
     /// and installations; the others' go.
-    pub(crate) fn reload(&self, runtime: Runtime, config_path: Option<PathBuf>) -> usize {
-        let identities: HashSet<String> = runtime.apps.iter().map(|a| a.identity.clone()).collect();
+    pub(crate) fn reload(
+        &self,
+        runtime: Runtime,
+        upstream: Option<Arc<Upstream>>,
+        config_path: Option<PathBuf>,
+    ) -> usize {
+        let mut identities: HashSet<String> =
+            runtime.apps.iter().map(|a| a.identity.clone()).collect();
+        // The upstream's tokens stay while its URL does (its identity is the URL's fingerprint).
+        if let Some(upstream) = &upstream {
+            identities.insert(upstream.key_identity().to_string());
+        }
+        *self.upstream.write().unwrap_or_else(|p| p.into_inner()) = upstream;
         *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtime);
         *self.config_path.write().unwrap_or_else(|p| p.into_inner()) = config_path;
         self.tokens.retain_apps(&identities);
@@ -114,6 +145,39 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map_or("the config file".to_string(), |p| p.display().to_string())
+    }
+
+    /// The upstream broker in force, if any.
+    fn upstream(&self) -> Option<Arc<Upstream>> {
+        self.upstream
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A token for `request`: from the upstream broker's hosts through it, else from an App.
+    pub(crate) async fn token(
+        self: &Arc<Self>,
+        request: &Request,
+    ) -> Result<Arc<CachedToken>, BrokerError> {
+        let Some(upstream) = self.upstream().filter(|u| u.serves(&request.host)) else {
+            return self.token_for(request).await.map(|(token, _)| token);
+        };
+        let runtime = self.runtime();
+        let plan = Arc::new(upstream.plan(request));
+        let required = request
+            .min_ttl
+            .unwrap_or_default()
+            .max(runtime.settings.min_ttl);
+        self.obtain(
+            &runtime,
+            upstream.failing(),
+            &plan,
+            required,
+            request.min_ttl,
+        )
+        .await
+        .map_err(|e| e.with_target(request.target().label()))
     }
 
     /// A token for `request`, with the App that minted it. Every error names the target.
@@ -185,8 +249,9 @@ impl Core {
                 )
                 .map_err(|e| e.with_app(app.name()))?,
             );
+            let failing = app.health.trouble() == Some(Trouble::Unreachable);
             match self
-                .obtain(&runtime, &app, &plan, required, request.min_ttl)
+                .obtain(&runtime, failing, &plan, required, request.min_ttl)
                 .await
             {
                 Ok(token) => return Ok((token, app)),
@@ -213,7 +278,21 @@ impl Core {
         let asked = target.clone();
         self.resolver
             .resolve(&runtime.settings, apps, target, move || async move {
+                let shared = core.shared.clone();
+                let ttl = core.runtime().settings.installation_cache_ttl;
+                let identities: Vec<String> =
+                    asked_apps.iter().map(|a| a.identity.clone()).collect();
+                if let Some(shared) = &shared
+                    && let Some(resolved) = shared.fetch_installation(&asked, &identities).await
+                {
+                    return Ok(Answer::Found(resolved));
+                }
                 let outcome = look_up(&asked_apps, &asked, &core.metrics).await;
+                if let (Some(shared), Ok(Answer::Found(resolved))) = (&shared, &outcome.answer) {
+                    shared
+                        .store_installation(&asked, &identities, resolved, ttl)
+                        .await;
+                }
                 for (app, consequence) in &outcome.consequences {
                     core.apply(app, consequence);
                 }
@@ -225,11 +304,11 @@ impl Core {
     }
 
     /// The token of `plan`: cached with `required` life, or from its (single) mint; when GitHub
-    /// fails, a cached token with the degraded margin.
+    /// (or the upstream broker) is `failing`, a cached token with the degraded margin.
     async fn obtain(
         self: &Arc<Self>,
         runtime: &Runtime,
-        app: &AppRuntime,
+        failing: bool,
         plan: &Arc<MintPlan>,
         required: Duration,
         asked_min_ttl: Option<Duration>,
@@ -238,7 +317,6 @@ impl Core {
         let degraded_floor = asked_min_ttl
             .unwrap_or_default()
             .max(runtime.settings.degraded_min_ttl);
-        let failing = app.health.trouble() == Some(Trouble::Unreachable);
         let acquired =
             self.tokens
                 .acquire(plan, required, failing.then_some(degraded_floor), |tx| {
@@ -333,8 +411,13 @@ impl Core {
         );
     }
 
-    /// Mints `plan` with its App (if still configured); the App comes back for scheduling.
+    /// Mints `plan` with its App (if still configured), or fetches it from the upstream broker;
+    /// who minted comes back for scheduling.
     async fn mint(&self, plan: &Arc<MintPlan>) -> MintAttempt {
+        if let Some(upstream) = self.upstream().filter(|u| u.planned(plan)) {
+            let min_ttl = self.runtime().settings.min_ttl;
+            return (upstream.fetch(plan, min_ttl).await, MintedBy::Upstream);
+        }
         let Some(app) = self.runtime().app(&plan.key.app_identity).cloned() else {
             let error = BrokerError::internal(format!(
                 "GitHub App {} is no longer configured",
@@ -346,11 +429,19 @@ impl Core {
                     error,
                     consequence: None,
                 }),
-                None,
+                MintedBy::Gone,
             );
         };
-        let result = self.minter.mint(&app, plan).await;
-        (result, Some(app))
+        let result = match &self.shared {
+            Some(shared) => {
+                let settings = self.runtime().settings.clone();
+                shared
+                    .mint_once(plan, &settings, || self.minter.mint(&app, plan))
+                    .await
+            }
+            None => self.minter.mint(&app, plan).await,
+        };
+        (result, MintedBy::App(app))
     }
 
     /// Records a mint's outcome — in the token cache, the metrics, and for a failure its
@@ -361,7 +452,7 @@ impl Core {
         origin: Origin,
         outcome: Option<MintAttempt>,
     ) -> MintResult {
-        let Some((result, app)) = outcome else {
+        let Some((result, minted_by)) = outcome else {
             let result: MintResult = Err(BrokerError::internal(format!(
                 "the token mint for {} failed unexpectedly (see the daemon's log); the next request tries again",
                 plan.target
@@ -380,18 +471,19 @@ impl Core {
         let (result, after_failure) = match result {
             Ok(token) => (Ok(token), AfterFailure::Keep),
             Err(Failure { error, consequence }) => {
-                let after = match (&consequence, &app) {
+                let after = match (&consequence, &minted_by) {
                     // The App is gone, or the installation: the old token goes too.
-                    (_, None)
+                    (_, MintedBy::Gone)
                     | (
                         Some(Consequence::ForgetInstallation(_) | Consequence::MarkSuspended(_)),
                         _,
                     ) => AfterFailure::Drop,
-                    (_, Some(app)) => AfterFailure::Retry {
+                    (_, MintedBy::App(app)) => AfterFailure::Retry {
                         not_before: app.client.mint_held_until().map(|(until, _)| until),
                     },
+                    (_, MintedBy::Upstream) => AfterFailure::Retry { not_before: None },
                 };
-                if let (Some(consequence), Some(app)) = (&consequence, &app) {
+                if let (Some(consequence), MintedBy::App(app)) = (&consequence, &minted_by) {
                     self.apply(app, consequence);
                 }
                 (Err(error), after)
@@ -408,7 +500,13 @@ impl Core {
                 let dropped = self.tokens.drop_app(&app.identity);
                 tracing::info!(app = %app.name(), dropped_tokens = dropped, "dropped the App's cached tokens: GitHub rejects its JWT");
             }
-            Consequence::ForgetInstallation(id) => self.resolver.forget_installation(*id),
+            Consequence::ForgetInstallation(id) => {
+                self.resolver.forget_installation(*id);
+                if let Some(shared) = &self.shared {
+                    let ttl = self.runtime().settings.installation_cache_ttl;
+                    shared.distrust_installation(*id, ttl);
+                }
+            }
             Consequence::MarkSuspended(id) => {
                 let ttl = self.runtime().settings.negative_cache_ttl;
                 self.resolver.mark_suspended(*id, ttl);
@@ -551,6 +649,14 @@ impl Core {
         match self.tokens.invalidate(token) {
             Some(dropped) => {
                 tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
+                // The other replicas must not take it again from the shared cache.
+                if let Some(shared) = self.shared.clone()
+                    && tokio::runtime::Handle::try_current().is_ok()
+                {
+                    tokio::spawn(async move {
+                        shared.forget_token(&dropped.plan, dropped.digest).await;
+                    });
+                }
                 true
             }
             None => false,
@@ -559,11 +665,25 @@ impl Core {
 
     /// Apps, installations, cached tokens, and whether GitHub is failing.
     pub(crate) fn status(&self) -> BrokerStatus {
-        status::status(
+        let mut status = status::status(
             &self.runtime(),
             self.resolver.installations(),
             self.tokens.snapshot(),
-        )
+        );
+        status.shared_cache = self.shared.as_ref().map(|shared| shared.status());
+        if let Some(upstream) = self.upstream() {
+            let upstream = upstream.status();
+            if let Some(problem) = &upstream.problem {
+                status.degraded = true;
+                let reason = format!("upstream broker {}: {problem}", upstream.url);
+                status.degraded_reason = Some(match status.degraded_reason.take() {
+                    Some(apps) => format!("{apps}; {reason}"),
+                    None => reason,
+                });
+            }
+            status.upstream = Some(upstream);
+        }
+        status
     }
 
     /// Counter snapshot.

@@ -519,12 +519,7 @@ fn release_freed_memory() {
 fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
     let last_served = entry.last_served?;
     let token = &entry.token;
-    let threshold = settings.min_ttl + settings.refresh_ahead;
-    let by_ttl = token
-        .expires
-        .checked_sub(threshold)
-        .unwrap_or(token.minted_at);
-    let mut at = by_ttl.max(token.minted_at + token.lifetime() / 4);
+    let mut at = refresh_due_at(token, settings);
     if let Some(retry_at) = entry.retry_at() {
         at = at.max(retry_at);
     }
@@ -532,6 +527,18 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
         return None;
     }
     Some(at)
+}
+
+/// When `token` falls due for a refresh by its life alone: below `min_ttl + refresh_ahead`, but
+/// not before a quarter of its life has passed (see [`refresh_at`]). A token taken from a peer
+/// replica must not be due yet, or the refresher would come straight back for it.
+pub(crate) fn refresh_due_at(token: &CachedToken, settings: &Settings) -> Instant {
+    let threshold = settings.min_ttl + settings.refresh_ahead;
+    let by_ttl = token
+        .expires
+        .checked_sub(threshold)
+        .unwrap_or(token.minted_at);
+    by_ttl.max(token.minted_at + token.lifetime() / 4)
 }
 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to

@@ -22,7 +22,9 @@
 //! | `flight` | single-flight: one task, many waiters, a dead task still ends its flight |
 //! | `failure` | the one place a GitHub failure becomes a [`BrokerError`] (and a consequence for the caches) |
 //! | `runner` | runner registration/removal tokens and runner management (list, get, delete, generate-jitconfig), organization or repository: the query and the calls |
+//! | `shared` | the token cache shared by replicas (`[cache]`): a peer's token, one mint per key in the fleet, the store down → alone; `seal` (AES-256-GCM values, HMAC key names), `redis` (the store, feature `redis`) |
 //! | `status` | [`BrokerStatus`] for `/v1/status` |
+//! | `upstream` | `[upstream]`: a key-less daemon's tokens from a central broker's `/v1/token` (plan, fetch, health) |
 //! | `metrics` | counters and the mint-latency histogram; [`BrokerMetrics`] |
 //! | `error` | [`BrokerError`] and [`ErrorKind`] |
 //! | `app` | a configured App at run time (key, client, health) and the set in force |
@@ -56,9 +58,11 @@ mod request;
 mod resolve;
 mod retry;
 mod runner;
+mod shared;
 pub mod signer;
 mod status;
 pub mod transport;
+mod upstream;
 
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
 use std::future::Future;
@@ -117,7 +121,17 @@ impl Broker {
             ));
         }
         let runtime = app::Runtime::build(config, transport.as_ref())?;
-        let core = broker::Core::start(runtime, transport, config.path.clone());
+        let shared = config
+            .cache
+            .as_ref()
+            .map(shared::SharedCache::start)
+            .transpose()?;
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(|u| upstream::Upstream::build(u, &config.daemon).map(Arc::new))
+            .transpose()?;
+        let core = broker::Core::start(runtime, transport, shared, upstream, config.path.clone());
         Ok(Broker { core })
     }
 
@@ -127,11 +141,7 @@ impl Broker {
     pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
         let request = request::Request::from_query(query)?;
         let core = self.core.clone();
-        let mut answer = Box::pin(async move {
-            core.token_for(&request)
-                .await
-                .map(|(token, _)| token.response())
-        });
+        let mut answer = Box::pin(async move { core.token(&request).await.map(|t| t.response()) });
         // A cached token is ready at the first poll: answered here, without a task (a spawn per
         // request was a task allocation and a wake-up of the other worker, docs/benchmarks.md).
         // The waker is a no-op: a future that is not ready is polled again, by its task, with
@@ -294,7 +304,12 @@ impl Broker {
     /// cached tokens; others are dropped. On error the previous config stays in force.
     pub fn reload(&self, config: &Config) -> Result<(), BrokerError> {
         let runtime = app::Runtime::build(config, self.core.transport())?;
-        let apps = self.core.reload(runtime, config.path.clone());
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(|u| upstream::Upstream::build(u, &config.daemon).map(Arc::new))
+            .transpose()?;
+        let apps = self.core.reload(runtime, upstream, config.path.clone());
         tracing::info!(apps, "configuration reloaded");
         Ok(())
     }

@@ -4,7 +4,9 @@
 use crate::app::Runtime;
 use crate::cache::CachedToken;
 use crate::resolve::KnownInstallation;
-use ghapp_protocol::api::{AppStatus, CachedTokenStatus, InstallationStatus};
+use ghapp_protocol::api::{
+    AppStatus, CachedTokenStatus, InstallationStatus, SharedCacheStatus, UpstreamStatus,
+};
 use ghapp_protocol::secret::fingerprint;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -22,6 +24,10 @@ pub struct BrokerStatus {
     pub installations: Vec<InstallationStatus>,
     /// Tokens cached.
     pub tokens: Vec<CachedTokenStatus>,
+    /// The cache shared with other replicas, when `[cache]` configures one.
+    pub shared_cache: Option<SharedCacheStatus>,
+    /// The upstream broker, when `[upstream]` configures one.
+    pub upstream: Option<UpstreamStatus>,
 }
 
 /// The status of `runtime`'s Apps, with `installations` from the resolver and `tokens` from
@@ -89,5 +95,7 @@ pub(crate) fn status(
         apps,
         installations,
         tokens,
+        shared_cache: None,
+        upstream: None,
     }
 }

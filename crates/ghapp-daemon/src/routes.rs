@@ -227,7 +227,7 @@ fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
             Ok(signer) => Reply::json(200, &signer.jwks()),
             Err(e) => answer_key_failure(&e),
         },
-        Route::Runners(_) => crate::runner_routes::health(state.runners.as_deref()),
+        Route::Runners(_) => crate::runner_routes::public_health(state.runners.as_deref()),
         _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
     }
 }
@@ -550,6 +550,8 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
             installations,
             tokens,
             counters,
+            shared_cache: broker.shared_cache,
+            upstream: broker.upstream,
         },
     )
 }

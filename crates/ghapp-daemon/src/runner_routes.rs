@@ -232,6 +232,21 @@ pub fn health(runners: Option<&RunnerService>) -> Reply {
     }
 }
 
+/// `/health` for a caller not authenticated (the network's probes): the database's path and
+/// SQLite's words stay out of the answer — a `503` says only that it does not answer.
+pub fn public_health(runners: Option<&RunnerService>) -> Reply {
+    match runners.map(|r| r.store.ping()) {
+        Some(Err(e)) => {
+            tracing::debug!("runner health check failed: {e}");
+            Reply::error(
+                503,
+                "the runner database does not answer (the daemon's socket and log say why)",
+            )
+        }
+        _ => health(runners),
+    }
+}
+
 /// A JSON body of the expected shape; serde's messages quote the input, so only the kind of
 /// error and where it is are said.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
@@ -503,20 +518,31 @@ async fn provision<S: TokenService>(
 }
 
 /// `./config.sh --url URL --token TOKEN --name NAME --labels a,b [--runnergroup N]
-/// [--ephemeral]`.
+/// [--ephemeral]`, every word shell-quoted where it needs it: labels may hold `;`, `$(…)` and
+/// quotes, and this line is printed to be run by a shell.
 fn config_command(record: &RunnerRecord, url: &str, token: &str) -> String {
-    let mut command = format!(
-        "./config.sh --url {url} --token {token} --name {} --labels {}",
-        record.name,
-        record.labels.join(",")
-    );
+    let labels = record.labels.join(",");
+    let group = record.runner_group_id.to_string();
+    let mut words = vec![
+        "./config.sh",
+        "--url",
+        url,
+        "--token",
+        token,
+        "--name",
+        &record.name,
+        "--labels",
+        &labels,
+    ];
     if record.repo.is_none() && record.runner_group_id != 1 {
-        command.push_str(&format!(" --runnergroup {}", record.runner_group_id));
+        words.extend(["--runnergroup", &group]);
     }
     if record.ephemeral {
-        command.push_str(" --ephemeral");
+        words.push("--ephemeral");
     }
-    command
+    // Only a NUL defeats quoting, and no word here can hold one (labels, names and the
+    // token are printable ASCII; the URL is GitHub's).
+    shlex::try_join(words.iter().copied()).unwrap_or_default()
 }
 
 async fn deprovision<S: TokenService>(

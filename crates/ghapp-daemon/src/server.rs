@@ -14,9 +14,15 @@
 //! [`MAX_WAITING`] connections wait, so waiting costs bounded memory; a request head must arrive within
 //! `client_timeout` of the connection becoming ready for it — which also closes idle keep-alive
 //! connections — and its body within `client_timeout`; heads are capped at [`MAX_HEAD_BYTES`]
-//! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, the
-//! connection idle the longest is closed first to make room ([`crate::idle`]), so idle or
-//! slow-header connections cannot starve clients that send their request at once.
+//! (hyper answers 431), query strings and bodies by the routes. When every slot is taken, an
+//! idle connection of whoever holds the most is closed to make room ([`crate::idle`]), so idle or
+//! slow-header connections cannot starve clients that send their request at once. On the Unix
+//! socket ([`ConnectionBudget::admit_local`]) a waiting connection competes for a slot only once
+//! it has sent something, and connections that have sent nothing hold at most half of the
+//! waiting places, so peers that only connect cannot take the places of clients with a request
+//! either; no uid but root and the daemon's own holds more than its fair share (half of
+//! `max_connections`) of slots and waiting places together; and a connection that finds no place
+//! is answered `503`, never reset.
 //!
 //! Shutdown: [`Server::stop_accepting`] closes the listener and asks every connection to finish
 //! its request in flight and close; [`Server::drain`] waits for them, up to a deadline.
@@ -24,7 +30,7 @@
 use crate::access::Peer;
 use crate::audit::{AuditEvent, Outcome};
 use crate::identity::Origin;
-use crate::idle::IdleConnections;
+use crate::idle::{IdleConnections, QuietPlace, QuietPlaces, Registration};
 use crate::routes;
 use crate::service::TokenService;
 use crate::state::State;
@@ -37,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// The largest request head (request line and headers) read; hyper answers 431 beyond it.
@@ -140,12 +146,7 @@ async fn accept_loop<S: TokenService>(
             refuse_peer(stream, peer, &state, &refusals, &mut refusal_lines);
             continue;
         }
-        budget.admit(
-            std::future::ready(Ok(stream)),
-            Origin::Local(peer),
-            &state,
-            &stop,
-        );
+        budget.admit_local(stream, peer, &state, &stop);
     }
     tracing::debug!("accept loop stopped");
 }
@@ -255,8 +256,34 @@ pub struct ConnectionBudget {
     slots: Arc<Semaphore>,
     max: usize,
     waiting: Arc<Semaphore>,
+    /// The waiting places connections that have sent nothing yet may hold (the Unix socket's).
+    quiet: QuietPlaces,
     rejections: Arc<Semaphore>,
-    idle: Arc<IdleConnections>,
+    idle: Arc<IdleConnections<Who>>,
+    /// The most one uid holds (served and waiting) on the Unix socket: [`crate::idle::fair_share`].
+    share: usize,
+    /// The daemon's own uid, which (like root) has no share.
+    own_uid: u32,
+}
+
+/// Whose connection it is, for the fair share and for choosing which idle connection closes
+/// ([`crate::idle`]): a uid on the Unix socket. The network listener's connections are one holder
+/// for now; a per-address share can key them by address later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Who {
+    /// A local peer, by uid.
+    Uid(u32),
+    /// Any network caller.
+    Network,
+}
+
+impl Who {
+    fn of(origin: &Origin) -> Who {
+        match origin.peer() {
+            Some(peer) => Who::Uid(peer.uid),
+            None => Who::Network,
+        }
+    }
 }
 
 impl ConnectionBudget {
@@ -273,8 +300,13 @@ impl ConnectionBudget {
             // Waiting connections hold descriptors too: no more of them than slots (the
             // open-files limit was sized for twice the slots, see crate::hardening).
             waiting: Arc::new(Semaphore::new(MAX_WAITING.min(max))),
+            // Connections that have sent nothing yet wait in at most half of those places, so
+            // peers that only connect never fill the places of clients that send at once.
+            quiet: QuietPlaces::new(MAX_WAITING.min(max) / 2),
             rejections: Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT)),
             idle: Arc::new(IdleConnections::default()),
+            share: crate::idle::fair_share(max),
+            own_uid: rustix::process::geteuid().as_raw(),
         }
     }
 
@@ -308,19 +340,21 @@ impl ConnectionBudget {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let slots = self.slots.clone();
-        let (state, stop, idle) = (state.clone(), stop.clone(), self.idle.clone());
+        let (state, stop) = (state.clone(), stop.clone());
+        let registration = self.idle.register(Who::of(&origin));
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();
                 tokio::spawn(async move {
-                    serve_connection(connect, origin, state, stop, &idle).await;
+                    registration.connection().start_serving();
+                    serve_connection(connect, origin, state, stop, registration).await;
                     drop(slot);
                 });
             }
-            // Full: the connection idle the longest closes and frees its slot for this one,
-            // which waits for it below like any connection over the limit.
+            // Full: an idle connection of whoever holds the most closes and frees its slot for
+            // this one, which waits for it below like any connection over the limit.
             Err(_) => match self.waiting.clone().try_acquire_owned().inspect(|_| {
-                idle.close_oldest_idle();
+                self.idle.close_idle();
             }) {
                 Ok(waiter) => {
                     let rejections = self.rejections.clone();
@@ -330,7 +364,8 @@ impl ConnectionBudget {
                         match slot {
                             Ok(Ok(slot)) => {
                                 state.metrics.connection_accepted();
-                                serve_connection(connect, origin, state, stop, &idle).await;
+                                registration.connection().start_serving();
+                                serve_connection(connect, origin, state, stop, registration).await;
                                 drop(slot);
                             }
                             _ => reject(connect, &state, &rejections),
@@ -341,6 +376,188 @@ impl ConnectionBudget {
             },
         }
     }
+
+    /// [`ConnectionBudget::admit`] for a Unix-socket peer, with the fair share: a uid other than
+    /// root and the daemon's own holding its share already is answered `503` at once; when every
+    /// slot is taken, the connection waits in a place for clients that have sent something or
+    /// (at most half of the places; the oldest gives way to a newcomer) for those that have not
+    /// yet, and competes for a slot only once it has sent something.
+    pub fn admit_local<S: TokenService>(
+        &self,
+        stream: UnixStream,
+        peer: Peer,
+        state: &Arc<State<S>>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let limit = if peer.uid == 0 || peer.uid == self.own_uid {
+            usize::MAX
+        } else {
+            self.share
+        };
+        let Some(registration) = self.idle.register_within(Who::Uid(peer.uid), limit) else {
+            reject_local(stream, state, &self.rejections);
+            return;
+        };
+        let slots = self.slots.clone();
+        let (state, stop) = (state.clone(), stop.clone());
+        let origin = Origin::Local(peer);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                state.metrics.connection_accepted();
+                tokio::spawn(async move {
+                    registration.connection().start_serving();
+                    let connect = std::future::ready(Ok(stream));
+                    serve_connection(connect, origin, state, stop, registration).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                let place = if has_sent(&stream) {
+                    self.waiting
+                        .clone()
+                        .try_acquire_owned()
+                        .ok()
+                        .map(Place::Spoken)
+                } else {
+                    self.quiet.take(&self.waiting).map(Place::Quiet)
+                };
+                let Some(place) = place else {
+                    reject_local(stream, &state, &self.rejections);
+                    return;
+                };
+                let waiter = Waiter {
+                    stream,
+                    peer,
+                    registration,
+                    place,
+                };
+                let (idle, rejections) = (self.idle.clone(), self.rejections.clone());
+                tokio::spawn(async move {
+                    match waiter.wait_for_slot(&slots, &idle).await {
+                        Ok((stream, registration, slot)) => {
+                            state.metrics.connection_accepted();
+                            registration.connection().start_serving();
+                            let connect = std::future::ready(Ok(stream));
+                            serve_connection(connect, origin, state, stop, registration).await;
+                            drop(slot);
+                        }
+                        Err(stream) => reject_local(stream, &state, &rejections),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How often a connection waiting for a slot asks again for an idle connection to close while
+/// none was idle long enough (connections given a slot a moment ago, under a flood).
+const ROOM_RETRY: Duration = Duration::from_millis(50);
+
+/// A connection over the limit, holding its waiting place.
+struct Waiter {
+    stream: UnixStream,
+    peer: Peer,
+    registration: Registration<Who>,
+    place: Place,
+}
+
+/// Where a connection waits.
+enum Place {
+    /// It has sent something: a waiting place.
+    Spoken(OwnedSemaphorePermit),
+    /// It has sent nothing yet: a quiet place, with its waiting place.
+    Quiet(Arc<QuietPlace>),
+}
+
+impl Waiter {
+    /// Waits up to [`OVERLOAD_WAIT`] for a slot: first for the client to send something (a
+    /// connection with nothing to say never takes a slot from one with a request), then for a
+    /// slot, asking the idle connection of whoever holds the most to make room. The stream back
+    /// when no slot came in time.
+    async fn wait_for_slot(
+        self,
+        slots: &Arc<Semaphore>,
+        idle: &IdleConnections<Who>,
+    ) -> Result<(UnixStream, Registration<Who>, OwnedSemaphorePermit), UnixStream> {
+        let Waiter {
+            stream,
+            peer,
+            registration,
+            place,
+        } = self;
+        let deadline = tokio::time::Instant::now() + OVERLOAD_WAIT;
+        let place = match place {
+            Place::Spoken(place) => Some(place),
+            Place::Quiet(quiet) => {
+                tokio::select! {
+                    sent = tokio::time::timeout_at(deadline, sent_something(&stream)) => match sent {
+                        Ok(Ok(())) => quiet.spoke(),
+                        _ => return Err(stream),
+                    },
+                    // Its place went to a newcomer: it closes, unless it spoke meanwhile (it
+                    // then waits on without a place; rare, and bounded by the newcomers).
+                    _ = quiet.displaced() => {
+                        if !has_sent(&stream) {
+                            return Err(stream);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        let acquire = slots.clone().acquire_owned();
+        let mut acquire = std::pin::pin!(acquire);
+        let mut retry = tokio::time::interval(ROOM_RETRY);
+        let mut asked = false;
+        let slot = loop {
+            tokio::select! {
+                slot = acquire.as_mut() => break slot.ok(),
+                _ = retry.tick(), if !asked => {
+                    asked = idle.close_idle();
+                    if !asked {
+                        tracing::trace!(peer = %peer, "no idle connection to close yet");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        drop(place);
+        match slot {
+            Some(slot) => Ok((stream, registration, slot)),
+            None => Err(stream),
+        }
+    }
+}
+
+/// Whether the client has sent something already (without taking it off the socket).
+fn has_sent(stream: &UnixStream) -> bool {
+    matches!(peek(stream), Ok(n) if n > 0)
+}
+
+/// Resolves once the client has sent something or hung up. `readable` alone may wake without
+/// data (tokio says so; measured: most idle attackers' connections did, under a flood).
+async fn sent_something(stream: &UnixStream) -> std::io::Result<()> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || peek(stream)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Bytes waiting on the socket (up to one), without taking them off it; 0 when the client hung
+/// up, `WouldBlock` when it has sent nothing yet.
+fn peek(stream: &UnixStream) -> std::io::Result<usize> {
+    let mut byte = [0u8; 1];
+    rustix::net::recv(
+        stream,
+        &mut byte,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    )
+    .map(|(n, _)| n)
+    .map_err(std::io::Error::from)
 }
 
 /// Serves one connection from `origin` until it closes, the daemon stops, or it is chosen to
@@ -351,14 +568,13 @@ pub async fn serve_connection<S, F, IO>(
     origin: Origin,
     state: Arc<State<S>>,
     mut stop: watch::Receiver<bool>,
-    idle: &Arc<IdleConnections>,
+    registration: Registration<Who>,
 ) where
     S: TokenService,
     F: Future<Output = std::io::Result<IO>> + Send,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client_timeout = state.settings().client_timeout;
-    let registration = idle.register();
     let this = registration.connection().clone();
     // A TLS handshake is a slow client's first chance to hold a slot: same deadline as a head,
     // and idle (closable to make room) while it lasts.
@@ -435,19 +651,53 @@ where
     }
 }
 
+/// [`reject`] for a Unix-socket connection that found no place (or is over its uid's share):
+/// beyond
+/// [`MAX_REJECTIONS_IN_FLIGHT`] answers under way it is answered at once, with what it sent so
+/// far read off first, so the client hears the 503 rather than a reset.
+fn reject_local<S: TokenService>(
+    stream: UnixStream,
+    state: &State<S>,
+    rejections: &Arc<Semaphore>,
+) {
+    state.metrics.connection_rejected();
+    match rejections.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                reject_overloaded(stream).await;
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            // Closing a Unix socket with unread data resets the peer: read what has arrived
+            // (a request head is at most MAX_HEAD_BYTES), answer, close.
+            let mut discard = [0u8; 4096];
+            let mut read = 0;
+            while read <= MAX_HEAD_BYTES {
+                match stream.try_read(&mut discard) {
+                    Ok(n) if n > 0 => read += n,
+                    _ => break,
+                }
+            }
+            let _ = stream.try_write(OVERLOADED.as_bytes());
+        }
+    }
+}
+
+/// The answer to a connection over the limit.
+const OVERLOADED: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 86\r\n",
+    "retry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+    r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#
+);
+
 /// Answers a connection over the limit with a 503 without parsing it, quickly and boundedly.
 async fn reject_overloaded<IO: AsyncRead + AsyncWrite + Unpin>(mut stream: IO) {
-    const BODY: &str =
-        r#"{"error":"the ghapp daemon is serving its max_connections connections; retry shortly"}"#;
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
     // Read what the client sent so far, so closing does not reset the connection under it.
     let mut discard = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut discard)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(response.as_bytes()).await?;
+        stream.write_all(OVERLOADED.as_bytes()).await?;
         stream.shutdown().await
     })
     .await;
@@ -456,6 +706,12 @@ async fn reject_overloaded<IO: AsyncRead + AsyncWrite + Unpin>(mut stream: IO) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overload_answer_states_its_length() {
+        let (head, body) = OVERLOADED.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}\r\n", body.len())));
+    }
 
     #[test]
     fn refusal_lines_are_capped_per_second_and_the_next_line_counts_the_rest() {

@@ -65,7 +65,8 @@ impl Settings {
             access,
             socket_gid,
             config_socket: daemon.socket.clone(),
-            apps_configured: config.apps.len(),
+            // A key-less daemon's upstream serves tokens like an App (docs/scale-out.md).
+            apps_configured: config.apps.len() + usize::from(config.upstream.is_some()),
             default_host: default_host(config),
             default_owner: daemon.default_owner.clone(),
             audit_log: daemon
@@ -83,6 +84,7 @@ fn default_host(config: &Config) -> Option<String> {
         .apps
         .iter()
         .map(|app| app.host.to_ascii_lowercase())
+        .chain(config.upstream.iter().flat_map(|u| u.hosts.clone()))
         .collect();
     let github = ghapp_protocol::api::DEFAULT_HOST;
     if hosts.iter().any(|h| h == github) {

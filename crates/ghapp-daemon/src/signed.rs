@@ -310,6 +310,7 @@ impl AnswerSigner {
 
     /// Rewrites the published file (atomically: a temp file renamed over it).
     fn persist(&self) -> Result<(), AnswerKeyError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let now = Timestamp::now().unix_seconds();
         let published = Published {
@@ -331,7 +332,17 @@ impl AnswerSigner {
         };
         let text = serde_json::to_vec_pretty(&published).unwrap_or_default();
         let temp = self.published_file.with_extension("json.tmp");
-        std::fs::write(&temp, &text)
+        // Made anew, never opened through what is there: a symlink planted at the temporary
+        // name would otherwise have the daemon overwrite whatever it points to. (A leftover of
+        // a crash, or such a symlink, is removed; removing a symlink leaves its target alone.)
+        let _ = std::fs::remove_file(&temp);
+        // 0644 whatever the umask: a group-writable record would not be trusted at the next start.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&text))
             .and_then(|()| std::fs::rename(&temp, &self.published_file))
             .map_err(|e| {
                 error(
@@ -411,18 +422,68 @@ pub fn published_file_of(key_file: &Path) -> PathBuf {
     key_file.with_file_name(name)
 }
 
+/// The longest a replaced key is kept published on the word of the record: an installation
+/// token lives at most an hour, so no answer outlives that (plus slack for clocks).
+pub const MAX_RETIRED_LIFE_SECS: i64 = 3600 + 300;
+
+/// The record of published keys, read only if it can be trusted as the key itself is: a regular
+/// file that neither another user owns nor group/others may write (checked on the open file).
+/// A record that cannot be trusted is ignored (and replaced): whoever could write it could get a
+/// key of their choice published in the JWKS. Replaced keys are kept at most
+/// [`MAX_RETIRED_LIFE_SECS`] from now, whatever the record says.
 fn read_published(path: &Path) -> Published {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(
-                "{} is not a published-keys record ({e}); starting a new one",
-                path.display()
-            );
-            Published::default()
-        }),
-        Err(_) => Published::default(),
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(file) = std::fs::File::open(path) else {
+        return Published::default();
+    };
+    let untrusted = match file.metadata() {
+        Err(e) => Some(format!("cannot stat it: {e}")),
+        Ok(meta) if !meta.is_file() => Some("it is not a regular file".to_string()),
+        Ok(meta) if !ghapp_protocol::config::trusted_owner(meta.uid()) => Some(format!(
+            "it is owned by uid {}, neither this process's uid nor root",
+            meta.uid()
+        )),
+        Ok(meta) if meta.permissions().mode() & 0o022 != 0 => Some(format!(
+            "it is writable by group/others (mode {:04o})",
+            meta.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
+    };
+    if let Some(why) = untrusted {
+        tracing::warn!(
+            "{} is not trusted ({why}): none of the keys it lists is published; starting a new record",
+            path.display()
+        );
+        return Published::default();
     }
+    let mut bytes = Vec::new();
+    if file
+        .take(MAX_PUBLISHED_BYTES)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return Published::default();
+    }
+    let mut published: Published = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::warn!(
+            "{} is not a published-keys record ({e}); starting a new one",
+            path.display()
+        );
+        Published::default()
+    });
+    let latest = Timestamp::now().unix_seconds() + MAX_RETIRED_LIFE_SECS;
+    for entry in published
+        .current
+        .iter_mut()
+        .chain(published.retired.iter_mut())
+    {
+        entry.until = entry.until.min(latest);
+    }
+    published
 }
+
+/// The largest published-keys record read.
+const MAX_PUBLISHED_BYTES: u64 = 1024 * 1024;
 
 /// Whether `accept` (an `Accept` header value) names `application/jwt`.
 pub fn wants_jwt(accept: &str) -> bool {

@@ -11,8 +11,10 @@
 //! - `the_daemon_is_not_dumpable_and_no_key_line_survives_in_its_memory` (12.10).
 //! - Second attacker's pass: `an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper`,
 //!   `no_key_line_survives_a_reload`, `no_key_line_survives_from_a_private_key_command`,
-//!   `tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry`; the open finding
-//!   `an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper` (ignored, fails).
+//!   `tokman_and_workspace_routes_hold_a_restricted_peer_to_its_entry`, and its finding
+//!   `an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper` (fixed: each uid
+//!   holds at most its fair share of the connections, and a full daemon closes an idle connection
+//!   of whoever holds the most, `ghapp_daemon::idle`).
 //!
 //! `GHAPP_ATTACK_DAEMON=/path/to/ghapp` runs them against another build (e.g. the one before
 //! the fixes, to see them fail).
@@ -416,15 +418,13 @@ fn an_admitted_restricted_uid_holding_connections_does_not_starve_the_helper() {
     idle_holder_does_not_starve_the_helper(true, 1);
 }
 
-/// Second attacker's pass, **open finding**: an admitted peer holding *twice*
-/// `max_connections` starves the helper (2–6 of 100 calls served): its surplus connections fill
-/// every waiting place (each closing one of its own idle connections, whose slot its next
-/// waiter takes), so the helper's connection finds no waiting place and gets a 503 at once.
-/// Needs a per-uid share of slots and waiting places (docs/security.md, "Second pass"); a first
-/// cut (no uid beyond half) passed this test but made the 10,000-connection flood test
-/// (ghapp-reliability hostile.rs) fail, so it was taken back.
+/// Second attacker's pass: an admitted peer holding *twice* `max_connections` starved the helper
+/// (2–6 of 100 calls served): its surplus connections filled every waiting place (each closing
+/// one of its own idle connections, whose slot its next waiter took), so the helper's connection
+/// found no waiting place and got a 503 at once. Fixed by the fair share: no uid but root and the
+/// daemon's own holds more than half of `max_connections` (slots and waiting places together),
+/// and a full daemon closes an idle connection of whoever holds the most (`ghapp_daemon::idle`).
 #[test]
-#[ignore = "open finding of the second attacker's pass: admitted peers have no per-uid share"]
 fn an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper() {
     if skipped_without_root(
         "an_admitted_uid_holding_twice_max_connections_does_not_starve_the_helper",

@@ -230,3 +230,91 @@ fn a_replaced_key_stays_published_until_its_last_answer_expires_even_across_a_re
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Attacker's pass (2026-12-07): the `.published.json` record next to the answer key decides
+/// which keys the JWKS lists. Whoever could write it — another user owning it, or a
+/// group/world-writable file — listed a key of their choice, valid for as long as they liked,
+/// and answers they signed with it verified. The record is now trusted only as the key is.
+#[test]
+fn a_published_keys_record_another_user_could_write_publishes_none_of_its_keys() {
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let config = format!("{}{}", config_for(&emulator, ""), network_section());
+    let mut daemon = DaemonProcess::start(&config).unwrap();
+    let own_kid = kids(&jwks(&daemon))[0].clone();
+    let record = daemon.dir().join("answer-key.pem.published.json");
+    assert!(record.exists(), "the daemon keeps its record at {record:?}");
+
+    // The attacker's key, listed as a replaced key whose last answer expires in 2100.
+    let attacker = rcgen::KeyPair::generate().unwrap();
+    let point = attacker.public_key_raw();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let attacker_kid = "attacker-chosen-kid";
+    let tampered = serde_json::json!({
+        "current": null,
+        "retired": [{
+            "jwk": {
+                "kty": "EC", "crv": "P-256",
+                "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..]),
+                "kid": attacker_kid, "alg": "ES256", "use": "sig"
+            },
+            "until": 4102444800i64
+        }]
+    });
+
+    let mut cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![(
+        "world-writable",
+        Box::new(|p| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap()),
+    )];
+    if rustix::process::geteuid().is_root() {
+        cases.push((
+            "owned by nobody",
+            Box::new(|p| {
+                std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }),
+        ));
+    } else {
+        eprintln!("SKIPPED: not root, cannot give the record to another user (the mode case runs)");
+    }
+    for (case, make_untrusted) in cases {
+        daemon.stop().unwrap();
+        std::fs::write(&record, serde_json::to_vec(&tampered).unwrap()).unwrap();
+        make_untrusted(&record);
+        daemon.restart().unwrap();
+        let published = kids(&jwks(&daemon));
+        assert!(
+            !published.iter().any(|k| k == attacker_kid),
+            "{case}: a key listed only in a record another user could write is published: {published:?}"
+        );
+        assert_eq!(published, vec![own_kid.clone()], "{case}");
+    }
+}
+
+/// Attacker's pass (2026-12-07): the published-keys record was rewritten through
+/// `<record>.tmp` opened with `std::fs::write`, which follows a symlink: one planted there (in a
+/// state directory another user can write) made the daemon overwrite the file it points to with
+/// JSON — as root, any file. The temporary file is now created anew, never followed.
+#[test]
+fn the_published_keys_record_is_never_written_through_a_planted_symlink() {
+    let emulator = EmulatorProcess::start(&basic_fixture(3600)).unwrap();
+    let config = format!("{}{}", config_for(&emulator, ""), network_section());
+    let mut daemon = DaemonProcess::start(&config).unwrap();
+    daemon.stop().unwrap();
+    let victim = daemon.dir().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let temp = daemon.dir().join("answer-key.pem.published.json.tmp");
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    daemon.restart().unwrap();
+    let (status, body) = daemon.get("/.well-known/jwks.json").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the daemon wrote through the symlink"
+    );
+    let record = daemon.dir().join("answer-key.pem.published.json");
+    assert!(
+        std::fs::symlink_metadata(&record).unwrap().is_file(),
+        "the record is a file of its own"
+    );
+}

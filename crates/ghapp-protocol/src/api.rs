@@ -333,6 +333,38 @@ pub struct StatusResponse {
     pub tokens: Vec<CachedTokenStatus>,
     /// Counters (requests, cache hits and misses, mints, refresh failures, …).
     pub counters: BTreeMap<String, u64>,
+    /// The token cache shared with other replicas (`[cache]`), when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_cache: Option<SharedCacheStatus>,
+    /// The central broker a key-less daemon gets its tokens from (`[upstream]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamStatus>,
+}
+
+/// The upstream broker in `/v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// Its URL.
+    pub url: String,
+    /// The git hosts whose tokens come from it.
+    pub hosts: Vec<String>,
+    /// False while it is unreachable or failing (cached tokens then serve on their margin).
+    pub healthy: bool,
+    /// Why it is failing, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The shared token cache in `/v1/status`: where it is (never its password) and how it stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedCacheStatus {
+    /// `redis://HOST:PORT` (no credentials).
+    pub backend: String,
+    /// True while it answers; false while this replica serves from its own cache alone.
+    pub healthy: bool,
+    /// Why it is not healthy, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One configured App in `/v1/status`.

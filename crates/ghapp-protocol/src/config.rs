@@ -21,8 +21,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AppConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig, PolicyConfig,
-    RunnersConfig, SignerKind, TokenFormat, api_url_for_host,
+    AppConfig, CacheConfig, ClientConfig, Config, DaemonConfig, NetworkConfig, OidcConfig,
+    PolicyConfig, RunnersConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
 };
 pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
@@ -162,18 +162,74 @@ pub struct ClientSettings {
     /// `[daemon] trusted_uids`: uids besides the client's own and root that it trusts to
     /// answer on the socket (the uid a system daemon runs as).
     pub trusted_uids: Vec<u32>,
-    /// The `host` of every `[[app]]`, lower-cased, in file order.
+    /// The `host` of every `[[app]]`, lower-cased, in file order, then `[upstream]`'s hosts.
     pub app_hosts: Vec<String>,
 }
 
-/// The client's view of a config file: `None` when the file is missing, unreadable, does not
-/// validate, or is not trusted (writable by others: its socket must never be followed). A
-/// broken file is the daemon's and `ghapp doctor`'s to report; clients fall back to defaults.
+/// The client's view of a config file: `None` when the file is missing, unreadable, not
+/// trusted (writable by others: its socket must never be followed), not TOML, or when one of the
+/// keys a client reads is wrong (a socket that is no path, a uid that is no number, a host
+/// [`check_host`](crate::api::check_host) refuses).
+///
+/// Every run of the credential helper reads it, so it reads only those keys: the trust checks
+/// are the daemon's ([`Config::load`]), the rest of the file — the daemon's keys, policies, App
+/// keys — is neither validated nor located line by line (the daemon and `ghapp doctor` report a
+/// broken file; a key unknown here is theirs to refuse). Measured: docs/benchmarks.md, section a.
 pub fn client_settings(path: &Path) -> Option<ClientSettings> {
-    let config = Config::load(path).ok()?;
+    let text = trust::read_trusted(path).ok()?;
+    let view: client_view::ClientView = toml::from_str(&text).ok()?;
+    let app_hosts = view
+        .apps
+        .into_iter()
+        .map(|app| app.host)
+        .chain(view.upstream.into_iter().flat_map(|upstream| upstream.hosts))
+        .map(|host| crate::api::check_host(&host).ok())
+        .collect::<Option<Vec<String>>>()?;
     Some(ClientSettings {
-        socket: config.daemon.socket,
-        trusted_uids: config.daemon.trusted_uids,
-        app_hosts: config.apps.into_iter().map(|app| app.host).collect(),
+        socket: view.daemon.socket,
+        trusted_uids: view.daemon.trusted_uids,
+        app_hosts,
     })
+}
+
+/// The keys of the config file a client reads; serde skips every other key unvalidated.
+mod client_view {
+    use serde::Deserialize;
+    use std::path::PathBuf;
+
+    #[derive(Deserialize)]
+    pub(super) struct ClientView {
+        #[serde(default)]
+        pub daemon: DaemonView,
+        #[serde(default, rename = "app")]
+        pub apps: Vec<AppView>,
+        pub upstream: Option<UpstreamView>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct UpstreamView {
+        #[serde(default = "default_hosts")]
+        pub hosts: Vec<String>,
+    }
+
+    fn default_hosts() -> Vec<String> {
+        vec![default_host()]
+    }
+
+    #[derive(Deserialize, Default)]
+    pub(super) struct DaemonView {
+        pub socket: Option<PathBuf>,
+        #[serde(default)]
+        pub trusted_uids: Vec<u32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct AppView {
+        #[serde(default = "default_host")]
+        pub host: String,
+    }
+
+    fn default_host() -> String {
+        crate::api::DEFAULT_HOST.to_string()
+    }
 }

@@ -260,6 +260,9 @@ pub struct ClientTarget {
     /// Who may own the socket's directories and file and answer on it: this process's uid,
     /// root, and `[daemon] trusted_uids` of the config file.
     pub trusted: trust::TrustedUids,
+    /// The hosts the config file's `[[app]]`s serve, lower-cased; empty when no trusted config
+    /// file was read (or it has no App).
+    pub app_hosts: Vec<String>,
 }
 
 /// [`client_socket`] plus the trusted uids, reading the config file (`config_flag`, else the
@@ -276,6 +279,7 @@ pub fn client_target(socket_flag: Option<&Path>, config_flag: Option<&Path>) -> 
     ClientTarget {
         socket: env.client_socket(socket_flag, config_socket.as_deref(), |p| p.exists()),
         trusted: trust::TrustedUids::new(env.uid, &settings.trusted_uids),
+        app_hosts: settings.app_hosts,
     }
 }
 

@@ -564,12 +564,12 @@ fn ten_thousand_idle_connections_and_slow_headers_do_not_starve_well_behaved_cli
     let dir =
         figures::figures_dir(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ghapp-reliability"));
     figures::write(&dir, "hostile.jsonl", &[row]).expect("figures");
-    // At most 5% of the well-behaved requests may fail under the flood. Runs on 2026-12-06 saw
-    // 0–3 of 60 reset ("connection reset by peer": a freshly accepted connection taken for idle
-    // and closed to make room while the accept loop is starved of CPU); this used to be 0 of 60
-    // and is an open regression to find, not the goal (docs/reliability.md).
+    // Every well-behaved request is served. Runs on 2026-12-06 reset 0–3 of 60 (more when the
+    // daemon was short of CPU): a connection that found every waiting place taken by idle
+    // attackers was dropped with its request unread. Waiting places are now kept for clients
+    // that send something (docs/reliability.md, "Hostile input").
     assert!(
-        attacked_failures.len() <= ATTACKED_REQUESTS / 20,
+        attacked_failures.is_empty(),
         "{} of {ATTACKED_REQUESTS} well-behaved requests failed under the flood: {:?}",
         attacked_failures.len(),
         &attacked_failures[..attacked_failures.len().min(5)]

@@ -84,6 +84,7 @@ impl Store {
                     detail: format!("cannot create its directory {}: {e}", dir.display()),
                 })?;
         }
+        create_private(path)?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -537,6 +538,56 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             path: path.to_path_buf(),
             detail: format!("quick_check: {verdict}"),
         });
+    }
+    Ok(())
+}
+
+/// Creates the database file `0600` when it does not exist (SQLite would create it, and its
+/// `-wal` and `-shm` files, which take its mode, `0644` under the usual umask: every local user
+/// could read who owns which runner and the audit trail), and refuses one that someone else could
+/// have put there or could change: a symlink or a file owned by another non-root user, or a file
+/// group/others may write.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refused = |detail: String| StoreError::Open {
+        path: path.to_path_buf(),
+        detail,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // SQLite says why (read-only directory, no such directory) in its own words.
+        Err(_) => return Ok(()),
+    }
+    let link =
+        std::fs::symlink_metadata(path).map_err(|e| refused(format!("cannot stat it: {e}")))?;
+    if link.file_type().is_symlink() && !ghapp_protocol::config::trusted_owner(link.uid()) {
+        return Err(refused(format!(
+            "it is a symlink owned by uid {}, neither this process's uid nor root: that user chose where the daemon writes; remove it",
+            link.uid()
+        )));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| refused(format!("cannot stat it: {e}")))?;
+    if !meta.is_file() {
+        return Err(refused("it is not a regular file".to_string()));
+    }
+    if !ghapp_protocol::config::trusted_owner(meta.uid()) {
+        return Err(refused(format!(
+            "it is owned by uid {}, neither this process's uid nor root: that user could rewrite who owns which runner and the audit trail; chown it to the daemon's user",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refused(format!(
+            "it is writable by group/others (mode {mode:04o}): run chmod 600 {}",
+            path.display()
+        )));
     }
     Ok(())
 }

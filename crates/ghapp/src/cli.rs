@@ -94,6 +94,9 @@ pub enum Command {
     /// Run the whole flow on this machine with no GitHub App and no network: emulator, daemon,
     /// git clone/commit/push through the helper.
     Demo(DemoArgs),
+    /// Write the shared cache's encryption key (`[cache] encryption_key_file`).
+    #[command(subcommand)]
+    CacheKey(CacheKeyCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff): ghapp(1), every subcommand on one page.
@@ -230,6 +233,17 @@ pub struct DemoArgs {
     /// Keep the demo's temp directory instead of removing it.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `ghapp cache-key`.
+#[derive(Debug, Subcommand)]
+pub enum CacheKeyCommand {
+    /// Write 32 random bytes to FILE, created with mode 0600 (an existing file is never
+    /// overwritten): the key every broker replica sharing a Redis cache must hold.
+    New {
+        /// Where to write it (`/etc/ghapp/cache.key`).
+        file: PathBuf,
+    },
 }
 
 /// `ghapp completions`.

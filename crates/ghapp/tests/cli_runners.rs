@@ -847,3 +847,166 @@ fn on_the_network_health_is_public_and_runner_routes_need_a_credential() {
         );
     }
 }
+
+/// Attacker's pass (2026-12-07): SQLite created the database — and its `-wal` and `-shm`, which
+/// take its mode — `0644`, so every local user read who owns which runner and the audit trail;
+/// and a database file another user planted (or could write) was used as is. Now it is created
+/// `0600` and such a file is refused. The JIT config and registration token the emulator issued
+/// appear in none of the daemon's files, its log or its metrics.
+#[test]
+fn the_runner_database_is_private_and_one_another_user_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let runners = Runners::start();
+    let (status, jit) = runners.provision(json!({"runner_name": "jit-1"}));
+    assert_eq!(status, 201, "{jit}");
+    let (status, token) =
+        runners.provision(json!({"runner_name": "tok-1", "mode": "registration_token"}));
+    assert_eq!(status, 201, "{token}");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", runners.database.display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "{file} is {mode:04o}: other local users can read it"
+        );
+    }
+    let secrets = [
+        jit["encoded_jit_config"].as_str().unwrap(),
+        token["registration_token"].as_str().unwrap(),
+    ];
+    let mut seen = runners.stack.daemon.log();
+    for suffix in ["", "-wal"] {
+        let bytes = std::fs::read(format!("{}{suffix}", runners.database.display())).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    seen.push_str(&runners.call("GET", "/metrics", None).1.to_string());
+    seen.push_str(&runners.call("GET", "/api/v1/runners", None).1.to_string());
+    for secret in secrets {
+        assert!(
+            !seen.contains(secret),
+            "a runner secret was stored or logged"
+        );
+    }
+
+    // A database file group/others may write, or another user owns: refused, left as it is.
+    let emulator = &runners.stack.emulator;
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("planted.sqlite3");
+    std::fs::write(&planted, b"").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = config_for(emulator, "", &app_extra(&planted, ""));
+    let error = DaemonProcess::start(&config).err().expect("refused");
+    assert!(
+        format!("{error:#}").contains("writable by group/others"),
+        "{error:#}"
+    );
+    if ghapp_testkit::system::is_root() {
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let error = DaemonProcess::start(&config).err().expect("refused");
+        assert!(
+            format!("{error:#}").contains("owned by uid 65534"),
+            "{error:#}"
+        );
+        let link = dir.path().join("link.sqlite3");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        let config = config_for(emulator, "", &app_extra(&link, ""));
+        let error = DaemonProcess::start(&config).err().expect("refused");
+        assert!(
+            format!("{error:#}").contains("a symlink owned by uid 65534"),
+            "{error:#}"
+        );
+        assert!(
+            !dir.path().join("elsewhere").exists(),
+            "nothing written through the link"
+        );
+    } else {
+        eprintln!("SKIPPED: not root: a database owned by another user and a planted symlink");
+    }
+    assert_eq!(std::fs::read(&planted).unwrap(), b"", "never written");
+}
+
+/// Attacker's pass (2026-12-07): labels may hold any printable ASCII but a comma, and the
+/// registration-token answer's `configuration_command` (what `ghapp runners provision` prints
+/// to be run) carried them unquoted: a label such as `x;touch${IFS}FILE` — which a policy's
+/// `runner_labels = ["x*"]` admits — ran a command of its author's in the shell that ran the
+/// answer. Every word is now shell-quoted; run by sh, the command passes the label to
+/// config.sh whole.
+#[test]
+fn a_label_cannot_inject_a_shell_command_into_the_configuration_command() {
+    let runners = Runners::start();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("injected");
+    let label = format!("x;touch${{IFS}}{}", marker.display());
+    let (status, answer) = runners.provision(json!({
+        "runner_name": "inj-1", "mode": "registration_token", "labels": [label, "y$(id)"]
+    }));
+    assert_eq!(status, 201, "{answer}");
+    let command = answer["configuration_command"].as_str().unwrap();
+    // A config.sh that writes its arguments one per line, as the runner's would parse them.
+    let script = work.path().join("config.sh");
+    std::fs::write(&script, "#!/bin/sh\nprintf '%s\\n' \"$@\" > args\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command}");
+    let mut made: Vec<String> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        ["args", "config.sh"],
+        "the label ran a command: {command}"
+    );
+    let args = std::fs::read_to_string(work.path().join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let labels = args.iter().position(|a| *a == "--labels").unwrap();
+    assert_eq!(args[labels + 1], format!("{label},y$(id)"), "{command}");
+    let token = args.iter().position(|a| *a == "--token").unwrap();
+    assert_eq!(
+        args[token + 1],
+        answer["registration_token"].as_str().unwrap()
+    );
+}
+
+/// Attacker's pass (2026-12-07): `/health` is answered to unauthenticated network callers, and
+/// when the database failed its `503` carried the store's error — the database's path and
+/// SQLite's words. The network now hears only that the database does not answer; the daemon's
+/// log keeps the detail.
+#[test]
+fn a_failing_database_is_not_described_to_an_unauthenticated_network_caller() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("secret-place.sqlite3");
+    let config = format!(
+        "[daemon]\n\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n\n[runners]\ndatabase = {:?}\n",
+        database.display().to_string()
+    );
+    let daemon = DaemonProcess::start(&config).unwrap();
+    // Damage the file in place under the running daemon.
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", database.display());
+        if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&path) {
+            file.write_all(&[0x42u8; 32768]).unwrap();
+        }
+    }
+    let mut stream = std::net::TcpStream::connect(daemon.network_address()).unwrap();
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: ghapp\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut health = String::new();
+    stream.read_to_string(&mut health).unwrap();
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(!health.contains("secret-place"), "{health}");
+    assert!(!health.to_ascii_lowercase().contains("sqlite"), "{health}");
+}

@@ -28,6 +28,12 @@ impl Context<'_> {
     /// A client for the resolved socket, trusting this uid, root and the config's
     /// `trusted_uids`; the socket itself is checked when the request is made.
     fn client(&self) -> Option<BlockingClient> {
+        self.client_and_hosts().map(|(client, _)| client)
+    }
+
+    /// [`Context::client`], and the hosts the config file's Apps serve (empty without a
+    /// trusted config file), from the one read of the config.
+    fn client_and_hosts(&self) -> Option<(BlockingClient, Vec<String>)> {
         let target = client_target(self.socket_flag, None);
         let socket = target.socket;
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -40,7 +46,10 @@ impl Context<'_> {
             note(format_args!("deadline reached before asking the daemon"));
             return None;
         }
-        Some(BlockingClient::new(socket.path, self.deadline).trusting(target.trusted))
+        Some((
+            BlockingClient::new(socket.path, self.deadline).trusting(target.trusted),
+            target.app_hosts,
+        ))
     }
 
     fn elapsed_ms(&self) -> u128 {
@@ -178,10 +187,17 @@ pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
         note(format_args!("erase without a servable host: ignored"));
         return;
     };
-    let Some(client) = context.client() else {
+    let Some((client, config_hosts)) = context.client_and_hosts() else {
         return;
     };
-    match client.served_hosts() {
+    // The hosts served: those of the config file read for the socket (trusted, as the socket
+    // is), so no request is made for them; without a config file, the daemon's own list.
+    let served = if config_hosts.is_empty() {
+        client.served_hosts()
+    } else {
+        Ok(config_hosts)
+    };
+    match served {
         Ok(hosts) if hosts.iter().any(|h| check_host(h).is_ok_and(|h| h == host)) => {}
         Ok(_) => {
             note(format_args!(

@@ -507,6 +507,42 @@ fn erase_sends_the_rejected_password() {
     );
 }
 
+/// With a config file naming the hosts its Apps serve, `erase` knows them without asking the
+/// daemon: one request (the `DELETE`), no `/v1/status`; a host the config does not name gets
+/// nothing, whatever the daemon would say.
+#[test]
+fn erase_takes_the_served_hosts_from_the_config_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = FakeDaemon::start(Reply::Json(200, r#"{"invalidated":true}"#.into()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[app]]\nname = \"e\"\nhost = \"GHE.example.com\"\napp_id = 2\nprivate_key_env = \"K\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = [("GHAPP_CONFIG", config.to_str().unwrap())];
+    let erase = |host: &str| {
+        let input =
+            format!("protocol=https\nhost={host}\nusername=x-access-token\npassword={TOKEN}\n\n");
+        run_helper(&["--socket", sock(&daemon), "erase"], &env, &input).assert_silent_fallthrough();
+    };
+    erase("ghe.example.com");
+    let seen = daemon.seen();
+    assert_eq!(
+        seen.iter()
+            .map(|s| (s.method.as_str(), s.target.as_str()))
+            .collect::<Vec<_>>(),
+        [("DELETE", "/v1/token")],
+        "one request, no status look-up"
+    );
+    // github.com is served by the fake daemon's status, but not by this config's Apps.
+    erase("github.com");
+    assert_eq!(daemon.seen().len(), 1, "{:?}", daemon.seen());
+}
+
 #[test]
 fn erase_sends_nothing_that_is_not_ours() {
     let daemon = FakeDaemon::start(Reply::Json(200, r#"{"invalidated":false}"#.into()));

@@ -136,6 +136,8 @@ impl TokenService for Fake {
         BrokerStatus {
             degraded: false,
             degraded_reason: None,
+            shared_cache: None,
+            upstream: None,
             apps: vec![AppStatus {
                 name: "test-app".into(),
                 host: "github.com".into(),

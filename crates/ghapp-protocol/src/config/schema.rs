@@ -35,10 +35,63 @@ pub struct Config {
     /// `[[daemon.policy]]` spelling is the same model; a file uses one or the other.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
+    /// `[cache]`: a token cache shared by broker replicas (Redis); absent: the daemon's own only.
+    pub cache: Option<CacheConfig>,
+    /// `[upstream]`: a central ghapp broker this daemon gets its tokens from (no key here).
+    pub upstream: Option<UpstreamConfig>,
     /// `[proxy]`: the caching GitHub API proxy (docs/proxy.md); absent: no proxy.
     pub proxy: Option<ProxyConfig>,
     /// `[runners]`: the self-hosted runner service (docs/runners.md); absent: not served.
     pub runners: Option<RunnersConfig>,
+}
+
+/// `[upstream]`: the daemon holds no App key for these hosts and asks a central ghapp broker's
+/// `/v1/token` instead, keeping its own cache, refresh-ahead and single-flight
+/// (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The broker's network API (`https://broker.internal:8443`); plain http only to loopback.
+    pub url: String,
+    /// Extra PEM CA certificates to trust for it (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// A file holding this host's ID token (a projected service-account token), sent as
+    /// `Authorization: Bearer`; read again for every request, as such tokens rotate.
+    pub id_token_file: Option<PathBuf>,
+    /// A file holding this host's client key (`[[client]]` on the broker), sent as
+    /// `Authorization: Bearer` (read again for every request).
+    pub client_key_file: Option<PathBuf>,
+    /// The git hosts whose tokens come from the broker.
+    #[serde(default = "defaults::upstream_hosts")]
+    pub hosts: Vec<String>,
+}
+
+/// `[cache]`: broker replicas share their tokens and installation look-ups through Redis,
+/// encrypted (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `redis://HOST:PORT[/DB]` or `rediss://…` (TLS); a password may be given in the URL.
+    pub redis_url: String,
+    /// 32 random bytes (`ghapp cache-key new FILE`), the same on every replica; refused if
+    /// group or others can read it.
+    pub encryption_key_file: PathBuf,
+    /// Extra PEM CA certificates to trust for `rediss://` (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Longest one Redis command may take before this replica counts Redis as down and serves
+    /// alone (until a probe gets an answer).
+    #[serde(
+        default = "defaults::cache_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub timeout: Duration,
+    /// Longest a replica waits for the replica that claimed a key to store its token before it
+    /// mints the key itself.
+    #[serde(
+        default = "defaults::cache_peer_wait",
+        with = "crate::duration::serde_human"
+    )]
+    pub peer_wait: Duration,
 }
 
 /// `[runners]`: the self-hosted runner service and its SQLite database.
@@ -484,6 +537,15 @@ mod proxy_defaults {
 
 mod defaults {
     use std::time::Duration;
+    pub fn cache_timeout() -> Duration {
+        Duration::from_millis(250)
+    }
+    pub fn cache_peer_wait() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn upstream_hosts() -> Vec<String> {
+        vec!["github.com".to_string()]
+    }
     pub fn runners_cleanup_after() -> Duration {
         Duration::from_secs(24 * 60 * 60)
     }

@@ -7,8 +7,8 @@
 
 use super::locate::Seg;
 use super::schema::{
-    AppConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, ProxyConfig, RunnersConfig,
-    SignerKind,
+    AppConfig, CacheConfig, Config, DaemonConfig, NetworkConfig, PolicyConfig, ProxyConfig,
+    RunnersConfig, SignerKind, UpstreamConfig,
 };
 use crate::api::{check_host, check_name};
 use crate::duration::format_duration;
@@ -42,6 +42,17 @@ fn key(name: &str) -> Seg {
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     validate_daemon(&config.daemon, &mut problems);
+    if let Some(cache) = &config.cache {
+        validate_cache(cache, &mut problems);
+    }
+    if let Some(upstream) = &mut config.upstream {
+        let app_hosts: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| a.host.to_ascii_lowercase())
+            .collect();
+        validate_upstream(upstream, &app_hosts, &mut problems);
+    }
     if let Some(network) = &config.network {
         validate_network(network, &mut problems);
     }
@@ -183,6 +194,122 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
             "socket_group",
             format!("socket_group {group:?} is not a group name or gid"),
         );
+    }
+}
+
+/// `[cache]`: a Redis URL the client understands, TLS extras only with TLS.
+fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("cache"), key(field)],
+            subject: format!("cache.{field}"),
+            message,
+        });
+    };
+    let tls = cache.redis_url.starts_with("rediss://");
+    if !tls && !cache.redis_url.starts_with("redis://") {
+        // The URL may carry a password: only its scheme is repeated.
+        let scheme = cache.redis_url.split("://").next().unwrap_or_default();
+        report(
+            "redis_url",
+            format!("must start with redis:// or rediss:// (TLS), not {scheme:?}"),
+        );
+    } else if cache.redis_url.len() <= "rediss://".len() - usize::from(!tls) {
+        report("redis_url", "names no host (redis://HOST:PORT)".into());
+    }
+    if cache.timeout.is_zero() || cache.timeout > Duration::from_secs(5) {
+        report(
+            "timeout",
+            format!(
+                "must be more than 0s and at most 5s (got {}): every request that misses waits up to this for Redis",
+                format_duration(cache.timeout)
+            ),
+        );
+    }
+    if cache.peer_wait.is_zero() || cache.peer_wait > Duration::from_secs(10) {
+        report(
+            "peer_wait",
+            format!(
+                "must be more than 0s and at most 10s, a claim's life (got {})",
+                format_duration(cache.peer_wait)
+            ),
+        );
+    }
+    if cache.ca_file.is_some() && !tls {
+        report(
+            "ca_file",
+            "is for rediss:// (TLS) only; this redis_url is plain redis://".into(),
+        );
+    }
+}
+
+/// `[upstream]`: where, with which identity, for which hosts (lower-cased in place; none also
+/// served by an `[[app]]`).
+fn validate_upstream(
+    upstream: &mut UpstreamConfig,
+    app_hosts: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key("upstream"), key(field)],
+            subject: format!("upstream.{field}"),
+            message,
+        });
+    };
+    let url = upstream.url.trim_end_matches('/');
+    let authority = |rest: &str| rest.split('/').next().unwrap_or_default().to_string();
+    if let Some(rest) = url.strip_prefix("http://") {
+        if !is_loopback(&authority(rest)) {
+            report(
+                "url",
+                format!(
+                    "{url} is plain http to a host that is not loopback (127.0.0.0/8, ::1, localhost): this host's identity and its tokens would cross the network in clear text; use https"
+                ),
+            );
+        }
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        if authority(rest).is_empty() || url.contains(['?', '#', ' ', '@']) {
+            report(
+                "url",
+                format!("{url:?} is not a base URL like https://broker.internal:8443"),
+            );
+        }
+    } else {
+        report(
+            "url",
+            format!("{url:?} must start with https:// (like https://broker.internal:8443)"),
+        );
+    }
+    match (&upstream.id_token_file, &upstream.client_key_file) {
+        (Some(_), None) | (None, Some(_)) => {}
+        (None, None) => report(
+            "id_token_file",
+            "the broker must know who asks: set id_token_file (a projected service-account token) or client_key_file".into(),
+        ),
+        (Some(_), Some(_)) => report(
+            "client_key_file",
+            "set id_token_file or client_key_file, not both".into(),
+        ),
+    }
+    if upstream.hosts.is_empty() {
+        report("hosts", "names no host (default: [\"github.com\"])".into());
+    }
+    for host in &mut upstream.hosts {
+        match check_host(host) {
+            Ok(lower) => {
+                if app_hosts.contains(&lower) {
+                    report(
+                        "hosts",
+                        format!(
+                            "{lower} is also served by an [[app]]: a host's tokens come from one place"
+                        ),
+                    );
+                }
+                *host = lower;
+            }
+            Err(e) => report("hosts", e.to_string()),
+        }
     }
 }
 
@@ -938,7 +1065,7 @@ fn validate_signing(app: &AppConfig, report: &mut impl FnMut(Option<&str>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, Path::new("/etc/ghapp/config.toml")).map_err(|e| e.to_string())
@@ -1093,6 +1220,70 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("must start with https://"), "{err}");
+    }
+
+    #[test]
+    fn upstream_needs_one_identity_and_https() {
+        let ok = parse("[upstream]\nurl = \"https://broker.internal:8443\"\nid_token_file = \"/var/run/secrets/tokens/ghapp\"\nhosts = [\"GitHub.com\"]\n").unwrap();
+        let upstream = ok.upstream.unwrap();
+        assert_eq!(upstream.hosts, ["github.com"]);
+        assert!(ok.apps.is_empty(), "no [[app]]: no key on this host");
+        let err = parse("[upstream]\nurl = \"http://broker.internal:8080\"\nid_token_file = \"/t\"\nclient_key_file = \"/k\"\n").unwrap_err();
+        assert!(
+            err.contains("upstream.url: http://broker.internal:8080 is plain http"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "upstream.client_key_file: set id_token_file or client_key_file, not both"
+            ),
+            "{err}"
+        );
+        let err = parse("[upstream]\nurl = \"http://127.0.0.1:8080\"\n").unwrap_err();
+        assert!(err.contains("the broker must know who asks"), "{err}");
+        let err = parse(&format!(
+            "{GOOD_APP}[upstream]\nurl = \"https://b\"\nclient_key_file = \"/k\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("github.com is also served by an [[app]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cache_needs_a_redis_url_and_a_key_file() {
+        let ok = parse(&format!(
+            "{GOOD_APP}[cache]\nredis_url = \"rediss://:pw@redis.internal:6380/1\"\nencryption_key_file = \"/etc/ghapp/cache.key\"\nca_file = \"/ca.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.cache.unwrap().encryption_key_file,
+            PathBuf::from("/etc/ghapp/cache.key")
+        );
+        let err = parse("[cache]\nredis_url = \"http://:secret@r:6379\"\nencryption_key_file = \"/k\"\nca_file = \"/ca\"\n").unwrap_err();
+        assert!(
+            err.contains(
+                "line 2: cache.redis_url: must start with redis:// or rediss:// (TLS), not \"http\""
+            ),
+            "{err}"
+        );
+        assert!(err.contains("cache.ca_file: is for rediss://"), "{err}");
+        assert!(
+            !err.contains("secret"),
+            "the URL's password is not repeated: {err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\nencryption_key_file = \"/k\"\ntimeout = \"1m\"\npeer_wait = 0\n").unwrap_err();
+        assert!(
+            err.contains("cache.timeout: must be more than 0s and at most 5s (got 1m)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("cache.peer_wait: must be more than 0s"),
+            "{err}"
+        );
+        let err = parse("[cache]\nredis_url = \"redis://r\"\n").unwrap_err();
+        assert!(err.contains("encryption_key_file"), "{err}");
     }
 
     #[test]
@@ -1330,7 +1521,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_read_socket_trusted_uids_and_hosts_only_from_a_trusted_valid_file() {
+    fn clients_read_socket_trusted_uids_and_hosts_only_from_a_trusted_file() {
         use crate::config::{ClientSettings, client_settings};
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -1357,11 +1548,40 @@ mod tests {
             "others may write it: never followed"
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&path, "[daemon]\nsocket = \"/run/x.sock\"\nbogus = 1\n").unwrap();
+        for broken in [
+            "[daemon]\nsocket = 42\n",
+            "[daemon]\ntrusted_uids = [\"root\"]\n",
+            "[[app]]\nname = \"a\"\nhost = \"a b\"\n",
+            "[daemon\n",
+        ] {
+            std::fs::write(&path, broken).unwrap();
+            assert_eq!(
+                client_settings(&path),
+                None,
+                "a client key broken: falls through silently ({broken:?})"
+            );
+        }
+        // The daemon's own keys are the daemon's (and doctor's) to refuse: a client reads its
+        // three keys from a trusted file whatever else it holds.
+        std::fs::write(
+            &path,
+            "[daemon]\nsocket = \"/run/x.sock\"\nbogus = 1\nmin_ttl = \"0s\"\n[[app]]\nname = \"a\"\nhost = \"GitHub.com\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err(), "the daemon refuses it");
+        assert_eq!(
+            client_settings(&path),
+            Some(ClientSettings {
+                socket: Some("/run/x.sock".into()),
+                trusted_uids: vec![],
+                app_hosts: vec!["github.com".into()],
+            })
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
         assert_eq!(
             client_settings(&path),
             None,
-            "broken: falls through silently"
+            "group may write it: never followed"
         );
     }
 }

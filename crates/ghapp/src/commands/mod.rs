@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches and returns the process exit code.
 
+mod cache_key;
 mod configure;
 mod demo;
 mod doctor;
@@ -103,6 +104,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::RunnerToken(args) => runner_token::run(&context, args),
         Command::Runners(command) => runners::run(&context, command),
         Command::Demo(args) => demo::run(&context, args),
+        Command::CacheKey(command) => cache_key::run(command),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

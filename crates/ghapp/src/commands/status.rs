@@ -65,6 +65,29 @@ pub fn render(status: &StatusResponse) -> String {
     } else {
         out.push_str("state: healthy\n");
     }
+    if let Some(upstream) = &status.upstream {
+        match &upstream.problem {
+            None => out.push_str(&format!(
+                "upstream: {} for {} (answering; no App key on this host)\n",
+                upstream.url,
+                upstream.hosts.join(", ")
+            )),
+            Some(problem) => out.push_str(&format!(
+                "upstream: {} for {} FAILING ({problem}): cached tokens serve on their margin\n",
+                upstream.url,
+                upstream.hosts.join(", ")
+            )),
+        }
+    }
+    if let Some(shared) = &status.shared_cache {
+        match &shared.problem {
+            None => out.push_str(&format!("shared cache: {} (answering)\n", shared.backend)),
+            Some(problem) => out.push_str(&format!(
+                "shared cache: {} UNREACHABLE ({problem}): serving from this replica's own cache\n",
+                shared.backend
+            )),
+        }
+    }
 
     out.push_str("\nApps\n");
     let apps: Vec<Vec<String>> = status
@@ -197,6 +220,17 @@ mod tests {
                 installation_id: 100,
                 enterprise: false,
             }],
+            upstream: Some(ghapp_protocol::api::UpstreamStatus {
+                url: "https://broker.internal:8443".into(),
+                hosts: vec!["github.com".into()],
+                healthy: true,
+                problem: None,
+            }),
+            shared_cache: Some(ghapp_protocol::api::SharedCacheStatus {
+                backend: "redis://127.0.0.1:6379".into(),
+                healthy: false,
+                problem: Some("connection refused".into()),
+            }),
             tokens: vec![CachedTokenStatus {
                 fingerprint: "sha256:abcdefabcdef".into(),
                 app: "acme-bot".into(),
@@ -221,6 +255,8 @@ mod tests {
             "contents:write",
             "47m 12s",
             "mints",
+            "shared cache: redis://127.0.0.1:6379 UNREACHABLE (connection refused)",
+            "upstream: https://broker.internal:8443 for github.com (answering",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

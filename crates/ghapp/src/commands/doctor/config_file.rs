@@ -28,10 +28,17 @@ pub fn check(context: &Context, report: &mut Report) -> Option<Config> {
                 .apps
                 .iter()
                 .map(|app| format!("{} for {}", app.name, app.host))
+                .chain(config.upstream.iter().map(|u| {
+                    format!(
+                        "upstream {} for {} (no App key here)",
+                        u.url,
+                        u.hosts.join(", ")
+                    )
+                }))
                 .collect();
             if names.is_empty() {
                 report.fail(
-                    format!("config file {} (chosen by: {}) has no [[app]]", path.display(), resolved.source),
+                    format!("config file {} (chosen by: {}) has no [[app]] and no [upstream]", path.display(), resolved.source),
                     "add an [[app]] with name, app_id (or client_id) and private_key_file (docs/configuration.md)",
                 );
             } else {

@@ -91,6 +91,36 @@ pub fn check(context: &Context, apps: &[ProbedApp], report: &mut Report) {
                 );
             }
             compare_apps(apps, &status.apps, report);
+            match &status.shared_cache {
+                Some(shared) if shared.healthy => {
+                    report.ok(format!("shared cache {} answers", shared.backend))
+                }
+                Some(shared) => report.warn(
+                    format!(
+                        "shared cache {} is unreachable: {}",
+                        shared.backend,
+                        shared.problem.as_deref().unwrap_or("no answer")
+                    ),
+                    "this replica serves from its own cache and mints alone; check that Redis runs and is reachable from the daemon (it rejoins by itself)",
+                ),
+                None => {}
+            }
+            match &status.upstream {
+                Some(upstream) if upstream.healthy => report.ok(format!(
+                    "upstream broker {} answers (tokens for {})",
+                    upstream.url,
+                    upstream.hosts.join(", ")
+                )),
+                Some(upstream) => report.fail(
+                    format!(
+                        "upstream broker {} is failing: {}",
+                        upstream.url,
+                        upstream.problem.as_deref().unwrap_or("no answer")
+                    ),
+                    "cached tokens serve on their margin only; check the broker's address, its CA (upstream.ca_file) and that it accepts this host's identity",
+                ),
+                None => {}
+            }
             if status.degraded {
                 report.warn(
                     format!(

@@ -1,0 +1,331 @@
+//! Upstream mode (`[upstream]`): tokens for the listed hosts come from a central ghapp broker's
+//! `/v1/token` rather than from GitHub — this daemon holds no App key for them. [`Upstream`] is
+//! that source of tokens: it plans a request (the cache key is the request itself: host,
+//! repository, permissions) and fetches its token, and the broker's token cache, single-flight,
+//! refresh-ahead and degraded margin serve it exactly as they serve minted tokens.
+//!
+//! This host's identity goes in `Authorization: Bearer`: an ID token (a projected
+//! service-account token, read again for every request, as it rotates) or a client key. The
+//! broker answers only what its policy for that identity allows; this daemon's own policy has
+//! already been applied to the caller. The broker unreachable or failing (connection refused,
+//! timeout, 5xx, 429) is `Unavailable`, so cached tokens keep serving down to
+//! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
+
+use crate::app::{Health, Trouble};
+use crate::cache::{CachedToken, MintPlan, Narrowing, TokenKey, digest};
+use crate::clock::ServerTime;
+use crate::config::{DaemonConfig, UpstreamConfig};
+use crate::error::{BrokerError, ErrorKind};
+use crate::failure::Failure;
+use crate::request::Request;
+use ghapp_protocol::api::{ErrorBody, TOKEN_PATH, TokenQuery, TokenResponse, UpstreamStatus};
+use ghapp_protocol::permissions::Permissions;
+use ghapp_protocol::secret::fingerprint;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The App name a key-less daemon's tokens carry in its cache, status and audit.
+const UPSTREAM_NAME: &str = "upstream";
+
+/// Where this host's credential for the broker is read from, for every request.
+#[derive(Debug, Clone)]
+enum Identity {
+    /// An ID token file (a projected service-account token).
+    IdTokenFile(PathBuf),
+    /// A client key file.
+    ClientKeyFile(PathBuf),
+}
+
+impl Identity {
+    fn file(&self) -> (&'static str, &PathBuf) {
+        match self {
+            Identity::IdTokenFile(path) => ("id_token_file", path),
+            Identity::ClientKeyFile(path) => ("client_key_file", path),
+        }
+    }
+
+    /// The bearer credential, read now (never logged; an empty file is refused).
+    fn read(&self) -> Result<Zeroizing<String>, String> {
+        let (key, path) = self.file();
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read upstream.{key} {}: {e}", path.display()))?,
+        );
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+            return Err(format!(
+                "upstream.{key} {} does not hold one credential (empty, or several words)",
+                path.display()
+            ));
+        }
+        Ok(Zeroizing::new(trimmed.to_string()))
+    }
+}
+
+/// The central broker this daemon gets its tokens from.
+pub(crate) struct Upstream {
+    /// Its base URL, without a trailing `/`.
+    url: String,
+    /// The git hosts it serves for this daemon (lower-cased).
+    hosts: Vec<String>,
+    identity: Identity,
+    client: reqwest::Client,
+    /// Its standing: failing → cached tokens serve on their margin.
+    pub health: Health,
+    /// Hosts asked over plain http (loopback test setups): asked so of the broker, refreshes
+    /// included.
+    http_hosts: Mutex<HashSet<String>>,
+    /// Its identity in cache keys (a fingerprint of the URL), shared by every plan.
+    key_identity: Arc<str>,
+    name: Arc<str>,
+    label: Arc<str>,
+}
+
+impl Upstream {
+    /// The upstream `config` describes, with an HTTP client on `[daemon]`'s timeouts.
+    pub(crate) fn build(
+        config: &UpstreamConfig,
+        daemon: &DaemonConfig,
+    ) -> Result<Upstream, BrokerError> {
+        let fail = |message: String| BrokerError::internal(format!("[upstream]: {message}"));
+        let url = config.url.trim_end_matches('/').to_string();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(daemon.connect_timeout)
+            .timeout(daemon.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| fail(format!("cannot read ca_file {}: {e}", ca_file.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "ca_file {} holds no usable PEM certificate",
+                        ca_file.display()
+                    ))
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+        let identity = match (&config.id_token_file, &config.client_key_file) {
+            (Some(path), _) => Identity::IdTokenFile(path.clone()),
+            (None, Some(path)) => Identity::ClientKeyFile(path.clone()),
+            (None, None) => return Err(fail("no id_token_file or client_key_file".into())),
+        };
+        tracing::info!(upstream = %url, hosts = ?config.hosts, identity = identity.file().0, "tokens for these hosts come from the upstream broker; no App key here");
+        Ok(Upstream {
+            key_identity: format!("upstream:{}", fingerprint(&url)).into(),
+            name: UPSTREAM_NAME.into(),
+            label: format!("upstream {url}").into(),
+            url,
+            hosts: config.hosts.clone(),
+            identity,
+            client,
+            health: Health::default(),
+            http_hosts: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// True if tokens for `host` come from this upstream.
+    pub(crate) fn serves(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h == host)
+    }
+
+    /// Its identity in cache keys.
+    pub(crate) fn key_identity(&self) -> &str {
+        &self.key_identity
+    }
+
+    /// True if `plan` is one of this upstream's.
+    pub(crate) fn planned(&self, plan: &MintPlan) -> bool {
+        *plan.key.app_identity == *self.key_identity
+    }
+
+    /// True while the broker is failing (cached tokens serve on their margin).
+    pub(crate) fn failing(&self) -> bool {
+        self.health.trouble() == Some(Trouble::Unreachable)
+    }
+
+    /// What `request` is asked of the broker, as a cache key: host, owner, repository,
+    /// permissions (the installation is the broker's business: 0 here).
+    pub(crate) fn plan(&self, request: &Request) -> MintPlan {
+        if request.http {
+            self.http_hosts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(request.host.clone());
+        }
+        let target = request.target();
+        let repositories: Vec<String> = request
+            .repo
+            .iter()
+            .map(|r| r.to_ascii_lowercase())
+            .collect();
+        let permissions = (!request.permissions.is_empty()).then(|| request.permissions.clone());
+        let narrowing = match repositories.first() {
+            Some(repo) => Narrowing::Name(repo.as_str().into()),
+            None => Narrowing::None,
+        };
+        MintPlan {
+            key: TokenKey {
+                host: request.host.as_str().into(),
+                app_identity: self.key_identity.clone(),
+                installation_id: 0,
+                repositories,
+                permissions,
+            },
+            app_name: self.name.clone(),
+            app_label: self.label.clone(),
+            // The owner as the broker is asked (the key's; lower-cased, as GitHub's names are
+            // case-insensitive), so "owner" in answers is never empty for a repository.
+            account: request
+                .owner
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .into(),
+            target: target.label().into(),
+            narrowing,
+            installation_permissions: Permissions::new(),
+        }
+    }
+
+    /// The broker's token for `plan`, with at least `min_ttl` left as the broker sees it.
+    pub(crate) async fn fetch(
+        &self,
+        plan: &Arc<MintPlan>,
+        min_ttl: Duration,
+    ) -> Result<Arc<CachedToken>, Failure> {
+        let http = self
+            .http_hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&*plan.key.host);
+        let unavailable = |why: String| {
+            self.health.fail(Trouble::Unreachable, why.clone());
+            failure(BrokerError::unavailable(why), plan)
+        };
+        let bearer = self.identity.read().map_err(unavailable)?;
+        let query = TokenQuery {
+            host: Some(plan.key.host.to_string()),
+            owner: (!plan.account.is_empty()).then(|| plan.account.to_string()),
+            repo: plan.key.repositories.first().cloned(),
+            permissions: plan.key.permissions.clone().unwrap_or_default(),
+            min_ttl: Some(min_ttl),
+            protocol: http.then(|| "http".to_string()),
+        };
+        let url = format!("{}{TOKEN_PATH}?{}", self.url, query.to_query_string());
+        let answer = self
+            .client
+            .get(&url)
+            .bearer_auth(&*bearer)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "the upstream broker {} is unreachable: {}",
+                    self.url,
+                    transport_reason(&e)
+                ))
+            })?;
+        let status = answer.status().as_u16();
+        let date = answer
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = answer.bytes().await.map_err(|e| {
+            unavailable(format!(
+                "the upstream broker {} broke off its answer: {}",
+                self.url,
+                transport_reason(&e)
+            ))
+        })?;
+        if status != 200 {
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| "no error message".into());
+            let why = format!(
+                "the upstream broker {} answered {status}: {message}",
+                self.url
+            );
+            let kind = match status {
+                400 => ErrorKind::BadRequest,
+                401 | 403 => ErrorKind::Forbidden,
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Ambiguous,
+                422 => ErrorKind::Unprocessable,
+                _ => return Err(unavailable(why)),
+            };
+            // The broker is up and said no: that is an answer, not an outage.
+            self.health.ok();
+            return Err(failure(BrokerError::new(kind, why), plan));
+        }
+        let answer: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            unavailable(format!(
+                "the upstream broker {} answered something that is not a token ({e})",
+                self.url
+            ))
+        })?;
+        self.health.ok();
+        let st = ServerTime::from_date_header(date.as_deref());
+        let remaining = st.remaining_until(answer.expires_at);
+        let token = CachedToken {
+            digest: digest(answer.token.expose()),
+            expires: st.instant_of(answer.expires_at),
+            minted_at: st.received,
+            expires_at: st.local_time_of(answer.expires_at),
+            plan: plan.clone(),
+            permissions: answer.permissions,
+            token: answer.token,
+        };
+        tracing::info!(upstream = %self.url, target = %plan.target, token = %token.token.fingerprint(), app = %answer.app, installation = answer.installation_id, expires_in_secs = remaining.as_secs(), "got a token from the upstream broker");
+        Ok(Arc::new(token))
+    }
+
+    /// For `/v1/status`: where it is and whether it answers.
+    pub(crate) fn status(&self) -> UpstreamStatus {
+        UpstreamStatus {
+            url: self.url.clone(),
+            hosts: self.hosts.clone(),
+            healthy: self.health.trouble().is_none(),
+            problem: self.health.describe(),
+        }
+    }
+}
+
+/// A failure of `plan` with no consequence for the caches (the broker's installations are its
+/// own business).
+fn failure(error: BrokerError, plan: &MintPlan) -> Failure {
+    Failure {
+        error: error.with_target(plan.target.clone()),
+        consequence: None,
+    }
+}
+
+/// Why a request did not get through, without the URL's query (which names the repository,
+/// harmless, but the error chain repeats it at length).
+fn transport_reason(error: &reqwest::Error) -> String {
+    let mut reason = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    reason
+}
