@@ -289,7 +289,10 @@ pub fn run(options: Options) -> Result<()> {
                 met: r.met.map_or("–", verdict),
             })
             .collect();
-        sections.push(("p. API proxy (docs/proxy.md) against the emulator directly", rows));
+        sections.push((
+            "p. API proxy (docs/proxy.md) against the emulator directly",
+            rows,
+        ));
     }
     sections.sort_by_key(|(title, _)| *title);
 

@@ -155,13 +155,17 @@ impl Core {
             .clone()
     }
 
-    /// A token for `request`: from the upstream broker's hosts through it, else from an App.
+    /// A token for `request`: from the upstream broker's hosts through it, else from an App;
+    /// true when the request waited on a mint.
     pub(crate) async fn token(
         self: &Arc<Self>,
         request: &Request,
-    ) -> Result<Arc<CachedToken>, BrokerError> {
+    ) -> Result<(Arc<CachedToken>, bool), BrokerError> {
         let Some(upstream) = self.upstream().filter(|u| u.serves(&request.host)) else {
-            return self.token_for(request).await.map(|(token, _)| token);
+            return self
+                .token_for(request)
+                .await
+                .map(|(token, _, minted)| (token, minted));
         };
         let runtime = self.runtime();
         let plan = Arc::new(upstream.plan(request));
@@ -180,11 +184,12 @@ impl Core {
         .map_err(|e| e.with_target(request.target().label()))
     }
 
-    /// A token for `request`, with the App that minted it. Every error names the target.
+    /// A token for `request`, with the App that minted it and whether this request waited on
+    /// a mint (a cache miss) rather than a cached token. Every error names the target.
     pub(crate) async fn token_for(
         self: &Arc<Self>,
         request: &Request,
-    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         self.serve(request)
             .await
             .map_err(|e| e.with_target(request.target().label()))
@@ -194,7 +199,7 @@ impl Core {
     async fn serve(
         self: &Arc<Self>,
         request: &Request,
-    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>), BrokerError> {
+    ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         let runtime = self.runtime();
         let apps = request.candidate_apps(&runtime, &self.config_name())?;
         let target = request.target();
@@ -254,7 +259,7 @@ impl Core {
                 .obtain(&runtime, failing, &plan, required, request.min_ttl)
                 .await
             {
-                Ok(token) => return Ok((token, app)),
+                Ok((token, minted)) => return Ok((token, app, minted)),
                 // The installation is gone (App reinstalled under a new id): look it up again, once.
                 Err(error) if error.kind == ErrorKind::NotFound && !re_resolved => {
                     tracing::info!(target = %target.label(), "{}; resolving the installation again", error.message);
@@ -304,7 +309,8 @@ impl Core {
     }
 
     /// The token of `plan`: cached with `required` life, or from its (single) mint; when GitHub
-    /// (or the upstream broker) is `failing`, a cached token with the degraded margin.
+    /// (or the upstream broker) is `failing`, a cached token with the degraded margin. True when
+    /// the caller waited on a mint.
     async fn obtain(
         self: &Arc<Self>,
         runtime: &Runtime,
@@ -312,7 +318,7 @@ impl Core {
         plan: &Arc<MintPlan>,
         required: Duration,
         asked_min_ttl: Option<Duration>,
-    ) -> Result<Arc<CachedToken>, BrokerError> {
+    ) -> Result<(Arc<CachedToken>, bool), BrokerError> {
         // The caller's own min_ttl is never relaxed; the daemon's is, to degraded_min_ttl.
         let degraded_floor = asked_min_ttl
             .unwrap_or_default()
@@ -325,13 +331,13 @@ impl Core {
         let flight = match acquired {
             Acquire::Fresh(token) => {
                 bump(&self.metrics.cache_hits);
-                return Ok(token);
+                return Ok((token, false));
             }
             Acquire::Degraded(token) => {
                 bump(&self.metrics.cache_hits);
                 bump(&self.metrics.degraded_serves);
                 tracing::warn!(target = %plan.target, token = %token.token.fingerprint(), remaining_secs = token.remaining(Instant::now()).as_secs(), "GitHub failing: serving a cached token on its margin");
-                return Ok(token);
+                return Ok((token, false));
             }
             Acquire::Wait(flight) => flight,
         };
@@ -341,6 +347,7 @@ impl Core {
             .await
             .unwrap_or_else(|| Err(BrokerError::internal("the token mint task failed")));
         self.after_mint(plan, result, required, degraded_floor)
+            .map(|token| (token, true))
     }
 
     /// What a caller gets from the mint it waited on: the token if it has `required` life;
@@ -564,7 +571,7 @@ impl Core {
         let (request, target) = Self::runner_request(host, target)?;
         let mut retried = false;
         loop {
-            let (token, app) = self
+            let (token, app, _) = self
                 .token_for(&request)
                 .await
                 .map_err(|e| Self::runner_advice(&target, e))?;
@@ -597,7 +604,7 @@ impl Core {
         let (request, target) = Self::runner_request(host, target)?;
         let mut retried = false;
         loop {
-            let (token, app) = self
+            let (token, app, _) = self
                 .token_for(&request)
                 .await
                 .map_err(|e| Self::runner_advice(&target, e))?;

@@ -139,9 +139,23 @@ impl Broker {
     /// min_ttl)` left, otherwise minted (single-flight per cache key). While GitHub is failing,
     /// a cached token with at least `max(query.min_ttl, degraded_min_ttl)` left is served.
     pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, BrokerError> {
+        self.token_served(query).await.map(|(token, _)| token)
+    }
+
+    /// [`Broker::token`], also telling whether this request waited on a mint (`true`: a cache
+    /// miss that asked GitHub, its own mint or one already in flight it joined) — what the
+    /// daemon's per-identity mint limit counts. Cached answers (`false`) cost GitHub nothing.
+    pub async fn token_served(
+        &self,
+        query: &TokenQuery,
+    ) -> Result<(TokenResponse, bool), BrokerError> {
         let request = request::Request::from_query(query)?;
         let core = self.core.clone();
-        let mut answer = Box::pin(async move { core.token(&request).await.map(|t| t.response()) });
+        let mut answer = Box::pin(async move {
+            core.token(&request)
+                .await
+                .map(|(token, minted)| (token.response(), minted))
+        });
         // A cached token is ready at the first poll: answered here, without a task (a spawn per
         // request was a task allocation and a wake-up of the other worker, docs/benchmarks.md).
         // The waker is a no-op: a future that is not ready is polled again, by its task, with

@@ -22,6 +22,7 @@ pub struct BlockingClient {
     /// The time the caller gave at construction, for messages.
     budget: Duration,
     trusted: TrustedUids,
+    id_token_file: Option<PathBuf>,
 }
 
 impl BlockingClient {
@@ -34,7 +35,19 @@ impl BlockingClient {
             deadline,
             budget,
             trusted: TrustedUids::current(&[]),
+            id_token_file: None,
         }
+    }
+
+    /// Sends the ID token in `file` (read again for every request) as `Authorization: Bearer`.
+    pub fn with_id_token_file(mut self, file: Option<PathBuf>) -> Self {
+        self.id_token_file = file;
+        self
+    }
+
+    /// [`BlockingClient::with_id_token_file`] with the file `$GHAPP_ID_TOKEN_FILE` names.
+    pub fn with_id_token_from_env(self) -> Self {
+        self.with_id_token_file(crate::id_token::file_from_env())
     }
 
     /// The same client trusting `trusted` (from `[daemon] trusted_uids`).
@@ -94,9 +107,24 @@ impl BlockingClient {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        // Read before connecting: an unreadable token file sends nothing.
+        let token = match &self.id_token_file {
+            Some(path) => {
+                Some(
+                    crate::id_token::read(path).map_err(|reason| ClientError::IdToken {
+                        path: path.clone(),
+                        reason,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut stream = self.connect()?;
         let mut request =
             format!("{method} {path} HTTP/1.1\r\nhost: ghapp\r\nconnection: close\r\n");
+        if let Some(token) = token {
+            request.push_str(&format!("authorization: Bearer {token}\r\n"));
+        }
         if let Some(body) = body {
             request.push_str(&format!(
                 "content-type: application/json\r\ncontent-length: {}\r\n",

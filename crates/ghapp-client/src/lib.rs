@@ -31,6 +31,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub mod blocking;
+pub mod id_token;
 use std::time::Duration;
 
 /// The largest response body accepted: status with thousands of cached tokens fits easily.
@@ -72,6 +73,15 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: Untrusted,
     },
+    /// `$GHAPP_ID_TOKEN_FILE` is set but the token cannot be read from it: nothing was sent
+    /// (sending no token would be judged as a different caller).
+    #[error("cannot read the ID token file {path} (named by ${var}): {reason}", var = id_token::ENV)]
+    IdToken {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
     /// The daemon answered something that is not the API (a different program on the socket?).
     #[error("unexpected answer from {socket}: {reason}")]
     Protocol {
@@ -107,6 +117,7 @@ pub struct DaemonClient {
     socket: PathBuf,
     timeout: Duration,
     http: Client<TrustedConnector, Full<Bytes>>,
+    id_token_file: Option<PathBuf>,
 }
 
 impl DaemonClient {
@@ -123,12 +134,45 @@ impl DaemonClient {
             socket,
             timeout,
             http,
+            id_token_file: None,
         }
     }
 
     /// The same client trusting `trusted` (from `[daemon] trusted_uids`).
     pub fn trusting(self, trusted: TrustedUids) -> Self {
-        Self::build(self.socket, self.timeout, trusted)
+        let id_token_file = self.id_token_file;
+        Self::build(self.socket, self.timeout, trusted).with_id_token_file(id_token_file)
+    }
+
+    /// Sends the ID token in `file` (read again for every request) as `Authorization: Bearer`.
+    pub fn with_id_token_file(mut self, file: Option<PathBuf>) -> Self {
+        self.id_token_file = file;
+        self
+    }
+
+    /// [`DaemonClient::with_id_token_file`] with the file `$GHAPP_ID_TOKEN_FILE` names, if set.
+    pub fn with_id_token_from_env(self) -> Self {
+        self.with_id_token_file(id_token::file_from_env())
+    }
+
+    /// The `Authorization` value to send, read from the ID token file now.
+    fn authorization(&self) -> Result<Option<hyper::header::HeaderValue>, ClientError> {
+        let Some(path) = &self.id_token_file else {
+            return Ok(None);
+        };
+        let token = id_token::read(path).map_err(|reason| ClientError::IdToken {
+            path: path.clone(),
+            reason,
+        })?;
+        let mut value =
+            hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ClientError::IdToken {
+                    path: path.clone(),
+                    reason: "it is not a token".into(),
+                }
+            })?;
+        value.set_sensitive(true);
+        Ok(Some(value))
     }
 
     /// The socket this client talks to.
@@ -274,6 +318,9 @@ impl DaemonClient {
         // it back, and the pool keys connections on it.
         let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path).into();
         let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(authorization) = self.authorization()? {
+            builder = builder.header(hyper::header::AUTHORIZATION, authorization);
+        }
         if body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }

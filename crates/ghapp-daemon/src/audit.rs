@@ -1,5 +1,7 @@
-//! The audit log: one JSON object per line for every request a peer makes (except the noise of
-//! `/healthz` and `/metrics` scrapes) and every refused peer — who asked (uid/gid/pid), for what
+//! The audit log: one JSON object per line for every request a caller makes (except the noise of
+//! `/healthz` and `/metrics` scrapes) and every refused peer or credential — who asked (uid/gid/pid
+//! on the socket, the address on the network, the client's name or the ID token's issuer and
+//! subject — never the credential itself), for what
 //! (route, host, owner/repo, permissions) and what came of it (status, outcome, the token's
 //! fingerprint). Never the token itself.
 //!
@@ -8,6 +10,7 @@
 //! stderr with `-`.
 
 use crate::access::Peer;
+use crate::identity::{Caller, Credential, Origin};
 use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -26,6 +29,10 @@ pub enum Outcome {
     Invalidated,
     /// The peer's uid/gid is not allowed.
     DeniedPeer,
+    /// The credential presented is not valid (401).
+    DeniedCredential,
+    /// The identity's mint limit was reached (429).
+    Limited,
     /// The peer's policy refused the request.
     DeniedPolicy,
     /// The request was malformed or could not be served.
@@ -39,13 +46,27 @@ pub enum Outcome {
 pub struct AuditEvent {
     /// When the request arrived (`2026-11-22T05:00:00Z`).
     pub time: Timestamp,
-    /// Peer's uid.
-    pub peer_uid: u32,
-    /// Peer's gid.
-    pub peer_gid: u32,
+    /// Peer's uid (Unix socket callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_uid: Option<u32>,
+    /// Peer's gid (Unix socket callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_gid: Option<u32>,
     /// Peer's pid, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_pid: Option<i32>,
+    /// The source address (network callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The `[[client]]` whose key was presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The issuer of the verified ID token presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The subject of the verified ID token presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// HTTP method.
     pub method: String,
     /// The route pattern (never the raw path).
@@ -100,11 +121,21 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// A record for `peer` calling `method route`, to be filled in as the request is served.
     pub fn new(peer: &Peer, method: &str, route: &'static str) -> AuditEvent {
+        AuditEvent::for_origin(&Origin::Local(*peer), method, route)
+    }
+
+    /// A record for a caller from `origin` (the credential is added once verified).
+    pub fn for_origin(origin: &Origin, method: &str, route: &'static str) -> AuditEvent {
+        let peer = origin.peer();
         AuditEvent {
             time: Timestamp::now(),
-            peer_uid: peer.uid,
-            peer_gid: peer.gid,
-            peer_pid: peer.pid,
+            peer_uid: peer.map(|p| p.uid),
+            peer_gid: peer.map(|p| p.gid),
+            peer_pid: peer.and_then(|p| p.pid),
+            address: origin.address().map(|a| a.to_string()),
+            client: None,
+            issuer: None,
+            subject: None,
             method: method.to_string(),
             route,
             host: None,
@@ -123,6 +154,19 @@ impl AuditEvent {
             github_route: None,
             github_message: None,
             duration_ms: 0,
+        }
+    }
+
+    /// Records who the verified credential names: the client, or the token's issuer and
+    /// subject (never the credential).
+    pub fn identify(&mut self, caller: &Caller) {
+        match &caller.credential {
+            Some(Credential::Client(name)) => self.client = Some(name.to_string()),
+            Some(Credential::IdToken(token)) => {
+                self.issuer = Some(token.issuer.clone());
+                self.subject = Some(token.subject.clone());
+            }
+            None => {}
         }
     }
 

@@ -4,6 +4,10 @@
 //! ([`crate::access`]) judges. Never holds the credential itself: a client is known by its
 //! configured name, an ID token by its verified claims.
 
+pub mod client_keys;
+pub mod oidc;
+
+use ghapp_protocol::config::Config;
 use ghapp_protocol::time::Timestamp;
 use std::fmt;
 use std::net::IpAddr;
@@ -139,6 +143,18 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The kind of identity, for metrics labels (bounded): `uid`, `address`, `client`, `oidc`.
+    pub fn kind(&self) -> &'static str {
+        match (&self.credential, &self.origin) {
+            (Some(Credential::Client(_)), _) => "client",
+            (Some(Credential::IdToken(_)), _) => "oidc",
+            (None, Origin::Local(_)) => "uid",
+            (None, Origin::Network { .. }) => "address",
+        }
+    }
+}
+
 impl fmt::Display for Caller {
     /// How logs and refusals name the caller: `uid 1000 gid 100 pid 7`, `client ci-bot from
     /// address 10.0.0.7`, `https://issuer repo:acme/widgets:ref:refs/heads/main from …`.
@@ -148,4 +164,125 @@ impl fmt::Display for Caller {
             Some(credential) => write!(f, "{credential} from {}", self.origin),
         }
     }
+}
+
+/// The largest `Authorization` value accepted; longer ones are refused before any parsing
+/// (ID tokens are 1–2 KB; GitHub Actions' about 1.5 KB).
+pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
+
+/// A credential was presented but is not valid (401). The reason names the issuer, kid or
+/// claim at fault; never the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// What is wrong, for the answer and the audit log.
+    pub reason: String,
+}
+
+impl AuthFailure {
+    /// A failure for this reason.
+    pub fn new(reason: impl Into<String>) -> AuthFailure {
+        AuthFailure {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Turns `Authorization: Bearer …` (or `token …`, as the seed proxy's clients send a client
+/// key) into a verified [`Credential`]: a `[[client]]` key or an `[[oidc]]` ID token.
+#[derive(Debug)]
+pub struct Authenticator {
+    clients: client_keys::ClientKeys,
+    oidc: oidc::OidcVerifier,
+}
+
+impl Authenticator {
+    /// From the config's `[[client]]` and `[[oidc]]` tables. Keys are fetched later, on first
+    /// use; a `ca_file` that cannot be read is an error now.
+    pub fn from_config(config: &Config) -> Result<Authenticator, String> {
+        Ok(Authenticator {
+            clients: client_keys::ClientKeys::from_config(&config.clients)?,
+            oidc: oidc::OidcVerifier::new(&config.oidc)?,
+        })
+    }
+
+    /// An authenticator that knows no client and no issuer: every credential is refused.
+    pub fn none() -> Authenticator {
+        Authenticator {
+            clients: client_keys::ClientKeys::default(),
+            oidc: oidc::OidcVerifier::new(&[]).unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// The ID token verifier (for its counters).
+    pub fn oidc(&self) -> &oidc::OidcVerifier {
+        &self.oidc
+    }
+
+    /// The ID token verifier, to adjust (tests shorten its refresh interval).
+    pub fn oidc_mut(&mut self) -> &mut oidc::OidcVerifier {
+        &mut self.oidc
+    }
+
+    /// `Ok(None)` without an `Authorization` header; the credential when it is valid; an
+    /// [`AuthFailure`] when one is presented but is not (several headers, another scheme, too
+    /// long, an unknown key, a token that does not verify).
+    pub async fn authenticate(
+        &self,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Option<Credential>, AuthFailure> {
+        let mut values = headers.get_all(hyper::header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(AuthFailure::new(
+                "more than one Authorization header: send one",
+            ));
+        }
+        if value.len() > MAX_CREDENTIAL_BYTES {
+            return Err(AuthFailure::new(format!(
+                "the credential is {} bytes; at most {MAX_CREDENTIAL_BYTES} are accepted",
+                value.len()
+            )));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| AuthFailure::new("the Authorization header is not ASCII"))?;
+        let (scheme, secret) = value
+            .split_once(' ')
+            .map(|(scheme, secret)| (scheme, secret.trim()))
+            .ok_or_else(|| {
+                AuthFailure::new("the Authorization header is not `Bearer CREDENTIAL`")
+            })?;
+        let token_scheme = scheme.eq_ignore_ascii_case("token");
+        if !(scheme.eq_ignore_ascii_case("bearer") || token_scheme) || secret.is_empty() {
+            return Err(AuthFailure::new(
+                "the Authorization header is not `Bearer CREDENTIAL` (client keys may also use `token KEY`)",
+            ));
+        }
+        if !token_scheme && looks_like_jwt(secret) {
+            return self
+                .oidc
+                .verify(secret)
+                .await
+                .map(|token| Some(Credential::IdToken(token)));
+        }
+        match self.clients.identify(secret) {
+            Some(name) => Ok(Some(Credential::Client(name))),
+            None => Err(AuthFailure::new(
+                "the credential is neither a configured client key nor an ID token",
+            )),
+        }
+    }
+}
+
+/// Three dot-separated parts, the first a base64url JSON object (`eyJ`): a JWS, not a key.
+fn looks_like_jwt(secret: &str) -> bool {
+    secret.starts_with("eyJ") && secret.split('.').count() == 3
 }

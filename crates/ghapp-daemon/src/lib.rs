@@ -32,6 +32,7 @@ pub mod idle;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod mint_limit;
 pub mod network;
 pub mod proxy;
 pub mod reply;

@@ -136,10 +136,16 @@ where
             );
         }
         certificate = setup.certificate;
+        let per_address = config
+            .network
+            .as_ref()
+            .and_then(|network| network.max_connections_per_address)
+            .unwrap_or_else(|| crate::idle::fair_share(max_connections));
         network_server = Some(NetworkServer::start(
             setup.listeners,
             state.clone(),
             max_connections,
+            per_address,
         ));
     }
     let api_proxy = crate::proxy::start(&config, &config_path, state.clone())?;

@@ -33,6 +33,15 @@ struct RequestLabels {
     status: u16,
 }
 
+/// The labels of the per-identity-kind families: bounded (four kinds), never the identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    /// `uid`, `address`, `client` or `oidc`.
+    kind: &'static str,
+    /// The HTTP status answered.
+    status: u16,
+}
+
 /// The label of the per-App families.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AppLabel {
@@ -45,6 +54,9 @@ struct AppLabel {
 #[derive(Debug)]
 pub struct DaemonMetrics {
     requests: Family<RequestLabels, Counter>,
+    by_identity: Family<KindLabels, Counter>,
+    credentials_refused: Counter,
+    mints_limited: Counter,
     /// All requests, for `/v1/status` (a family cannot be summed).
     requests_answered: Counter,
     served_ttl: Histogram,
@@ -57,6 +69,9 @@ impl Default for DaemonMetrics {
     fn default() -> Self {
         DaemonMetrics {
             requests: Family::default(),
+            by_identity: Family::default(),
+            credentials_refused: Counter::default(),
+            mints_limited: Counter::default(),
             requests_answered: Counter::default(),
             served_ttl: Histogram::new(SERVED_TTL_BUCKETS),
             peers_refused: Counter::default(),
@@ -86,6 +101,23 @@ impl DaemonMetrics {
         self.requests_answered.inc();
     }
 
+    /// Counts one answered request by the kind of identity that made it.
+    pub fn identity_request(&self, kind: &'static str, status: u16) {
+        self.by_identity
+            .get_or_create(&KindLabels { kind, status })
+            .inc();
+    }
+
+    /// Counts a request refused for an invalid credential.
+    pub fn credential_refused(&self) {
+        self.credentials_refused.inc();
+    }
+
+    /// Counts a request refused by the per-identity mint limit.
+    pub fn mint_limited(&self) {
+        self.mints_limited.inc();
+    }
+
     /// Records the remaining life of a token handed out.
     pub fn served_token(&self, remaining: Duration) {
         self.served_ttl.observe(remaining.as_secs_f64());
@@ -111,6 +143,11 @@ impl DaemonMetrics {
         BTreeMap::from([
             ("requests".to_string(), self.requests_answered.get()),
             ("peers_refused".to_string(), self.peers_refused.get()),
+            (
+                "credentials_refused".to_string(),
+                self.credentials_refused.get(),
+            ),
+            ("mints_limited".to_string(), self.mints_limited.get()),
             (
                 "connections_accepted".to_string(),
                 self.connections_accepted.get(),
@@ -162,6 +199,21 @@ impl DaemonMetrics {
             "ghapp_peers_refused",
             "Requests refused because the peer's uid/gid is not allowed",
             self.peers_refused.clone(),
+        );
+        r.register(
+            "ghapp_requests_by_identity",
+            "Requests answered, by the kind of caller identity (uid, address, client, oidc) and HTTP status",
+            self.by_identity.clone(),
+        );
+        r.register(
+            "ghapp_credentials_refused",
+            "Requests refused because the credential presented is not valid",
+            self.credentials_refused.clone(),
+        );
+        r.register(
+            "ghapp_mints_limited",
+            "Requests refused by the per-identity mint limit",
+            self.mints_limited.clone(),
         );
         r.register(
             "ghapp_connections_accepted",

@@ -222,14 +222,17 @@ pub struct NetworkServer {
 
 impl NetworkServer {
     /// Serves every listener, at most `max_connections` network connections at once (apart
-    /// from the Unix socket's). Must be called inside a tokio runtime.
+    /// from the Unix socket's) and `per_address` from one source address (`0`: no such limit).
+    /// Must be called inside a tokio runtime.
     pub fn start<S: TokenService>(
         listeners: Vec<Listener>,
         state: Arc<State<S>>,
         max_connections: usize,
+        per_address: usize,
     ) -> NetworkServer {
         let (shutdown, stop) = watch::channel(false);
-        let budget = Arc::new(ConnectionBudget::new(max_connections));
+        let budget =
+            Arc::new(ConnectionBudget::new(max_connections).with_address_share(per_address));
         let accept_loops = listeners
             .into_iter()
             .map(|listener| {

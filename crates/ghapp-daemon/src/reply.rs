@@ -19,6 +19,8 @@ pub struct Reply {
     content_type: &'static str,
     body: Bytes,
     allow: Option<&'static str>,
+    /// Further headers (`WWW-Authenticate`, `Retry-After`): fixed texts, never request data.
+    extra: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -43,6 +45,7 @@ impl Reply {
                 content_type: JSON,
                 body: Bytes::from(body),
                 allow: None,
+                extra: Vec::new(),
             },
             Err(e) => Reply::error(500, format!("cannot encode the answer: {e}")),
         }
@@ -61,6 +64,7 @@ impl Reply {
             content_type: JSON,
             body: Bytes::from(body),
             allow: None,
+            extra: Vec::new(),
         }
     }
 
@@ -72,6 +76,7 @@ impl Reply {
             content_type,
             body: Bytes::from(body),
             allow: None,
+            extra: Vec::new(),
         }
     }
 
@@ -80,6 +85,20 @@ impl Reply {
         let mut reply = Reply::error(405, format!("{route} does not take {method}; use {allow}"));
         reply.allow = Some(allow);
         reply
+    }
+
+    /// Adds a header (`WWW-Authenticate`, `Retry-After`) to the answer.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    /// The value of a header added with [`Reply::with_header`].
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The hyper response. Every answer is `no-store`: tokens must not be cached by anything in
@@ -93,6 +112,11 @@ impl Reply {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        for (name, value) in self.extra {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
         }
         response
     }

@@ -1,7 +1,9 @@
-//! The socket API's routes (docs/socket-api.md): the peer check, method checks, request parsing
-//! and size limits, the policy, the call into the token service, metrics and the audit record.
+//! The API's routes (docs/socket-api.md), on the Unix socket and the network alike: the peer
+//! check, the credential (`Authorization: Bearer`, [`crate::identity`]), method checks, request
+//! parsing and size limits, the one policy model ([`crate::access`]), the per-identity mint
+//! limit ([`crate::mint_limit`]), the call into the token service, metrics and the audit record.
 
-use crate::access::{Grant, Peer, Refusal};
+use crate::access::{Grant, Refusal};
 use crate::audit::{AuditEvent, Outcome};
 use crate::identity::{Caller, Origin};
 use crate::metrics::Gauges;
@@ -150,7 +152,8 @@ impl Route {
     }
 }
 
-/// Answers one request from a connection of `origin`.
+/// Answers one request from a connection of `origin`: admits a local peer, authenticates the
+/// credential it presents (if any), judges the [`Caller`] by the one policy model and serves it.
 pub async fn handle<S: TokenService>(
     state: &State<S>,
     origin: Origin,
@@ -161,26 +164,13 @@ pub async fn handle<S: TokenService>(
     {
         return response;
     }
-    let Origin::Local(peer) = origin else {
-        return authenticate(state, &request);
-    };
     let started = Instant::now();
     let settings = state.settings();
     let method = request.method().clone();
     let route = Route::parse(request.uri().path());
-    let mut audit = AuditEvent::new(&peer, method_label(&method), route.label());
-
-    let reply = if !settings.access.admits(&peer) {
-        state.metrics.peer_refused();
-        audit.outcome = Outcome::DeniedPeer;
-        tracing::warn!(peer = %peer, route = route.label(), "refused a peer that is not in allow_uids/allow_gids");
-        let config = settings.config_path.display().to_string();
-        Reply::error(403, settings.access.refusal_message(&peer, &config))
-    } else if !route.takes(&method) {
-        Reply::method_not_allowed(method_label(&method), route.label(), route.allow())
-    } else {
-        dispatch(state, &settings, peer, route.clone(), request, &mut audit).await
-    };
+    let mut audit = AuditEvent::for_origin(&origin, method_label(&method), route.label());
+    let (reply, caller) =
+        answer(state, &settings, origin, route.clone(), request, &mut audit).await;
 
     audit.status = reply.status;
     if reply.error.is_some() && audit.outcome == Outcome::Ok {
@@ -189,15 +179,68 @@ pub async fn handle<S: TokenService>(
     audit.error = reply.error.clone();
     audit.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     state.metrics.request(route.label(), reply.status);
-    if route.audited() || audit.outcome == Outcome::DeniedPeer {
+    state.metrics.identity_request(caller.kind(), reply.status);
+    if route.audited()
+        || matches!(
+            audit.outcome,
+            Outcome::DeniedPeer | Outcome::DeniedCredential
+        )
+    {
         state.audit.record(&audit);
     }
     if reply.status >= 500 {
-        tracing::warn!(peer = %peer, route = route.label(), status = reply.status, error = reply.error.as_deref().unwrap_or(""), "request failed");
+        tracing::warn!(caller = %caller, route = route.label(), status = reply.status, error = reply.error.as_deref().unwrap_or(""), "request failed");
     } else {
-        tracing::debug!(peer = %peer, route = route.label(), status = reply.status, "request answered");
+        tracing::debug!(caller = %caller, route = route.label(), status = reply.status, "request answered");
     }
     reply.into_response()
+}
+
+/// The answer, and the caller as far as it was identified.
+async fn answer<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    origin: Origin,
+    route: Route,
+    request: Request<Incoming>,
+    audit: &mut AuditEvent,
+) -> (Reply, Caller) {
+    let method = request.method().clone();
+    let anonymous = Caller::anonymous(origin);
+    if let Origin::Local(peer) = origin
+        && !settings.access.admits(&peer)
+    {
+        state.metrics.peer_refused();
+        audit.outcome = Outcome::DeniedPeer;
+        tracing::warn!(peer = %peer, route = route.label(), "refused a peer that is not in allow_uids/allow_gids");
+        let config = settings.config_path.display().to_string();
+        let reply = Reply::error(403, settings.access.refusal_message(&peer, &config));
+        return (reply, anonymous);
+    }
+    // Probes and public keys need no credential (and one sent anyway is not looked at).
+    let credential = if route.credential_free() {
+        None
+    } else {
+        match settings.authenticator.authenticate(request.headers()).await {
+            Ok(credential) => credential,
+            Err(failure) => {
+                state.metrics.credential_refused();
+                audit.outcome = Outcome::DeniedCredential;
+                tracing::warn!(caller = %anonymous, route = route.label(), reason = %failure, "refused an invalid credential");
+                let reply = Reply::error(401, format!("invalid credential: {failure}"))
+                    .with_header("www-authenticate", r#"Bearer error="invalid_token""#);
+                return (reply, anonymous);
+            }
+        }
+    };
+    let caller = Caller { origin, credential };
+    audit.identify(&caller);
+    let reply = if !route.takes(&method) {
+        Reply::method_not_allowed(method_label(&method), route.label(), route.allow())
+    } else {
+        dispatch(state, settings, &caller, route, request, audit).await
+    };
+    (reply, caller)
 }
 
 /// A credential-free route ([`Route::credential_free`]) answered to a network caller before
@@ -230,26 +273,6 @@ fn public_reply<S: TokenService>(state: &State<S>, route: &Route) -> Reply {
         Route::Runners(_) => crate::runner_routes::public_health(state.runners.as_deref()),
         _ => Reply::json(200, &serde_json::json!({"status": "ok"})),
     }
-}
-
-/// Authentication of a network caller. A stub until the identity work lands: every request
-/// is refused 401 with `WWW-Authenticate: Bearer` — the listener fails closed.
-fn authenticate<S: TokenService>(
-    state: &State<S>,
-    request: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let route = Route::parse(request.uri().path());
-    state.metrics.request(route.label(), 401);
-    let mut response = Reply::error(
-        401,
-        "a credential is required: send Authorization: Bearer …",
-    )
-    .into_response();
-    response.headers_mut().insert(
-        hyper::header::WWW_AUTHENTICATE,
-        hyper::header::HeaderValue::from_static("Bearer"),
-    );
-    response
 }
 
 /// The `sub` of a signed answer when the request asks for one (`Accept: application/jwt`).
@@ -287,7 +310,7 @@ fn answer_key_failure(error: &crate::signed::AnswerKeyError) -> Reply {
 async fn dispatch<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
     route: Route,
     request: Request<Incoming>,
     audit: &mut AuditEvent,
@@ -301,40 +324,71 @@ async fn dispatch<S: TokenService>(
             ),
         );
     }
+    let network = matches!(caller.origin, Origin::Network { .. });
+    let grant = settings.access.judge(caller);
     match route {
         Route::Token if request.method() == Method::DELETE => {
+            // Knowing a token is what an invalidation needs; on the network the caller must
+            // also be someone the policy knows.
+            if network && let Some(refusal) = grant.refusal_for(caller) {
+                return refused(refusal, audit);
+            }
             invalidate(state, settings, request, audit).await
         }
         Route::Token => {
-            let signed_for = signed_answer_for(&request, &Caller::anonymous(Origin::Local(peer)));
+            let signed_for = signed_answer_for(&request, caller);
             token(
                 state,
                 settings,
-                peer,
+                caller,
+                grant,
                 request.uri().query().unwrap_or(""),
                 signed_for,
                 audit,
             )
             .await
         }
-        Route::Status => status(state, settings.access.grant_for(&peer)),
-        Route::RunnerToken => runner_token(state, settings, peer, request, audit).await,
-        Route::Metrics if settings.access.grant_for(&peer).is_unrestricted() => metrics(state),
+        Route::Status => match grant.refusal_for(caller) {
+            Some(refusal) if refusal.status() == 401 => refused(refusal, audit),
+            _ => status(state, grant),
+        },
+        Route::RunnerToken => runner_token(state, settings, caller, grant, request, audit).await,
+        Route::Metrics if grant.allows_metrics() || is_loopback(caller) => metrics(state),
         Route::Metrics => {
             audit.outcome = Outcome::DeniedPolicy;
-            Reply::error(
-                403,
-                "/metrics is served only to peers no [[daemon.policy]] restricts: it describes every installation and token",
-            )
+            match grant.refusal_for(caller) {
+                Some(refusal) if refusal.status() == 401 => refused(refusal, audit),
+                _ => Reply::error(
+                    403,
+                    "/metrics is served only to local peers no [[policy]] restricts, to loopback, and to callers whose [[policy]] entry has metrics = true: it describes every installation and token",
+                ),
+            }
         }
         Route::Health | Route::ApiHealth | Route::Jwks => public_reply(state, &route),
         Route::Tokman {
             namespace,
             repository,
-        } => tokman(state, settings, peer, &namespace, &repository, audit).await,
-        Route::Workspace => workspace(state, settings, peer, audit).await,
+        } => {
+            tokman(
+                state,
+                settings,
+                caller,
+                grant,
+                &namespace,
+                &repository,
+                audit,
+            )
+            .await
+        }
+        Route::Workspace if network && caller.credential.is_none() => {
+            audit.outcome = Outcome::DeniedPolicy;
+            unauthenticated(format!(
+                "{} on the network needs a credential: send Authorization: Bearer with a client key or an ID token",
+                api::WORKSPACE_TOKEN_PATH
+            ))
+        }
+        Route::Workspace => workspace(state, settings, caller, grant, audit).await,
         Route::Runners(route) => {
-            let caller = crate::identity::Caller::anonymous(Origin::Local(peer));
             let (method, query) = (
                 request.method().clone(),
                 request.uri().query().map(str::to_string),
@@ -344,7 +398,7 @@ async fn dispatch<S: TokenService>(
                     crate::runner_routes::handle(
                         state,
                         settings,
-                        &caller,
+                        caller,
                         route,
                         &method,
                         query.as_deref(),
@@ -375,6 +429,24 @@ async fn dispatch<S: TokenService>(
     }
 }
 
+/// A network caller on a loopback address (an operator's scraper on the host).
+fn is_loopback(caller: &Caller) -> bool {
+    caller
+        .origin
+        .address()
+        .is_some_and(|address| match address {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            v4 => v4.is_loopback(),
+        })
+}
+
+/// 401 asking for a credential.
+fn unauthenticated(message: String) -> Reply {
+    Reply::error(401, message).with_header("www-authenticate", "Bearer")
+}
+
 /// The method as it may appear in an answer or the audit log: one of HTTP's own, else
 /// `(other)`. A request's path, query values, body and custom method are never echoed into an
 /// error or a log: a secret pasted in the wrong place must not land there.
@@ -402,7 +474,59 @@ fn broker_error(error: &BrokerError) -> Reply {
 
 fn refused(refusal: Refusal, audit: &mut AuditEvent) -> Reply {
     audit.outcome = Outcome::DeniedPolicy;
-    Reply::error(refusal.status(), refusal.message())
+    match refusal {
+        Refusal::Unauthenticated(message) => unauthenticated(message),
+        other => Reply::error(other.status(), other.message()),
+    }
+}
+
+/// Refuses (429) a caller whose mint bucket is empty. Callers no policy restricts (the
+/// daemon's own uid and root, every local peer when no policy exists) are trusted with
+/// everything and not limited.
+fn mint_limited<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    caller: &Caller,
+    grant: Grant<'_>,
+    audit: &mut AuditEvent,
+) -> Option<Reply> {
+    if grant.is_unrestricted() {
+        return None;
+    }
+    let rate = settings.mint_rate;
+    let wait = state
+        .mint_limits
+        .check(&caller.identity_key(), rate, Instant::now())
+        .err()?;
+    state.metrics.mint_limited();
+    audit.outcome = Outcome::Limited;
+    tracing::warn!(caller = %caller, retry_after_secs = wait.as_secs(), "mint limit reached");
+    Some(
+        Reply::error(
+            429,
+            format!(
+                "{caller} has caused more token mints than its limit ({} per minute, bursts of {}; [network] mint_rate and mint_burst): retry in {}s",
+                rate.per_minute,
+                rate.burst,
+                wait.as_secs()
+            ),
+        )
+        .with_header("retry-after", wait.as_secs().to_string()),
+    )
+}
+
+/// Charges a mint to the caller's bucket (see [`mint_limited`]).
+fn charge_mint<S: TokenService>(
+    state: &State<S>,
+    settings: &Settings,
+    caller: &Caller,
+    grant: Grant<'_>,
+) {
+    if !grant.is_unrestricted() {
+        state
+            .mint_limits
+            .charge(&caller.identity_key(), settings.mint_rate, Instant::now());
+    }
 }
 
 fn describe_query(query: &TokenQuery, audit: &mut AuditEvent) {
@@ -412,35 +536,33 @@ fn describe_query(query: &TokenQuery, audit: &mut AuditEvent) {
     audit.permissions = (!query.permissions.is_empty()).then(|| query.permissions.to_list());
 }
 
-/// Applies the peer's policy and asks the service; records the grant.
+/// Applies the caller's grant and mint limit, asks the service; records the grant.
 async fn serve_token<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
+    grant: Grant<'_>,
     mut query: TokenQuery,
     audit: &mut AuditEvent,
 ) -> Result<api::TokenResponse, Reply> {
     describe_query(&query, audit);
-    let grant = settings.access.grant_for(&peer);
-    if let Some(refusal) = grant.refusal(&peer) {
+    if let Some(refusal) = grant.refusal_for(caller) {
         return Err(refused(refusal, audit));
     }
-    let policy = match grant {
-        Grant::Policy(policy) => Some(policy),
-        _ => None,
-    };
-    if let Some(policy) = policy {
-        policy
-            .check_token(&mut query)
-            .map_err(|r| refused(r, audit))?;
-        describe_query(&query, audit);
+    grant
+        .check_token(&mut query)
+        .map_err(|r| refused(r, audit))?;
+    describe_query(&query, audit);
+    if let Some(reply) = mint_limited(state, settings, caller, grant, audit) {
+        return Err(reply);
     }
-    match state.service.token(&query).await {
-        Ok(token) => {
-            if let Some(policy) = policy
-                && let Err(refusal) = policy.check_grant(&token.owner, &token.repositories)
-            {
-                tracing::warn!(peer = %peer, token = %token.token.fingerprint(), "a granted token is wider than the peer's [[daemon.policy]] allows; not served");
+    match state.service.token_served(&query).await {
+        Ok((token, minted)) => {
+            if minted {
+                charge_mint(state, settings, caller, grant);
+            }
+            if let Err(refusal) = grant.check_grant(&token.owner, &token.repositories) {
+                tracing::warn!(caller = %caller, token = %token.token.fingerprint(), "a granted token is wider than the caller's [[policy]] entry allows; not served");
                 return Err(refused(refusal, audit));
             }
             audit.outcome = Outcome::Granted;
@@ -464,7 +586,8 @@ async fn serve_token<S: TokenService>(
 async fn token<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
+    grant: Grant<'_>,
     raw_query: &str,
     signed_for: Option<String>,
     audit: &mut AuditEvent,
@@ -477,7 +600,7 @@ async fn token<S: TokenService>(
         query.host = settings.default_host.clone();
     }
     match (
-        serve_token(state, settings, peer, query, audit).await,
+        serve_token(state, settings, caller, grant, query, audit).await,
         signed_for,
     ) {
         (Ok(token), None) => Reply::json(200, &token),
@@ -521,14 +644,14 @@ fn status<S: TokenService>(state: &State<S>, grant: Grant<'_>) -> Reply {
     let (mut installations, mut tokens) = (broker.installations, broker.tokens);
     let counters = match grant {
         Grant::Unrestricted => state.metrics.counters(&metrics),
-        Grant::Policy(policy) => {
-            // The entry's `hosts` too: an installation or token of another host is not the
-            // peer's to see, even for an account it may ask for.
+        Grant::Policy(_) | Grant::Both(..) => {
+            // The entries' `hosts` too: an installation or token of another host is not the
+            // caller's to see, even for an account it may ask for.
             installations
-                .retain(|i| policy.check_host(&i.host).is_ok() && policy.covers_owner(&i.owner));
+                .retain(|i| grant.check_host(&i.host).is_ok() && grant.covers_owner(&i.owner));
             tokens.retain(|t| {
-                policy.check_host(&t.host).is_ok()
-                    && policy.check_grant(&t.owner, &t.repositories).is_ok()
+                grant.check_host(&t.host).is_ok()
+                    && grant.check_grant(&t.owner, &t.repositories).is_ok()
             });
             Default::default()
         }
@@ -574,7 +697,8 @@ fn metrics<S: TokenService>(state: &State<S>) -> Reply {
 async fn runner_token<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
+    grant: Grant<'_>,
     request: Request<Incoming>,
     audit: &mut AuditEvent,
 ) -> Reply {
@@ -606,18 +730,20 @@ async fn runner_token<S: TokenService>(
     audit.host = Some(host.clone());
     audit.owner = Some(org.clone());
     audit.repo = repo.clone();
-    let grant = settings.access.grant_for(&peer);
-    if let Some(refusal) = grant.refusal(&peer) {
+    if let Some(refusal) = grant.refusal_for(caller) {
         return refused(refusal, audit);
     }
-    if let Grant::Policy(policy) = grant
-        && let Err(refusal) = policy.check_host(&host).and_then(|()| match &repo {
-            Some(repo) => policy.check_repository_runner(&org, repo),
-            None => policy.check_runner(&org),
-        })
+    if let Err(refusal) = grant
+        .check_host(&host)
+        .and_then(|()| grant.check_runner(&org, repo.as_deref()))
     {
         return refused(refusal, audit);
     }
+    // Every runner-token request asks GitHub: each is charged as a mint.
+    if let Some(reply) = mint_limited(state, settings, caller, grant, audit) {
+        return reply;
+    }
+    charge_mint(state, settings, caller, grant);
     let issued = match &repo {
         Some(repo) => {
             state
@@ -652,7 +778,8 @@ struct TokmanToken<'a> {
 async fn tokman<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
+    grant: Grant<'_>,
     namespace: &str,
     repository: &str,
     audit: &mut AuditEvent,
@@ -670,7 +797,7 @@ async fn tokman<S: TokenService>(
         repo: Some(repo.clone()),
         ..Default::default()
     };
-    match serve_token(state, settings, peer, query, audit).await {
+    match serve_token(state, settings, caller, grant, query, audit).await {
         Ok(token) => Reply::json(
             200,
             &TokmanToken {
@@ -703,7 +830,8 @@ struct WorkspaceToken<'a> {
 async fn workspace<S: TokenService>(
     state: &State<S>,
     settings: &Settings,
-    peer: Peer,
+    caller: &Caller,
+    grant: Grant<'_>,
     audit: &mut AuditEvent,
 ) -> Reply {
     if settings.apps_configured == 0 {
@@ -714,7 +842,7 @@ async fn workspace<S: TokenService>(
         owner: settings.default_owner.clone(),
         ..Default::default()
     };
-    match serve_token(state, settings, peer, query, audit).await {
+    match serve_token(state, settings, caller, grant, query, audit).await {
         Ok(token) => Reply::json(
             200,
             &WorkspaceToken {

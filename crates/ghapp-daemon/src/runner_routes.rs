@@ -130,8 +130,10 @@ pub async fn handle<S: TokenService>(
     let Some(peer) = caller.origin.peer() else {
         return Reply::error(401, "a credential is required");
     };
-    let grant = settings.access.grant_for(peer);
-    if let Some(refusal) = grant.refusal(peer) {
+    let _ = peer;
+    // The one policy model: on the socket a credential the caller presents narrows its uid's grant.
+    let grant = settings.access.judge(caller);
+    if let Some(refusal) = grant.refusal_for(caller) {
         audit.outcome = Outcome::DeniedPolicy;
         return Reply::error(refusal.status(), refusal.message());
     }
@@ -441,8 +443,9 @@ async fn provision<S: TokenService>(
     audit.host = Some(target.host.clone());
     audit.owner = Some(target.org.clone());
     audit.repo = target.repo.clone();
-    if let Grant::Policy(policy) = grant
-        && let Err((status, message)) = check_policy(policy, &target, group, &labels)
+    if let Some((status, message)) = grant
+        .policies()
+        .find_map(|policy| check_policy(policy, &target, group, &labels).err())
     {
         audit.outcome = Outcome::DeniedPolicy;
         let _ = runners.store.note(

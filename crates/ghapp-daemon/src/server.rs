@@ -264,24 +264,25 @@ pub struct ConnectionBudget {
     share: usize,
     /// The daemon's own uid, which (like root) has no share.
     own_uid: u32,
+    /// The most one network source address holds (served and waiting); `usize::MAX` for none.
+    address_share: usize,
 }
 
 /// Whose connection it is, for the fair share and for choosing which idle connection closes
-/// ([`crate::idle`]): a uid on the Unix socket. The network listener's connections are one holder
-/// for now; a per-address share can key them by address later.
+/// ([`crate::idle`]): a uid on the Unix socket, a source address on the network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Who {
     /// A local peer, by uid.
     Uid(u32),
-    /// Any network caller.
-    Network,
+    /// A network caller, by source address.
+    Address(std::net::IpAddr),
 }
 
 impl Who {
     fn of(origin: &Origin) -> Who {
-        match origin.peer() {
-            Some(peer) => Who::Uid(peer.uid),
-            None => Who::Network,
+        match origin {
+            Origin::Local(peer) => Who::Uid(peer.uid),
+            Origin::Network { address, .. } => Who::Address(*address),
         }
     }
 }
@@ -307,7 +308,15 @@ impl ConnectionBudget {
             idle: Arc::new(IdleConnections::default()),
             share: crate::idle::fair_share(max),
             own_uid: rustix::process::geteuid().as_raw(),
+            address_share: usize::MAX,
         }
+    }
+
+    /// Limits each network source address to `share` connections, served and waiting (`0`: no
+    /// limit); a connection beyond it is answered `503` at once.
+    pub fn with_address_share(mut self, share: usize) -> ConnectionBudget {
+        self.address_share = if share == 0 { usize::MAX } else { share };
+        self
     }
 
     /// Connections being served now.
@@ -339,9 +348,18 @@ impl ConnectionBudget {
         F: Future<Output = std::io::Result<IO>> + Send + 'static,
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let who = Who::of(&origin);
+        let limit = match who {
+            Who::Address(_) => self.address_share,
+            Who::Uid(_) => usize::MAX,
+        };
+        let Some(registration) = self.idle.register_within(who, limit) else {
+            // One address holding its share already: refused before its handshake or request.
+            reject(connect, state, &self.rejections);
+            return;
+        };
         let slots = self.slots.clone();
         let (state, stop) = (state.clone(), stop.clone());
-        let registration = self.idle.register(Who::of(&origin));
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 state.metrics.connection_accepted();

@@ -17,6 +17,16 @@ pub trait TokenService: Send + Sync + 'static {
         query: &'a TokenQuery,
     ) -> impl Future<Output = Result<TokenResponse, BrokerError>> + Send + 'a;
 
+    /// [`TokenService::token`], also telling whether the answer was minted for this request
+    /// (what the per-identity mint limit counts). Services that cannot tell (test fakes) say
+    /// `false`: nothing is charged.
+    fn token_served<'a>(
+        &'a self,
+        query: &'a TokenQuery,
+    ) -> impl Future<Output = Result<(TokenResponse, bool), BrokerError>> + Send + 'a {
+        async move { self.token(query).await.map(|token| (token, false)) }
+    }
+
     /// Drops the cached entry holding exactly this token; true if there was one.
     fn invalidate(&self, token: &str) -> bool;
 
@@ -118,6 +128,13 @@ impl TokenService for Broker {
         query: &'a TokenQuery,
     ) -> impl Future<Output = Result<TokenResponse, BrokerError>> + Send + 'a {
         Broker::token(self, query)
+    }
+
+    fn token_served<'a>(
+        &'a self,
+        query: &'a TokenQuery,
+    ) -> impl Future<Output = Result<(TokenResponse, bool), BrokerError>> + Send + 'a {
+        Broker::token_served(self, query)
     }
 
     fn invalidate(&self, token: &str) -> bool {

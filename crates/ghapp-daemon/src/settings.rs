@@ -5,8 +5,11 @@
 //! not load leaves the previous settings in force.
 
 use crate::access::AccessRules;
+use crate::identity::Authenticator;
+use crate::mint_limit::MintRate;
 use ghapp_broker::{Config, ConfigError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use ghapp_protocol::config::MAX_CONNECTIONS_LIMIT;
@@ -18,6 +21,11 @@ pub struct Settings {
     pub config_path: PathBuf,
     /// Allow-lists and policies.
     pub access: AccessRules,
+    /// Verifies `Authorization: Bearer` credentials (`[[client]]`, `[[oidc]]`); rebuilt on
+    /// reload (keys are fetched again on first use).
+    pub authenticator: Arc<Authenticator>,
+    /// Per-identity mint limit (`[network] mint_rate`/`mint_burst`).
+    pub mint_rate: MintRate,
     /// `socket_group`'s gid, if configured.
     pub socket_gid: Option<u32>,
     /// `[daemon] socket`, for the socket resolution order.
@@ -52,17 +60,30 @@ impl Settings {
             .map(resolve_group)
             .transpose()
             .map_err(|e| config.error_at("daemon.socket_group", e))?;
+        let (table, policies) = config.policies();
         let access = AccessRules::new(
             own_uid,
             &daemon.allow_uids,
             &daemon.allow_gids,
             socket_gid,
-            &daemon.policy,
+            policies,
         )
-        .map_err(|e| config.error_at("daemon.policy", e))?;
+        .map_err(|e| {
+            let key = if table == "[[policy]]" {
+                "policy"
+            } else {
+                "daemon.policy"
+            };
+            config.error_at(key, e)
+        })?
+        .spelled(table);
+        let authenticator =
+            Authenticator::from_config(config).map_err(|e| config.error_at("oidc", e))?;
         Ok(Settings {
             config_path: config_path.to_path_buf(),
             access,
+            authenticator: Arc::new(authenticator),
+            mint_rate: MintRate::from_config(config),
             socket_gid,
             config_socket: daemon.socket.clone(),
             // A key-less daemon's upstream serves tokens like an App (docs/scale-out.md).

@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::metrics::DaemonMetrics;
+use crate::mint_limit::MintLimiter;
 use crate::runner_service::RunnerService;
 use crate::service::TokenService;
 use crate::settings::Settings;
@@ -20,6 +21,8 @@ pub struct State<S> {
     pub metrics: DaemonMetrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// Per-identity mint buckets (kept across reloads).
+    pub mint_limits: MintLimiter,
     /// The runner service, when `[runners]` is configured.
     pub runners: Option<Arc<RunnerService>>,
     /// The key that signs `Accept: application/jwt` answers, and the keys published for them.
@@ -40,6 +43,7 @@ impl<S: TokenService> State<S> {
             service,
             metrics: DaemonMetrics::default(),
             audit,
+            mint_limits: MintLimiter::default(),
             runners: None,
             answers: AnswerKeys::new(crate::signed::default_answer_key_file()),
             settings: RwLock::new(Arc::new(settings)),

@@ -101,6 +101,9 @@ impl TestPki {
 const PLAIN_CONFIG: &str =
     "[daemon]\n\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n";
 
+/// [`PLAIN_CONFIG`] without the per-address share: every test connection comes from 127.0.0.1.
+const UNSHARED_PLAIN_CONFIG: &str = "[daemon]\n\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\nmax_connections_per_address = 0\n";
+
 /// A TLS connection kept open across requests.
 type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -226,11 +229,7 @@ fn plain_listener_on_loopback_serves_probes_and_refuses_tokens_without_a_credent
     let keys: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
     assert_eq!(keys["keys"][0]["kty"], "EC");
     assert_eq!(keys["keys"][0]["crv"], "P-256");
-    for path in [
-        "/v1/token?owner=acme&repo=widgets",
-        "/v1/status",
-        "/metrics",
-    ] {
+    for path in ["/v1/token?owner=acme&repo=widgets", "/v1/status"] {
         let refused = exchange(&mut stream, path, "").unwrap();
         assert_eq!(refused.status, 401, "{path}: {refused:?}");
         assert_eq!(
@@ -239,6 +238,9 @@ fn plain_listener_on_loopback_serves_probes_and_refuses_tokens_without_a_credent
             "{path}"
         );
     }
+    // /metrics is served to loopback callers (docs/policy.md).
+    let metrics = exchange(&mut stream, "/metrics", "").unwrap();
+    assert_eq!(metrics.status, 200, "{metrics:?}");
     // The same probe on the Unix socket, and the socket's answer unchanged.
     let (status, body) = daemon.get("/api/health").unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"message":"ok"}"#));
@@ -441,7 +443,7 @@ fn slow_clients_are_cut_off_on_tcp_and_in_the_tls_handshake() {
 fn a_network_flood_never_takes_the_unix_sockets_connections() {
     // Four connections per budget; keep-alive connections stay open for 30 s.
     let daemon = DaemonProcess::start_with(
-        &PLAIN_CONFIG.replace(
+        &UNSHARED_PLAIN_CONFIG.replace(
             "[daemon]\n",
             "[daemon]\nmax_connections = 4\nclient_timeout = \"30s\"\n",
         ),
@@ -476,7 +478,7 @@ fn a_network_flood_never_takes_the_unix_sockets_connections() {
     drop(held);
     // And socket traffic never evicts network connections either: with one budget shared,
     // the socket's connections would have closed these idle ones to make room.
-    let quiet = DaemonProcess::start(&PLAIN_CONFIG.replace(
+    let quiet = DaemonProcess::start(&UNSHARED_PLAIN_CONFIG.replace(
         "[daemon]\n",
         "[daemon]\nmax_connections = 4\nclient_timeout = \"30s\"\n",
     ))
@@ -500,4 +502,50 @@ fn a_network_flood_never_takes_the_unix_sockets_connections() {
             "a network connection was closed by the socket's traffic"
         );
     }
+}
+
+/// A TCP connection to `address` from the loopback address `from` (127.0.0.0/8 is all local).
+fn connect_from(from: std::net::Ipv4Addr, address: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &SocketAddr::new(from.into(), 0))?;
+    connect(&fd, &address)?;
+    let tcp = TcpStream::from(fd);
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(tcp)
+}
+
+/// The attacker's pass on the listener (docs/security.md, finding 6): one host opening
+/// connections that never finish their request head held every network slot and waiting place,
+/// so every other host got 503. Each source address now holds at most its share (half the
+/// budget by default): beyond it, its connections are refused, and the rest stays for others.
+#[test]
+fn one_address_cannot_take_every_network_connection() {
+    let daemon = DaemonProcess::start(&PLAIN_CONFIG.replace(
+        "[daemon]\n",
+        "[daemon]\nmax_connections = 4\nclient_timeout = \"30s\"\n",
+    ))
+    .unwrap();
+    let address = daemon.network_address();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    // 60 partial request heads from one host, then more while the others ask.
+    let mut flood: Vec<TcpStream> = (0..60)
+        .filter_map(|_| connect_from(attacker, address).ok())
+        .map(|mut stream| {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for round in 0..10 {
+        if let Ok(mut stream) = connect_from(attacker, address) {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n");
+            flood.push(stream);
+        }
+        let mut stream = plain_connect(address);
+        let answer = exchange(&mut stream, "/healthz", "")
+            .unwrap_or_else(|e| panic!("round {round}: another host was not served: {e}"));
+        assert_eq!(answer.status, 200, "round {round}: {answer:?}");
+    }
+    drop(flood);
 }

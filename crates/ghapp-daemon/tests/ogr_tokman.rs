@@ -108,7 +108,6 @@ fn ogr(python: &Path, ca_file: &Path, url: &str, ns: &str, repo: &str, api_url: 
 }
 
 #[test]
-#[ignore = "needs the address policies of the identity work (wt-ident): enable once merged"]
 fn ogr_tokman_over_https_with_an_address_policy() {
     let Some(python) = ogr_python() else {
         return;

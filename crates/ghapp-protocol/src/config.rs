@@ -26,7 +26,7 @@ pub use schema::{
 };
 pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
 pub use trust::trusted_owner;
-pub use validate::MAX_CONNECTIONS_LIMIT;
+pub use validate::{MAX_CONNECTIONS_LIMIT, parse_address_range};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +182,11 @@ pub fn client_settings(path: &Path) -> Option<ClientSettings> {
         .apps
         .into_iter()
         .map(|app| app.host)
-        .chain(view.upstream.into_iter().flat_map(|upstream| upstream.hosts))
+        .chain(
+            view.upstream
+                .into_iter()
+                .flat_map(|upstream| upstream.hosts),
+        )
         .map(|host| crate::api::check_host(&host).ok())
         .collect::<Option<Vec<String>>>()?;
     Some(ClientSettings {

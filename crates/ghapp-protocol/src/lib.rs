@@ -14,6 +14,7 @@
 //! - [`time`]: [`Timestamp`](time::Timestamp), an instant written as RFC 3339 only at the wire.
 
 pub mod api;
+pub mod client_key;
 pub mod config;
 pub mod credential;
 pub mod duration;

@@ -94,6 +94,8 @@ pub enum Command {
     /// Run the whole flow on this machine with no GitHub App and no network: emulator, daemon,
     /// git clone/commit/push through the helper.
     Demo(DemoArgs),
+    /// Make client keys for callers of the network API (`[[client]]`, docs/policy.md).
+    ClientKey(ClientKeyArgs),
     /// Write the shared cache's encryption key (`[cache] encryption_key_file`).
     #[command(subcommand)]
     CacheKey(CacheKeyCommand),
@@ -192,6 +194,25 @@ pub struct DoctorArgs {
     /// (default: every configured App's host).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+}
+
+/// `ghapp client-key`.
+#[derive(Debug, Args)]
+pub struct ClientKeyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClientKeyCommand,
+}
+
+/// `ghapp client-key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClientKeyCommand {
+    /// Print a fresh random client key and the `[[client]]` lines (its SHA-256) to paste into
+    /// the daemon's config. The key is shown only this once.
+    New {
+        /// The client's name, as `[[policy]] client = NAME` and the audit log name it.
+        name: String,
+    },
 }
 
 /// `ghapp status`.

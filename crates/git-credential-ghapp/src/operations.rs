@@ -47,7 +47,9 @@ impl Context<'_> {
             return None;
         }
         Some((
-            BlockingClient::new(socket.path, self.deadline).trusting(target.trusted),
+            BlockingClient::new(socket.path, self.deadline)
+                .trusting(target.trusted)
+                .with_id_token_from_env(),
             target.app_hosts,
         ))
     }

@@ -138,6 +138,10 @@ pub struct NetworkConfig {
     /// How many mints an identity may cause at once before `mint_rate` applies.
     #[serde(default = "defaults::mint_burst")]
     pub mint_burst: u32,
+    /// The most network connections (served and waiting) one source address may hold; absent:
+    /// half of `max_connections`, so one host can never take every slot. `0` turns the limit
+    /// off — behind a load balancer every connection comes from the balancer's address.
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// `[[oidc]]`: an OpenID Connect issuer whose ID tokens identify callers (GitHub Actions,

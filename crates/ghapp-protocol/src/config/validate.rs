@@ -1,6 +1,6 @@
 //! Checks a parsed config for values serde cannot judge alone — one key source per App, an
-//! issuer, plausible durations, plain http only on loopback, the daemon's own keys and every
-//! `[[daemon.policy]]` entry — and normalises hosts to lower case. Each problem carries the key
+//! issuer, plausible durations, plain http only on loopback, the daemon's own keys, the
+//! `[[client]]` and `[[oidc]]` identities and every `[[policy]]` entry — and normalises hosts to lower case. Each problem carries the key
 //! path so the caller can name its line. Nothing here does I/O: what needs the system (a group
 //! name's gid, a key file) is resolved by the binary that uses it, which names the key through
 //! [`Config::error_at`](super::Config::error_at).
@@ -38,6 +38,18 @@ fn key(name: &str) -> Seg {
     Seg::Key(name.to_string())
 }
 
+impl Config {
+    /// The policy entries in force and how the file spells their table: `[[policy]]`, or the
+    /// older `[[daemon.policy]]` (the same model; validation refuses a file with both).
+    pub fn policies(&self) -> (&'static str, &[PolicyConfig]) {
+        if self.policy.is_empty() && !self.daemon.policy.is_empty() {
+            ("[[daemon.policy]]", &self.daemon.policy)
+        } else {
+            ("[[policy]]", &self.policy)
+        }
+    }
+}
+
 /// Every problem in `config`; hosts are lower-cased in place.
 pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -61,22 +73,44 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
         .iter()
         .filter_map(|app| check_host(&app.host).ok())
         .collect();
-    for (index, entry) in config.daemon.policy.iter_mut().enumerate() {
-        let subject = format!("daemon.policy[{index}]");
-        let mut report = |field: &str, message: String| {
-            let mut path = vec![key("daemon"), key("policy"), Seg::Index(index)];
-            let mut subject = subject.clone();
-            if !field.is_empty() {
-                path.push(key(field));
-                subject = format!("{subject}.{field}");
-            }
-            problems.push(Problem {
-                path,
-                subject,
-                message,
-            });
-        };
-        validate_policy(entry, &app_hosts, &mut report);
+    validate_identities(config, &mut problems);
+    let clients: Vec<String> = config.clients.iter().map(|c| c.name.clone()).collect();
+    let issuers: Vec<String> = config.oidc.iter().map(|o| o.issuer.clone()).collect();
+    let known = Known {
+        app_hosts: &app_hosts,
+        clients: &clients,
+        issuers: &issuers,
+    };
+    if !config.policy.is_empty() && !config.daemon.policy.is_empty() {
+        problems.push(Problem {
+            path: vec![key("daemon"), key("policy"), Seg::Index(0)],
+            subject: "daemon.policy".to_string(),
+            message: "the file has both [[policy]] and [[daemon.policy]] entries: they are one list, and its order decides which entry applies, so write every entry as [[policy]]".into(),
+        });
+    }
+    for (table, entries) in [
+        (vec!["daemon", "policy"], &mut config.daemon.policy),
+        (vec!["policy"], &mut config.policy),
+    ] {
+        let spelled = table.join(".");
+        for (index, entry) in entries.iter_mut().enumerate() {
+            let subject = format!("{spelled}[{index}]");
+            let mut report = |field: &str, message: String| {
+                let mut path: Vec<Seg> = table.iter().map(|k| key(k)).collect();
+                path.push(Seg::Index(index));
+                let mut subject = subject.clone();
+                if !field.is_empty() {
+                    path.push(key(field));
+                    subject = format!("{subject}.{field}");
+                }
+                problems.push(Problem {
+                    path,
+                    subject,
+                    message,
+                });
+            };
+            validate_policy(entry, &known, &mut report);
+        }
     }
     if let Some(runners) = &config.runners {
         validate_runners(runners, &mut problems);
@@ -427,18 +461,199 @@ mod network_tests {
     }
 }
 
-/// One `[[daemon.policy]]` entry; `app_hosts` are the hosts the `[[app]]`s serve.
-fn validate_policy(
-    entry: &mut PolicyConfig,
-    app_hosts: &[String],
-    report: &mut impl FnMut(&str, String),
-) {
+/// What policy entries may name: the `[[app]]` hosts, `[[client]]` names, `[[oidc]]` issuers.
+struct Known<'a> {
+    app_hosts: &'a [String],
+    clients: &'a [String],
+    issuers: &'a [String],
+}
+
+/// The `[[client]]` and `[[oidc]]` tables: unique names and issuers, well-formed digests and
+/// URLs (https, or http to a loopback address only).
+fn validate_identities(config: &Config, problems: &mut Vec<Problem>) {
+    let mut report = |table: &str, index: usize, field: &str, message: String| {
+        problems.push(Problem {
+            path: vec![key(table), Seg::Index(index), key(field)],
+            subject: format!("{table}[{index}].{field}"),
+            message,
+        });
+    };
+    let mut names = HashSet::new();
+    for (index, client) in config.clients.iter().enumerate() {
+        if client.name.is_empty()
+            || client.name.len() > 64
+            || client
+                .name
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            report(
+                "client",
+                index,
+                "name",
+                "name must be 1 to 64 printable characters without spaces".into(),
+            );
+        } else if !names.insert(client.name.as_str()) {
+            report(
+                "client",
+                index,
+                "name",
+                format!(
+                    "name {:?} is used by an earlier [[client]]: names must be unique",
+                    client.name
+                ),
+            );
+        }
+        let digest = &client.key_sha256;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // Never echo the value: a key pasted here by mistake must not reach a log.
+            report(
+                "client",
+                index,
+                "key_sha256",
+                format!(
+                    "key_sha256 must be 64 hex characters (the SHA-256 of the key, as `ghapp client-key new {}` prints it), not the key itself ({} characters given)",
+                    if client.name.is_empty() {
+                        "NAME"
+                    } else {
+                        &client.name
+                    },
+                    digest.len()
+                ),
+            );
+        }
+    }
+    let mut issuers = HashSet::new();
+    for (index, oidc) in config.oidc.iter().enumerate() {
+        if let Err(message) = check_https_url("issuer", &oidc.issuer) {
+            report("oidc", index, "issuer", message);
+        } else if !issuers.insert(oidc.issuer.as_str()) {
+            report(
+                "oidc",
+                index,
+                "issuer",
+                format!(
+                    "issuer {} is configured by an earlier [[oidc]]: one entry per issuer",
+                    oidc.issuer
+                ),
+            );
+        }
+        if oidc.audience.trim().is_empty() {
+            report(
+                "oidc",
+                index,
+                "audience",
+                "audience is empty: name the `aud` the tokens are minted for (like \"ghapp\")"
+                    .into(),
+            );
+        }
+        if let Some(url) = &oidc.jwks_url
+            && let Err(message) = check_https_url("jwks_url", url)
+        {
+            report("oidc", index, "jwks_url", message);
+        }
+    }
+}
+
+/// An `https://` URL, or `http://` to a loopback address (a test issuer on this machine).
+fn check_https_url(field: &str, url: &str) -> Result<(), String> {
+    let rest = match url.split_once("://") {
+        Some(("https", rest)) => rest,
+        Some(("http", rest)) => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if !is_loopback(authority) {
+                return Err(format!(
+                    "{field} {url} is plain http to a host that is not loopback: keys fetched in clear text could be replaced on the way; use https"
+                ));
+            }
+            rest
+        }
+        _ => {
+            return Err(format!(
+                "{field} {url:?} must be an https:// URL (like https://token.actions.githubusercontent.com)"
+            ));
+        }
+    };
+    if rest.split('/').next().unwrap_or_default().is_empty() || url.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{field} {url:?} is not a URL like https://host/path"
+        ));
+    }
+    Ok(())
+}
+
+/// One `[[policy]]` (or `[[daemon.policy]]`) entry: exactly one selector, `subject`/`claims`
+/// only with `issuer`, names that exist, a parseable address range, then its grants.
+fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl FnMut(&str, String)) {
+    let app_hosts = known.app_hosts;
     validate_runner_policy(entry, report);
-    if entry.uid.is_none() && entry.gid.is_none() {
+    let local = entry.uid.is_some() || entry.gid.is_some();
+    let selectors = [
+        local,
+        entry.client.is_some(),
+        entry.address.is_some(),
+        entry.issuer.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if selectors == 0 {
         report(
             "",
-            "the entry names neither uid nor gid: add `uid = N` or `gid = N`".into(),
+            "the entry names neither uid nor gid, client, address or issuer: set exactly one of them (uid may be narrowed by gid)".into(),
         );
+    } else if selectors > 1 {
+        report(
+            "",
+            "the entry sets more than one of uid/gid, client, address and issuer: an entry selects callers by exactly one (write one entry per kind of caller)".into(),
+        );
+    }
+    if entry.issuer.is_none() {
+        for (field, set) in [
+            ("subject", entry.subject.is_some()),
+            ("claims", entry.claims.is_some()),
+        ] {
+            if set {
+                report(
+                    field,
+                    format!("{field} applies to ID tokens only: add issuer = \"…\" or remove it"),
+                );
+            }
+        }
+    }
+    if let Some(client) = &entry.client
+        && !known.clients.contains(client)
+    {
+        report(
+            "client",
+            format!("client {client:?} is not the name of any [[client]]"),
+        );
+    }
+    if let Some(issuer) = &entry.issuer
+        && !known.issuers.contains(issuer)
+    {
+        report(
+            "issuer",
+            format!(
+                "issuer {issuer} is not configured by any [[oidc]] (their issuers: {})",
+                known.issuers.join(", ")
+            ),
+        );
+    }
+    if let Some(address) = &entry.address
+        && let Err(message) = parse_address_range(address)
+    {
+        report("address", message);
+    }
+    if let Some(claims) = &entry.claims {
+        for name in claims.keys() {
+            if name.is_empty() || name.split('.').any(str::is_empty) {
+                report(
+                    "claims",
+                    format!("claim name {name:?} is not a claim or a dotted path to one"),
+                );
+            }
+        }
     }
     for owner in entry.owners.iter().flatten() {
         if owner != "*"
@@ -850,6 +1065,31 @@ fn validate_app(app: &mut AppConfig, report: &mut impl FnMut(Option<&str>, Strin
             ),
         );
     }
+}
+
+/// Parses a policy's `address`: a CIDR range (`10.0.0.0/8`, `fd00::/8`) or one address (a
+/// range of one). Host bits set beyond the prefix are refused: `10.1.2.3/8` is most likely a
+/// mistake for `10.1.2.3/32` or `10.0.0.0/8`.
+pub fn parse_address_range(text: &str) -> Result<ipnet::IpNet, String> {
+    let net = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => match text.parse::<IpAddr>() {
+            Ok(addr) => ipnet::IpNet::from(addr),
+            Err(_) => {
+                return Err(format!(
+                    "address {text:?} is not a CIDR range like 10.0.0.0/8 or fd00::/8, nor an address"
+                ));
+            }
+        },
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "address {text} has bits set past its /{} prefix: write {} (the whole range) or the address alone",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 /// True for `localhost`, an address in 127.0.0.0/8 or `::1`, with or without a port
@@ -1583,5 +1823,106 @@ mod tests {
             None,
             "group may write it: never followed"
         );
+    }
+
+    const IDENTITIES: &str = "[[oidc]]\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = \"ghapp\"\n[[client]]\nname = \"ci-bot\"\nkey_sha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n";
+
+    #[test]
+    fn every_selector_kind_is_accepted_once_per_entry() {
+        let text = format!(
+            "{IDENTITIES}[[policy]]\nclient = \"ci-bot\"\n[[policy]]\naddress = \"10.0.0.0/8\"\n[[policy]]\naddress = \"::1\"\n[[policy]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject = \"repo:acme/*\"\nclaims = {{ repository_owner = \"acme\", \"kubernetes.io.namespace\" = \"ci-*\" }}\nmetrics = true\n[[policy]]\nuid = 1000\ngid = 100\n[[policy]]\ngid = 5\n{POLICY_APP}"
+        );
+        let config = parse(&text).unwrap();
+        let (table, entries) = config.policies();
+        assert_eq!((table, entries.len()), ("[[policy]]", 6));
+        let old = parse(&format!("[[daemon.policy]]\nuid = 1\n{POLICY_APP}")).unwrap();
+        assert_eq!(old.policies().0, "[[daemon.policy]]");
+    }
+
+    #[test]
+    fn selectors_names_and_ranges_are_checked_with_lines() {
+        let text = format!(
+            "{IDENTITIES}[[policy]]\nuid = 1\nclient = \"ci-bot\"\n[[policy]]\nclient = \"nobody\"\n[[policy]]\naddress = \"10.1.2.3/8\"\n[[policy]]\naddress = \"ten\"\n[[policy]]\nissuer = \"https://other.example\"\n[[policy]]\nuid = 2\nsubject = \"x\"\n{POLICY_APP}"
+        );
+        let err = parse(&text).unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 6, "{err}");
+        assert!(
+            lines[0].contains("line 7: policy[0]: the entry sets more than one"),
+            "{err}"
+        );
+        assert!(
+            lines[1].contains(
+                "line 11: policy[1].client: client \"nobody\" is not the name of any [[client]]"
+            ),
+            "{err}"
+        );
+        assert!(lines[2].contains("line 13: policy[2].address: address 10.1.2.3/8 has bits set past its /8 prefix: write 10.0.0.0/8"), "{err}");
+        assert!(
+            lines[3].contains("line 15: policy[3].address: address \"ten\" is not a CIDR range"),
+            "{err}"
+        );
+        assert!(lines[4].contains("line 17: policy[4].issuer: issuer https://other.example is not configured by any [[oidc]]"), "{err}");
+        assert!(
+            lines[5].contains("line 20: policy[5].subject: subject applies to ID tokens only"),
+            "{err}"
+        );
+        let none = parse(&format!("[[policy]]\nowners = [\"acme\"]\n{POLICY_APP}")).unwrap_err();
+        assert!(
+            none.contains(
+                "line 1: policy[0]: the entry names neither uid nor gid, client, address or issuer"
+            ),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn both_policy_spellings_in_one_file_are_refused() {
+        let err = parse(&format!(
+            "[daemon]\n[[daemon.policy]]\nuid = 1\n[[policy]]\nuid = 2\n{POLICY_APP}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "line 2: daemon.policy: the file has both [[policy]] and [[daemon.policy]] entries"
+            ) && err.contains("write every entry as [[policy]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clients_and_issuers_are_checked_and_keys_never_echoed() {
+        let key = "ghk_this-is-a-secret-key-pasted-by-mistake";
+        let text = format!(
+            "[[client]]\nname = \"a\"\nkey_sha256 = \"{key}\"\n[[client]]\nname = \"a\"\nkey_sha256 = \"{}\"\n[[oidc]]\nissuer = \"http://issuer.example\"\naudience = \"\"\n[[oidc]]\nissuer = \"http://127.0.0.1:8080\"\naudience = \"ghapp\"\njwks_url = \"ftp://x\"\n{POLICY_APP}",
+            "a".repeat(64)
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(!err.contains(key), "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].contains("line 3: client[0].key_sha256: key_sha256 must be 64 hex characters"),
+            "{err}"
+        );
+        assert!(
+            lines[1]
+                .contains("line 5: client[1].name: name \"a\" is used by an earlier [[client]]"),
+            "{err}"
+        );
+        assert!(
+            lines[2].contains("line 8: oidc[0].issuer: issuer http://issuer.example is plain http"),
+            "{err}"
+        );
+        assert!(
+            lines[3].contains("line 9: oidc[0].audience: audience is empty"),
+            "{err}"
+        );
+        assert!(
+            lines[4].contains(
+                "line 13: oidc[1].jwks_url: jwks_url \"ftp://x\" must be an https:// URL"
+            ),
+            "{err}"
+        );
+        assert_eq!(lines.len(), 5, "loopback http issuer accepted: {err}");
     }
 }

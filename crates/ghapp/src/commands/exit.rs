@@ -71,6 +71,13 @@ impl Failure {
                     socket.source
                 ),
             ),
+            ClientError::IdToken { .. } => Failure::new(
+                USAGE,
+                format!(
+                    "{error}\nhint: nothing was sent; fix the file, or unset ${} to ask as this uid alone",
+                    ghapp_client::id_token::ENV
+                ),
+            ),
             ClientError::Protocol { .. } => Failure::new(
                 DAEMON_UNREACHABLE,
                 format!(

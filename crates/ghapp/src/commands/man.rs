@@ -89,6 +89,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     ("GHAPP_CONFIG", "The config file, unless --config is given."),
     (
+        "GHAPP_ID_TOKEN_FILE",
+        "A file holding an ID token (a projected service-account token), read on every call and sent as Authorization: Bearer by ghapp token, ghapp exec and git-credential-ghapp, so the daemon's [[policy]] can tell callers sharing a uid apart.",
+    ),
+    (
         "XDG_RUNTIME_DIR",
         "A user daemon's socket lives in $XDG_RUNTIME_DIR/ghapp/ghapp.sock.",
     ),

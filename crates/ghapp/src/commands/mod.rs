@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] dispatches and returns the process exit code.
 
 mod cache_key;
+mod client_key;
 mod configure;
 mod demo;
 mod doctor;
@@ -112,6 +113,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
+        Command::ClientKey(args) => client_key::run(&args),
         Command::Man => man::run(),
     }
 }

@@ -45,7 +45,8 @@ pub fn fetch(
     let query = build_query(scope, host, owner, repo)?;
     let socket = context.socket();
     let client = ghapp_client::DaemonClient::new(&socket.path, TOKEN_TIMEOUT)
-        .trusting(context.trusted_uids());
+        .trusting(context.trusted_uids())
+        .with_id_token_from_env();
     ghapp_client::block_on(client.token(&query))
         .map_err(|error| Failure::from_client(error, &socket))
 }

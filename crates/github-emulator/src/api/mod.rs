@@ -98,8 +98,7 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<
     let raw_path = parts.uri.path().to_string();
     let (path, ghes) = strip_ghes(&raw_path);
     let method = parts.method.as_str().to_string();
-    let matched =
-        route(ROUTES, &method, &path).or_else(|| content::route_contents(&method, &path));
+    let matched = route(ROUTES, &method, &path).or_else(|| content::route_contents(&method, &path));
     let request_line = format!("{method} {path}");
 
     let decision = {
