@@ -230,15 +230,7 @@ fn projected_token(spec: &Value, container: &Value, file: &str) -> (String, i64)
 
 // ---- ghapp configs ----
 
-/// Tables the schema may not know yet: issue 15's `[upstream]` and `[cache]` are built in
-/// parallel (branch wt-redis). While `Config::parse` refuses them as unknown, the rest of the
-/// file is still checked by it and these two only by `check_pending_tables` below.
-/// TODO(lead): once `[upstream]` and `[cache]` are in `ghapp_protocol::config`, the fallback no
-/// longer triggers (the full file is parsed); then delete it and `check_pending_tables`.
-const PENDING_TABLES: [&str; 2] = ["upstream", "cache"];
-
-/// A ghapp config as the daemon would load it, plus its raw TOML for the keys the schema may
-/// not have yet.
+/// A ghapp config as the daemon would load it, plus its raw TOML.
 struct Ghapp {
     config: Config,
     raw: toml::Table,
@@ -259,100 +251,9 @@ fn parse_config(label: &str, text: &str) -> Ghapp {
     let raw: toml::Table = text
         .parse()
         .unwrap_or_else(|e| panic!("{label}: not TOML: {e}"));
-    let config = match Config::parse(text, Path::new(label)) {
-        Ok(config) => config,
-        Err(error) => {
-            let pending = error.problems.len() == 1
-                && PENDING_TABLES.iter().any(|t| {
-                    error.problems[0]
-                        .message
-                        .contains(&format!("unknown field `{t}`"))
-                });
-            assert!(pending, "the daemon would refuse {label}:\n{error}");
-            eprintln!(
-                "NOTE: this branch's config schema lacks [{}]: {label} is checked without \
-                 [upstream]/[cache] by Config::parse, and those two by hand (TODO lead)",
-                PENDING_TABLES.join("]/[")
-            );
-            Config::parse(&strip_tables(text, &PENDING_TABLES), Path::new(label))
-                .unwrap_or_else(|e| panic!("the daemon would refuse {label}:\n{e}"))
-        }
-    };
-    check_pending_tables(label, &raw);
+    let config = Config::parse(text, Path::new(label))
+        .unwrap_or_else(|e| panic!("the daemon would refuse {label}:\n{e}"));
     Ghapp { config, raw }
-}
-
-/// The text with the given tables commented out (lines kept, so errors keep their numbers).
-fn strip_tables(text: &str, tables: &[&str]) -> String {
-    let mut skipping = false;
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_matches(|c| c == '[' || c == ']' || c == ' ');
-            skipping = tables
-                .iter()
-                .any(|t| name == *t || name.starts_with(&format!("{t}.")));
-        }
-        if skipping {
-            out.push_str("# (not in this schema yet) ");
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// The keys of `[upstream]` and `[cache]` as issue 15 specifies them, while the schema may
-/// lack them (see [`PENDING_TABLES`]).
-fn check_pending_tables(label: &str, raw: &toml::Table) {
-    let known = |table: &str, keys: &[&str]| {
-        if let Some(t) = raw.get(table).and_then(toml::Value::as_table) {
-            for key in t.keys() {
-                assert!(
-                    keys.contains(&key.as_str()),
-                    "{label}: unknown key {table}.{key}"
-                );
-            }
-        }
-    };
-    known(
-        "upstream",
-        &[
-            "url",
-            "ca_file",
-            "id_token_file",
-            "client_key_file",
-            "hosts",
-        ],
-    );
-    known("cache", &["redis_url", "encryption_key_file", "ca_file"]);
-    if let Some(upstream) = raw.get("upstream") {
-        let url = upstream.get("url").and_then(toml::Value::as_str);
-        assert!(
-            url.is_some_and(|u| u.starts_with("https://")),
-            "{label}: upstream.url must be https"
-        );
-        let identities = ["id_token_file", "client_key_file"]
-            .iter()
-            .filter(|k| upstream.get(**k).is_some())
-            .count();
-        assert_eq!(
-            identities, 1,
-            "{label}: upstream needs exactly one identity"
-        );
-    }
-    if let Some(cache) = raw.get("cache") {
-        let url = cache.get("redis_url").and_then(toml::Value::as_str);
-        assert!(
-            url.is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://")),
-            "{label}: cache.redis_url"
-        );
-        assert!(
-            cache.get("encryption_key_file").is_some(),
-            "{label}: cache key"
-        );
-    }
 }
 
 /// The config a ghapp container runs with: its `--config` file, through the volume mount, from
