@@ -65,14 +65,43 @@ pub(crate) struct MintPlan {
     /// `acme-bot (id 12345)`.
     pub app_label: Arc<str>,
     /// The installation's account login.
-    pub account: String,
+    pub account: Box<str>,
     /// What the token is for, in messages: `acme/widgets`, `account acme`.
-    pub target: String,
-    /// The access_tokens request body.
-    pub body: TokenRequestBody,
+    pub target: Box<str>,
+    /// How the token is narrowed to a repository; the access_tokens body is built from it and
+    /// the key when a mint is sent ([`MintPlan::body`]) rather than kept beside the key, which
+    /// already holds the permissions (one plan per cached token).
+    pub narrowing: Narrowing,
     /// What the installation was granted, as its look-up said: what a token minted without
     /// narrowed permissions has when GitHub's answer does not list them.
     pub installation_permissions: Permissions,
+}
+
+/// How a plan narrows its token to repositories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Narrowing {
+    /// Not narrowed: installation-wide.
+    None,
+    /// To one repository by name, as asked (GitHub compares names case-insensitively).
+    Name(Box<str>),
+    /// To one repository by id (a renamed repository, found through a redirect).
+    Id(u64),
+}
+
+impl MintPlan {
+    /// The access_tokens request body.
+    pub(crate) fn body(&self) -> TokenRequestBody {
+        let (repositories, repository_ids) = match &self.narrowing {
+            Narrowing::None => (Vec::new(), Vec::new()),
+            Narrowing::Name(name) => (vec![name.to_string()], Vec::new()),
+            Narrowing::Id(id) => (Vec::new(), vec![*id]),
+        };
+        TokenRequestBody {
+            repositories,
+            repository_ids,
+            permissions: self.key.permissions.clone(),
+        }
+    }
 }
 
 /// A minted token and what it is good for. Only the `token` field is secret.
@@ -86,9 +115,7 @@ pub(crate) struct CachedToken {
     pub digest: [u8; 32],
     /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
     pub expires: Instant,
-    /// Its life when it arrived.
-    pub lifetime: Duration,
-    /// When it arrived.
+    /// When it arrived (its life then is `expires - minted_at`, not stored).
     pub minted_at: Instant,
     /// Expiry on the local wall clock.
     pub expires_at: Timestamp,
@@ -112,8 +139,8 @@ impl CachedToken {
             installation_id: self.installation_id(),
             app: self.plan.app_name.to_string(),
             host: self.plan.key.host.to_string(),
-            owner: self.plan.account.clone(),
-            repositories: self.repositories().to_vec(),
+            owner: self.plan.account.to_string(),
+            repositories: self.repositories(),
             permissions: self.permissions.clone(),
         }
     }
@@ -123,13 +150,17 @@ impl CachedToken {
         self.plan.key.installation_id
     }
 
+    /// Its life when it arrived.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.expires.saturating_duration_since(self.minted_at)
+    }
+
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
-    pub(crate) fn repositories(&self) -> &[String] {
-        if self.plan.body.repositories.is_empty() {
+    pub(crate) fn repositories(&self) -> Vec<String> {
+        match &self.plan.narrowing {
+            Narrowing::Name(name) => vec![name.to_string()],
             // Narrowed by id (a renamed repository) or not at all: the names asked for.
-            &self.plan.key.repositories
-        } else {
-            &self.plan.body.repositories
+            Narrowing::Id(_) | Narrowing::None => self.plan.key.repositories.clone(),
         }
     }
 }
@@ -507,7 +538,7 @@ pub(crate) fn refresh_due_at(token: &CachedToken, settings: &Settings) -> Instan
         .expires
         .checked_sub(threshold)
         .unwrap_or(token.minted_at);
-    by_ttl.max(token.minted_at + token.lifetime / 4)
+    by_ttl.max(token.minted_at + token.lifetime() / 4)
 }
 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to
@@ -553,8 +584,8 @@ mod tests {
             app_name: "acme-bot".into(),
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
-            target: format!("acme/{repo}"),
-            body: TokenRequestBody::default(),
+            target: format!("acme/{repo}").into(),
+            narrowing: Narrowing::None,
             installation_permissions: Permissions::new(),
         })
     }
@@ -565,7 +596,6 @@ mod tests {
             token: Token::new(secret),
             digest: digest(secret),
             expires: now + life,
-            lifetime: life,
             minted_at: now,
             expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             plan: plan("widgets"),
@@ -618,6 +648,25 @@ mod tests {
             cache.acquire(&p, Duration::from_secs(1800), Some(Duration::ZERO), |_| {}),
             Acquire::Wait(_)
         ));
+    }
+
+    #[test]
+    fn the_request_body_is_built_from_the_narrowing_and_the_key() {
+        let mut by_name = Arc::into_inner(plan("widgets")).unwrap();
+        by_name.key.permissions = Some(Permissions::parse_list("contents:read").unwrap());
+        by_name.narrowing = Narrowing::Name("Widgets".into());
+        assert_eq!(
+            serde_json::to_string(&by_name.body()).unwrap(),
+            r#"{"repositories":["Widgets"],"permissions":{"contents":"read"}}"#
+        );
+        by_name.narrowing = Narrowing::Id(42);
+        assert_eq!(
+            serde_json::to_string(&by_name.body()).unwrap(),
+            r#"{"repository_ids":[42],"permissions":{"contents":"read"}}"#
+        );
+        by_name.narrowing = Narrowing::None;
+        by_name.key.permissions = None;
+        assert_eq!(serde_json::to_string(&by_name.body()).unwrap(), "{}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -133,7 +133,7 @@ pub(crate) fn mint_failure(app: &AppRuntime, plan: &MintPlan, error: ApiError) -
                 "GitHub refused a token for {} from App {} ({installation}; asked {}): {}",
                 plan.target,
                 app.describe(),
-                describe_request(&plan.body),
+                describe_request(&plan.body()),
                 error.detail()
             )),
             None,

@@ -65,7 +65,9 @@ pub mod transport;
 mod upstream;
 
 use ghapp_protocol::api::{RunnerTokenResponse, TokenQuery, TokenResponse};
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 pub use config::{
     AppConfig, Config, ConfigError, DaemonConfig, PolicyConfig, SignerKind, TokenFormat,
@@ -148,14 +150,25 @@ impl Broker {
         query: &TokenQuery,
     ) -> Result<(TokenResponse, bool), BrokerError> {
         let request = request::Request::from_query(query)?;
-        // In its own task: a caller that gives up (its future dropped) leaves the look-up and
-        // mint to finish and fill the cache for the next request.
         let core = self.core.clone();
-        let task = tokio::spawn(async move {
+        let mut answer = Box::pin(async move {
             core.token(&request)
                 .await
                 .map(|(token, minted)| (token.response(), minted))
         });
+        // A cached token is ready at the first poll: answered here, without a task (a spawn per
+        // request was a task allocation and a wake-up of the other worker, docs/benchmarks.md).
+        // The waker is a no-op: a future that is not ready is polled again, by its task, with
+        // that task's waker, which is the one a future must wake.
+        let first_poll = answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        if let Poll::Ready(answer) = first_poll {
+            return answer;
+        }
+        // Otherwise in its own task: a caller that gives up (its future dropped) leaves the
+        // look-up and mint to finish and fill the cache for the next request.
+        let task = tokio::spawn(answer);
         task.await.unwrap_or_else(|e| {
             Err(BrokerError::internal(format!(
                 "the token request task failed: {e}"

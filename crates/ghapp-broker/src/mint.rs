@@ -13,10 +13,10 @@
 //!   against it, what it carries is checked.
 
 use crate::app::AppRuntime;
-use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, TokenKey, digest};
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
-use crate::github::{MintedToken, TokenRequestBody};
+use crate::github::MintedToken;
 use crate::metrics::{Metrics, bump};
 use crate::resolve::Resolved;
 use ghapp_protocol::permissions::{Level, Permissions};
@@ -48,10 +48,10 @@ pub(crate) fn plan(
         ceiling.map(|c| within_installation(c, &resolved.installation.permissions))
     };
     let narrowed_to = repo.filter(|_| !app.config.installation_wide);
-    let (repositories, repository_ids) = match (narrowed_to, resolved.installation.repository_id) {
-        (Some(_), Some(id)) => (Vec::new(), vec![id]),
-        (Some(repo), None) => (vec![repo.to_string()], Vec::new()),
-        (None, _) => (Vec::new(), Vec::new()),
+    let narrowing = match (narrowed_to, resolved.installation.repository_id) {
+        (Some(_), Some(id)) => Narrowing::Id(id),
+        (Some(repo), None) => Narrowing::Name(repo.into()),
+        (None, _) => Narrowing::None,
     };
     let mut key_repositories: Vec<String> =
         narrowed_to.iter().map(|r| r.to_ascii_lowercase()).collect();
@@ -70,17 +70,13 @@ pub(crate) fn plan(
             app_identity: names.identity.clone(),
             installation_id: resolved.installation.id,
             repositories: key_repositories,
-            permissions: permissions.clone(),
+            permissions,
         },
         app_name: names.name.clone(),
         app_label: names.label.clone(),
-        account: resolved.installation.account.clone(),
-        target,
-        body: TokenRequestBody {
-            repositories,
-            repository_ids,
-            permissions,
-        },
+        account: resolved.installation.account.as_str().into(),
+        target: target.into_boxed_str(),
+        narrowing,
         installation_permissions: resolved.installation.permissions.clone(),
     })
 }
@@ -116,7 +112,7 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             plan.app_label, plan.target
         ))
     };
-    if let Some(asked) = &plan.body.permissions
+    if let Some(asked) = &plan.key.permissions
         && let Some(granted) = &minted.permissions
     {
         // GitHub adds `metadata: read` to every scoped token (repositories need it).
@@ -134,8 +130,7 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
             return Err(refuse(format!("grants {odd}, which was not asked for")));
         }
     }
-    let narrowed = !plan.body.repositories.is_empty() || !plan.body.repository_ids.is_empty();
-    if !narrowed {
+    if plan.narrowing == Narrowing::None {
         return Ok(());
     }
     if let Some(selection) = &minted.repository_selection
@@ -150,17 +145,16 @@ pub(crate) fn check_minted(plan: &MintPlan, minted: &MintedToken) -> Result<(), 
     let Some(granted) = &minted.repositories else {
         return Ok(());
     };
-    if !plan.body.repository_ids.is_empty() {
+    if let Narrowing::Id(id) = plan.narrowing {
         let mut ids: Vec<Option<u64>> = granted.iter().map(|r| r.id).collect();
         ids.sort();
         ids.dedup();
-        let asked: Vec<Option<u64>> = plan.body.repository_ids.iter().copied().map(Some).collect();
-        if ids != asked {
+        if ids != [Some(id)] {
             let names: Vec<&str> = granted.iter().map(|r| r.name.as_str()).collect();
             return Err(refuse(format!(
                 "covers repositories [{}] instead of the repository with id {:?}",
                 names.join(", "),
-                plan.body.repository_ids
+                [id]
             )));
         }
         return Ok(());
@@ -201,7 +195,7 @@ impl Minter {
     ) -> Result<Arc<CachedToken>, Failure> {
         let installation_id = plan.key.installation_id;
         let started = Instant::now();
-        let minted = match app.client.create_token(installation_id, &plan.body).await {
+        let minted = match app.client.create_token(installation_id, &plan.body()).await {
             Ok(minted) => minted,
             Err(error) => {
                 bump(&self.metrics.mint_failures);
@@ -228,13 +222,12 @@ impl Minter {
         let token = CachedToken {
             digest: digest(minted.token.expose()),
             expires: st.instant_of(minted.expires_at),
-            lifetime,
             minted_at: st.received,
             expires_at: st.local_time_of(minted.expires_at),
             plan: plan.clone(),
             // Not listed by GitHub: what was asked, else everything the installation has.
             permissions: minted.permissions.clone().unwrap_or_else(|| {
-                plan.body
+                plan.key
                     .permissions
                     .clone()
                     .unwrap_or_else(|| plan.installation_permissions.clone())
@@ -260,7 +253,7 @@ mod tests {
     use super::*;
     use crate::cache::TokenKey;
     use crate::clock::ServerTime;
-    use crate::github::GrantedRepository;
+    use crate::github::{GrantedRepository, TokenRequestBody};
     use ghapp_protocol::secret::Token;
     use std::time::{Duration, SystemTime};
 
@@ -277,7 +270,11 @@ mod tests {
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
             target: "acme/widgets".into(),
-            body,
+            narrowing: match (body.repository_ids.first(), body.repositories.first()) {
+                (Some(id), _) => Narrowing::Id(*id),
+                (None, Some(name)) => Narrowing::Name(name.as_str().into()),
+                (None, None) => Narrowing::None,
+            },
             installation_permissions: Permissions::new(),
         }
     }

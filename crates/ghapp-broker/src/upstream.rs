@@ -12,12 +12,11 @@
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
 use crate::app::{Health, Trouble};
-use crate::cache::{CachedToken, MintPlan, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, TokenKey, digest};
 use crate::clock::ServerTime;
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
 use crate::failure::Failure;
-use crate::github::TokenRequestBody;
 use crate::request::Request;
 use ghapp_protocol::api::{ErrorBody, TOKEN_PATH, TokenQuery, TokenResponse, UpstreamStatus};
 use ghapp_protocol::permissions::Permissions;
@@ -170,13 +169,17 @@ impl Upstream {
             .map(|r| r.to_ascii_lowercase())
             .collect();
         let permissions = (!request.permissions.is_empty()).then(|| request.permissions.clone());
+        let narrowing = match repositories.first() {
+            Some(repo) => Narrowing::Name(repo.as_str().into()),
+            None => Narrowing::None,
+        };
         MintPlan {
             key: TokenKey {
                 host: request.host.as_str().into(),
                 app_identity: self.key_identity.clone(),
                 installation_id: 0,
-                repositories: repositories.clone(),
-                permissions: permissions.clone(),
+                repositories,
+                permissions,
             },
             app_name: self.name.clone(),
             app_label: self.label.clone(),
@@ -186,13 +189,10 @@ impl Upstream {
                 .owner
                 .as_deref()
                 .unwrap_or_default()
-                .to_ascii_lowercase(),
-            target: target.label(),
-            body: TokenRequestBody {
-                repositories,
-                repository_ids: Vec::new(),
-                permissions,
-            },
+                .to_ascii_lowercase()
+                .into(),
+            target: target.label().into(),
+            narrowing,
             installation_permissions: Permissions::new(),
         }
     }
@@ -215,7 +215,7 @@ impl Upstream {
         let bearer = self.identity.read().map_err(unavailable)?;
         let query = TokenQuery {
             host: Some(plan.key.host.to_string()),
-            owner: (!plan.account.is_empty()).then(|| plan.account.clone()),
+            owner: (!plan.account.is_empty()).then(|| plan.account.to_string()),
             repo: plan.key.repositories.first().cloned(),
             permissions: plan.key.permissions.clone().unwrap_or_default(),
             min_ttl: Some(min_ttl),
@@ -281,7 +281,6 @@ impl Upstream {
         let token = CachedToken {
             digest: digest(answer.token.expose()),
             expires: st.instant_of(answer.expires_at),
-            lifetime: remaining,
             minted_at: st.received,
             expires_at: st.local_time_of(answer.expires_at),
             plan: plan.clone(),

@@ -211,6 +211,11 @@ impl AuditLog {
 
     /// Appends one record. A failing audit log is reported in the logs, never to the client.
     pub fn record(&self, event: &AuditEvent) {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        // No audit log: nothing to serialize (this runs on every request).
+        if matches!(*sink, Sink::None) {
+            return;
+        }
         let mut line = match serde_json::to_vec(event) {
             Ok(line) => line,
             Err(e) => {
@@ -219,7 +224,6 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         let result = match &mut *sink {
             Sink::None => Ok(()),
             Sink::Stderr => std::io::stderr().lock().write_all(&line),

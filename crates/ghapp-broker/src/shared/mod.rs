@@ -330,7 +330,6 @@ impl SharedCache {
         let token = CachedToken {
             digest: digest(stored.token.expose()),
             expires: now + remaining,
-            lifetime,
             minted_at: now.checked_sub(lifetime - remaining).unwrap_or(now),
             expires_at: Timestamp::from(SystemTime::now() + remaining),
             plan: plan.clone(),
@@ -351,7 +350,7 @@ impl SharedCache {
         }
         let stored = StoredToken {
             token: token.token.clone(),
-            lifetime_secs: token.lifetime.as_secs(),
+            lifetime_secs: token.lifetime().as_secs(),
             permissions: token.permissions.clone(),
         };
         let Ok(plain) = serde_json::to_vec(&stored).map(Zeroizing::new) else {
@@ -526,7 +525,7 @@ fn installation_cache_key(target: &Target, apps: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::TokenRequestBody;
+    use crate::cache::Narrowing;
     use std::sync::atomic::AtomicUsize;
 
     /// `[cache] timeout` and `peer_wait` by default.
@@ -643,8 +642,8 @@ mod tests {
             app_name: "acme-bot".into(),
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
-            target: format!("acme/{repo}"),
-            body: TokenRequestBody::default(),
+            target: format!("acme/{repo}").into(),
+            narrowing: Narrowing::None,
             installation_permissions: Permissions::new(),
         })
     }
@@ -659,7 +658,6 @@ mod tests {
             digest: digest(&secret),
             token: Token::new(secret),
             expires: now + Duration::from_secs(3600),
-            lifetime: Duration::from_secs(3600),
             minted_at: now,
             expires_at: Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
             plan,
