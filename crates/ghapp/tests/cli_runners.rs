@@ -1010,3 +1010,68 @@ fn a_failing_database_is_not_described_to_an_unauthenticated_network_caller() {
     assert!(!health.contains("secret-place"), "{health}");
     assert!(!health.to_ascii_lowercase().contains("sqlite"), "{health}");
 }
+
+/// Network callers (issue 14's identities) own runners too: two client keys over TCP each
+/// provision, list, read and delete only their own; a caller without a credential gets 401.
+#[test]
+fn network_callers_own_their_runners_by_credential() {
+    const KEY_A: &str = "ghk_runner-client-a-0123456789abcdefghijklmn";
+    const KEY_B: &str = "ghk_runner-client-b-0123456789abcdefghijklmn";
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("runners.sqlite3");
+    let network = format!(
+        "\n[network]\nlisten = [\"127.0.0.1:0\"]\nmax_connections_per_address = 0\n\n\
+         [[client]]\nname = \"ci-a\"\nkey_sha256 = \"{a}\"\n[[client]]\nname = \"ci-b\"\nkey_sha256 = \"{b}\"\n\n\
+         [[policy]]\nclient = \"ci-a\"\nowners = [\"acme\"]\n[[policy]]\nclient = \"ci-b\"\nowners = [\"acme\"]\n",
+        a = ghapp_protocol::client_key::digest_hex(KEY_A),
+        b = ghapp_protocol::client_key::digest_hex(KEY_B),
+    );
+    let stack = Stack::start_with(FIXTURE, &app_extra(&database, &network));
+    let base = format!("http://{}", stack.daemon.network_address());
+    let call = |key: Option<&str>, method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        let response = request(&base, key, method, path, &[], body.as_deref()).unwrap();
+        let value = response.json().unwrap_or(Value::Null);
+        (response.status, value)
+    };
+    let names = |key: &str| -> Vec<String> {
+        let (status, list) = call(Some(key), "GET", "/api/v1/runners", None);
+        assert_eq!(status, 200, "{list}");
+        list["runners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (status, answer) = call(
+        Some(KEY_A),
+        "POST",
+        "/api/v1/runners/provision",
+        Some(json!({"runner_name": "net-a", "labels": ["linux"]})),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer["encoded_jit_config"].is_string(), "{answer}");
+    let (status, _) = call(
+        Some(KEY_B),
+        "POST",
+        "/api/v1/runners/provision",
+        Some(json!({"runner_name": "net-b", "labels": ["linux"]})),
+    );
+    assert_eq!(status, 201);
+
+    assert_eq!(names(KEY_A), vec!["net-a".to_string()]);
+    assert_eq!(names(KEY_B), vec!["net-b".to_string()]);
+    let (status, _) = call(Some(KEY_B), "GET", "/api/v1/runners/net-a", None);
+    assert_eq!(status, 404, "another caller's runner is not shown");
+    let (status, _) = call(Some(KEY_B), "DELETE", "/api/v1/runners/net-a", None);
+    assert_eq!(status, 404, "nor deleted");
+    let (status, _) = call(None, "GET", "/api/v1/runners", None);
+    assert_eq!(status, 401, "a network caller must present a credential");
+    let (status, record) = call(Some(KEY_A), "GET", "/api/v1/runners/net-a", None);
+    assert_eq!(status, 200, "{record}");
+    let (status, _) = call(Some(KEY_A), "DELETE", "/api/v1/runners/net-a", None);
+    assert!(status == 200 || status == 204, "{status}");
+    assert!(!github_runners(&stack.emulator).contains(&"net-a".to_string()));
+}
