@@ -2,8 +2,9 @@
 //! the same run — loopback plain TCP and TCP+TLS with keep-alive, and a new TLS connection per
 //! request with session resumption — each against its socket baseline.
 //!
-//! Network `/v1/token` needs a credential (issue 14's identities); until a `[[client]]` key can
-//! be configured, the token row says so instead of a figure (see the TODO below).
+//! Network `/v1/token` needs a credential: the TLS daemon has a `[[client]]` key
+//! ([`BENCH_CLIENT_KEY`]) and a `[[policy]]` entry for it, and the token row sends it as
+//! `Authorization: Bearer`.
 
 use crate::load::{self, LoadSpec, Target};
 use crate::stats::Summary;
@@ -60,15 +61,20 @@ impl TestTls {
         self.client.clone()
     }
 
-    /// The `[network]` table serving TLS on a free loopback port.
+    /// The `[network]` table serving TLS on a free loopback port, with the bench's client key
+    /// and a `[[policy]]` entry granting it everything the App has.
     pub fn network_table(&self) -> String {
         format!(
-            "\n[network]\nlisten = [\"127.0.0.1:0\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nanswer_key_file = \"answer-key.pem\"\n",
+            "\n[network]\nlisten = [\"127.0.0.1:0\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nanswer_key_file = \"answer-key.pem\"\n\n[[client]]\nname = \"bench\"\nkey_sha256 = \"{}\"\n\n[[policy]]\nclient = \"bench\"\n",
             self.dir.path().join("cert.pem").display(),
-            self.dir.path().join("key.pem").display()
+            self.dir.path().join("key.pem").display(),
+            ghapp_protocol::client_key::digest_hex(BENCH_CLIENT_KEY)
         )
     }
 }
+
+/// The client key the TLS daemon knows (a throwaway, for this benchmark only).
+pub const BENCH_CLIENT_KEY: &str = "ghk_bench-client-key-not-a-secret-0123456789";
 
 /// The `[network]` table serving plain HTTP on a free loopback port.
 pub const PLAIN_NETWORK_TABLE: &str =
@@ -101,13 +107,23 @@ pub struct Pair {
 }
 
 async fn measure(target: Target, path: &str, keep_alive: bool, requests: u64) -> Result<Summary> {
+    measure_with(target, path, keep_alive, requests, Vec::new()).await
+}
+
+async fn measure_with(
+    target: Target,
+    path: &str,
+    keep_alive: bool,
+    requests: u64,
+    headers: Vec<(String, String)>,
+) -> Result<Summary> {
     let summary = load::run(LoadSpec {
         target: target.clone(),
         paths: vec![path.to_string()],
         concurrency: 16,
         requests,
         keep_alive,
-        headers: Vec::new(),
+        headers,
     })
     .await?
     .summary();
@@ -140,11 +156,13 @@ async fn resumes(address: SocketAddr, client: &Arc<rustls::ClientConfig>) -> Res
 }
 
 /// The rows of section h: `plain` and `tls` are daemons with `[network]` (loopback plain and
-/// TLS); each network figure is compared with the same daemon's Unix socket.
+/// TLS); each network figure is compared with the same daemon's Unix socket. `token_path` is a
+/// `/v1/token` request both may serve (its token is minted once, then cached).
 pub async fn measure_all(
     plain: &DaemonProcess,
     tls: &DaemonProcess,
     client: &Arc<rustls::ClientConfig>,
+    token_path: &str,
     scale: u64,
 ) -> Result<(Vec<Pair>, bool)> {
     let keep_alive_requests = 20_000 / scale;
@@ -205,9 +223,27 @@ pub async fn measure_all(
         socket,
         target: None,
     });
-    // TODO(issue 14, lead): `/v1/token` over TCP+TLS, keep-alive, with a `[[client]]` key in
-    // `Authorization: Bearer …` (LoadSpec::headers), against the socket's `/v1/token` in the same
-    // run, target ≥ 0.5× — once client keys are merged (ident's half). Network `/v1/token` answers
-    // 401 without a credential until then, so the row is not measured here.
+    // The token route, cached: warmed once, then the socket against TLS with the client key.
+    measure(unix(tls), token_path, true, 16).await?;
+    let socket = measure(unix(tls), token_path, true, keep_alive_requests).await?;
+    let bearer = vec![(
+        "authorization".to_string(),
+        format!("Bearer {BENCH_CLIENT_KEY}"),
+    )];
+    let network = measure_with(
+        Target::Tls(tls_address, client.clone()),
+        token_path,
+        true,
+        keep_alive_requests,
+        bearer,
+    )
+    .await?;
+    pairs.push(Pair {
+        what: "`/v1/token` (cached), TCP+TLS, keep-alive, a `[[client]]` key, 16 connections"
+            .into(),
+        network,
+        socket,
+        target: Some(0.5),
+    });
     Ok((pairs, resumed))
 }

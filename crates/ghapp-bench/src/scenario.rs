@@ -642,9 +642,14 @@ async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
         &options.daemon_env,
     )?;
     let client = tls.client_config();
+    let token_path = format!(
+        "/v1/token?host={}&owner=bench&repo=r0&protocol=http",
+        emulator.git_host()
+    );
     let (pairs, resumed) =
-        crate::network::measure_all(&plain_daemon, &tls_daemon, &client, scale).await?;
-    let mut rows: Vec<Row> = pairs
+        crate::network::measure_all(&plain_daemon, &tls_daemon, &client, &token_path, scale)
+            .await?;
+    let rows: Vec<Row> = pairs
         .into_iter()
         .map(|pair| {
             let ratio = pair.network.per_sec / pair.socket.per_sec;
@@ -669,16 +674,6 @@ async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
             }
         })
         .collect();
-    rows.push(Row {
-        what: "`/v1/token`, TCP+TLS, keep-alive, with a client key".into(),
-        figure:
-            "not measured yet: network callers need a `[[client]]` key (identities of issue 14)"
-                .into(),
-        baseline: "–".into(),
-        ratio: "–".into(),
-        target: "≥ 0.5× the socket".into(),
-        met: "–",
-    });
     if !resumed {
         eprintln!("bench: WARNING: TLS sessions were not resumed");
     }
