@@ -561,6 +561,32 @@ impl Core {
         Ok((request, target))
     }
 
+    /// What a runner call's answer means for its retry loop: `Some` to return (the answer, or
+    /// the failure after recording it and applying its consequence); `None` when GitHub no
+    /// longer accepts the cached token, which is then dropped so the next try mints a new one.
+    fn settle_runner_answer<T>(
+        &self,
+        app: &AppRuntime,
+        token: &CachedToken,
+        answer: RunnerAnswer<T>,
+    ) -> Option<Result<T, BrokerError>> {
+        match answer {
+            RunnerAnswer::Issued(answer) => Some(Ok(answer)),
+            RunnerAnswer::Revoked => {
+                tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
+                self.tokens.invalidate(token.token.expose());
+                None
+            }
+            RunnerAnswer::Failed(failure) => {
+                self.metrics.record_github_failure(&failure.error);
+                if let Some(consequence) = &failure.consequence {
+                    self.apply(app, consequence);
+                }
+                Some(Err(failure.error))
+            }
+        }
+    }
+
     /// A runner registration (or removal, with `remove`) token for `target` on `host`.
     pub(crate) async fn runner_token(
         self: &Arc<Self>,
@@ -575,21 +601,11 @@ impl Core {
                 .token_for(&request)
                 .await
                 .map_err(|e| Self::runner_advice(&target, e))?;
-            match runner::ask(&app, &token, &request.host, &target, remove, !retried).await {
-                RunnerAnswer::Issued(response) => return Ok(response),
-                RunnerAnswer::Revoked => {
-                    tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
-                    self.tokens.invalidate(token.token.expose());
-                    retried = true;
-                }
-                RunnerAnswer::Failed(failure) => {
-                    self.metrics.record_github_failure(&failure.error);
-                    if let Some(consequence) = &failure.consequence {
-                        self.apply(&app, consequence);
-                    }
-                    return Err(failure.error);
-                }
+            let answer = runner::ask(&app, &token, &request.host, &target, remove, !retried).await;
+            if let Some(settled) = self.settle_runner_answer(&app, &token, answer) {
+                return settled;
             }
+            retried = true;
         }
     }
 
@@ -608,21 +624,11 @@ impl Core {
                 .token_for(&request)
                 .await
                 .map_err(|e| Self::runner_advice(&target, e))?;
-            match runner::manage(&app, &token, &request.host, &target, &op, !retried).await {
-                RunnerAnswer::Issued(outcome) => return Ok(outcome),
-                RunnerAnswer::Revoked => {
-                    tracing::warn!(app = %app.name(), token = %token.token.fingerprint(), "GitHub no longer accepts the cached installation token; minting a new one");
-                    self.tokens.invalidate(token.token.expose());
-                    retried = true;
-                }
-                RunnerAnswer::Failed(failure) => {
-                    self.metrics.record_github_failure(&failure.error);
-                    if let Some(consequence) = &failure.consequence {
-                        self.apply(&app, consequence);
-                    }
-                    return Err(failure.error);
-                }
+            let answer = runner::manage(&app, &token, &request.host, &target, &op, !retried).await;
+            if let Some(settled) = self.settle_runner_answer(&app, &token, answer) {
+                return settled;
             }
+            retried = true;
         }
     }
 
