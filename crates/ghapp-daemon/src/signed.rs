@@ -523,7 +523,6 @@ fn load_or_generate(path: &Path) -> Result<AnswerKey, AnswerKeyError> {
 /// The key's PEM, `None` when the file does not exist. Refused when group/others may read or
 /// write it or another non-root user owns it (checked on the open file).
 fn read_key(path: &Path) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AnswerKeyError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -535,24 +534,8 @@ fn read_key(path: &Path) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AnswerKe
     if !meta.is_file() {
         return Err(error(path, "is not a regular file"));
     }
-    if !ghapp_protocol::config::trusted_owner(meta.uid()) {
-        return Err(error(
-            path,
-            format!(
-                "is owned by uid {}, neither this process's uid nor root: that user could swap the key; chown it to the daemon's user",
-                meta.uid()
-            ),
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o066 != 0 {
-        return Err(error(
-            path,
-            format!(
-                "is readable or writable by group/others (mode {mode:04o}): run chmod 600 {}",
-                path.display()
-            ),
-        ));
+    if let Some(problem) = ghapp_protocol::config::private_key_file_problem(path, &meta) {
+        return Err(error(path, problem));
     }
     let mut pem = zeroize::Zeroizing::new(Vec::new());
     file.take(MAX_KEY_BYTES + 1)

@@ -25,7 +25,7 @@ pub use schema::{
     PolicyConfig, RunnersConfig, SignerKind, TokenFormat, UpstreamConfig, api_url_for_host,
 };
 pub use schema::{ProxyClientConfig, ProxyConfig, ProxyCredentialConfig, ProxyScopeConfig};
-pub use trust::trusted_owner;
+pub use trust::{private_key_file_problem, trusted_owner};
 pub use validate::{MAX_CONNECTIONS_LIMIT, parse_address_range};
 
 /// One thing wrong with a config file.

@@ -156,7 +156,6 @@ fn certified_key(
 /// read or write it or another non-root user owns it — checked on the open file, so the file
 /// checked is the file read.
 fn read_file(path: &Path, limit: u64, secret: bool) -> Result<Vec<u8>, TlsError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let file = std::fs::File::open(path).map_err(|e| error(path, format!("cannot open: {e}")))?;
     let meta = file
         .metadata()
@@ -165,24 +164,8 @@ fn read_file(path: &Path, limit: u64, secret: bool) -> Result<Vec<u8>, TlsError>
         return Err(error(path, "is not a regular file"));
     }
     if secret {
-        if !ghapp_protocol::config::trusted_owner(meta.uid()) {
-            return Err(error(
-                path,
-                format!(
-                    "is owned by uid {}, neither this process's uid nor root: that user could swap the key; chown it to the daemon's user",
-                    meta.uid()
-                ),
-            ));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o066 != 0 {
-            return Err(error(
-                path,
-                format!(
-                    "is readable or writable by group/others (mode {mode:04o}): run chmod 600 {}",
-                    path.display()
-                ),
-            ));
+        if let Some(problem) = ghapp_protocol::config::private_key_file_problem(path, &meta) {
+            return Err(error(path, problem));
         }
     }
     let mut bytes = Vec::new();

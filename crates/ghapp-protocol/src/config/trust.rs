@@ -31,6 +31,25 @@ pub fn trusted_owner(uid: u32) -> bool {
     uid == 0 || uid == rustix::process::geteuid().as_raw()
 }
 
+/// Why the daemon must not use `path` (with metadata `meta`) as a private key — a TLS key, the
+/// answer key: owned by a user other than this process's and root (who could swap it), or
+/// readable or writable by group or others. `None` when it may.
+pub fn private_key_file_problem(path: &Path, meta: &Metadata) -> Option<String> {
+    if !trusted_owner(meta.uid()) {
+        return Some(format!(
+            "is owned by uid {}, neither this process's uid nor root: that user could swap the key; chown it to the daemon's user",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    (mode & 0o066 != 0).then(|| {
+        format!(
+            "is readable or writable by group/others (mode {mode:04o}): run chmod 600 {}",
+            path.display()
+        )
+    })
+}
+
 /// Reads the config file at `path` if it can be trusted; the error says what is wrong and
 /// what to run (the caller adds the file name).
 pub(super) fn read_trusted(path: &Path) -> Result<String, String> {
