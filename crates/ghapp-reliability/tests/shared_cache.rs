@@ -12,17 +12,17 @@
 //! persistence. Without one the tests say SKIPPED loudly, or fail when
 //! `GHAPP_TEST_REQUIRE_REDIS=1` (.ci/run sets it once it installed the package).
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ghapp_client::DaemonClient;
 use ghapp_protocol::api::{StatusResponse, TokenQuery};
 use ghapp_protocol::secret::fingerprint;
 use ghapp_testkit::daemon::{DaemonProcess, config_for};
 use ghapp_testkit::emulator::EmulatorProcess;
+use ghapp_testkit::redis::Redis;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Repositories the fixture holds: `service-alpha-00` … (long names, so a chance match inside
@@ -32,125 +32,6 @@ const OWNER: &str = "acme";
 
 fn repo(n: usize) -> String {
     format!("service-alpha-{n:02}")
-}
-
-/// A `redis-server` of this test's own, killed when dropped.
-struct Redis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// `redis-server` on PATH, or `None` after saying SKIPPED (a failure when required).
-    fn available() -> bool {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("redis-cli")
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        if found {
-            return true;
-        }
-        if std::env::var("GHAPP_TEST_REQUIRE_REDIS").as_deref() == Ok("1") {
-            panic!(
-                "GHAPP_TEST_REQUIRE_REDIS=1 but redis-server/redis-cli are not on PATH (apt-get install redis-server)"
-            );
-        }
-        eprintln!(
-            "\n\n*** SKIPPED: redis-server/redis-cli not found (apt-get install redis-server); the shared-cache tests did not run ***\n\n"
-        );
-        false
-    }
-
-    fn start() -> anyhow::Result<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let dir = tempfile::tempdir()?;
-        let mut redis = Redis {
-            port,
-            dir,
-            child: None,
-        };
-        redis.spawn()?;
-        Ok(redis)
-    }
-
-    /// Starts (or starts again) the server on its port and waits for PONG.
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("redis.log"))?;
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("cannot start redis-server")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.cli(&["PING"]).is_ok_and(|out| out.trim() == "PONG") {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("redis-server did not answer PING within 10 s")
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// `redis-cli -p PORT ARGS… --raw`: its stdout.
-    fn cli_bytes(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .stderr(Stdio::null())
-            .output()?;
-        if !out.status.success() {
-            bail!("redis-cli {args:?} failed");
-        }
-        Ok(out.stdout)
-    }
-
-    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        Ok(String::from_utf8_lossy(&self.cli_bytes(args)?).into_owned())
-    }
-
-    /// Every key (`redis-cli --scan`) with its value (`GET`), as stored.
-    fn dump(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let keys = self.cli(&["--scan"])?;
-        keys.lines()
-            .filter(|k| !k.is_empty())
-            .map(|key| Ok((key.to_string(), self.cli_bytes(&["GET", key])?)))
-            .collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The emulator with one installation on `acme` covering every test repository; tokens live

@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod emulator;
 pub mod git;
+pub mod redis;
 pub mod signers;
 pub mod system;
 
