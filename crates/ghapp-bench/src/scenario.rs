@@ -30,7 +30,7 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–h and p, as in the report), e.g. `--only e`; implies no doc
+    /// Run only these sections (a–h, p and s, as in the report), e.g. `--only e`; implies no doc
     /// rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
@@ -291,6 +291,24 @@ pub fn run(options: Options) -> Result<()> {
             .collect();
         sections.push((
             "p. API proxy (docs/proxy.md) against the emulator directly",
+            rows,
+        ));
+    }
+    if options.wants('s') {
+        eprintln!("bench: scale-out: 50 hosts per host only against chained to a broker");
+        let rows = crate::scale::measure(if options.quick { 1 } else { 2 })?
+            .into_iter()
+            .map(|r| Row {
+                what: r.what,
+                figure: r.figure,
+                baseline: r.baseline,
+                ratio: r.ratio,
+                target: r.target,
+                met: r.met.map_or("–", verdict),
+            })
+            .collect();
+        sections.push((
+            "s. Scale-out: mints per repository-hour, 50 hosts × 20 repositories (docs/scale-out.md)",
             rows,
         ));
     }
