@@ -3,7 +3,8 @@
 //! own, which the replicas trust through `[cache] ca_file`.
 //!
 //! - two replicas on `rediss://` mint each repository once between them (one after the other,
-//!   and all at once), and what they stored is read back over TLS with `redis-cli --tls`;
+//!   and all at once), and what they stored is read back over TLS with `redis-cli --tls`; a
+//!   `ca_file` that cannot be read stops a replica at start;
 //! - a replica given a plain `redis://` URL to that TLS-only port fails closed to its own cache:
 //!   every request is served, nothing reaches Redis, no panic, and "unreachable" is logged once.
 //!
@@ -86,6 +87,15 @@ fn two_replicas_on_rediss_mint_each_repository_once() {
             ca_file.display().to_string()
         ),
     );
+    // A CA file that cannot be read stops the replica at start, naming the setting.
+    let missing = config.replace(
+        &format!("{:?}", ca_file.display().to_string()),
+        "\"/nonexistent/ca.pem\"",
+    );
+    let refused = DaemonProcess::start(&missing)
+        .err()
+        .expect("refused at start");
+    assert!(refused.to_string().contains("ca_file"), "{refused}");
     let replicas: Vec<DaemonProcess> = (0..2)
         .map(|_| DaemonProcess::start(&config).expect("a rediss:// replica starts"))
         .collect();
