@@ -21,7 +21,7 @@ use ghapp_testkit::daemon::{DaemonProcess, DaemonStart, parse_prometheus};
 use ghapp_testkit::emulator::EmulatorProcess;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -117,7 +117,7 @@ fn broker_config(emulator: &EmulatorProcess) -> String {
 }
 
 /// A key-less host: its tokens for the emulator's git host come from the broker.
-fn chained_host_config(broker: std::net::SocketAddr, git_host: &str, key_file: &PathBuf) -> String {
+fn chained_host_config(broker: std::net::SocketAddr, git_host: &str, key_file: &Path) -> String {
     format!(
         "{}\n[upstream]\nurl = \"http://{broker}\"\nclient_key_file = \"{}\"\nhosts = [\"{git_host}\"]\n",
         daemon_timing(),
