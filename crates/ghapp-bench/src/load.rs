@@ -86,7 +86,7 @@ pub async fn run_with_bearers(spec: LoadSpec, bearers: Vec<String>) -> Result<Sa
         let samples = worker.await.context("load worker panicked")?;
         all.micros.extend(samples.micros);
         all.errors += samples.errors;
-        all.backlog_retries += samples.backlog_retries;
+        all.backlog_waits += samples.backlog_waits;
         for (what, n) in samples.failures {
             *all.failures.entry(what).or_default() += n;
         }
@@ -100,20 +100,23 @@ type Sender = http1::SendRequest<Empty<Bytes>>;
 /// How long a Unix-socket connect keeps retrying while the daemon's listen backlog is full.
 const BACKLOG_PATIENCE: Duration = Duration::from_secs(30);
 
-async fn connect(target: &Target, backlog_retries: &mut u64) -> Result<Sender> {
+async fn connect(target: &Target, backlog_waits: &mut u64) -> Result<Sender> {
     match target {
         Target::Unix(socket) => {
             // tokio's connect is non-blocking: on a full listen backlog the kernel answers
             // EAGAIN at once, where the credential helper's blocking connect would wait for
             // room. Wait likewise (counted), so a burst measures the daemon, not the backlog.
             let deadline = Instant::now() + BACKLOG_PATIENCE;
+            let mut waited = false;
             let stream = loop {
                 match UnixStream::connect(socket).await {
                     Err(e)
                         if e.kind() == std::io::ErrorKind::WouldBlock
                             && Instant::now() < deadline =>
                     {
-                        *backlog_retries += 1;
+                        if !std::mem::replace(&mut waited, true) {
+                            *backlog_waits += 1;
+                        }
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     other => {
@@ -168,15 +171,7 @@ async fn worker(spec: &LoadSpec, bearers: &[String], next: &AtomicU64) -> Sample
         let path = &spec.paths[(n as usize) % spec.paths.len()];
         let bearer = (!bearers.is_empty()).then(|| bearers[(n as usize) % bearers.len()].as_str());
         let started = Instant::now();
-        match one_request(
-            spec,
-            &mut sender,
-            path,
-            bearer,
-            &mut samples.backlog_retries,
-        )
-        .await
-        {
+        match one_request(spec, &mut sender, path, bearer, &mut samples.backlog_waits).await {
             Ok(status) if (200..300).contains(&status) => {
                 samples.micros.push(started.elapsed().as_micros() as u64)
             }
@@ -206,10 +201,10 @@ async fn one_request(
     sender: &mut Option<Sender>,
     path: &str,
     bearer: Option<&str>,
-    backlog_retries: &mut u64,
+    backlog_waits: &mut u64,
 ) -> Result<u16> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(connect(&spec.target, backlog_retries).await?);
+        *sender = Some(connect(&spec.target, backlog_waits).await?);
     }
     let s = sender.as_mut().expect("connected above");
     s.ready().await?;

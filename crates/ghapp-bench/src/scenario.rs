@@ -837,10 +837,10 @@ async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {
         what: format!("{requests} concurrent requests, {HERD_REPOS} distinct repos, cold cache"),
         figure: format!(
             "{mints} mints, {lookups} installation look-ups, {errors}, total {:.2} s, p99 {}; \
-             {} connects found the listen backlog full and retried",
+             {} connects found the socket's listen backlog full and waited for room",
             samples.elapsed.as_secs_f64(),
             ms(s.p99_ms),
-            samples.backlog_retries
+            samples.backlog_waits
         ),
         baseline: format!("{HERD_REPOS} distinct keys"),
         ratio: format!("{:.2} mints per key", mints as f64 / HERD_REPOS as f64),

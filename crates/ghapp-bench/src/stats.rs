@@ -13,9 +13,9 @@ pub struct Samples {
     /// The failed operations by what went wrong (`HTTP 503`, `connect: …`), so a report can
     /// say what the errors were.
     pub failures: BTreeMap<String, u64>,
-    /// Unix-socket connects that found the daemon's listen backlog full and tried again (a
-    /// blocking connect, as the credential helper's, waits there instead).
-    pub backlog_retries: u64,
+    /// Unix-socket connects that found the daemon's listen backlog full and waited for room,
+    /// retrying (a blocking connect, as the credential helper's, waits there by itself).
+    pub backlog_waits: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
