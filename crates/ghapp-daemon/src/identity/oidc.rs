@@ -43,6 +43,8 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 pub const LEEWAY_SECS: u64 = 60;
 /// Verified tokens remembered at most (each a few hundred bytes of claims).
 pub const VERIFIED_CACHE_CAPACITY: usize = 10_000;
+/// Verified tokens dropped at once (those expiring soonest) when the cache is full of live ones.
+pub const EVICTED_WHEN_FULL: usize = VERIFIED_CACHE_CAPACITY / 10;
 /// The largest discovery document or JWKS read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// How long a fetch may take.
@@ -244,21 +246,27 @@ impl OidcVerifier {
             .cloned()
     }
 
-    /// Remembers a verified token; when full, drops the expired ones, then the soonest to expire.
+    /// Remembers a verified token. When full, drops the expired ones and, if that is not
+    /// enough, the [`EVICTED_WHEN_FULL`] that expire soonest at once: one scan of the cache per
+    /// that many new tokens rather than per token, so a stream of first-seen tokens at capacity
+    /// does not cost each of them a pass over 10,000 entries.
     fn remember(&self, hash: [u8; 32], verified: Arc<VerifiedIdToken>, now: Timestamp) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_CACHE_CAPACITY {
             cache.retain(|_, known| known.expires_at > now);
         }
-        while cache.len() >= VERIFIED_CACHE_CAPACITY {
-            let Some(soonest) = cache
+        if cache.len() >= VERIFIED_CACHE_CAPACITY {
+            let mut by_expiry: Vec<(Timestamp, [u8; 32])> = cache
                 .iter()
-                .min_by_key(|(_, known)| known.expires_at)
-                .map(|(hash, _)| *hash)
-            else {
-                break;
-            };
-            cache.remove(&soonest);
+                .map(|(hash, known)| (known.expires_at, *hash))
+                .collect();
+            let evicted = EVICTED_WHEN_FULL.min(by_expiry.len());
+            if evicted > 0 {
+                by_expiry.select_nth_unstable(evicted - 1);
+                for (_, hash) in &by_expiry[..evicted] {
+                    cache.remove(hash);
+                }
+            }
         }
         cache.insert(hash, verified);
     }
@@ -556,4 +564,59 @@ fn printable(text: &str) -> String {
         .take(80)
         .collect();
     format!("{clean:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(expires_at: i64) -> Arc<VerifiedIdToken> {
+        Arc::new(VerifiedIdToken {
+            issuer: "https://issuer.example".into(),
+            subject: "s".into(),
+            claims: serde_json::Map::new(),
+            expires_at: Timestamp::from_unix_seconds(expires_at).unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_soonest_to_expire_in_one_batch() {
+        let verifier = OidcVerifier::new(&[]).unwrap();
+        let now = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let key = |n: usize| -> [u8; 32] { Sha256::digest(n.to_le_bytes()).into() };
+        for n in 0..VERIFIED_CACHE_CAPACITY {
+            verifier.remember(key(n), verified(2_000_000 + n as i64), now);
+        }
+        assert_eq!(verifier.cached_tokens(), VERIFIED_CACHE_CAPACITY);
+        verifier.remember(key(usize::MAX), verified(3_000_000), now);
+        assert_eq!(
+            verifier.cached_tokens(),
+            VERIFIED_CACHE_CAPACITY - EVICTED_WHEN_FULL + 1
+        );
+        // The soonest to expire went; the latest and the new one stayed.
+        assert!(verifier.cached(&key(0), now).is_none());
+        assert!(verifier.cached(&key(EVICTED_WHEN_FULL - 1), now).is_none());
+        assert!(verifier.cached(&key(EVICTED_WHEN_FULL), now).is_some());
+        assert!(verifier.cached(&key(usize::MAX), now).is_some());
+        // The next new tokens need no eviction until the cache is full again.
+        verifier.remember(key(usize::MAX - 1), verified(3_000_000), now);
+        assert_eq!(
+            verifier.cached_tokens(),
+            VERIFIED_CACHE_CAPACITY - EVICTED_WHEN_FULL + 2
+        );
+    }
+
+    #[test]
+    fn expired_tokens_go_first() {
+        let verifier = OidcVerifier::new(&[]).unwrap();
+        let now = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let key = |n: usize| -> [u8; 32] { Sha256::digest(n.to_le_bytes()).into() };
+        for n in 0..VERIFIED_CACHE_CAPACITY {
+            // Every other one has expired.
+            let expires = if n % 2 == 0 { 999_000 } else { 2_000_000 };
+            verifier.remember(key(n), verified(expires), now);
+        }
+        verifier.remember(key(usize::MAX), verified(3_000_000), now);
+        assert_eq!(verifier.cached_tokens(), VERIFIED_CACHE_CAPACITY / 2 + 1);
+    }
 }
