@@ -621,6 +621,19 @@ fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl Fn
             }
         }
     }
+    if let Some(scopes) = &entry.proxy_scopes {
+        if entry.client.is_none() && entry.issuer.is_none() {
+            report(
+                "proxy_scopes",
+                "proxy_scopes applies to client and issuer entries: the API proxy admits callers by their credential only".into(),
+            );
+        } else if scopes.is_empty() {
+            report(
+                "proxy_scopes",
+                "proxy_scopes is empty: name what the entry may ask of the proxy ({ method = \"*\", path = \"^/\" } for everything), or remove it".into(),
+            );
+        }
+    }
     if let Some(client) = &entry.client
         && !known.clients.contains(client)
     {
