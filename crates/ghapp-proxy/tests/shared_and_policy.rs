@@ -22,8 +22,13 @@ fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// The basic fixture with `pull_requests: read` (for `/pulls`) and rate limits enforced.
 fn fixture() -> String {
-    format!("{}\n[rate_limit]\nenforce = true\n", basic_fixture(3600))
+    let basic = basic_fixture(3600).replace(
+        "permissions = { contents = \"write\", metadata = \"read\" }",
+        "permissions = { contents = \"write\", metadata = \"read\", pull_requests = \"read\" }",
+    );
+    format!("{basic}\n[rate_limit]\nenforce = true\n")
 }
 
 /// `[proxy]` on a free loopback port with the client `ci` (every scope).
