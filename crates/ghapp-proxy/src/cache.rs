@@ -246,6 +246,72 @@ mod tests {
         assert!(cache.get(&CacheKey("huge".into())).is_none());
     }
 
+    /// A shared store in memory, counting loads.
+    #[derive(Default)]
+    struct FakeShared {
+        values: Mutex<std::collections::HashMap<String, (Vec<u8>, Duration)>>,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SharedStore for FakeShared {
+        fn load<'a>(&'a self, key: &'a str) -> crate::BoxFuture<'a, Option<(Vec<u8>, Duration)>> {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = self.values.lock().unwrap().get(key).cloned();
+            Box::pin(async move { found })
+        }
+        fn store<'a>(
+            &'a self,
+            key: &'a str,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> crate::BoxFuture<'a, ()> {
+            self.values
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), (value, ttl));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_layer_is_asked_only_when_the_local_entry_is_missing_or_due() {
+        let shared = Arc::new(FakeShared::default());
+        let ttl = Duration::from_secs(3600);
+        let a = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let b = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let key = CacheKey("GET k".into());
+        a.put(key.clone(), entry(100)).await;
+        let stored_ttl = shared.values.lock().unwrap()[&key.0].1;
+        assert!(stored_ttl <= ttl && stored_ttl > ttl - Duration::from_secs(5));
+        // B has nothing locally: it takes A's entry from the shared store, then keeps it.
+        let fresh_for = Duration::from_secs(60);
+        assert_eq!(
+            b.get(&key, fresh_for).await.expect("shared").body.len(),
+            100
+        );
+        assert_eq!(shared.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(b.get(&key, fresh_for).await.is_some());
+        assert_eq!(
+            shared.loads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "fresh locally: not asked again"
+        );
+        // Due for revalidation: the shared store is asked, the newer entry wins.
+        a.put(key.clone(), entry(200)).await;
+        let due = b.get(&key, Duration::ZERO).await.expect("entry");
+        assert_eq!(due.body.len(), 200, "A's newer answer");
+        assert_eq!(b.get_local(&key).expect("kept").body.len(), 200);
+        // Nothing shared: the local entry.
+        shared.values.lock().unwrap().clear();
+        assert_eq!(
+            b.get(&key, Duration::ZERO).await.expect("local").body.len(),
+            200
+        );
+        // Larger than the budget: stored nowhere.
+        a.put(CacheKey("GET big".into()), entry(20_000)).await;
+        assert!(shared.values.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn ttl_expires() {
         let cache = MemoryCache::new(Duration::ZERO, 10_000);
