@@ -78,11 +78,11 @@ impl Proxy {
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
         let registry = self.registry();
-        let admitted = match registry.authenticate(authorization) {
-            Ok(client) if client.allows(parts.method.as_str(), api.scope_path()) => {
+        let admitted = match (registry.authenticate(authorization), &self.identities) {
+            (Ok(client), _) if client.allows(parts.method.as_str(), api.scope_path()) => {
                 client.name.clone()
             }
-            Ok(client) => {
+            (Ok(client), _) => {
                 let message = format!(
                     "the proxy client {} may not {} {}",
                     client.name,
@@ -91,7 +91,7 @@ impl Proxy {
                 );
                 return self.refuse(&client.name, StatusCode::FORBIDDEN, &message);
             }
-            Err(AuthFailure::Unknown) if self.identities.is_some() => {
+            (Err(AuthFailure::Unknown), Some(identities)) => {
                 let owner = api.owner();
                 let repository = api.repository();
                 let call = Call {
@@ -103,7 +103,6 @@ impl Proxy {
                     owner: owner.as_deref(),
                     repository: repository.as_deref(),
                 };
-                let identities = self.identities.as_ref().expect("checked above");
                 match identities.admit(call).await {
                     Ok(label) => label,
                     Err(refused) => {
@@ -111,7 +110,7 @@ impl Proxy {
                     }
                 }
             }
-            Err(failure) => {
+            (Err(failure), _) => {
                 self.telemetry.answered(UNKNOWN_CLIENT, 401);
                 let message = match failure {
                     AuthFailure::Missing => {
