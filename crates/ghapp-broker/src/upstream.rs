@@ -12,7 +12,7 @@
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
 use crate::app::{Health, Trouble};
-use crate::cache::{CachedToken, MintPlan, Narrowing, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Scope, digest};
 use crate::clock::ServerTime;
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
@@ -173,14 +173,11 @@ impl Upstream {
             Some(repo) => Narrowing::Name(repo.as_str().into()),
             None => Narrowing::None,
         };
-        MintPlan {
-            key: TokenKey {
-                host: request.host.as_str().into(),
-                app_identity: self.key_identity.clone(),
-                installation_id: 0,
-                repositories,
-                permissions,
-            },
+        let scope = Scope {
+            host: request.host.as_str().into(),
+            app_identity: self.key_identity.clone(),
+            installation_id: 0,
+            repositories,
             app_name: self.name.clone(),
             app_label: self.label.clone(),
             // The owner as the broker is asked (the key's; lower-cased, as GitHub's names are
@@ -194,7 +191,8 @@ impl Upstream {
             target: target.label().into(),
             narrowing,
             installation_permissions: Permissions::new(),
-        }
+        };
+        MintPlan::new(scope, permissions)
     }
 
     /// The broker's token for `plan`, with at least `min_ttl` left as the broker sees it.
