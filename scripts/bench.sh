@@ -7,6 +7,8 @@
 # "not measured: <why>" otherwise.
 # Section h (the network listener, TCP and TCP+TLS) needs nothing beyond the build.
 # Section p measures the API proxy (docs/proxy.md) against the emulator directly.
+# Section s (docs/scale-out.md) runs 50 per-host daemons against 50 key-less daemons chained to a
+# broker for ~75 s, counting mints at two emulators; its counts do not depend on the build profile.
 #
 # Section b2 measures the throughput rows again with oha, a load generator ghapp does not write.
 # When oha is absent it is installed here (pinned, --locked, in its own target dir so it does not

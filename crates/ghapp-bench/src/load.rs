@@ -64,19 +64,32 @@ pub struct LoadSpec {
 
 /// Runs the load and returns per-request latencies (non-2xx answers count as errors).
 pub async fn run(spec: LoadSpec) -> Result<Samples> {
+    run_with_bearers(spec, Vec::new()).await
+}
+
+/// [`run`], with request `n` carrying `Authorization: Bearer {bearers[n % len]}` when `bearers`
+/// is not empty (e.g. a distinct, never-seen ID token per request).
+pub async fn run_with_bearers(spec: LoadSpec, bearers: Vec<String>) -> Result<Samples> {
     let spec = Arc::new(spec);
+    let bearers = Arc::new(bearers);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {
-        let (spec, next) = (spec.clone(), next.clone());
-        workers.push(tokio::spawn(async move { worker(&spec, &next).await }));
+        let (spec, bearers, next) = (spec.clone(), bearers.clone(), next.clone());
+        workers.push(tokio::spawn(
+            async move { worker(&spec, &bearers, &next).await },
+        ));
     }
     let mut all = Samples::default();
     for worker in workers {
         let samples = worker.await.context("load worker panicked")?;
         all.micros.extend(samples.micros);
         all.errors += samples.errors;
+        all.backlog_waits += samples.backlog_waits;
+        for (what, n) in samples.failures {
+            *all.failures.entry(what).or_default() += n;
+        }
     }
     all.elapsed = started.elapsed();
     Ok(all)
@@ -84,12 +97,34 @@ pub async fn run(spec: LoadSpec) -> Result<Samples> {
 
 type Sender = http1::SendRequest<Empty<Bytes>>;
 
-async fn connect(target: &Target) -> Result<Sender> {
+/// How long a Unix-socket connect keeps retrying while the daemon's listen backlog is full.
+const BACKLOG_PATIENCE: Duration = Duration::from_secs(30);
+
+async fn connect(target: &Target, backlog_waits: &mut u64) -> Result<Sender> {
     match target {
         Target::Unix(socket) => {
-            let stream = UnixStream::connect(socket)
-                .await
-                .with_context(|| format!("connecting to {}", socket.display()))?;
+            // tokio's connect is non-blocking: on a full listen backlog the kernel answers
+            // EAGAIN at once, where the credential helper's blocking connect would wait for
+            // room. Wait likewise (counted), so a burst measures the daemon, not the backlog.
+            let deadline = Instant::now() + BACKLOG_PATIENCE;
+            let mut waited = false;
+            let stream = loop {
+                match UnixStream::connect(socket).await {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && Instant::now() < deadline =>
+                    {
+                        if !std::mem::replace(&mut waited, true) {
+                            *backlog_waits += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    other => {
+                        break other
+                            .with_context(|| format!("connecting to {}", socket.display()))?;
+                    }
+                }
+            };
             handshake(stream).await
         }
         Target::Tcp(address) => {
@@ -125,7 +160,7 @@ where
     Ok(sender)
 }
 
-async fn worker(spec: &LoadSpec, next: &AtomicU64) -> Samples {
+async fn worker(spec: &LoadSpec, bearers: &[String], next: &AtomicU64) -> Samples {
     let mut samples = Samples::default();
     let mut sender: Option<Sender> = None;
     loop {
@@ -134,10 +169,22 @@ async fn worker(spec: &LoadSpec, next: &AtomicU64) -> Samples {
             break;
         }
         let path = &spec.paths[(n as usize) % spec.paths.len()];
+        let bearer = (!bearers.is_empty()).then(|| bearers[(n as usize) % bearers.len()].as_str());
         let started = Instant::now();
-        match one_request(spec, &mut sender, path).await {
-            Ok(true) => samples.micros.push(started.elapsed().as_micros() as u64),
-            Ok(false) | Err(_) => {
+        match one_request(spec, &mut sender, path, bearer, &mut samples.backlog_waits).await {
+            Ok(status) if (200..300).contains(&status) => {
+                samples.micros.push(started.elapsed().as_micros() as u64)
+            }
+            failed => {
+                let what = match failed {
+                    Ok(status) => format!("HTTP {status}"),
+                    Err(e) => format!("{:#}", e)
+                        .split(": ")
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(": "),
+                };
+                *samples.failures.entry(what).or_default() += 1;
                 samples.errors += 1;
                 sender = None;
             }
@@ -149,9 +196,15 @@ async fn worker(spec: &LoadSpec, next: &AtomicU64) -> Samples {
     samples
 }
 
-async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -> Result<bool> {
+async fn one_request(
+    spec: &LoadSpec,
+    sender: &mut Option<Sender>,
+    path: &str,
+    bearer: Option<&str>,
+    backlog_waits: &mut u64,
+) -> Result<u16> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(connect(&spec.target).await?);
+        *sender = Some(connect(&spec.target, backlog_waits).await?);
     }
     let s = sender.as_mut().expect("connected above");
     s.ready().await?;
@@ -162,10 +215,13 @@ async fn one_request(spec: &LoadSpec, sender: &mut Option<Sender>, path: &str) -
     for (name, value) in &spec.headers {
         request = request.header(name.as_str(), value.as_str());
     }
+    if let Some(bearer) = bearer {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"));
+    }
     let response = s.send_request(request.body(Empty::new())?).await?;
-    let ok = response.status().is_success();
+    let status = response.status().as_u16();
     response.into_body().collect().await?;
-    Ok(ok)
+    Ok(status)
 }
 
 /// Sends one request and returns (status, body) — for warm-up and checks.
@@ -175,7 +231,7 @@ pub async fn get(socket: &Path, path: &str) -> Result<(u16, Bytes)> {
 
 /// [`get`] to any target.
 pub async fn get_from(target: &Target, path: &str) -> Result<(u16, Bytes)> {
-    let mut sender = connect(target).await?;
+    let mut sender = connect(target, &mut 0).await?;
     sender.ready().await?;
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, "ghapp")

@@ -7,6 +7,7 @@ mod network;
 mod oha;
 mod process;
 mod proxy;
+mod scale;
 mod scenario;
 mod signers;
 mod stats;

@@ -1,15 +1,18 @@
 //! Section h: the network listener (`[network]`) against the Unix socket of the same daemon, in
 //! the same run — loopback plain TCP and TCP+TLS with keep-alive, and a new TLS connection per
-//! request with session resumption — each against its socket baseline.
+//! request with session resumption — each against its socket baseline; and the cost of an ID
+//! token the daemon has not seen yet against one it has verified and cached, in the same run.
 //!
 //! Network `/v1/token` needs a credential: the TLS daemon has a `[[client]]` key
-//! ([`BENCH_CLIENT_KEY`]) and a `[[policy]]` entry for it, and the token row sends it as
-//! `Authorization: Bearer`.
+//! ([`BENCH_CLIENT_KEY`]) and an `[[oidc]]` issuer (the emulator's), each with a `[[policy]]`
+//! entry, and the token rows send one as `Authorization: Bearer`. The ID tokens are minted in
+//! advance by the emulator's issuer ([`IdTokens`]), so minting is never inside a measurement.
 
 use crate::load::{self, LoadSpec, Target};
 use crate::stats::Summary;
 use anyhow::{Context, Result, bail};
 use ghapp_testkit::daemon::{DaemonProcess, DaemonStart};
+use ghapp_testkit::emulator::EmulatorProcess;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -61,11 +64,12 @@ impl TestTls {
         self.client.clone()
     }
 
-    /// The `[network]` table serving TLS on a free loopback port, with the bench's client key
-    /// and a `[[policy]]` entry granting it everything the App has.
-    pub fn network_table(&self) -> String {
+    /// The `[network]` table serving TLS on a free loopback port, with the bench's client key,
+    /// `oidc_issuer` (audience [`BENCH_AUDIENCE`]) and a `[[policy]]` entry for each granting
+    /// everything the App has (the ID token's only to `bench/*` workflows).
+    pub fn network_table(&self, oidc_issuer: &str) -> String {
         format!(
-            "\n[network]\nlisten = [\"127.0.0.1:0\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nanswer_key_file = \"answer-key.pem\"\n\n[[client]]\nname = \"bench\"\nkey_sha256 = \"{}\"\n\n[[policy]]\nclient = \"bench\"\n",
+            "\n[network]\nlisten = [\"127.0.0.1:0\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nanswer_key_file = \"answer-key.pem\"\n\n[[client]]\nname = \"bench\"\nkey_sha256 = \"{}\"\n\n[[oidc]]\nissuer = \"{oidc_issuer}\"\naudience = \"{BENCH_AUDIENCE}\"\n\n[[policy]]\nclient = \"bench\"\n\n[[policy]]\nissuer = \"{oidc_issuer}\"\nsubject = \"repo:bench/*\"\n",
             self.dir.path().join("cert.pem").display(),
             self.dir.path().join("key.pem").display(),
             ghapp_protocol::client_key::digest_hex(BENCH_CLIENT_KEY)
@@ -75,6 +79,37 @@ impl TestTls {
 
 /// The client key the TLS daemon knows (a throwaway, for this benchmark only).
 pub const BENCH_CLIENT_KEY: &str = "ghk_bench-client-key-not-a-secret-0123456789";
+
+/// The audience the TLS daemon's `[[oidc]]` entry accepts (what a workflow would ask for).
+pub const BENCH_AUDIENCE: &str = "ghapp-bench";
+
+/// ID tokens of the emulator's issuer for the TLS daemon, minted before any measurement.
+pub struct IdTokens {
+    /// The token every "cached ID token" request carries (verified once, then cached).
+    pub cached: String,
+    /// Distinct tokens, each sent once: every request makes the daemon verify a new one.
+    pub fresh: Vec<String>,
+}
+
+impl IdTokens {
+    /// Mints `1 + fresh` GitHub-Actions-shaped ID tokens for `bench/r0` (each has its own random
+    /// `jti`, so no two are alike), living an hour so a slow run cannot outlive them.
+    pub fn mint(emulator: &EmulatorProcess, fresh: usize) -> Result<IdTokens> {
+        let one = || {
+            emulator.mint_id_token(serde_json::json!({
+                "preset": { "kind": "github_actions", "repository": "bench/r0", "ref": "refs/heads/main" },
+                "aud": BENCH_AUDIENCE,
+                "lifetime_secs": 3600,
+            }))
+        };
+        let cached = one().context("minting the cached ID token")?;
+        let fresh = (0..fresh)
+            .map(|_| one())
+            .collect::<Result<Vec<_>>>()
+            .context("minting first-seen ID tokens")?;
+        Ok(IdTokens { cached, fresh })
+    }
+}
 
 /// The `[network]` table serving plain HTTP on a free loopback port.
 pub const PLAIN_NETWORK_TABLE: &str =
@@ -94,43 +129,80 @@ pub fn start_daemon(config: &str, daemon_env: &[(String, String)]) -> Result<Dae
     .context("starting a daemon with [network]")
 }
 
-/// One measured pair: the network figure against the socket's, as a report row's cells.
-pub struct Pair {
+/// One row of section h, its cells as the report prints them.
+pub struct NetworkRow {
     /// What was measured.
     pub what: String,
-    /// The network run.
-    pub network: Summary,
-    /// The socket run (baseline).
-    pub socket: Summary,
-    /// The target ratio, if any.
-    pub target: Option<f64>,
+    /// The figure.
+    pub figure: String,
+    /// Its baseline from the same run.
+    pub baseline: String,
+    /// Figure against baseline.
+    pub ratio: String,
+    /// The target, or `–`.
+    pub target: String,
+    /// Whether the target is met; `None` without one.
+    pub met: Option<bool>,
 }
 
-async fn measure(target: Target, path: &str, keep_alive: bool, requests: u64) -> Result<Summary> {
-    measure_with(target, path, keep_alive, requests, Vec::new()).await
+fn ms(x: f64) -> String {
+    format!("{x:.3} ms")
 }
 
-async fn measure_with(
+/// A network figure against the same daemon's socket: throughput ratio, optional floor.
+fn against_socket(
+    what: String,
+    network: Summary,
+    socket: Summary,
+    floor: Option<f64>,
+) -> NetworkRow {
+    let ratio = network.per_sec / socket.per_sec;
+    NetworkRow {
+        what,
+        figure: format!(
+            "{:.0} req/s, p50 {} p99 {}",
+            network.per_sec,
+            ms(network.p50_ms),
+            ms(network.p99_ms)
+        ),
+        baseline: format!(
+            "Unix socket: {:.0} req/s, p99 {}",
+            socket.per_sec,
+            ms(socket.p99_ms)
+        ),
+        ratio: format!("{ratio:.2}× of the socket"),
+        target: floor.map_or("–".into(), |t| format!("≥ {t}× the socket")),
+        met: floor.map(|t| ratio >= t),
+    }
+}
+
+/// One load run's figures; any failed request fails the section, named.
+async fn measure(
     target: Target,
     path: &str,
     keep_alive: bool,
+    concurrency: usize,
     requests: u64,
-    headers: Vec<(String, String)>,
+    bearers: Vec<String>,
 ) -> Result<Summary> {
-    let summary = load::run(LoadSpec {
-        target: target.clone(),
-        paths: vec![path.to_string()],
-        concurrency: 16,
-        requests,
-        keep_alive,
-        headers,
-    })
-    .await?
-    .summary();
+    let mut samples = load::run_with_bearers(
+        LoadSpec {
+            target: target.clone(),
+            paths: vec![path.to_string()],
+            concurrency,
+            requests,
+            keep_alive,
+            headers: Vec::new(),
+        },
+        bearers,
+    )
+    .await?;
+    let summary = samples.summary();
     if summary.errors > 0 {
         bail!(
-            "{} of {requests} requests to {path} on {target:?} failed",
-            summary.errors
+            "{} of {requests} requests to {path} on {target:?} failed: {:?}",
+            summary.errors,
+            samples.failures
         );
     }
     Ok(summary)
@@ -156,94 +228,244 @@ async fn resumes(address: SocketAddr, client: &Arc<rustls::ClientConfig>) -> Res
 }
 
 /// The rows of section h: `plain` and `tls` are daemons with `[network]` (loopback plain and
-/// TLS); each network figure is compared with the same daemon's Unix socket. `token_path` is a
-/// `/v1/token` request both may serve (its token is minted once, then cached).
+/// TLS, the latter from [`TestTls::network_table`]); each network figure is compared with the
+/// same daemon's Unix socket. `token_path` is a `/v1/token` request both may serve (its token
+/// is minted once, then cached); `id_tokens` were minted for the TLS daemon's issuer.
 pub async fn measure_all(
     plain: &DaemonProcess,
     tls: &DaemonProcess,
     client: &Arc<rustls::ClientConfig>,
     token_path: &str,
+    id_tokens: &IdTokens,
     scale: u64,
-) -> Result<(Vec<Pair>, bool)> {
+) -> Result<(Vec<NetworkRow>, bool)> {
     let keep_alive_requests = 20_000 / scale;
     let per_connection_requests = 4_000 / scale;
     let tls_address = tls.network_address();
     let resumed = resumes(tls_address, client).await?;
-    let mut pairs = Vec::new();
+    let resumption = if resumed {
+        "sessions resumed"
+    } else {
+        "NOT resumed: full handshakes"
+    };
+    let mut rows = Vec::new();
     let unix = |daemon: &DaemonProcess| Target::Unix(daemon.socket().to_path_buf());
+    let over_tls = || Target::Tls(tls_address, client.clone());
+    let none = Vec::new;
 
-    let socket = measure(unix(plain), "/healthz", true, keep_alive_requests).await?;
+    let socket = measure(
+        unix(plain),
+        "/healthz",
+        true,
+        16,
+        keep_alive_requests,
+        none(),
+    )
+    .await?;
     let network = measure(
         Target::Tcp(plain.network_address()),
         "/healthz",
         true,
+        16,
         keep_alive_requests,
+        none(),
     )
     .await?;
-    pairs.push(Pair {
-        what: "`/healthz`, loopback TCP (plain), keep-alive, 16 connections".into(),
+    rows.push(against_socket(
+        "`/healthz`, loopback TCP (plain), keep-alive, 16 connections".into(),
         network,
         socket,
-        target: None,
-    });
+        None,
+    ));
 
-    let socket = measure(unix(tls), "/healthz", true, keep_alive_requests).await?;
+    let socket = measure(unix(tls), "/healthz", true, 16, keep_alive_requests, none()).await?;
     let network = measure(
-        Target::Tls(tls_address, client.clone()),
+        over_tls(),
         "/healthz",
         true,
+        16,
         keep_alive_requests,
+        none(),
     )
     .await?;
-    pairs.push(Pair {
-        what: "`/healthz`, TCP+TLS, keep-alive, 16 connections".into(),
+    rows.push(against_socket(
+        "`/healthz`, TCP+TLS, keep-alive, 16 connections".into(),
         network,
         socket,
-        target: Some(0.5),
-    });
+        None,
+    ));
 
-    let socket = measure(unix(tls), "/healthz", false, per_connection_requests).await?;
-    let network = measure(
-        Target::Tls(tls_address, client.clone()),
+    let socket = measure(
+        unix(tls),
         "/healthz",
         false,
+        16,
         per_connection_requests,
+        none(),
     )
     .await?;
-    pairs.push(Pair {
-        what: format!(
-            "`/healthz`, TCP+TLS, a new connection per request ({}), 16 connections",
-            if resumed {
-                "sessions resumed"
-            } else {
-                "NOT resumed: full handshakes"
-            }
+    let network = measure(
+        over_tls(),
+        "/healthz",
+        false,
+        16,
+        per_connection_requests,
+        none(),
+    )
+    .await?;
+    rows.push(against_socket(
+        format!("`/healthz`, TCP+TLS, a new connection per request ({resumption}), 16 connections"),
+        network,
+        socket,
+        None,
+    ));
+
+    // The token route, cached: warmed once on the socket, and the ID token verified once.
+    measure(unix(tls), token_path, true, 16, 16, none()).await?;
+    let cached_id = || vec![id_tokens.cached.clone()];
+    measure(over_tls(), token_path, true, 1, 1, cached_id()).await?;
+
+    let socket = measure(unix(tls), token_path, true, 16, keep_alive_requests, none()).await?;
+    let network = measure(
+        over_tls(),
+        token_path,
+        true,
+        16,
+        keep_alive_requests,
+        cached_id(),
+    )
+    .await?;
+    rows.push(against_socket(
+        "`/v1/token` (cached), TCP+TLS, keep-alive, a cached ID token, 16 connections".into(),
+        network,
+        socket,
+        Some(0.5),
+    ));
+
+    let socket = measure(unix(tls), token_path, true, 16, keep_alive_requests, none()).await?;
+    let network = measure(
+        over_tls(),
+        token_path,
+        true,
+        16,
+        keep_alive_requests,
+        vec![BENCH_CLIENT_KEY.to_string()],
+    )
+    .await?;
+    rows.push(against_socket(
+        "`/v1/token` (cached), TCP+TLS, keep-alive, a `[[client]]` key, 16 connections".into(),
+        network,
+        socket,
+        Some(0.5),
+    ));
+
+    let socket = measure(
+        unix(tls),
+        token_path,
+        false,
+        16,
+        per_connection_requests,
+        none(),
+    )
+    .await?;
+    let network = measure(
+        over_tls(),
+        token_path,
+        false,
+        16,
+        per_connection_requests,
+        cached_id(),
+    )
+    .await?;
+    rows.push(against_socket(
+        format!(
+            "`/v1/token` (cached), TCP+TLS, a new connection per request ({resumption}), a cached ID token, 16 connections"
         ),
         network,
         socket,
-        target: None,
-    });
-    // The token route, cached: warmed once, then the socket against TLS with the client key.
-    measure(unix(tls), token_path, true, 16).await?;
-    let socket = measure(unix(tls), token_path, true, keep_alive_requests).await?;
-    let bearer = vec![(
-        "authorization".to_string(),
-        format!("Bearer {BENCH_CLIENT_KEY}"),
-    )];
-    let network = measure_with(
-        Target::Tls(tls_address, client.clone()),
-        token_path,
-        true,
-        keep_alive_requests,
-        bearer,
-    )
-    .await?;
-    pairs.push(Pair {
-        what: "`/v1/token` (cached), TCP+TLS, keep-alive, a `[[client]]` key, 16 connections"
-            .into(),
-        network,
-        socket,
-        target: Some(0.5),
-    });
-    Ok((pairs, resumed))
+        None,
+    ));
+
+    rows.push(first_seen(over_tls(), token_path, id_tokens).await?);
+    Ok((rows, resumed))
+}
+
+/// The added cost of an ID token the daemon has not seen (signature check, claims, cache
+/// insert) over a cached one: one keep-alive TLS connection, so no request queues behind
+/// another and a median difference is the daemon's extra work per request. The cached and the
+/// first-seen requests alternate in rounds, so a change in the machine's load hits both alike.
+async fn first_seen(tls: Target, token_path: &str, id_tokens: &IdTokens) -> Result<NetworkRow> {
+    const ROUNDS: usize = 4;
+    let per_round = id_tokens.fresh.len() / ROUNDS;
+    if per_round == 0 {
+        bail!(
+            "too few first-seen ID tokens ({}) for {ROUNDS} rounds",
+            id_tokens.fresh.len()
+        );
+    }
+    let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+    for round in id_tokens.fresh.chunks(per_round).take(ROUNDS) {
+        let mut samples = load::run_with_bearers(
+            LoadSpec {
+                target: tls.clone(),
+                paths: vec![token_path.to_string()],
+                concurrency: 1,
+                requests: per_round as u64,
+                keep_alive: true,
+                headers: Vec::new(),
+            },
+            vec![id_tokens.cached.clone()],
+        )
+        .await?;
+        if samples.errors > 0 {
+            bail!("cached ID token requests failed: {:?}", samples.failures);
+        }
+        cached.append(&mut samples.micros);
+        let mut samples = load::run_with_bearers(
+            LoadSpec {
+                target: tls.clone(),
+                paths: vec![token_path.to_string()],
+                concurrency: 1,
+                requests: round.len() as u64,
+                keep_alive: true,
+                headers: Vec::new(),
+            },
+            round.to_vec(),
+        )
+        .await?;
+        if samples.errors > 0 {
+            bail!(
+                "first-seen ID token requests failed: {:?}",
+                samples.failures
+            );
+        }
+        fresh.append(&mut samples.micros);
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1000.0
+    };
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64 / 1000.0;
+    let (fresh_mean, cached_mean) = (mean(&fresh), mean(&cached));
+    let (fresh_p50, cached_p50) = (median(&mut fresh), median(&mut cached));
+    let added = fresh_p50 - cached_p50;
+    Ok(NetworkRow {
+        what: format!(
+            "`/v1/token` (cached), TCP+TLS, keep-alive, 1 connection, every request a first-seen ID token (RS256; {} tokens)",
+            fresh.len()
+        ),
+        figure: format!("p50 {}, mean {}", ms(fresh_p50), ms(fresh_mean)),
+        baseline: format!(
+            "one cached ID token: p50 {}, mean {}",
+            ms(cached_p50),
+            ms(cached_mean)
+        ),
+        ratio: format!(
+            "+{} per request (p50), +{} (mean)",
+            ms(added),
+            ms(fresh_mean - cached_mean)
+        ),
+        target: "< 0.5 ms added".into(),
+        met: Some(added < 0.5),
+    })
 }

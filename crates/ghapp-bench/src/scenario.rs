@@ -30,7 +30,7 @@ pub struct Options {
     /// Extra notes for the report (e.g. the before/after of a tuning step).
     #[arg(long)]
     pub note: Vec<String>,
-    /// Run only these sections (a–h and p, as in the report), e.g. `--only e`; implies no doc
+    /// Run only these sections (a–h, p and s, as in the report), e.g. `--only e`; implies no doc
     /// rewrite.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<char>,
@@ -291,6 +291,24 @@ pub fn run(options: Options) -> Result<()> {
             .collect();
         sections.push((
             "p. API proxy (docs/proxy.md) against the emulator directly",
+            rows,
+        ));
+    }
+    if options.wants('s') {
+        eprintln!("bench: scale-out: 50 hosts per host only against chained to a broker");
+        let rows = crate::scale::measure(if options.quick { 1 } else { 2 })?
+            .into_iter()
+            .map(|r| Row {
+                what: r.what,
+                figure: r.figure,
+                baseline: r.baseline,
+                ratio: r.ratio,
+                target: r.target,
+                met: r.met.map_or("–", verdict),
+            })
+            .collect();
+        sections.push((
+            "s. Scale-out: mints per repository-hour, 50 hosts × 20 repositories (docs/scale-out.md)",
             rows,
         ));
     }
@@ -628,7 +646,8 @@ fn oha_throughput(stack: &Stack, scale: u64) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Section h: two daemons with `[network]` (loopback plain, TLS) on one emulator.
+/// Section h: two daemons with `[network]` (loopback plain, TLS) on one emulator, which is also
+/// the TLS daemon's OIDC issuer (crate::network).
 async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
     let emulator = EmulatorProcess::start(&fixture(false)).context("starting the emulator")?;
     let base = daemon_config(&emulator);
@@ -638,46 +657,38 @@ async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
         &options.daemon_env,
     )?;
     let tls_daemon = crate::network::start_daemon(
-        &format!("{base}{}", tls.network_table()),
+        &format!("{base}{}", tls.network_table(&emulator.oidc_issuer())),
         &options.daemon_env,
     )?;
+    let id_tokens = crate::network::IdTokens::mint(&emulator, (4_000 / scale) as usize)?;
     let client = tls.client_config();
     let token_path = format!(
         "/v1/token?host={}&owner=bench&repo=r0&protocol=http",
         emulator.git_host()
     );
-    let (pairs, resumed) =
-        crate::network::measure_all(&plain_daemon, &tls_daemon, &client, &token_path, scale)
-            .await?;
-    let rows: Vec<Row> = pairs
-        .into_iter()
-        .map(|pair| {
-            let ratio = pair.network.per_sec / pair.socket.per_sec;
-            Row {
-                what: pair.what,
-                figure: format!(
-                    "{:.0} req/s, p50 {} p99 {}",
-                    pair.network.per_sec,
-                    ms(pair.network.p50_ms),
-                    ms(pair.network.p99_ms)
-                ),
-                baseline: format!(
-                    "Unix socket: {:.0} req/s, p99 {}",
-                    pair.socket.per_sec,
-                    ms(pair.socket.p99_ms)
-                ),
-                ratio: format!("{ratio:.2}× of the socket"),
-                target: pair
-                    .target
-                    .map_or("–".into(), |t| format!("≥ {t}× the socket")),
-                met: pair.target.map_or("–", |t| verdict(ratio >= t)),
-            }
-        })
-        .collect();
+    let (rows, resumed) = crate::network::measure_all(
+        &plain_daemon,
+        &tls_daemon,
+        &client,
+        &token_path,
+        &id_tokens,
+        scale,
+    )
+    .await?;
     if !resumed {
         eprintln!("bench: WARNING: TLS sessions were not resumed");
     }
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .map(|r| Row {
+            what: r.what,
+            figure: r.figure,
+            baseline: r.baseline,
+            ratio: r.ratio,
+            target: r.target,
+            met: r.met.map_or("–", verdict),
+        })
+        .collect())
 }
 
 async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
@@ -829,13 +840,25 @@ async fn herd(stack: &Stack, requests: u64) -> Result<Vec<Row>> {
     let mints = stack.mints()? - mints_before;
     let lookups = stack.route_count(lookup_route)? - lookups_before;
     let ok = s.errors == 0 && mints == HERD_REPOS as u64 && lookups <= HERD_REPOS as u64;
+    // Every error named (status or connect failure), so a refusal is never just a number.
+    let errors = if samples.failures.is_empty() {
+        "0 errors".to_string()
+    } else {
+        let each: Vec<String> = samples
+            .failures
+            .iter()
+            .map(|(what, n)| format!("{n}× {what}"))
+            .collect();
+        format!("{} errors ({})", s.errors, each.join(", "))
+    };
     Ok(vec![Row {
         what: format!("{requests} concurrent requests, {HERD_REPOS} distinct repos, cold cache"),
         figure: format!(
-            "{mints} mints, {lookups} installation look-ups, {} errors, total {:.2} s, p99 {}",
-            s.errors,
+            "{mints} mints, {lookups} installation look-ups, {errors}, total {:.2} s, p99 {}; \
+             {} connects found the socket's listen backlog full and waited for room",
             samples.elapsed.as_secs_f64(),
-            ms(s.p99_ms)
+            ms(s.p99_ms),
+            samples.backlog_waits
         ),
         baseline: format!("{HERD_REPOS} distinct keys"),
         ratio: format!("{:.2} mints per key", mints as f64 / HERD_REPOS as f64),

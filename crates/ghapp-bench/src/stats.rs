@@ -1,5 +1,6 @@
 //! Latency samples and the summary figures the benchmark tables print.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Latency samples in microseconds, plus how long the whole run took.
@@ -9,6 +10,12 @@ pub struct Samples {
     pub micros: Vec<u64>,
     /// Failed operations.
     pub errors: u64,
+    /// The failed operations by what went wrong (`HTTP 503`, `connect: …`), so a report can
+    /// say what the errors were.
+    pub failures: BTreeMap<String, u64>,
+    /// Unix-socket connects that found the daemon's listen backlog full and waited for room,
+    /// retrying (a blocking connect, as the credential helper's, waits there by itself).
+    pub backlog_waits: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -64,6 +71,7 @@ mod tests {
             micros: (1..=100).rev().map(|m| m * 1000).collect(),
             errors: 2,
             elapsed: Duration::from_secs(2),
+            ..Samples::default()
         };
         let sum = s.summary();
         assert_eq!(sum.count, 100);

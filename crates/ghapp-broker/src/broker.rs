@@ -22,7 +22,7 @@ use crate::runner::{self, RunnerAnswer, RunnerOp, RunnerOutcome, RunnerTarget};
 use crate::shared::SharedCache;
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, asked_min_ttl};
 use ghapp_protocol::api::RunnerTokenResponse;
 use ghapp_protocol::duration::format_duration;
 use std::collections::{BTreeMap, HashSet};
@@ -414,16 +414,17 @@ impl Core {
         let minting = plan.clone();
         spawn_flight(
             tx,
-            async move { core.mint(&minting).await },
+            async move { core.mint(&minting, origin).await },
             move |outcome| settler.settle_mint(&plan, origin, outcome),
         );
     }
 
-    /// Mints `plan` with its App (if still configured), or fetches it from the upstream broker;
-    /// who minted comes back for scheduling.
-    async fn mint(&self, plan: &Arc<MintPlan>) -> MintAttempt {
+    /// Mints `plan` with its App (if still configured), or fetches it from the upstream broker
+    /// (asking for the life a caller's, or a refresh's, token must have here); who minted comes
+    /// back for scheduling.
+    async fn mint(&self, plan: &Arc<MintPlan>, origin: Origin) -> MintAttempt {
         if let Some(upstream) = self.upstream().filter(|u| u.planned(plan)) {
-            let min_ttl = self.runtime().settings.min_ttl;
+            let min_ttl = asked_min_ttl(&self.runtime().settings, origin);
             return (upstream.fetch(plan, min_ttl).await, MintedBy::Upstream);
         }
         let Some(app) = self.runtime().app(&plan.key.app_identity).cloned() else {

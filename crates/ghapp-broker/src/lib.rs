@@ -77,6 +77,7 @@ pub use error::{BrokerError, ErrorKind};
 pub use ghapp_protocol::config;
 pub use github::{JitRunner, SelfHostedRunner};
 pub use metrics::{BrokerMetrics, Histogram};
+pub use shared::{SealedStore, StoreUser};
 pub use status::BrokerStatus;
 
 /// The broker. Cheap to clone (shared state inside); must be created inside a tokio runtime,

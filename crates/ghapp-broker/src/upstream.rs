@@ -11,13 +11,13 @@
 //! timeout, 5xx, 429) is `Unavailable`, so cached tokens keep serving down to
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
-use crate::app::{Health, Trouble};
-use crate::cache::{CachedToken, MintPlan, Narrowing, Scope, digest};
-use crate::clock::ServerTime;
+use crate::app::{Health, Settings, Trouble};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope, digest};
+use crate::clock::{ANCHOR_SLACK, ServerTime};
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
 use crate::failure::Failure;
-use crate::request::Request;
+use crate::request::{Request, TOKEN_LIFETIME};
 use ghapp_protocol::api::{ErrorBody, TOKEN_PATH, TokenQuery, TokenResponse, UpstreamStatus};
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::fingerprint;
@@ -29,6 +29,34 @@ use zeroize::Zeroizing;
 
 /// The App name a key-less daemon's tokens carry in its cache, status and audit.
 const UPSTREAM_NAME: &str = "upstream";
+
+/// How much less life a token has here than the broker counted when it answered: this daemon
+/// anchors the broker's `expires_at` at the broker's `Date` and takes [`ANCHOR_SLACK`] off; both
+/// are whole seconds, stamped at different moments (up to a second lost); and a second for the
+/// answer's time in flight.
+const RELAY_LOSS: Duration = Duration::from_secs(ANCHOR_SLACK.as_secs() + 2);
+
+/// The least life to ask the broker for, so that its token still has what this daemon needs
+/// when it arrives here, [`RELAY_LOSS`] later by this daemon's clock:
+/// - for a caller, `min_ttl`: asked for `min_ttl` alone, the broker may answer with a token it
+///   counts `min_ttl` left on — it does whenever it has not refreshed the key (an idle key, a
+///   failing GitHub) — which arrives here with less, and the caller gets a 422 instead of it;
+/// - for a refresh, `min_ttl + refresh_ahead`: asked for less, the broker answers with the token
+///   it is itself about to refresh (both tiers fall due at about the same time, and this one
+///   counts the token's end [`RELAY_LOSS`] earlier), which arrives already due for refresh
+///   here, so the refresher asks again a quarter of its life later — two requests per host and
+///   broker token instead of one (measured in scripts/bench.sh section s). Asked for this much,
+///   a broker whose token is that close to its own refresh mints the new one a few seconds
+///   early instead.
+///
+/// Capped below the hour GitHub's tokens live, which the broker refuses to promise.
+pub(crate) fn asked_min_ttl(settings: &Settings, origin: Origin) -> Duration {
+    let needed = match origin {
+        Origin::Caller => settings.min_ttl,
+        Origin::Refresh => settings.min_ttl + settings.refresh_ahead,
+    };
+    (needed + RELAY_LOSS).min(TOKEN_LIFETIME - Duration::from_secs(1))
+}
 
 /// Where this host's credential for the broker is read from, for every request.
 #[derive(Debug, Clone)]
@@ -326,4 +354,112 @@ fn transport_reason(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::refresh_due_at;
+    use ghapp_protocol::secret::Token;
+    use ghapp_protocol::time::Timestamp;
+    use std::time::SystemTime;
+    use tokio::time::Instant;
+
+    fn settings() -> Settings {
+        Settings {
+            min_ttl: Duration::from_secs(1800),
+            degraded_min_ttl: Duration::from_secs(300),
+            refresh_ahead: Duration::from_secs(300),
+            refresh_window: Duration::from_secs(3600),
+            negative_cache_ttl: Duration::from_secs(300),
+            installation_cache_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// The token as [`Upstream::fetch`] stores it when the broker, holding a token with exactly
+    /// `left` by its clock (whole seconds), writes `expires_at` just before a second boundary and
+    /// stamps `Date` just after it — the worst case of the two roundings.
+    fn arrived(left: Duration) -> CachedToken {
+        let broker_clock = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let expires_at = Timestamp::from(broker_clock + left);
+        let st = ServerTime {
+            received: Instant::now(),
+            local_now: broker_clock + Duration::from_secs(1),
+            server_now: broker_clock + Duration::from_secs(1),
+        };
+        let plan = Arc::new(MintPlan::new(
+            Scope {
+                host: "github.com".into(),
+                app_identity: "upstream:test".into(),
+                installation_id: 0,
+                repositories: vec!["widgets".into()],
+                app_name: UPSTREAM_NAME.into(),
+                app_label: "upstream test".into(),
+                account: "acme".into(),
+                target: "acme/widgets".into(),
+                narrowing: Narrowing::Name("widgets".into()),
+                installation_permissions: Permissions::new(),
+            },
+            None,
+        ));
+        CachedToken {
+            token: Token::new("ghs_relayed"),
+            digest: digest("ghs_relayed"),
+            expires: st.instant_of(expires_at),
+            minted_at: st.received,
+            expires_at: st.local_time_of(expires_at),
+            plan,
+            permissions: Permissions::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_token_arrives_with_min_ttl_left() {
+        let s = settings();
+        let asked = asked_min_ttl(&s, Origin::Caller);
+        assert_eq!(asked, Duration::from_secs(1800 + 4));
+        let now = Instant::now();
+        assert!(
+            arrived(asked).remaining(now) >= s.min_ttl,
+            "a token the broker counts {asked:?} left on still has min_ttl here"
+        );
+        // What was asked before: min_ttl alone, which a broker token can meet and still arrive
+        // with less than min_ttl here (the caller then got a 422).
+        assert!(arrived(s.min_ttl).remaining(now) < s.min_ttl);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refreshed_token_arrives_not_yet_due_for_refresh() {
+        let s = settings();
+        let asked = asked_min_ttl(&s, Origin::Refresh);
+        assert_eq!(asked, Duration::from_secs(1800 + 300 + 4));
+        let now = Instant::now();
+        let token = arrived(asked);
+        assert!(
+            refresh_due_at(&token, &s) >= now,
+            "not due on arrival: the refresher does not come straight back"
+        );
+        // Asked for min_ttl alone, the broker's token it is about to refresh itself (it has
+        // min_ttl + refresh_ahead left by the broker's clock) arrives already due here; the
+        // refresher then comes back after a quarter of its life.
+        let stale = arrived(s.min_ttl + s.refresh_ahead);
+        assert!(stale.expires - now < s.min_ttl + s.refresh_ahead);
+        assert_eq!(
+            refresh_due_at(&stale, &s),
+            now + stale.lifetime() / 4,
+            "due at once but for the quarter-life floor"
+        );
+    }
+
+    #[test]
+    fn never_asks_for_the_hour_the_broker_cannot_promise() {
+        // Beyond what config validation lets through (min_ttl + refresh_ahead under 55m).
+        let mut s = settings();
+        s.min_ttl = Duration::from_secs(3590);
+        s.refresh_ahead = Duration::from_secs(8);
+        assert_eq!(
+            asked_min_ttl(&s, Origin::Refresh),
+            TOKEN_LIFETIME - Duration::from_secs(1)
+        );
+    }
 }

@@ -101,6 +101,8 @@ pub struct PeerPolicy {
     pub runner_groups: Option<Vec<u64>>,
     /// Labels (exact or `*` globs) its runners may carry; `None` means any.
     pub runner_labels: Option<Vec<String>>,
+    /// What its callers may ask of the API proxy; `None`: no proxy use (docs/proxy.md).
+    pub proxy_scopes: Option<ghapp_proxy::registry::Scopes>,
 }
 
 /// What an `issuer` entry asks of an ID token: its issuer, a `subject` glob and claim globs.
@@ -272,6 +274,12 @@ impl PeerPolicy {
                 .map(|hosts| hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
             runner_groups: entry.runner_groups.clone(),
             runner_labels: entry.runner_labels.clone(),
+            proxy_scopes: entry
+                .proxy_scopes
+                .as_deref()
+                .map(ghapp_proxy::registry::Scopes::compile)
+                .transpose()
+                .map_err(|e| format!("[[policy]] entry {index}: proxy_scopes: {e}"))?,
         })
     }
 
@@ -359,6 +367,40 @@ impl PeerPolicy {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Checks a request through the API proxy (docs/proxy.md): `method path` must be in
+    /// `proxy_scopes`, `host` in `hosts`, and the account (and repository) the path names within
+    /// `owners`/`repos`; a path naming no account only for an entry limited to neither (GraphQL
+    /// and searches reach any account the proxy's credentials can see).
+    pub fn check_proxy(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        owner: Option<&str>,
+        repo: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let Some(scopes) = &self.proxy_scopes else {
+            return Err(self.refuse("the API proxy (the entry has no proxy_scopes)".into()));
+        };
+        self.check_host(host)?;
+        if !scopes.matches(method, path) {
+            return Err(self.refuse(format!("{method} {path} through the API proxy")));
+        }
+        let allowed = match owner {
+            None => self.owners.is_none() && self.repos.is_none(),
+            Some(owner) => {
+                self.owner_allowed(owner)
+                    && (self.repos.is_none() || self.repo_allowed(owner, repo))
+            }
+        };
+        if !allowed {
+            return Err(self.refuse(format!(
+                "{path} through the API proxy (outside owners/repos)"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks a token request against this policy. A request naming no permissions is narrowed

@@ -211,6 +211,11 @@ impl DaemonMetrics {
             self.credentials_refused.clone(),
         );
         r.register(
+            "ghapp_oidc_jwks_fetches",
+            "Fetches of an [[oidc]] issuer's signing keys (JWKS, through discovery when needed), by issuer and outcome (ok, unreachable, http_error, invalid)",
+            crate::identity::oidc::jwks_fetch_counters(),
+        );
+        r.register(
             "ghapp_mints_limited",
             "Requests refused by the per-identity mint limit",
             self.mints_limited.clone(),

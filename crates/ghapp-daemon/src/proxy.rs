@@ -1,20 +1,30 @@
 //! The daemon's side of the API proxy (`[proxy]`, docs/proxy.md): the broker as the proxy's
-//! [`TokenSource`], and the proxy served on the daemon's network listener ([`Listener`]: TLS
-//! with `tls_cert_file`/`tls_key_file`, plain HTTP on loopback only).
+//! [`TokenSource`]; the daemon's identity model as its [`Identities`] (`[[client]]` keys and
+//! `[[oidc]]` ID tokens, judged by `[[policy]]` with the settings in force); the `[cache]` store
+//! (the broker's sealed Redis) as its [`SharedStore`]; the proxy served on the daemon's network
+//! listener ([`Listener`]: TLS with `tls_cert_file`/`tls_key_file`, plain HTTP on loopback
+//! only); and its `[[proxy.client]]`s reloaded on SIGHUP.
 
+use crate::access::Grant;
+use crate::identity::{Caller, Credential, Origin};
 use crate::network::Listener;
 use crate::network::tls::ReloadableCertificate;
 use crate::service::TokenService;
 use crate::state::State;
 use anyhow::Context as _;
-use ghapp_broker::Config;
+use ghapp_broker::{Config, SealedStore, StoreUser};
 use ghapp_protocol::api::TokenQuery;
 use ghapp_protocol::secret::Token;
-use ghapp_proxy::{BoxFuture, Proxy, TokenSource};
+use ghapp_proxy::shared::SharedStore;
+use ghapp_proxy::{BoxFuture, Call, Identities, Peer, Proxy, Refused, TokenSource};
+use hyper::header::{self, HeaderValue};
+use hyper::{HeaderMap, StatusCode};
+use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -51,16 +61,152 @@ impl<S: TokenService> TokenSource for BrokerTokens<S> {
     }
 }
 
-/// The running proxy listener; dropping it stops accepting (open connections finish).
+/// The daemon's identity model for the proxy's callers: the credential verified by the
+/// settings' authenticator, the caller judged by the one policy model
+/// ([`crate::access::AccessRules::judge`]), the request checked against the entry's
+/// `proxy_scopes`, `hosts`, `owners` and `repos` ([`crate::access::PeerPolicy::check_proxy`]).
+/// The settings in force are read for every call, so a SIGHUP reload applies at once.
+pub struct PolicyIdentities<S> {
+    state: Arc<State<S>>,
+}
+
+impl<S: TokenService> Identities for PolicyIdentities<S> {
+    fn admit<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<String, Refused>> {
+        Box::pin(async move {
+            let settings = self.state.settings();
+            let headers = id_token_as_bearer(call.headers);
+            let credential = match settings.authenticator.authenticate(&headers).await {
+                Ok(Some(credential)) => credential,
+                Ok(None) => {
+                    return Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "Requires authentication".into(),
+                    ));
+                }
+                Err(failure) => {
+                    return Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        format!("Bad credentials: {failure}"),
+                    ));
+                }
+            };
+            let caller = Caller {
+                origin: Origin::Network {
+                    address: call.peer.address,
+                    tls: call.peer.tls,
+                },
+                credential: Some(credential),
+            };
+            let grant = settings.access.judge(&caller);
+            let Grant::Policy(entry) = grant else {
+                let message = grant.refusal_for(&caller).map_or_else(
+                    || format!("no [[policy]] entry grants {caller} the API proxy"),
+                    |refusal| refusal.message().to_string(),
+                );
+                tracing::info!("proxy: refused {caller}: {message}");
+                return Err(refused(StatusCode::FORBIDDEN, message));
+            };
+            if let Err(refusal) = entry.check_proxy(
+                call.host,
+                call.method,
+                call.path,
+                call.owner,
+                call.repository,
+            ) {
+                tracing::info!("proxy: refused {caller}: {}", refusal.message());
+                return Err(refused(
+                    StatusCode::FORBIDDEN,
+                    refusal.message().to_string(),
+                ));
+            }
+            Ok(match &caller.credential {
+                Some(Credential::Client(name)) => format!("client:{name}"),
+                _ => format!("policy:{}", entry.index),
+            })
+        })
+    }
+}
+
+fn refused(status: StatusCode, message: String) -> Refused {
+    Refused { status, message }
+}
+
+/// GitHub's clients send every token as `token X` (PyGithub, gh); the authenticator takes ID
+/// tokens only as `Bearer`, so a JWT sent as `token` is presented to it as `Bearer`.
+fn id_token_as_bearer(headers: &HeaderMap) -> Cow<'_, HeaderMap> {
+    let jwt = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("token"))
+        .map(|(_, secret)| secret.trim())
+        .filter(|secret| secret.starts_with("eyJ") && secret.split('.').count() == 3);
+    let Some(jwt) = jwt else {
+        return Cow::Borrowed(headers);
+    };
+    let Ok(value) = HeaderValue::from_str(&format!("Bearer {jwt}")) else {
+        return Cow::Borrowed(headers);
+    };
+    let mut rewritten = headers.clone();
+    rewritten.insert(header::AUTHORIZATION, value);
+    Cow::Owned(rewritten)
+}
+
+/// How the proxy's store names itself in its two log lines.
+const PROXY_CACHE: StoreUser = StoreUser {
+    label: "the API proxy's shared cache",
+    while_down: "the proxy serves from its own in-memory cache until it answers again",
+    when_back: "sharing answers with the other daemons' proxies",
+};
+
+/// Where proxy answers live in the store: the names are `ghapp:proxy:` + an HMAC of the cache
+/// key, so they name no URL, owner or repository.
+const PROXY_PREFIX: &str = "ghapp:proxy:";
+
+/// The `[cache]` store (the broker's sealed Redis: AES-256-GCM, the cache key as associated
+/// data) as the proxy's shared layer.
+pub struct SealedAnswers {
+    store: Arc<SealedStore>,
+}
+
+impl SealedAnswers {
+    /// The key a value is bound to: the proxy's cache key, marked as the proxy's so no value of
+    /// another user of the store opens as an answer.
+    fn bound(key: &str) -> String {
+        format!("proxy\n{key}")
+    }
+}
+
+impl SharedStore for SealedAnswers {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<(Vec<u8>, Duration)>> {
+        Box::pin(async move {
+            let (plain, remaining) = self.store.get(PROXY_PREFIX, &Self::bound(key)).await?;
+            Some((plain.to_vec(), remaining))
+        })
+    }
+
+    fn store<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .put(PROXY_PREFIX, &Self::bound(key), &value, ttl)
+                .await;
+        })
+    }
+}
+
+/// The running proxy listener; dropping it stops accepting (open connections finish) and
+/// ends its reload task.
 pub struct ProxyServer {
     /// The address bound.
     pub local_addr: SocketAddr,
     accept: JoinHandle<()>,
+    reload: JoinHandle<()>,
 }
 
 impl Drop for ProxyServer {
     fn drop(&mut self) {
         self.accept.abort();
+        self.reload.abort();
     }
 }
 
@@ -92,15 +238,31 @@ pub fn start<S: TokenService>(
         _ => None,
     };
     let listener = Listener::bind(address, acceptor).context("cannot serve [proxy]")?;
-    let source = Arc::new(BrokerTokens { state });
-    let proxy = Arc::new(Proxy::from_config(config, source).context("cannot start the API proxy")?);
+    let source = Arc::new(BrokerTokens {
+        state: state.clone(),
+    });
+    let mut proxy = Proxy::from_config(config, source)
+        .context("cannot start the API proxy")?
+        .with_identities(Arc::new(PolicyIdentities { state }));
+    let shared = match &config.cache {
+        Some(cache) => {
+            let store = SealedStore::start(cache, PROXY_CACHE)
+                .map_err(|e| anyhow::anyhow!("[cache] for the API proxy: {e}"))?;
+            let described = store.describe().to_string();
+            proxy = proxy.with_shared_cache(Arc::new(SealedAnswers { store }));
+            format!(", answers shared through {described}")
+        }
+        None => String::new(),
+    };
+    let proxy = Arc::new(proxy);
     let local_addr = listener.local_addr();
     let scheme = if listener.is_tls() { "https" } else { "http" };
-    let clients = proxy.registry.len();
+    let clients = proxy.registry().len();
     tracing::info!(
-        "ghapp proxy listening on {scheme}://{local_addr} ({clients} client{})",
+        "ghapp proxy listening on {scheme}://{local_addr} ({clients} client{}{shared})",
         if clients == 1 { "" } else { "s" }
     );
+    let reload = tokio::spawn(reload_on_hangup(proxy.clone(), config_path.to_path_buf())?);
     let slots = Arc::new(Semaphore::new(MAX_PROXY_CONNECTIONS));
     let accept = tokio::spawn(async move {
         loop {
@@ -118,7 +280,10 @@ pub fn start<S: TokenService>(
                 );
                 continue;
             };
-            let loopback = accepted.origin().address().is_some_and(|a| a.is_loopback());
+            let Origin::Network { address, tls } = accepted.origin() else {
+                continue;
+            };
+            let peer = Peer { address, tls };
             let proxy = proxy.clone();
             tokio::spawn(async move {
                 let stream =
@@ -130,10 +295,38 @@ pub fn start<S: TokenService>(
                         }
                         Err(_) => return,
                     };
-                ghapp_proxy::connection::serve_connection(proxy, stream, loopback, scheme).await;
+                ghapp_proxy::connection::serve_connection(proxy, stream, peer).await;
                 drop(slot);
             });
         }
     });
-    Ok(Some(ProxyServer { local_addr, accept }))
+    Ok(Some(ProxyServer {
+        local_addr,
+        accept,
+        reload,
+    }))
+}
+
+/// On SIGHUP, reads the config again and puts its `[[proxy.client]]`s in force (a config that
+/// does not load, or a scope that does not compile, leaves the registry in force; the daemon's
+/// own reload logs the config's problems). `[[policy]]` identities need nothing here: they are
+/// read from the settings in force. The listener, TLS and cache settings change with a restart.
+fn reload_on_hangup(
+    proxy: Arc<Proxy>,
+    config_path: PathBuf,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP for [proxy]")?;
+    Ok(async move {
+        while hangup.recv().await.is_some() {
+            let Ok(config) = Config::load(&config_path) else {
+                continue;
+            };
+            match proxy.reload_registry(&config) {
+                Ok(clients) => tracing::info!("proxy: {clients} [[proxy.client]] entries in force"),
+                Err(e) => tracing::error!(
+                    "proxy: reload failed, keeping the previous [[proxy.client]] entries: {e}"
+                ),
+            }
+        }
+    })
 }

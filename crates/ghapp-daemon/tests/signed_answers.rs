@@ -18,6 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const TOKEN: &str = "/v1/token?owner=acme&repo=widgets";
 
+/// Spoils the published-keys file in one way (a mode, an owner) for one case of a test.
+type FileSpoiler = dyn Fn(&std::path::Path);
+
 fn network_section() -> &'static str {
     "\n[network]\nlisten = [\"127.0.0.1:0\"]\nanswer_key_file = \"answer-key.pem\"\n"
 }
@@ -261,7 +264,7 @@ fn a_published_keys_record_another_user_could_write_publishes_none_of_its_keys()
         }]
     });
 
-    let mut cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![(
+    let mut cases: Vec<(&str, Box<FileSpoiler>)> = vec![(
         "world-writable",
         Box::new(|p| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap()),
     )];

@@ -74,3 +74,32 @@ fn mistakes_are_refused_with_their_key() {
     )
     .expect("TLS on any address");
 }
+
+#[test]
+fn policy_proxy_scopes_are_for_credential_entries() {
+    let client = format!("[[client]]\nname = \"deployer\"\nkey_sha256 = \"{DIGEST}\"\n\n");
+    let config = parse(&format!(
+        "{client}[[policy]]\nclient = \"deployer\"\nowners = [\"acme\"]\nproxy_scopes = [{{ method = \"GET\", path = \"^/repos/\" }}]\n"
+    ))
+    .expect("valid");
+    let scopes = config.policies().1[0].proxy_scopes.clone().expect("scopes");
+    assert_eq!(scopes[0].path, "^/repos/");
+    for (entry, expected) in [
+        (
+            "[[policy]]\nuid = 1000\nproxy_scopes = [{ method = \"GET\", path = \"^/\" }]",
+            "proxy_scopes applies to client and issuer entries",
+        ),
+        (
+            "[[policy]]\nclient = \"deployer\"\nproxy_scopes = []",
+            "proxy_scopes is empty",
+        ),
+        (
+            "[[policy]]\nclient = \"deployer\"\nproxy_scopes = [{ method = \"G T\", path = \"^/\" }]",
+            "is not an HTTP method",
+        ),
+    ] {
+        let error = parse(&format!("{client}{entry}\n")).expect_err(entry);
+        assert!(error.contains(expected), "{entry}: {error}");
+        assert!(error.contains("proxy_scopes"), "{error}");
+    }
+}

@@ -1,9 +1,11 @@
 //! The response cache: GitHub's answers to GET requests, keyed by method, URL, `Accept` and the
 //! credential class that fetched them (GitHub's answers vary on `Accept` and `Authorization`),
-//! kept with their validators (`ETag`, `Last-Modified`) for revalidation, in an LRU bounded by
-//! a byte budget. [`CacheStore`] is the seam for another backend (Redis is not built: see
-//! docs/proxy.md).
+//! kept with their validators (`ETag`, `Last-Modified`) for revalidation. [`Cache`] is two
+//! layers: this daemon's LRU bounded by a byte budget ([`MemoryCache`]) in front of an optional
+//! store shared with other daemons ([`crate::shared::SharedStore`]: Redis, sealed, wired by the
+//! daemon), which is asked only when the local entry is missing or due for revalidation.
 
+use crate::shared::{SharedStore, decode, encode};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use lru::LruCache;
@@ -55,15 +57,90 @@ impl Entry {
     }
 }
 
-/// A cache backend: the in-memory LRU here; a shared one (Redis, encrypted as the token cache
-/// is) would implement the same three operations.
-pub trait CacheStore: Send + Sync + 'static {
-    /// The entry under `key` if it is younger than the TTL.
-    fn get(&self, key: &CacheKey) -> Option<Arc<Entry>>;
-    /// Stores (or replaces) the entry under `key`.
-    fn put(&self, key: CacheKey, entry: Arc<Entry>);
-    /// Entries and bytes held.
-    fn usage(&self) -> (usize, usize);
+/// The two layers: the local LRU, and the shared store when the daemon has one.
+pub struct Cache {
+    local: MemoryCache,
+    shared: Option<Arc<dyn SharedStore>>,
+}
+
+impl Cache {
+    /// A cache of this daemon's own: answers kept for `ttl` within `budget` bytes.
+    pub fn new(ttl: Duration, budget: usize) -> Cache {
+        Cache {
+            local: MemoryCache::new(ttl, budget),
+            shared: None,
+        }
+    }
+
+    /// The same with a store shared by every daemon using it.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedStore>) -> Cache {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Whether a shared store is configured.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The entry to serve or revalidate for `key`: the local one while GitHub confirmed it
+    /// within `fresh_for`; otherwise whichever of the local and the shared entry GitHub
+    /// confirmed last (a shared one is kept locally from then on). The shared store down or
+    /// slow only means the local answer.
+    pub async fn get(&self, key: &CacheKey, fresh_for: Duration) -> Option<Arc<Entry>> {
+        let local = self.local.get(key);
+        if local
+            .as_ref()
+            .is_some_and(|entry| entry.validated.elapsed() < fresh_for)
+        {
+            return local;
+        }
+        let Some(shared) = &self.shared else {
+            return local;
+        };
+        let Some((bytes, remaining)) = shared.load(&key.0).await else {
+            return local;
+        };
+        let age = self.local.ttl.saturating_sub(remaining);
+        let validated = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let Some(found) = decode(&bytes, validated) else {
+            return local;
+        };
+        match local {
+            Some(local) if local.validated >= found.validated => Some(local),
+            _ => {
+                let found = Arc::new(found);
+                self.local.put(key.clone(), found.clone());
+                Some(found)
+            }
+        }
+    }
+
+    /// The local entry alone (the one [`Cache::get`] just chose).
+    pub fn get_local(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.local.get(key)
+    }
+
+    /// Stores (or replaces) the entry under `key` locally and in the shared store, which keeps
+    /// it for the TTL from GitHub's confirmation. An answer larger than the budget is stored
+    /// nowhere.
+    pub async fn put(&self, key: CacheKey, entry: Arc<Entry>) {
+        let fits = entry.weight(&key) <= self.local.budget;
+        self.local.put(key.clone(), entry.clone());
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let life = self.local.ttl.saturating_sub(entry.validated.elapsed());
+        if !fits || life.is_zero() {
+            return;
+        }
+        shared.store(&key.0, encode(&entry), life).await;
+    }
+
+    /// Entries and bytes held locally.
+    pub fn usage(&self) -> (usize, usize) {
+        self.local.usage()
+    }
 }
 
 /// The in-memory LRU with a byte budget.
@@ -94,10 +171,9 @@ impl MemoryCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl CacheStore for MemoryCache {
-    fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// The entry under `key` if it is younger than the TTL.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         let mut inner = self.lock();
         let (entry, weight) = inner.lru.get(key).cloned()?;
         if entry.validated.elapsed() >= self.ttl {
@@ -108,7 +184,9 @@ impl CacheStore for MemoryCache {
         Some(entry)
     }
 
-    fn put(&self, key: CacheKey, entry: Arc<Entry>) {
+    /// Stores (or replaces) the entry under `key`, evicting the least recently used beyond the
+    /// budget.
+    pub fn put(&self, key: CacheKey, entry: Arc<Entry>) {
         let weight = entry.weight(&key);
         let mut inner = self.lock();
         if let Some((_, old)) = inner.lru.pop(&key) {
@@ -127,7 +205,8 @@ impl CacheStore for MemoryCache {
         }
     }
 
-    fn usage(&self) -> (usize, usize) {
+    /// Entries and bytes held.
+    pub fn usage(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.lru.len(), inner.bytes)
     }
@@ -165,6 +244,72 @@ mod tests {
         assert!(cache.usage().1 <= 3000);
         cache.put(CacheKey("huge".into()), entry(5000));
         assert!(cache.get(&CacheKey("huge".into())).is_none());
+    }
+
+    /// A shared store in memory, counting loads.
+    #[derive(Default)]
+    struct FakeShared {
+        values: Mutex<std::collections::HashMap<String, (Vec<u8>, Duration)>>,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SharedStore for FakeShared {
+        fn load<'a>(&'a self, key: &'a str) -> crate::BoxFuture<'a, Option<(Vec<u8>, Duration)>> {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = self.values.lock().unwrap().get(key).cloned();
+            Box::pin(async move { found })
+        }
+        fn store<'a>(
+            &'a self,
+            key: &'a str,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> crate::BoxFuture<'a, ()> {
+            self.values
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), (value, ttl));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_layer_is_asked_only_when_the_local_entry_is_missing_or_due() {
+        let shared = Arc::new(FakeShared::default());
+        let ttl = Duration::from_secs(3600);
+        let a = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let b = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let key = CacheKey("GET k".into());
+        a.put(key.clone(), entry(100)).await;
+        let stored_ttl = shared.values.lock().unwrap()[&key.0].1;
+        assert!(stored_ttl <= ttl && stored_ttl > ttl - Duration::from_secs(5));
+        // B has nothing locally: it takes A's entry from the shared store, then keeps it.
+        let fresh_for = Duration::from_secs(60);
+        assert_eq!(
+            b.get(&key, fresh_for).await.expect("shared").body.len(),
+            100
+        );
+        assert_eq!(shared.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(b.get(&key, fresh_for).await.is_some());
+        assert_eq!(
+            shared.loads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "fresh locally: not asked again"
+        );
+        // Due for revalidation: the shared store is asked, the newer entry wins.
+        a.put(key.clone(), entry(200)).await;
+        let due = b.get(&key, Duration::ZERO).await.expect("entry");
+        assert_eq!(due.body.len(), 200, "A's newer answer");
+        assert_eq!(b.get_local(&key).expect("kept").body.len(), 200);
+        // Nothing shared: the local entry.
+        shared.values.lock().unwrap().clear();
+        assert_eq!(
+            b.get(&key, Duration::ZERO).await.expect("local").body.len(),
+            200
+        );
+        // Larger than the budget: stored nowhere.
+        a.put(CacheKey("GET big".into()), entry(20_000)).await;
+        assert!(shared.values.lock().unwrap().is_empty());
     }
 
     #[test]

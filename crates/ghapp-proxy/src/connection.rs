@@ -2,7 +2,7 @@
 //! hands over plain TCP on loopback or a TLS session — with a deadline for each request's head
 //! and a bound on request bodies.
 
-use crate::Proxy;
+use crate::{Peer, Proxy};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -20,18 +20,14 @@ pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
 /// closed after it too.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves HTTP/1.1 on one accepted stream until the client closes it. `loopback` says whether
-/// the peer is on this machine (`/metrics`); `scheme` is how it reached the proxy (`http`,
-/// `https`: the base URLs in answers are rewritten to it).
-pub async fn serve_connection<S>(proxy: Arc<Proxy>, stream: S, loopback: bool, scheme: &'static str)
+/// Serves HTTP/1.1 on one accepted stream from `peer` until the client closes it.
+pub async fn serve_connection<S>(proxy: Arc<Proxy>, stream: S, peer: Peer)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(one_request(&proxy, request, loopback, scheme).await)
-        }
+        async move { Ok::<_, std::convert::Infallible>(one_request(&proxy, request, peer).await) }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -46,8 +42,7 @@ where
 async fn one_request(
     proxy: &Proxy,
     request: Request<Incoming>,
-    loopback: bool,
-    scheme: &str,
+    peer: Peer,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -59,5 +54,5 @@ async fn one_request(
             );
         }
     };
-    proxy.handle(parts, body, loopback, scheme).await
+    proxy.handle(parts, body, peer).await
 }

@@ -1,15 +1,16 @@
 //! One request through the proxy: the metrics page (loopback callers only), the layout check,
-//! the client's key and scopes (all before the cache or GitHub is touched), then a cached GET
+//! the client's key and scopes — a `[[proxy.client]]`'s, or what the daemon's `[[policy]]`
+//! grants a `[[client]]` key or an ID token — (all before the cache or GitHub is touched), then a cached GET
 //! (hit, revalidated, or a single-flight miss) or a pass-through, with the pool rotating away
 //! from rate-limited credentials. Every answer carries `x-ghapp-cache`.
 
-use crate::Proxy;
 use crate::cache::{CacheKey, Entry};
 use crate::pool::{CredentialId, NoCredential, is_rate_limited, resource_of};
 use crate::registry::AuthFailure;
 use crate::route::{ApiPath, PathProblem};
 use crate::telemetry::{self, UNKNOWN_CLIENT};
 use crate::upstream::{Answer, Rewrite};
+use crate::{Call, Peer, Proxy};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
@@ -49,18 +50,11 @@ pub struct Fetched {
 pub type Outcome = Result<Fetched, FlightFailure>;
 
 impl Proxy {
-    /// Serves one request. `loopback` says whether the caller is on this machine (for
-    /// `/metrics`); `scheme` is how the client reached the proxy (`http`, `https`).
-    pub async fn handle(
-        &self,
-        parts: Parts,
-        body: Bytes,
-        loopback: bool,
-        scheme: &str,
-    ) -> Response<Full<Bytes>> {
+    /// Serves one request from `peer` (`/metrics` only to loopback peers).
+    pub async fn handle(&self, parts: Parts, body: Bytes, peer: Peer) -> Response<Full<Bytes>> {
         let path = parts.uri.path();
         if path == "/metrics" && parts.method == Method::GET {
-            return self.metrics(loopback);
+            return self.metrics(peer.address.is_loopback());
         }
         let api = match ApiPath::parse(path) {
             Ok(api) => api,
@@ -83,9 +77,40 @@ impl Proxy {
             .headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let client = match self.registry.authenticate(authorization) {
-            Ok(client) => client,
-            Err(failure) => {
+        let registry = self.registry();
+        let admitted = match (registry.authenticate(authorization), &self.identities) {
+            (Ok(client), _) if client.allows(parts.method.as_str(), api.scope_path()) => {
+                client.name.clone()
+            }
+            (Ok(client), _) => {
+                let message = format!(
+                    "the proxy client {} may not {} {}",
+                    client.name,
+                    parts.method,
+                    api.scope_path()
+                );
+                return self.refuse(&client.name, StatusCode::FORBIDDEN, &message);
+            }
+            (Err(AuthFailure::Unknown), Some(identities)) => {
+                let owner = api.owner();
+                let repository = api.repository();
+                let call = Call {
+                    headers: &parts.headers,
+                    peer,
+                    host: &self.settings.host,
+                    method: parts.method.as_str(),
+                    path: api.scope_path(),
+                    owner: owner.as_deref(),
+                    repository: repository.as_deref(),
+                };
+                match identities.admit(call).await {
+                    Ok(label) => label,
+                    Err(refused) => {
+                        return self.refuse(UNKNOWN_CLIENT, refused.status, &refused.message);
+                    }
+                }
+            }
+            (Err(failure), _) => {
                 self.telemetry.answered(UNKNOWN_CLIENT, 401);
                 let message = match failure {
                     AuthFailure::Missing => {
@@ -96,19 +121,8 @@ impl Proxy {
                 return error(StatusCode::UNAUTHORIZED, message);
             }
         };
-        let name = client.name.as_str();
-        if !client.allows(parts.method.as_str(), api.scope_path()) {
-            self.telemetry.answered(name, 403);
-            self.telemetry.cache(name, "bypass");
-            return error(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "the proxy client {name} may not {} {}",
-                    parts.method,
-                    api.scope_path()
-                ),
-            );
-        }
+        let name = admitted.as_str();
+        let scheme = peer.scheme();
         let client_base = parts
             .headers
             .get(header::HOST)
@@ -151,6 +165,15 @@ impl Proxy {
         };
         self.telemetry.answered(name, response.status().as_u16());
         response
+    }
+
+    /// The proxy's own refusal (401, 403) of `who`, counted; nothing else was touched.
+    fn refuse(&self, who: &str, status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+        self.telemetry.answered(who, status.as_u16());
+        if status == StatusCode::FORBIDDEN {
+            self.telemetry.cache(who, "bypass");
+        }
+        error(status, message)
     }
 
     /// `/metrics`: for loopback callers only (the page names clients and credentials).
@@ -213,7 +236,11 @@ impl Proxy {
             if !self.pool.usable(id, resource) {
                 continue;
             }
-            if let Some(entry) = self.cache.get(&self.key(id, accept, url)) {
+            if let Some(entry) = self
+                .cache
+                .get(&self.key(id, accept, url), self.settings.fresh_for)
+                .await
+            {
                 if entry.validated.elapsed() < self.settings.fresh_for {
                     return Ok((Arc::new(reply_of(&entry)), "hit", 0));
                 }
@@ -300,7 +327,7 @@ impl Proxy {
             let (key, entry) = match &cache {
                 Some((_, accept)) => {
                     let key = self.key(&id, accept, url);
-                    let entry = self.cache.get(&key);
+                    let entry = self.cache.get_local(&key);
                     (Some(key), entry)
                 }
                 None => (None, None),
@@ -375,7 +402,7 @@ impl Proxy {
                     validated: Instant::now(),
                 });
                 let reply = Arc::new(reply_of(&refreshed));
-                self.cache.put(key, refreshed);
+                self.cache.put(key, refreshed).await;
                 return Ok(Fetched {
                     reply,
                     outcome: "revalidated",
@@ -389,17 +416,19 @@ impl Proxy {
                 let etag = header_string(&answer.headers, header::ETAG);
                 let last_modified = header_string(&answer.headers, header::LAST_MODIFIED);
                 if etag.is_some() || last_modified.is_some() {
-                    self.cache.put(
-                        key,
-                        Arc::new(Entry {
-                            status: answer.status,
-                            headers: answer.headers.clone(),
-                            body: answer.body.clone(),
-                            etag,
-                            last_modified,
-                            validated: Instant::now(),
-                        }),
-                    );
+                    self.cache
+                        .put(
+                            key,
+                            Arc::new(Entry {
+                                status: answer.status,
+                                headers: answer.headers.clone(),
+                                body: answer.body.clone(),
+                                etag,
+                                last_modified,
+                                validated: Instant::now(),
+                            }),
+                        )
+                        .await;
                 }
             }
             return Ok(Fetched {

@@ -9,13 +9,17 @@
 //! - [`registry`]: the clients, their keys and scopes.
 //! - [`route`]: the Enterprise layout and the account a path names.
 //! - [`pool`]: the credentials, their rate-limit state and rests.
-//! - [`cache`]: the LRU of answers with a byte budget; [`flight`]: single flight of misses.
+//! - [`cache`]: the LRU of answers with a byte budget, in front of a store shared by several
+//!   daemons when there is one ([`shared`]: the seam the daemon fills with its sealed Redis);
+//!   [`flight`]: single flight of misses.
 //! - [`upstream`]: forwarding to GitHub and rewriting its URLs to the proxy's.
 //! - [`telemetry`]: per-client and per-credential metrics.
 //! - [`handler`]: one request, start to finish; [`connection`]: HTTP/1.1 on one accepted
 //!   stream (the daemon's network listener accepts them: TLS, or plain on loopback).
 //!
-//! The proxy knows nothing of the broker's internals: the daemon hands it a [`TokenSource`].
+//! The proxy knows nothing of the broker's internals nor of the daemon's identity model: the
+//! daemon hands it a [`TokenSource`], and [`Identities`] for callers the registry does not
+//! know (`[[client]]` keys and `[[oidc]]` ID tokens judged by `[[policy]]`).
 
 pub mod cache;
 pub mod connection;
@@ -24,18 +28,20 @@ pub mod handler;
 pub mod pool;
 pub mod registry;
 pub mod route;
+pub mod shared;
 pub mod telemetry;
 pub mod upstream;
 
-use cache::{CacheKey, CacheStore, MemoryCache};
+use cache::{Cache, CacheKey};
 use flight::Flights;
 use ghapp_protocol::config::Config;
 use ghapp_protocol::secret::Token;
 use pool::Pool;
 use registry::Registry;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use telemetry::Telemetry;
 use upstream::Upstream;
@@ -52,6 +58,61 @@ pub trait TokenSource: Send + Sync + 'static {
         host: &'a str,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<Token, String>>;
+}
+
+/// Where a connection comes from, as the listener reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The source address.
+    pub address: IpAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl Peer {
+    /// How the client reached the proxy (`http`, `https`): the base URL answers are rewritten
+    /// to.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// A request whose credential the proxy's own registry does not know, as the daemon's identity
+/// model judges it: who sent it, what it presented, and what it asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The request's headers (`Authorization` among them).
+    pub headers: &'a http::HeaderMap,
+    /// Where it comes from.
+    pub peer: Peer,
+    /// The git host of the proxied `[[app]]`.
+    pub host: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The path scopes see (the REST path without `/api/v3` or the query; `/graphql`).
+    pub path: &'a str,
+    /// The account the path names, lower-cased.
+    pub owner: Option<&'a str>,
+    /// The repository `/repos/{owner}/{repo}…` names, lower-cased.
+    pub repository: Option<&'a str>,
+}
+
+/// Why the daemon refused a [`Call`]: 401 (the credential is not valid) or 403 (no policy
+/// grants the request), with a message naming the caller and the entry, never the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// 401 or 403.
+    pub status: http::StatusCode,
+    /// What to tell the client.
+    pub message: String,
+}
+
+/// The daemon's identity model, for callers the registry does not know: verifies the credential
+/// and asks the policy whether it grants the request.
+pub trait Identities: Send + Sync + 'static {
+    /// The caller's label for metrics and logs (bounded: a configured name or entry, never a
+    /// subject) when it is granted `call`, else why not.
+    fn admit<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<String, Refused>>;
 }
 
 /// Why the proxy cannot start.
@@ -102,21 +163,55 @@ pub struct ProxySettings {
 pub struct Proxy {
     /// Settings.
     pub settings: ProxySettings,
-    /// The clients.
-    pub registry: Registry,
+    /// The clients (replaced whole on reload).
+    registry: RwLock<Arc<Registry>>,
     /// The credentials.
     pub pool: Pool,
     /// The cache.
-    pub cache: Arc<dyn CacheStore>,
+    pub cache: Cache,
     /// Misses in flight.
     pub flights: Flights<CacheKey, handler::Outcome>,
     /// GitHub.
     pub upstream: Upstream,
     /// Metrics.
     pub telemetry: Telemetry,
+    /// The daemon's identities, for keys the registry does not know.
+    pub identities: Option<Arc<dyn Identities>>,
 }
 
 impl Proxy {
+    /// The clients in force (a cheap snapshot).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts the `[[proxy.client]]`s of a reloaded config in force (every scope compiled first:
+    /// a registry that does not build leaves the one in force).
+    pub fn reload_registry(&self, config: &Config) -> Result<usize, ProxyError> {
+        let proxy = config.proxy.as_ref().ok_or(ProxyError::NotConfigured)?;
+        let registry = Registry::new(&proxy.clients)?;
+        let clients = registry.len();
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        Ok(clients)
+    }
+
+    /// The same proxy keeping its answers in `shared` too (the daemon's `[cache]` Redis), so
+    /// every daemon using that store serves and revalidates the others' answers.
+    pub fn with_shared_cache(mut self, shared: Arc<dyn shared::SharedStore>) -> Proxy {
+        self.cache = self.cache.with_shared(shared);
+        self
+    }
+
+    /// The same proxy admitting, beside its `[[proxy.client]]`s, the callers `identities`
+    /// grants (the daemon's `[[client]]` keys and `[[oidc]]` ID tokens through `[[policy]]`).
+    pub fn with_identities(mut self, identities: Arc<dyn Identities>) -> Proxy {
+        self.identities = Some(identities);
+        self
+    }
+
     /// Builds the proxy from `[proxy]`, reading personal tokens from the environment.
     pub fn from_config(config: &Config, source: Arc<dyn TokenSource>) -> Result<Proxy, ProxyError> {
         Self::with_environment(config, source, |name| std::env::var(name).ok())
@@ -163,12 +258,13 @@ impl Proxy {
                 default_installation: proxy.default_installation.clone(),
                 fresh_for: proxy.cache_fresh_for,
             },
-            registry,
+            registry: RwLock::new(Arc::new(registry)),
             pool: Pool::new(source, personals),
-            cache: Arc::new(MemoryCache::new(proxy.cache_ttl, budget)),
+            cache: Cache::new(proxy.cache_ttl, budget),
             flights: Flights::default(),
             upstream,
             telemetry: Telemetry::default(),
+            identities: None,
         })
     }
 }

@@ -1,8 +1,9 @@
 //! The client registry: who may use the proxy (`[[proxy.client]]`), recognised by the SHA-256
-//! of the key they send (compared in constant time), and what each may ask for (scopes: a
-//! method and a regular expression over the REST path).
+//! of the key they send (compared in constant time), and what each may ask for ([`Scopes`]: a
+//! method and a regular expression over the REST path — the same type a `[[policy]]` entry's
+//! `proxy_scopes` compile to).
 
-use ghapp_protocol::config::ProxyClientConfig;
+use ghapp_protocol::config::{ProxyClientConfig, ProxyScopeConfig};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -15,27 +16,83 @@ pub struct Client {
     /// SHA-256 of its key.
     digest: [u8; 32],
     /// What it may ask for; empty: everything.
-    scopes: Vec<Scope>,
+    scopes: Scopes,
 }
 
 /// One scope: a method (`None` = any) and a path expression.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Scope {
     method: Option<String>,
     path: Regex,
 }
 
-impl Client {
-    /// Whether `method path` (path without `/api/v3` and without the query) is in its scopes.
-    pub fn allows(&self, method: &str, path: &str) -> bool {
-        self.scopes.is_empty()
-            || self.scopes.iter().any(|scope| {
-                scope
-                    .method
-                    .as_deref()
-                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
-                    && scope.path.is_match(path)
+/// Compiled scopes: `{method, path}` pairs, a request is in them when one pair matches.
+#[derive(Debug, Clone, Default)]
+pub struct Scopes(Vec<Scope>);
+
+/// A scope's path that is not a regular expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scope path {pattern:?} is not a regular expression: {reason}")]
+pub struct ScopeError {
+    /// The expression as written.
+    pub pattern: String,
+    /// The compiler's message.
+    pub reason: String,
+}
+
+impl Scopes {
+    /// Compiles the scopes of a config entry (`method` `*` is any method).
+    pub fn compile(configs: &[ProxyScopeConfig]) -> Result<Scopes, ScopeError> {
+        configs
+            .iter()
+            .map(|scope| {
+                let path = Regex::new(&scope.path).map_err(|e| ScopeError {
+                    pattern: scope.path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let method = (scope.method != "*").then(|| scope.method.to_ascii_uppercase());
+                Ok(Scope { method, path })
             })
+            .collect::<Result<_, _>>()
+            .map(Scopes)
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether one scope matches `method path` (path without `/api/v3` and without the query).
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.0.iter().any(|scope| {
+            scope
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && scope.path.is_match(path)
+        })
+    }
+}
+
+/// Equal when written the same (compiled expressions do not compare).
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Scopes) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.method == b.method && a.path.as_str() == b.path.as_str())
+    }
+}
+
+impl Eq for Scopes {}
+
+impl Client {
+    /// Whether `method path` (path without `/api/v3` and without the query) is in its scopes
+    /// (no scopes: everything).
+    pub fn allows(&self, method: &str, path: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.matches(method, path)
     }
 }
 
@@ -88,16 +145,11 @@ impl Registry {
                     client: config.name.clone(),
                 },
             )?;
-            let mut scopes = Vec::with_capacity(config.scopes.len());
-            for scope in &config.scopes {
-                let path = Regex::new(&scope.path).map_err(|e| RegistryError::BadScope {
-                    client: config.name.clone(),
-                    pattern: scope.path.clone(),
-                    reason: e.to_string(),
-                })?;
-                let method = (scope.method != "*").then(|| scope.method.to_ascii_uppercase());
-                scopes.push(Scope { method, path });
-            }
+            let scopes = Scopes::compile(&config.scopes).map_err(|e| RegistryError::BadScope {
+                client: config.name.clone(),
+                pattern: e.pattern,
+                reason: e.reason,
+            })?;
             clients.push(Client {
                 name: config.name.clone(),
                 digest,

@@ -78,6 +78,16 @@ impl ApiPath {
         let named = matches!(first, "repos" | "orgs" | "users");
         (named && !owner.is_empty()).then(|| owner.to_ascii_lowercase())
     }
+
+    /// The repository `/repos/{owner}/{repo}…` names, lower-cased; `None` for other paths.
+    pub fn repository(&self) -> Option<String> {
+        let ApiPath::Rest(path) = self else {
+            return None;
+        };
+        let mut segments = path.trim_start_matches('/').split('/');
+        let (first, _owner, repo) = (segments.next()?, segments.next()?, segments.next()?);
+        (first == "repos" && !repo.is_empty()).then(|| repo.to_ascii_lowercase())
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +114,19 @@ mod tests {
         }
         let p = ApiPath::parse("/api/v3/repos/Acme/widgets/pulls").expect("p");
         assert_eq!(p.owner().as_deref(), Some("acme"));
+        assert_eq!(p.repository().as_deref(), Some("widgets"));
+        assert_eq!(
+            ApiPath::parse("/api/v3/orgs/acme/repos")
+                .expect("p")
+                .repository(),
+            None
+        );
+        assert_eq!(
+            ApiPath::parse("/api/v3/repos/acme")
+                .expect("p")
+                .repository(),
+            None
+        );
         assert_eq!(
             ApiPath::parse("/api/v3/rate_limit").expect("p").owner(),
             None

@@ -4,11 +4,14 @@
 //! - [`emulator`]: start `github-emulator` as a process from a fixture.
 //! - [`daemon`]: start `ghapp daemon` as a process against a config.
 //! - [`git`]: a throwaway HOME and a `git` command wired to `credential.helper ghapp`.
+//! - [`pki`]: a private CA and loopback server certificates (TLS Redis, a TLS broker).
+//! - [`redis`]: a `redis-server` of the test's own, plain or TLS-only.
 //! - [`system`]: commands fed their stdin, tools on PATH, fake tools, throwaway users.
 
 pub mod daemon;
 pub mod emulator;
 pub mod git;
+pub mod pki;
 pub mod redis;
 pub mod signers;
 pub mod system;

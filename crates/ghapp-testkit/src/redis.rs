@@ -3,6 +3,7 @@
 //! binaries a test says SKIPPED loudly, or fails when `GHAPP_TEST_REQUIRE_REDIS=1` (.ci/run sets
 //! it once it installed the package).
 
+use crate::pki::{ServerCert, TestCa};
 use anyhow::{Context, bail};
 use std::fs;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,14 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// With TLS: the CA and the server's certificate; the plain port is closed.
+    tls: Option<Tls>,
+}
+
+/// A TLS-only server's CA and certificate.
+struct Tls {
+    ca: TestCa,
+    server: ServerCert,
 }
 
 impl Redis {
@@ -46,6 +55,19 @@ impl Redis {
 
     /// A fresh server on a free port, answering PING.
     pub fn start() -> anyhow::Result<Redis> {
+        Self::start_on(None)
+    }
+
+    /// A fresh server speaking TLS only on a free port (no plain port, no client
+    /// certificates asked for), its certificate for `127.0.0.1` signed by a CA of its own:
+    /// [`Redis::ca_file`].
+    pub fn start_tls() -> anyhow::Result<Redis> {
+        let ca = TestCa::new("ghapp test Redis CA")?;
+        let server = ca.issue_loopback("redis")?;
+        Self::start_on(Some(Tls { ca, server }))
+    }
+
+    fn start_on(tls: Option<Tls>) -> anyhow::Result<Redis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -54,9 +76,15 @@ impl Redis {
             port,
             dir,
             child: None,
+            tls,
         };
         redis.spawn()?;
         Ok(redis)
+    }
+
+    /// The CA a `rediss://` client must trust (`[cache] ca_file`); `None` for a plain server.
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        self.tls.as_ref().map(|tls| tls.ca.ca_file())
     }
 
     /// Starts (or starts again) the server on its port and waits for PONG.
@@ -65,8 +93,22 @@ impl Redis {
             .create(true)
             .append(true)
             .open(self.dir.path().join("redis.log"))?;
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(&tls.server.cert_file)
+                .arg("--tls-key-file")
+                .arg(&tls.server.key_file)
+                .arg("--tls-ca-cert-file")
+                .arg(tls.ca.ca_file())
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -93,18 +135,35 @@ impl Redis {
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://127.0.0.1:PORT` for a TLS server.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:PORT` whatever the server speaks: for a TLS server, the URL a
+    /// misconfigured client would use.
+    pub fn plain_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// `redis-cli -p PORT ARGS… --raw`: its stdout.
+    /// The server's log (its stderr and stdout).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// `redis-cli -p PORT ARGS… --raw` (with `--tls --cacert CA` for a TLS server): its stdout.
     pub fn cli_bytes(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .stderr(Stdio::null())
-            .output()?;
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"]);
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(tls.ca.ca_file());
+        }
+        let out = command.args(args).stderr(Stdio::null()).output()?;
         if !out.status.success() {
             bail!("redis-cli {args:?} failed");
         }

@@ -18,11 +18,13 @@
 //! The store down or slow: every command is bounded by `[cache] timeout` (250 ms by default); the first failure
 //! marks the store down, logs it once, and every request from then on goes straight to the
 //! local path (this replica's cache and single-flight) until a background probe sees the store
-//! answer again, which is logged once too.
+//! answer again, which is logged once too. That standing, the sealing and the store together
+//! are a [`SealedStore`] (`sealed.rs`), which the daemon's API proxy uses too.
 
 #[cfg(feature = "redis")]
 mod redis;
 mod seal;
+mod sealed;
 
 use crate::app::Settings;
 use crate::cache::{CachedToken, MintPlan, TokenKey, digest, refresh_due_at};
@@ -38,14 +40,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 pub(crate) use seal::Sealer;
+pub use sealed::{SealedStore, StoreUser};
 
 /// How long a claim on a key lasts if its holder never releases it (it died mid-mint).
 pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(10);
@@ -53,8 +54,12 @@ pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(10);
 /// How often a waiting replica looks for the peer's token.
 const PEER_POLL: Duration = Duration::from_millis(20);
 
-/// How often a store marked down is tried again.
-const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// How the broker's token cache names itself in the store's two log lines.
+const TOKEN_CACHE: StoreUser = StoreUser {
+    label: "the shared cache",
+    while_down: "this replica serves from its own cache and mints alone until it answers again",
+    when_back: "sharing tokens with the other replicas",
+};
 
 /// A store failure (its message carries no secret: the store never sees one in clear).
 #[derive(Debug, Clone)]
@@ -104,24 +109,12 @@ struct StoredInstallation {
     repository_id: Option<u64>,
 }
 
-/// Whether the store answers, and since when it does not.
-#[derive(Default)]
-struct Standing {
-    down: AtomicBool,
-    problem: Mutex<Option<(String, SystemTime)>>,
-}
-
 /// The shared cache of one broker replica.
 pub(crate) struct SharedCache {
-    store: Arc<dyn Store>,
-    sealer: Sealer,
+    /// The store, its sealer and standing.
+    sealed: Arc<SealedStore>,
     /// This replica's claim value: random, so a claim is released only by its holder.
     replica: String,
-    standing: Standing,
-    /// Wakes the probe when the store goes down.
-    went_down: Arc<Notify>,
-    /// `[cache] timeout`: one store command's deadline.
-    deadline: Duration,
     /// `[cache] peer_wait`: how long to wait for the peer holding a claim.
     peer_wait: Duration,
     /// Installations a mint found gone, and when: a peer's stored look-up naming one is not
@@ -132,7 +125,7 @@ pub(crate) struct SharedCache {
 impl std::fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedCache")
-            .field("store", &self.store.describe())
+            .field("store", &self.sealed.describe())
             .finish()
     }
 }
@@ -145,25 +138,24 @@ fn cache_error(message: String) -> BrokerError {
 impl SharedCache {
     /// The shared cache `config` describes, with its probe running (a tokio runtime is needed).
     pub(crate) fn start(config: &CacheConfig) -> Result<Arc<SharedCache>, BrokerError> {
-        let sealer =
-            Sealer::load(&config.encryption_key_file).map_err(|e| cache_error(e.to_string()))?;
-        let store = connect(config).map_err(cache_error)?;
-        tracing::info!(store = %store.describe(), "sharing tokens with the other replicas through the shared cache");
-        Ok(SharedCache::with_store(
-            store,
-            sealer,
-            config.timeout,
-            config.peer_wait,
-        ))
+        let sealed = SealedStore::start(config, TOKEN_CACHE).map_err(cache_error)?;
+        tracing::info!(store = %sealed.describe(), "sharing tokens with the other replicas through the shared cache");
+        Ok(SharedCache::with_sealed(sealed, config.peer_wait))
     }
 
     /// A shared cache over `store` (tests bring their own).
+    #[cfg(test)]
     pub(crate) fn with_store(
         store: Arc<dyn Store>,
         sealer: Sealer,
         deadline: Duration,
         peer_wait: Duration,
     ) -> Arc<SharedCache> {
+        let sealed = SealedStore::with_store(store, sealer, deadline, TOKEN_CACHE);
+        SharedCache::with_sealed(sealed, peer_wait)
+    }
+
+    fn with_sealed(sealed: Arc<SealedStore>, peer_wait: Duration) -> Arc<SharedCache> {
         // A replica id only needs to differ from its peers'; the clock is the fallback.
         let mut id = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -171,77 +163,34 @@ impl SharedCache {
             .as_nanos()
             .to_le_bytes();
         let _ = aws_lc_rs::rand::fill(&mut id);
-        let shared = Arc::new(SharedCache {
-            store,
-            sealer,
+        Arc::new(SharedCache {
+            sealed,
             replica: hex::encode(id),
-            standing: Standing::default(),
-            went_down: Arc::new(Notify::new()),
-            deadline,
             peer_wait,
             distrusted: Mutex::new(HashMap::new()),
-        });
-        tokio::spawn(probe(Arc::downgrade(&shared)));
-        shared
+        })
     }
 
     /// Where the store is and whether it answers, for `/v1/status`.
     pub(crate) fn status(&self) -> SharedCacheStatus {
-        let problem = self
-            .standing
-            .problem
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|(why, since)| format!("{why} (since {})", Timestamp::from(*since)));
-        SharedCacheStatus {
-            backend: self.store.describe().to_string(),
-            healthy: !self.is_down(),
-            problem,
-        }
+        self.sealed.status()
     }
 
     fn is_down(&self) -> bool {
-        self.standing.down.load(Ordering::Acquire)
+        self.sealed.is_down()
     }
 
-    /// Runs one store command within `[cache] timeout`; `None` when the store is down (or
-    /// goes down with this command: then it is marked so, and logged once).
+    /// One store command within `[cache] timeout` ([`SealedStore::ask`]).
     async fn ask<T>(&self, command: StoreFuture<'_, T>) -> Option<T> {
-        if self.is_down() {
-            return None;
-        }
-        let why = match tokio::time::timeout(self.deadline, command).await {
-            Ok(Ok(value)) => return Some(value),
-            Ok(Err(StoreError(why))) => why,
-            Err(_) => format!("no answer within {} ms", self.deadline.as_millis()),
-        };
-        self.mark_down(why);
-        None
+        self.sealed.ask(command).await
     }
 
-    fn mark_down(&self, why: String) {
-        if self.standing.down.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        tracing::warn!(store = %self.store.describe(), reason = %why, "the shared cache is unreachable: this replica serves from its own cache and mints alone until it answers again");
-        *self
-            .standing
-            .problem
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((why, SystemTime::now()));
-        self.went_down.notify_one();
+    fn store(&self) -> &dyn Store {
+        &*self.sealed.store
     }
 
-    fn mark_up(&self) {
-        *self
-            .standing
-            .problem
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-        if self.standing.down.swap(false, Ordering::AcqRel) {
-            tracing::info!(store = %self.store.describe(), "the shared cache answers again: sharing tokens with the other replicas");
-        }
+    fn sealer(&self) -> &Sealer {
+        &self.sealed.sealer
     }
 
     /// The token of `plan`: a peer's (stored with enough life), or from `mint` — run by this
@@ -259,14 +208,14 @@ impl SharedCache {
         Fut: Future<Output = Result<Arc<CachedToken>, E>>,
     {
         let cache_key = token_cache_key(&plan.key);
-        let name = self.sealer.name("ghapp:token:", &cache_key);
+        let name = self.sealer().name("ghapp:token:", &cache_key);
         if let Some(token) = self.fetch_token(&name, &cache_key, plan, settings).await {
             return Ok(token);
         }
-        let claim = self.sealer.name("ghapp:claim:", &cache_key);
+        let claim = self.sealer().name("ghapp:claim:", &cache_key);
         let claimed = self
             .ask(
-                self.store
+                self.store()
                     .claim(claim.clone(), self.replica.clone(), CLAIM_TTL),
             )
             .await;
@@ -277,7 +226,7 @@ impl SharedCache {
                     Some(token) => Ok(token),
                     None => self.mint_and_store(&name, &cache_key, mint).await,
                 };
-                self.ask(self.store.release(claim, self.replica.clone()))
+                self.ask(self.store().release(claim, self.replica.clone()))
                     .await;
                 result
             }
@@ -322,8 +271,8 @@ impl SharedCache {
         plan: &Arc<MintPlan>,
         settings: &Settings,
     ) -> Option<Arc<CachedToken>> {
-        let (sealed, remaining) = self.ask(self.store.get(name.to_string())).await??;
-        let plain = self.sealer.open(cache_key, &sealed)?;
+        let (sealed, remaining) = self.ask(self.store().get(name.to_string())).await??;
+        let plain = self.sealer().open(cache_key, &sealed)?;
         let stored: StoredToken = serde_json::from_slice(&plain).ok()?;
         let now = Instant::now();
         let lifetime = Duration::from_secs(stored.lifetime_secs).max(remaining);
@@ -356,10 +305,10 @@ impl SharedCache {
         let Ok(plain) = serde_json::to_vec(&stored).map(Zeroizing::new) else {
             return;
         };
-        let Some(sealed) = self.sealer.seal(cache_key, &plain) else {
+        let Some(sealed) = self.sealer().seal(cache_key, &plain) else {
             return;
         };
-        self.ask(self.store.put(name.to_string(), sealed, remaining))
+        self.ask(self.store().put(name.to_string(), sealed, remaining))
             .await;
     }
 
@@ -367,17 +316,17 @@ impl SharedCache {
     /// refused it: revoked), so no replica takes it again; a newer one stays.
     pub(crate) async fn forget_token(&self, plan: &MintPlan, token_digest: [u8; 32]) {
         let cache_key = token_cache_key(&plan.key);
-        let name = self.sealer.name("ghapp:token:", &cache_key);
-        let Some(Some((sealed, _))) = self.ask(self.store.get(name.clone())).await else {
+        let name = self.sealer().name("ghapp:token:", &cache_key);
+        let Some(Some((sealed, _))) = self.ask(self.store().get(name.clone())).await else {
             return;
         };
         let same = self
-            .sealer
+            .sealer()
             .open(&cache_key, &sealed)
             .and_then(|plain| serde_json::from_slice::<StoredToken>(&plain).ok())
             .is_some_and(|stored| digest(stored.token.expose()) == token_digest);
         if same {
-            self.ask(self.store.delete(name)).await;
+            self.ask(self.store().delete(name)).await;
         }
     }
 
@@ -389,9 +338,9 @@ impl SharedCache {
         apps: &[String],
     ) -> Option<Resolved> {
         let cache_key = installation_cache_key(target, apps);
-        let name = self.sealer.name("ghapp:installation:", &cache_key);
-        let (sealed, _) = self.ask(self.store.get(name)).await??;
-        let plain = self.sealer.open(&cache_key, &sealed)?;
+        let name = self.sealer().name("ghapp:installation:", &cache_key);
+        let (sealed, _) = self.ask(self.store().get(name)).await??;
+        let plain = self.sealer().open(&cache_key, &sealed)?;
         let stored: StoredInstallation = serde_json::from_slice(&plain).ok()?;
         if self.is_distrusted(stored.id) {
             return None;
@@ -434,11 +383,11 @@ impl SharedCache {
         let Ok(plain) = serde_json::to_vec(&stored) else {
             return;
         };
-        let Some(sealed) = self.sealer.seal(&cache_key, &plain) else {
+        let Some(sealed) = self.sealer().seal(&cache_key, &plain) else {
             return;
         };
-        let name = self.sealer.name("ghapp:installation:", &cache_key);
-        self.ask(self.store.put(name, sealed, ttl)).await;
+        let name = self.sealer().name("ghapp:installation:", &cache_key);
+        self.ask(self.store().put(name, sealed, ttl)).await;
     }
 
     /// A mint found `installation_id` gone: peers' stored look-ups naming it are ignored for
@@ -472,31 +421,6 @@ fn connect(config: &CacheConfig) -> Result<Arc<dyn Store>, String> {
     }
 }
 
-/// Tries a store marked down every [`PROBE_INTERVAL`] until it answers; ends with the cache.
-async fn probe(shared: Weak<SharedCache>) {
-    loop {
-        let Some(cache) = shared.upgrade() else {
-            return;
-        };
-        if !cache.is_down() {
-            let went_down = cache.went_down.clone();
-            drop(cache);
-            // Re-checked now and then, so a dropped cache ends the task.
-            let _ = tokio::time::timeout(PROBE_INTERVAL * 10, went_down.notified()).await;
-            continue;
-        }
-        drop(cache);
-        tokio::time::sleep(PROBE_INTERVAL).await;
-        let Some(cache) = shared.upgrade() else {
-            return;
-        };
-        let answered = tokio::time::timeout(cache.deadline, cache.store.ping()).await;
-        if let Ok(Ok(())) = answered {
-            cache.mark_up();
-        }
-    }
-}
-
 /// A token's cache key as the shared cache names and binds it: every field of [`TokenKey`].
 fn token_cache_key(key: &TokenKey) -> String {
     format!(
@@ -524,9 +448,10 @@ fn installation_cache_key(target: &Target, apps: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::sealed::PROBE_INTERVAL;
     use super::*;
     use crate::cache::{Narrowing, Scope};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// `[cache] timeout` and `peer_wait` by default.
     const COMMAND_DEADLINE: Duration = Duration::from_millis(250);
@@ -728,7 +653,7 @@ mod tests {
         let replicas = fleet(&store, 1);
         let p = plan("widgets");
         let claim = replicas[0]
-            .sealer
+            .sealer()
             .name("ghapp:claim:", &token_cache_key(&p.key));
         assert!(
             store

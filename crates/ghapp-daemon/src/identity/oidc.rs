@@ -16,16 +16,23 @@
 //!   map look-up, not a signature check.
 //!
 //! Failures name the issuer, the kid or the claim at fault — never the token.
+//!
+//! Every key-set fetch is counted by issuer and outcome ([`jwks_fetch_counters`], on
+//! `/metrics` as `ghapp_oidc_jwks_fetches_total`), so a fetch storm — or an issuer that stopped
+//! answering — shows on a dashboard.
 
 use super::{AuthFailure, VerifiedIdToken};
 use ghapp_protocol::config::OidcConfig;
 use ghapp_protocol::time::Timestamp;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -36,10 +43,56 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 pub const LEEWAY_SECS: u64 = 60;
 /// Verified tokens remembered at most (each a few hundred bytes of claims).
 pub const VERIFIED_CACHE_CAPACITY: usize = 10_000;
+/// Verified tokens dropped at once (those expiring soonest) when the cache is full of live ones.
+pub const EVICTED_WHEN_FULL: usize = VERIFIED_CACHE_CAPACITY / 10;
 /// The largest discovery document or JWKS read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// How long a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The labels of `ghapp_oidc_jwks_fetches_total`: the configured issuer (from the config file,
+/// never from a token) and how the fetch ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct JwksFetchLabels {
+    /// The `[[oidc]] issuer` whose keys were fetched.
+    pub issuer: String,
+    /// `ok`, `unreachable` (no answer: connect, TLS or timeout), `http_error` (a non-2xx
+    /// status) or `invalid` (not a JWKS / discovery document, too large, no usable `jwks_uri`).
+    pub outcome: &'static str,
+}
+
+/// Key-set fetches of this process, by issuer and outcome. One family for the whole process
+/// rather than one per verifier: a reload rebuilds the verifier, and a Prometheus counter must
+/// not go back to zero because the config was reloaded.
+static JWKS_FETCHES: LazyLock<Family<JwksFetchLabels, Counter>> = LazyLock::new(Family::default);
+
+/// The key-set fetch counters (a shared handle: register it on a metrics page).
+pub fn jwks_fetch_counters() -> Family<JwksFetchLabels, Counter> {
+    JWKS_FETCHES.clone()
+}
+
+/// Why a key-set fetch failed: its `outcome` label and a message naming the URL.
+#[derive(Debug)]
+struct FetchFailure {
+    outcome: &'static str,
+    message: String,
+}
+
+impl FetchFailure {
+    fn unreachable(message: String) -> FetchFailure {
+        FetchFailure {
+            outcome: "unreachable",
+            message,
+        }
+    }
+
+    fn invalid(message: String) -> FetchFailure {
+        FetchFailure {
+            outcome: "invalid",
+            message,
+        }
+    }
+}
 
 /// One issuer's usable keys, by kid.
 #[derive(Default)]
@@ -193,21 +246,27 @@ impl OidcVerifier {
             .cloned()
     }
 
-    /// Remembers a verified token; when full, drops the expired ones, then the soonest to expire.
+    /// Remembers a verified token. When full, drops the expired ones and, if that is not
+    /// enough, the [`EVICTED_WHEN_FULL`] that expire soonest at once: one scan of the cache per
+    /// that many new tokens rather than per token, so a stream of first-seen tokens at capacity
+    /// does not cost each of them a pass over 10,000 entries.
     fn remember(&self, hash: [u8; 32], verified: Arc<VerifiedIdToken>, now: Timestamp) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_CACHE_CAPACITY {
             cache.retain(|_, known| known.expires_at > now);
         }
-        while cache.len() >= VERIFIED_CACHE_CAPACITY {
-            let Some(soonest) = cache
+        if cache.len() >= VERIFIED_CACHE_CAPACITY {
+            let mut by_expiry: Vec<(Timestamp, [u8; 32])> = cache
                 .iter()
-                .min_by_key(|(_, known)| known.expires_at)
-                .map(|(hash, _)| *hash)
-            else {
-                break;
-            };
-            cache.remove(&soonest);
+                .map(|(hash, known)| (known.expires_at, *hash))
+                .collect();
+            let evicted = EVICTED_WHEN_FULL.min(by_expiry.len());
+            if evicted > 0 {
+                by_expiry.select_nth_unstable(evicted - 1);
+                for (_, hash) in &by_expiry[..evicted] {
+                    cache.remove(hash);
+                }
+            }
         }
         cache.insert(hash, verified);
     }
@@ -265,15 +324,23 @@ impl Issuer {
                 let issuer = self.clone();
                 tokio::spawn(async move {
                     let fetched = issuer.fetch().await;
-                    match fetched {
+                    let outcome = match fetched {
                         Ok(set) => {
                             tracing::info!(issuer = %issuer.config.issuer, keys = set.keys.len(), "fetched the issuer's signing keys");
                             *issuer.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+                            "ok"
                         }
-                        Err(e) => {
-                            tracing::warn!(issuer = %issuer.config.issuer, "cannot fetch the issuer's signing keys: {e}");
+                        Err(failure) => {
+                            tracing::warn!(issuer = %issuer.config.issuer, outcome = failure.outcome, "cannot fetch the issuer's signing keys: {}", failure.message);
+                            failure.outcome
                         }
-                    }
+                    };
+                    JWKS_FETCHES
+                        .get_or_create(&JwksFetchLabels {
+                            issuer: issuer.config.issuer.clone(),
+                            outcome,
+                        })
+                        .inc();
                     let flight = issuer
                         .refresh
                         .lock()
@@ -291,13 +358,13 @@ impl Issuer {
     }
 
     /// Reads the JWKS (through the discovery document when no `jwks_url` is configured).
-    async fn fetch(&self) -> Result<KeySet, String> {
+    async fn fetch(&self) -> Result<KeySet, FetchFailure> {
         let url = match &self.config.jwks_url {
             Some(url) => url.clone(),
             None => self.jwks_uri().await?,
         };
         let set: JwkSet = serde_json::from_slice(&self.get(&url).await?)
-            .map_err(|e| format!("{url} is not a JWKS: {e}"))?;
+            .map_err(|e| FetchFailure::invalid(format!("{url} is not a JWKS: {e}")))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = &jwk.common.key_id else {
@@ -317,7 +384,7 @@ impl Issuer {
     }
 
     /// `jwks_uri` from `ISSUER/.well-known/openid-configuration` (read once, then remembered).
-    async fn jwks_uri(&self) -> Result<String, String> {
+    async fn jwks_uri(&self) -> Result<String, FetchFailure> {
         if let Some(known) = self
             .refresh
             .lock()
@@ -332,17 +399,19 @@ impl Issuer {
             self.config.issuer.trim_end_matches('/')
         );
         let document: serde_json::Value = serde_json::from_slice(&self.get(&url).await?)
-            .map_err(|e| format!("{url} is not JSON: {e}"))?;
+            .map_err(|e| FetchFailure::invalid(format!("{url} is not JSON: {e}")))?;
         let uri = document
             .get("jwks_uri")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| format!("{url} has no jwks_uri"))?
+            .ok_or_else(|| FetchFailure::invalid(format!("{url} has no jwks_uri")))?
             .to_string();
         // Keys over plain http only when the issuer itself is (a loopback test issuer).
         if !(uri.starts_with("https://")
             || (uri.starts_with("http://") && self.config.issuer.starts_with("http://")))
         {
-            return Err(format!("{url} names a jwks_uri that is not https"));
+            return Err(FetchFailure::invalid(format!(
+                "{url} names a jwks_uri that is not https"
+            )));
         }
         self.refresh
             .lock()
@@ -351,7 +420,7 @@ impl Issuer {
         Ok(uri)
     }
 
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchFailure> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http
@@ -359,22 +428,27 @@ impl Issuer {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| FetchFailure::unreachable(format!("GET {url}: {e}")))?;
         if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
+            return Err(FetchFailure {
+                outcome: "http_error",
+                message: format!("GET {url}: HTTP {}", response.status()),
+            });
         }
+        let too_large =
+            || FetchFailure::invalid(format!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
         if response
             .content_length()
             .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
         {
-            return Err(format!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
+            return Err(too_large());
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| FetchFailure::unreachable(format!("GET {url}: {e}")))?;
         if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
+            return Err(too_large());
         }
         Ok(body.to_vec())
     }
@@ -490,4 +564,59 @@ fn printable(text: &str) -> String {
         .take(80)
         .collect();
     format!("{clean:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(expires_at: i64) -> Arc<VerifiedIdToken> {
+        Arc::new(VerifiedIdToken {
+            issuer: "https://issuer.example".into(),
+            subject: "s".into(),
+            claims: serde_json::Map::new(),
+            expires_at: Timestamp::from_unix_seconds(expires_at).unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_soonest_to_expire_in_one_batch() {
+        let verifier = OidcVerifier::new(&[]).unwrap();
+        let now = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let key = |n: usize| -> [u8; 32] { Sha256::digest(n.to_le_bytes()).into() };
+        for n in 0..VERIFIED_CACHE_CAPACITY {
+            verifier.remember(key(n), verified(2_000_000 + n as i64), now);
+        }
+        assert_eq!(verifier.cached_tokens(), VERIFIED_CACHE_CAPACITY);
+        verifier.remember(key(usize::MAX), verified(3_000_000), now);
+        assert_eq!(
+            verifier.cached_tokens(),
+            VERIFIED_CACHE_CAPACITY - EVICTED_WHEN_FULL + 1
+        );
+        // The soonest to expire went; the latest and the new one stayed.
+        assert!(verifier.cached(&key(0), now).is_none());
+        assert!(verifier.cached(&key(EVICTED_WHEN_FULL - 1), now).is_none());
+        assert!(verifier.cached(&key(EVICTED_WHEN_FULL), now).is_some());
+        assert!(verifier.cached(&key(usize::MAX), now).is_some());
+        // The next new tokens need no eviction until the cache is full again.
+        verifier.remember(key(usize::MAX - 1), verified(3_000_000), now);
+        assert_eq!(
+            verifier.cached_tokens(),
+            VERIFIED_CACHE_CAPACITY - EVICTED_WHEN_FULL + 2
+        );
+    }
+
+    #[test]
+    fn expired_tokens_go_first() {
+        let verifier = OidcVerifier::new(&[]).unwrap();
+        let now = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let key = |n: usize| -> [u8; 32] { Sha256::digest(n.to_le_bytes()).into() };
+        for n in 0..VERIFIED_CACHE_CAPACITY {
+            // Every other one has expired.
+            let expires = if n % 2 == 0 { 999_000 } else { 2_000_000 };
+            verifier.remember(key(n), verified(expires), now);
+        }
+        verifier.remember(key(usize::MAX), verified(3_000_000), now);
+        assert_eq!(verifier.cached_tokens(), VERIFIED_CACHE_CAPACITY / 2 + 1);
+    }
 }

@@ -163,10 +163,8 @@ fn read_file(path: &Path, limit: u64, secret: bool) -> Result<Vec<u8>, TlsError>
     if !meta.is_file() {
         return Err(error(path, "is not a regular file"));
     }
-    if secret {
-        if let Some(problem) = ghapp_protocol::config::private_key_file_problem(path, &meta) {
-            return Err(error(path, problem));
-        }
+    if secret && let Some(problem) = ghapp_protocol::config::private_key_file_problem(path, &meta) {
+        return Err(error(path, problem));
     }
     let mut bytes = Vec::new();
     file.take(limit + 1)

@@ -325,6 +325,10 @@ pub struct PolicyConfig {
     pub runner_groups: Option<Vec<u64>>,
     /// Labels (exact, or globs with `*`) its runners may carry (absent: any).
     pub runner_labels: Option<Vec<String>>,
+    /// What a `client` or `issuer` entry's callers may ask of the API proxy (`[proxy]`,
+    /// docs/proxy.md), as `[[proxy.client]] scopes`; absent: the entry grants no proxy use.
+    /// `owners`, `repos` and `hosts` narrow it further.
+    pub proxy_scopes: Option<Vec<ProxyScopeConfig>>,
 }
 
 /// The config text and where it came from; `Debug` shows only the origin.

@@ -621,6 +621,28 @@ fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl Fn
             }
         }
     }
+    if let Some(scopes) = &entry.proxy_scopes {
+        if entry.client.is_none() && entry.issuer.is_none() {
+            report(
+                "proxy_scopes",
+                "proxy_scopes applies to client and issuer entries: the API proxy admits callers by their credential only".into(),
+            );
+        } else if scopes.is_empty() {
+            report(
+                "proxy_scopes",
+                "proxy_scopes is empty: name what the entry may ask of the proxy ({ method = \"*\", path = \"^/\" } for everything), or remove it".into(),
+            );
+        }
+        if let Some(scope) = scopes.iter().find(|scope| !is_scope_method(&scope.method)) {
+            report(
+                "proxy_scopes",
+                format!(
+                    "method {:?} is not an HTTP method (GET, POST, …) or *",
+                    scope.method
+                ),
+            );
+        }
+    }
     if let Some(client) = &entry.client
         && !known.clients.contains(client)
     {
@@ -702,6 +724,14 @@ fn validate_policy(entry: &mut PolicyConfig, known: &Known, report: &mut impl Fn
             }
         }
     }
+}
+
+/// A scope's method: `*`, or an HTTP method's letters.
+fn is_scope_method(method: &str) -> bool {
+    method == "*"
+        || (!method.is_empty()
+            && method.len() <= 16
+            && method.bytes().all(|b| b.is_ascii_alphabetic()))
 }
 
 /// The most bytes `[proxy] cache_bytes` may name (16 GiB): the cache lives in the daemon's memory.
@@ -844,11 +874,7 @@ fn validate_proxy(proxy: &ProxyConfig, app_hosts: &[String], problems: &mut Vec<
             );
         }
         for (scope_index, scope) in client.scopes.iter().enumerate() {
-            let method_ok = scope.method == "*"
-                || (!scope.method.is_empty()
-                    && scope.method.len() <= 16
-                    && scope.method.bytes().all(|b| b.is_ascii_alphabetic()));
-            if !method_ok {
+            if !is_scope_method(&scope.method) {
                 report(
                     vec![
                         key("client"),
