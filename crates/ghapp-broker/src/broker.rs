@@ -323,11 +323,12 @@ impl Core {
         let degraded_floor = asked_min_ttl
             .unwrap_or_default()
             .max(runtime.settings.degraded_min_ttl);
-        let acquired =
-            self.tokens
-                .acquire(plan, required, failing.then_some(degraded_floor), |tx| {
-                    self.spawn_mint(plan.clone(), tx, Origin::Caller)
-                });
+        let acquired = self.tokens.acquire(
+            plan,
+            required,
+            failing.then_some(degraded_floor),
+            |minting, tx| self.spawn_mint(minting, tx, Origin::Caller),
+        );
         let flight = match acquired {
             Acquire::Fresh(token) => {
                 bump(&self.metrics.cache_hits);
@@ -530,8 +531,8 @@ impl Core {
         self.resolver.evict(now);
         let (due, next) = self.tokens.refresh_due(now, &runtime.settings);
         for plan in due {
-            let started = self.tokens.start_refresh(&plan, |tx| {
-                self.spawn_mint(plan.clone(), tx, Origin::Refresh)
+            let started = self.tokens.start_refresh(&plan, |minting, tx| {
+                self.spawn_mint(minting, tx, Origin::Refresh)
             });
             if started {
                 tracing::debug!(target = %plan.target, "refreshing a token in the background");

@@ -40,9 +40,53 @@ pub(crate) const REFRESH_RETRY_CAP: Duration = Duration::from_secs(30);
 /// What a mint yields to every waiter.
 pub(crate) type MintResult = Result<Arc<CachedToken>, BrokerError>;
 
-/// What a cached token is for. Two requests share a token exactly when their keys are equal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a cached token is for. Two requests share a token exactly when their keys are equal:
+/// same host, App, installation, repositories and permissions (the rest of the scope —
+/// names, the narrowing — describes the token and is not compared).
+///
+/// The scope is shared: the cache interns it ([`TokenCache::acquire`]), so the thousands of
+/// keys that differ only by their permissions hold one copy of its strings.
+#[derive(Debug, Clone)]
 pub(crate) struct TokenKey {
+    /// Everything but the permissions.
+    pub scope: Arc<Scope>,
+    /// Permissions asked of GitHub; `None`: everything the installation has.
+    pub permissions: Option<Permissions>,
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.permissions == other.permissions
+            && (Arc::ptr_eq(&self.scope, &other.scope) || self.scope.same_key(&other.scope))
+    }
+}
+
+impl Eq for TokenKey {}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let scope = &*self.scope;
+        scope.host.hash(state);
+        scope.app_identity.hash(state);
+        scope.installation_id.hash(state);
+        scope.repositories.hash(state);
+        self.permissions.hash(state);
+    }
+}
+
+impl std::ops::Deref for TokenKey {
+    type Target = Scope;
+
+    fn deref(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+/// What a plan is for apart from its permissions: the key's host, App, installation and
+/// repositories, and how the token is described and narrowed. Equal scopes (every field) are
+/// one allocation in the cache.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Scope {
     /// The git host.
     pub host: Arc<str>,
     /// The App's identity (see `app.rs`).
@@ -51,15 +95,6 @@ pub(crate) struct TokenKey {
     pub installation_id: u64,
     /// Repository names, lower-cased and sorted; empty: installation-wide.
     pub repositories: Vec<String>,
-    /// Permissions asked of GitHub; `None`: everything the installation has.
-    pub permissions: Option<Permissions>,
-}
-
-/// Everything needed to mint (and re-mint) the token of one key.
-#[derive(Debug)]
-pub(crate) struct MintPlan {
-    /// The cache key.
-    pub key: TokenKey,
     /// The App's configured name.
     pub app_name: Arc<str>,
     /// `acme-bot (id 12345)`.
@@ -69,16 +104,42 @@ pub(crate) struct MintPlan {
     /// What the token is for, in messages: `acme/widgets`, `account acme`.
     pub target: Box<str>,
     /// How the token is narrowed to a repository; the access_tokens body is built from it and
-    /// the key when a mint is sent ([`MintPlan::body`]) rather than kept beside the key, which
-    /// already holds the permissions (one plan per cached token).
+    /// the key's permissions when a mint is sent ([`MintPlan::body`]).
     pub narrowing: Narrowing,
     /// What the installation was granted, as its look-up said: what a token minted without
     /// narrowed permissions has when GitHub's answer does not list them.
     pub installation_permissions: Permissions,
 }
 
+impl Scope {
+    /// Equal as far as a [`TokenKey`] compares.
+    fn same_key(&self, other: &Scope) -> bool {
+        self.installation_id == other.installation_id
+            && self.host == other.host
+            && self.app_identity == other.app_identity
+            && self.repositories == other.repositories
+    }
+}
+
+/// Everything needed to mint (and re-mint) the token of one key: its key, whose scope says
+/// what the token is for (reached through `Deref`: `plan.target`, `plan.account`, …).
+/// One per cached token, so it is kept to the key: a pointer and the permissions.
+#[derive(Debug)]
+pub(crate) struct MintPlan {
+    /// The cache key.
+    pub key: TokenKey,
+}
+
+impl std::ops::Deref for MintPlan {
+    type Target = Scope;
+
+    fn deref(&self) -> &Scope {
+        &self.key.scope
+    }
+}
+
 /// How a plan narrows its token to repositories.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Narrowing {
     /// Not narrowed: installation-wide.
     None,
@@ -89,6 +150,16 @@ pub(crate) enum Narrowing {
 }
 
 impl MintPlan {
+    /// The plan of `scope` with `permissions`.
+    pub(crate) fn new(scope: Scope, permissions: Option<Permissions>) -> MintPlan {
+        MintPlan {
+            key: TokenKey {
+                scope: Arc::new(scope),
+                permissions,
+            },
+        }
+    }
+
     /// The access_tokens request body.
     pub(crate) fn body(&self) -> TokenRequestBody {
         let (repositories, repository_ids) = match &self.narrowing {
@@ -265,6 +336,9 @@ impl Entry {
 struct State {
     entries: HashMap<PlanKey, Entry>,
     flights: HashMap<PlanKey, Flight<MintResult>>,
+    /// The scopes of the plans in flight and cached, one allocation per distinct scope
+    /// ([`State::interned`]); unused ones go with [`State::forget_unused_scopes`].
+    scopes: HashSet<Arc<Scope>>,
     /// Tokens stored since freed memory was last handed back to the system.
     stored_since_trim: u32,
 }
@@ -277,6 +351,31 @@ pub(crate) struct TokenCache {
     pub wake: Arc<Notify>,
 }
 
+impl State {
+    /// `plan`, or an equal plan whose scope is the one the cache already holds: the plan a
+    /// flight mints and the cache keeps.
+    fn interned(&mut self, plan: &Arc<MintPlan>) -> Arc<MintPlan> {
+        match self.scopes.get(&*plan.key.scope) {
+            Some(shared) if !Arc::ptr_eq(shared, &plan.key.scope) => Arc::new(MintPlan {
+                key: TokenKey {
+                    scope: shared.clone(),
+                    permissions: plan.key.permissions.clone(),
+                },
+            }),
+            Some(_) => plan.clone(),
+            None => {
+                self.scopes.insert(plan.key.scope.clone());
+                plan.clone()
+            }
+        }
+    }
+
+    /// Drops the scopes no plan uses any more.
+    fn forget_unused_scopes(&mut self) {
+        self.scopes.retain(|scope| Arc::strong_count(scope) > 1);
+    }
+}
+
 impl TokenCache {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -284,14 +383,15 @@ impl TokenCache {
 
     /// A cached token with at least `required` life (marked served); else, when
     /// `degraded_floor` is given (GitHub is failing) a cached token with at least that much;
-    /// else the mint in flight for the key, started through `start` if there is none. `start`
-    /// runs under the lock and must only spawn.
+    /// else the mint in flight for the key, started through `start` if there is none, with the
+    /// plan to mint (equal to `plan`, its scope shared with the cache's). `start` runs under the
+    /// lock and must only spawn.
     pub(crate) fn acquire(
         &self,
         plan: &Arc<MintPlan>,
         required: Duration,
         degraded_floor: Option<Duration>,
-        start: impl FnOnce(FlightSender<MintResult>),
+        start: impl FnOnce(Arc<MintPlan>, FlightSender<MintResult>),
     ) -> Acquire {
         let now = Instant::now();
         let mut state = self.lock();
@@ -319,24 +419,27 @@ impl TokenCache {
             return Acquire::Wait(flight.clone());
         }
         let (tx, rx) = flight();
+        let plan = state.interned(plan);
         state.flights.insert(PlanKey(plan.clone()), rx.clone());
-        start(tx);
+        start(plan, tx);
         Acquire::Wait(rx)
     }
 
-    /// Starts a mint for `plan` unless one is in flight; true if started.
+    /// Starts a mint for `plan` unless one is in flight; true if started. As with
+    /// [`Self::acquire`], `start` is given the plan to mint.
     pub(crate) fn start_refresh(
         &self,
         plan: &Arc<MintPlan>,
-        start: impl FnOnce(FlightSender<MintResult>),
+        start: impl FnOnce(Arc<MintPlan>, FlightSender<MintResult>),
     ) -> bool {
         let mut state = self.lock();
         if state.flights.contains_key(&plan.key) {
             return false;
         }
         let (tx, rx) = flight();
+        let plan = state.interned(plan);
         state.flights.insert(PlanKey(plan.clone()), rx);
-        start(tx);
+        start(plan, tx);
         true
     }
 
@@ -367,6 +470,7 @@ impl TokenCache {
             }
             (Err(_), AfterFailure::Drop) => {
                 state.entries.remove(&plan.key);
+                state.forget_unused_scopes();
             }
             (Err(_), after) => {
                 if let Some(entry) = state.entries.get_mut(&plan.key) {
@@ -436,7 +540,9 @@ impl TokenCache {
             .iter()
             .find(|(_, e)| same_digest(&e.token.digest, &wanted))
             .map(|(k, _)| k.0.clone())?;
-        state.entries.remove(&key.key).map(|e| e.token)
+        let dropped = state.entries.remove(&key.key).map(|e| e.token);
+        state.forget_unused_scopes();
+        dropped
     }
 
     /// Drops every token of an App (its JWT was rejected); returns how many.
@@ -446,19 +552,24 @@ impl TokenCache {
         state
             .entries
             .retain(|k, _| *k.0.key.app_identity != *identity);
+        state.forget_unused_scopes();
         before - state.entries.len()
     }
 
     /// Keeps only tokens of these Apps (reload).
     pub(crate) fn retain_apps(&self, identities: &HashSet<String>) {
-        self.lock()
+        let mut state = self.lock();
+        state
             .entries
             .retain(|k, _| identities.contains(&*k.0.key.app_identity));
+        state.forget_unused_scopes();
     }
 
-    /// Removes expired tokens.
+    /// Removes expired tokens (and the scopes no plan uses any more).
     pub(crate) fn evict_expired(&self, now: Instant) {
-        self.lock().entries.retain(|_, e| e.token.expires > now);
+        let mut state = self.lock();
+        state.entries.retain(|_, e| e.token.expires > now);
+        state.forget_unused_scopes();
     }
 
     /// Every cached token.
@@ -572,22 +683,23 @@ mod tests {
         }
     }
 
-    fn plan(repo: &str) -> Arc<MintPlan> {
-        Arc::new(MintPlan {
-            key: TokenKey {
-                host: "github.com".into(),
-                app_identity: "app".into(),
-                installation_id: 100,
-                repositories: vec![repo.into()],
-                permissions: None,
-            },
+    fn scope(repo: &str) -> Scope {
+        Scope {
+            host: "github.com".into(),
+            app_identity: "app".into(),
+            installation_id: 100,
+            repositories: vec![repo.into()],
             app_name: "acme-bot".into(),
             app_label: "acme-bot (id 1)".into(),
             account: "acme".into(),
             target: format!("acme/{repo}").into(),
             narrowing: Narrowing::None,
             installation_permissions: Permissions::new(),
-        })
+        }
+    }
+
+    fn plan(repo: &str) -> Arc<MintPlan> {
+        Arc::new(MintPlan::new(scope(repo), None))
     }
 
     fn token(secret: &str, life: Duration) -> Arc<CachedToken> {
@@ -604,7 +716,7 @@ mod tests {
     }
 
     fn store(cache: &TokenCache, plan: &Arc<MintPlan>, token: Arc<CachedToken>) {
-        let Acquire::Wait(_) = cache.acquire(plan, Duration::ZERO, None, |_| {}) else {
+        let Acquire::Wait(_) = cache.acquire(plan, Duration::ZERO, None, |_, _| {}) else {
             panic!("empty cache")
         };
         cache.finish(plan, &Ok(token), AfterFailure::Keep);
@@ -616,19 +728,19 @@ mod tests {
         let p = plan("widgets");
         store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
         assert!(matches!(
-            cache.acquire(&p, Duration::from_secs(1800), None, |_| panic!()),
+            cache.acquire(&p, Duration::from_secs(1800), None, |_, _| panic!()),
             Acquire::Fresh(_)
         ));
         tokio::time::advance(Duration::from_secs(1801)).await;
         let mut started = false;
         assert!(matches!(
-            cache.acquire(&p, Duration::from_secs(1800), None, |_| started = true),
+            cache.acquire(&p, Duration::from_secs(1800), None, |_, _| started = true),
             Acquire::Wait(_)
         ));
         assert!(started);
         // A second caller joins the same flight instead of starting another.
         assert!(matches!(
-            cache.acquire(&p, Duration::from_secs(1800), None, |_| panic!(
+            cache.acquire(&p, Duration::from_secs(1800), None, |_, _| panic!(
                 "second mint"
             )),
             Acquire::Wait(_)
@@ -639,34 +751,87 @@ mod tests {
                 &p,
                 Duration::from_secs(1800),
                 Some(Duration::from_secs(300)),
-                |_| panic!()
+                |_, _| panic!()
             ),
             Acquire::Degraded(_)
         ));
         tokio::time::advance(Duration::from_secs(1799)).await;
         assert!(matches!(
-            cache.acquire(&p, Duration::from_secs(1800), Some(Duration::ZERO), |_| {}),
+            cache.acquire(
+                &p,
+                Duration::from_secs(1800),
+                Some(Duration::ZERO),
+                |_, _| {}
+            ),
             Acquire::Wait(_)
         ));
     }
 
     #[test]
     fn the_request_body_is_built_from_the_narrowing_and_the_key() {
-        let mut by_name = Arc::into_inner(plan("widgets")).unwrap();
-        by_name.key.permissions = Some(Permissions::parse_list("contents:read").unwrap());
-        by_name.narrowing = Narrowing::Name("Widgets".into());
+        let narrowed = |narrowing: Narrowing, permissions: Option<&str>| {
+            MintPlan::new(
+                Scope {
+                    narrowing,
+                    ..scope("widgets")
+                },
+                permissions.map(|list| Permissions::parse_list(list).unwrap()),
+            )
+        };
+        let by_name = narrowed(Narrowing::Name("Widgets".into()), Some("contents:read"));
         assert_eq!(
             serde_json::to_string(&by_name.body()).unwrap(),
             r#"{"repositories":["Widgets"],"permissions":{"contents":"read"}}"#
         );
-        by_name.narrowing = Narrowing::Id(42);
+        let by_id = narrowed(Narrowing::Id(42), Some("contents:read"));
         assert_eq!(
-            serde_json::to_string(&by_name.body()).unwrap(),
+            serde_json::to_string(&by_id.body()).unwrap(),
             r#"{"repository_ids":[42],"permissions":{"contents":"read"}}"#
         );
-        by_name.narrowing = Narrowing::None;
-        by_name.key.permissions = None;
-        assert_eq!(serde_json::to_string(&by_name.body()).unwrap(), "{}");
+        let wide = narrowed(Narrowing::None, None);
+        assert_eq!(serde_json::to_string(&wide.body()).unwrap(), "{}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_differing_only_by_permissions_share_one_scope() {
+        let cache = TokenCache::default();
+        let with = |list: &str| {
+            Arc::new(MintPlan::new(
+                scope("widgets"),
+                Some(Permissions::parse_list(list).unwrap()),
+            ))
+        };
+        let mut minted = Vec::new();
+        for list in ["contents:read", "issues:write"] {
+            let asked = with(list);
+            cache.acquire(&asked, Duration::ZERO, None, |plan, _| minted.push(plan));
+        }
+        assert_eq!(minted.len(), 2);
+        assert!(Arc::ptr_eq(&minted[0].key.scope, &minted[1].key.scope));
+        assert_eq!(minted[1].key, with("issues:write").key);
+        assert_eq!(cache.lock().scopes.len(), 1);
+        // Equal keys, different narrowing: a scope of its own (the mint must send the id).
+        let renamed = Arc::new(MintPlan::new(
+            Scope {
+                narrowing: Narrowing::Id(7),
+                ..scope("widgets")
+            },
+            Some(Permissions::parse_list("pages:read").unwrap()),
+        ));
+        cache.acquire(&renamed, Duration::ZERO, None, |plan, _| minted.push(plan));
+        assert_eq!(minted[2].narrowing, Narrowing::Id(7));
+        assert_eq!(cache.lock().scopes.len(), 2);
+        // Nothing cached and nothing in flight any more: the scopes go.
+        for plan in &minted {
+            cache.finish(
+                plan,
+                &Err(BrokerError::unavailable("down")),
+                AfterFailure::Keep,
+            );
+        }
+        drop((minted, renamed));
+        cache.evict_expired(Instant::now());
+        assert!(cache.lock().scopes.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,7 @@
 //!   against it, what it carries is checked.
 
 use crate::app::AppRuntime;
-use crate::cache::{CachedToken, MintPlan, Narrowing, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Scope, digest};
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
 use crate::github::MintedToken;
@@ -64,21 +64,21 @@ pub(crate) fn plan(
     } else {
         host.into()
     };
-    Ok(MintPlan {
-        key: TokenKey {
+    Ok(MintPlan::new(
+        Scope {
             host,
             app_identity: names.identity.clone(),
             installation_id: resolved.installation.id,
             repositories: key_repositories,
-            permissions,
+            app_name: names.name.clone(),
+            app_label: names.label.clone(),
+            account: resolved.installation.account.as_str().into(),
+            target: target.into_boxed_str(),
+            narrowing,
+            installation_permissions: resolved.installation.permissions.clone(),
         },
-        app_name: names.name.clone(),
-        app_label: names.label.clone(),
-        account: resolved.installation.account.as_str().into(),
-        target: target.into_boxed_str(),
-        narrowing,
-        installation_permissions: resolved.installation.permissions.clone(),
-    })
+        permissions,
+    ))
 }
 
 /// The ceiling limited to what the installation was granted (lower level wins), so a ceiling
@@ -251,32 +251,31 @@ impl Minter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::TokenKey;
     use crate::clock::ServerTime;
     use crate::github::{GrantedRepository, TokenRequestBody};
     use ghapp_protocol::secret::Token;
     use std::time::{Duration, SystemTime};
 
     fn narrowed_plan(body: TokenRequestBody) -> MintPlan {
-        MintPlan {
-            key: TokenKey {
+        MintPlan::new(
+            Scope {
                 host: "github.com".into(),
                 app_identity: "app".into(),
                 installation_id: 100,
                 repositories: vec!["widgets".into()],
-                permissions: body.permissions.clone(),
+                app_name: "acme-bot".into(),
+                app_label: "acme-bot (id 1)".into(),
+                account: "acme".into(),
+                target: "acme/widgets".into(),
+                narrowing: match (body.repository_ids.first(), body.repositories.first()) {
+                    (Some(id), _) => Narrowing::Id(*id),
+                    (None, Some(name)) => Narrowing::Name(name.as_str().into()),
+                    (None, None) => Narrowing::None,
+                },
+                installation_permissions: Permissions::new(),
             },
-            app_name: "acme-bot".into(),
-            app_label: "acme-bot (id 1)".into(),
-            account: "acme".into(),
-            target: "acme/widgets".into(),
-            narrowing: match (body.repository_ids.first(), body.repositories.first()) {
-                (Some(id), _) => Narrowing::Id(*id),
-                (None, Some(name)) => Narrowing::Name(name.as_str().into()),
-                (None, None) => Narrowing::None,
-            },
-            installation_permissions: Permissions::new(),
-        }
+            body.permissions.clone(),
+        )
     }
 
     /// GitHub's minimal answer: only `token` and `expires_at`.

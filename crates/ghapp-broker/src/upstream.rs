@@ -12,7 +12,7 @@
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
 use crate::app::{Health, Settings, Trouble};
-use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, TokenKey, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope, digest};
 use crate::clock::{ANCHOR_SLACK, ServerTime};
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
@@ -201,14 +201,11 @@ impl Upstream {
             Some(repo) => Narrowing::Name(repo.as_str().into()),
             None => Narrowing::None,
         };
-        MintPlan {
-            key: TokenKey {
-                host: request.host.as_str().into(),
-                app_identity: self.key_identity.clone(),
-                installation_id: 0,
-                repositories,
-                permissions,
-            },
+        let scope = Scope {
+            host: request.host.as_str().into(),
+            app_identity: self.key_identity.clone(),
+            installation_id: 0,
+            repositories,
             app_name: self.name.clone(),
             app_label: self.label.clone(),
             // The owner as the broker is asked (the key's; lower-cased, as GitHub's names are
@@ -222,7 +219,8 @@ impl Upstream {
             target: target.label().into(),
             narrowing,
             installation_permissions: Permissions::new(),
-        }
+        };
+        MintPlan::new(scope, permissions)
     }
 
     /// The broker's token for `plan`, with at least `min_ttl` left as the broker sees it.
@@ -389,21 +387,21 @@ mod tests {
             local_now: broker_clock + Duration::from_secs(1),
             server_now: broker_clock + Duration::from_secs(1),
         };
-        let plan = Arc::new(MintPlan {
-            key: TokenKey {
+        let plan = Arc::new(MintPlan::new(
+            Scope {
                 host: "github.com".into(),
                 app_identity: "upstream:test".into(),
                 installation_id: 0,
                 repositories: vec!["widgets".into()],
-                permissions: None,
+                app_name: UPSTREAM_NAME.into(),
+                app_label: "upstream test".into(),
+                account: "acme".into(),
+                target: "acme/widgets".into(),
+                narrowing: Narrowing::Name("widgets".into()),
+                installation_permissions: Permissions::new(),
             },
-            app_name: UPSTREAM_NAME.into(),
-            app_label: "upstream test".into(),
-            account: "acme".into(),
-            target: "acme/widgets".into(),
-            narrowing: Narrowing::Name("widgets".into()),
-            installation_permissions: Permissions::new(),
-        });
+            None,
+        ));
         CachedToken {
             token: Token::new("ghs_relayed"),
             digest: digest("ghs_relayed"),
