@@ -378,8 +378,31 @@ fn policy_identities_use_the_proxy_within_their_grant() {
         metrics.contains("ghapp_proxy_requests_total{client=\"policy:3\",status=\"200\"} 2"),
         "{metrics}"
     );
+    // The two invalid credentials were refused as /v1/token refuses them: logged with the
+    // reason (never the credential) and counted.
     let log = daemon.log();
-    for secret in [DEPLOYER_KEY, NOPROXY_KEY, id_token.as_str()] {
+    assert_eq!(
+        log.matches("proxy: refused an invalid credential").count(),
+        2,
+        "{log}"
+    );
+    let (status, daemon_metrics) = daemon
+        .get(ghapp_protocol::api::METRICS_PATH)
+        .expect("daemon metrics");
+    assert_eq!(status, 200, "{daemon_metrics}");
+    assert!(
+        daemon_metrics.lines().any(
+            |line| line.starts_with("ghapp_credentials_refused_total ") && line.ends_with(" 2")
+        ),
+        "{daemon_metrics}"
+    );
+    for secret in [
+        DEPLOYER_KEY,
+        NOPROXY_KEY,
+        id_token.as_str(),
+        hostile.as_str(),
+        "ghk_unknown",
+    ] {
         assert!(!log.contains(secret), "a credential reached the log");
     }
 }
