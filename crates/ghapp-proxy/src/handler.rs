@@ -212,7 +212,7 @@ impl Proxy {
     }
 
     /// The cache key of `url` for credential `id`, under the App the tokens act as.
-    pub fn key(&self, id: &CredentialId, accept: &str, url: &str) -> CacheKey {
+    fn key(&self, id: &CredentialId, accept: &str, url: &str) -> CacheKey {
         let class = format!("{} {}", self.settings.identity, self.pool.cache_class(id));
         CacheKey::new("GET", &class, accept, url)
     }
