@@ -84,6 +84,14 @@ impl<S: TokenService> Identities for PolicyIdentities<S> {
                     ));
                 }
                 Err(failure) => {
+                    // As /v1/token does: counted and logged with the reason, never the
+                    // credential.
+                    self.state.metrics.credential_refused();
+                    tracing::info!(
+                        peer = %call.peer.address,
+                        reason = %failure,
+                        "proxy: refused an invalid credential"
+                    );
                     return Err(refused(
                         StatusCode::UNAUTHORIZED,
                         format!("Bad credentials: {failure}"),
@@ -144,9 +152,11 @@ fn id_token_as_bearer(headers: &HeaderMap) -> Cow<'_, HeaderMap> {
     let Some(jwt) = jwt else {
         return Cow::Borrowed(headers);
     };
-    let Ok(value) = HeaderValue::from_str(&format!("Bearer {jwt}")) else {
+    let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {jwt}")) else {
         return Cow::Borrowed(headers);
     };
+    // The ID token is a credential: kept out of any Debug output of these headers.
+    value.set_sensitive(true);
     let mut rewritten = headers.clone();
     rewritten.insert(header::AUTHORIZATION, value);
     Cow::Owned(rewritten)
@@ -329,4 +339,24 @@ fn reload_on_hangup(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_token_sent_as_token_is_presented_as_bearer_and_kept_sensitive() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("token {jwt}")).unwrap(),
+        );
+        let rewritten = id_token_as_bearer(&headers);
+        let value = rewritten.get(header::AUTHORIZATION).expect("authorization");
+        assert_eq!(value.to_str().unwrap(), format!("Bearer {jwt}"));
+        assert!(value.is_sensitive());
+        assert!(!format!("{rewritten:?}").contains(jwt));
+    }
 }

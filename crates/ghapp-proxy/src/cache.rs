@@ -12,6 +12,11 @@ use lru::LruCache;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The largest answer (as [`Entry::weight`] counts it) kept in the shared store: the `[cache]`
+/// Redis also holds the broker's tokens, and `cache_bytes` bounds only this daemon's memory,
+/// so large answers (a big file's contents under ever new query strings) stay local.
+pub const SHARED_ANSWER_MAX_BYTES: usize = 1024 * 1024;
+
 /// The cache key: `METHOD CLASS ACCEPT URL` in one string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(pub String);
@@ -123,9 +128,9 @@ impl Cache {
 
     /// Stores (or replaces) the entry under `key` locally and in the shared store, which keeps
     /// it for the TTL from GitHub's confirmation. An answer larger than the budget is stored
-    /// nowhere.
+    /// nowhere; one larger than [`SHARED_ANSWER_MAX_BYTES`] only locally.
     pub async fn put(&self, key: CacheKey, entry: Arc<Entry>) {
-        let fits = entry.weight(&key) <= self.local.budget;
+        let fits = entry.weight(&key) <= self.local.budget.min(SHARED_ANSWER_MAX_BYTES);
         self.local.put(key.clone(), entry.clone());
         let Some(shared) = &self.shared else {
             return;
@@ -280,9 +285,17 @@ mod tests {
         let a = Cache::new(ttl, 10_000).with_shared(shared.clone());
         let b = Cache::new(ttl, 10_000).with_shared(shared.clone());
         let key = CacheKey("GET k".into());
-        a.put(key.clone(), entry(100)).await;
+        // Confirmed a second ago, so A's later answer is newer beyond the sealed time's
+        // millisecond resolution.
+        let first = Arc::new(Entry {
+            validated: Instant::now() - Duration::from_secs(1),
+            ..(*entry(100)).clone()
+        });
+        a.put(key.clone(), first).await;
         let stored_ttl = shared.values.lock().unwrap()[&key.0].1;
-        assert!(stored_ttl <= ttl && stored_ttl > ttl - Duration::from_secs(5));
+        assert!(
+            stored_ttl <= ttl - Duration::from_secs(1) && stored_ttl > ttl - Duration::from_secs(5)
+        );
         // B has nothing locally: it takes A's entry from the shared store, then keeps it.
         let fresh_for = Duration::from_secs(60);
         assert_eq!(
@@ -310,6 +323,45 @@ mod tests {
         // Larger than the budget: stored nowhere.
         a.put(CacheKey("GET big".into()), entry(20_000)).await;
         assert!(shared.values.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn answers_above_the_shared_cap_stay_local() {
+        let shared = Arc::new(FakeShared::default());
+        let a = Cache::new(Duration::from_secs(3600), 64 * 1024 * 1024).with_shared(shared.clone());
+        let big = CacheKey("GET big.bin?x=1".into());
+        a.put(big.clone(), entry(SHARED_ANSWER_MAX_BYTES)).await;
+        assert!(a.get_local(&big).is_some(), "kept locally");
+        assert!(
+            shared.values.lock().unwrap().is_empty(),
+            "not in the shared store"
+        );
+        let small = CacheKey("GET small".into());
+        a.put(small.clone(), entry(SHARED_ANSWER_MAX_BYTES / 2))
+            .await;
+        assert!(shared.values.lock().unwrap().contains_key(&small.0));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_value_is_as_old_as_its_sealed_confirmation() {
+        let shared = Arc::new(FakeShared::default());
+        let ttl = Duration::from_secs(3600);
+        let a = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let b = Cache::new(ttl, 10_000).with_shared(shared.clone());
+        let key = CacheKey("GET k".into());
+        let old = Arc::new(Entry {
+            validated: Instant::now() - Duration::from_secs(600),
+            ..(*entry(100)).clone()
+        });
+        a.put(key.clone(), old).await;
+        // A Redis writer sets the value again under its name: a full TTL left.
+        shared.values.lock().unwrap().get_mut(&key.0).unwrap().1 = ttl;
+        let found = b.get(&key, Duration::from_secs(60)).await.expect("shared");
+        assert!(
+            found.validated.elapsed() >= Duration::from_secs(590),
+            "served as confirmed {:?} ago",
+            found.validated.elapsed()
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ pub type Outcome = Result<Fetched, FlightFailure>;
 
 impl Proxy {
     /// Serves one request from `peer` (`/metrics` only to loopback peers).
-    pub async fn handle(&self, parts: Parts, body: Bytes, peer: Peer) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, mut parts: Parts, body: Bytes, peer: Peer) -> Response<Full<Bytes>> {
+        // The client's credential: kept out of any Debug output of these headers.
+        if let Some(value) = parts.headers.get_mut(header::AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
         let path = parts.uri.path();
         if path == "/metrics" && parts.method == Method::GET {
             return self.metrics(peer.address.is_loopback());
@@ -112,6 +116,12 @@ impl Proxy {
             }
             (Err(failure), _) => {
                 self.telemetry.answered(UNKNOWN_CLIENT, 401);
+                if failure == AuthFailure::Unknown {
+                    tracing::info!(
+                        peer = %peer.address,
+                        "proxy: refused a key no [[proxy.client]] holds"
+                    );
+                }
                 let message = match failure {
                     AuthFailure::Missing => {
                         "Requires authentication: send `Authorization: token KEY` with your proxy client key"
@@ -201,9 +211,10 @@ impl Proxy {
         }
     }
 
-    /// The cache key of `url` for credential `id`.
+    /// The cache key of `url` for credential `id`, under the App the tokens act as.
     fn key(&self, id: &CredentialId, accept: &str, url: &str) -> CacheKey {
-        CacheKey::new("GET", &self.pool.label(id), accept, url)
+        let class = format!("{} {}", self.settings.identity, self.pool.cache_class(id));
+        CacheKey::new("GET", &class, accept, url)
     }
 
     /// A GET: served from a fresh entry (`hit`), else revalidated or fetched once for every
@@ -596,6 +607,58 @@ pub fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::CredentialId;
+    use crate::{BoxFuture, TokenSource};
+    use ghapp_protocol::config::Config;
+    use ghapp_protocol::secret::Token;
+
+    struct NoTokens;
+
+    impl TokenSource for NoTokens {
+        fn installation_token<'a>(
+            &'a self,
+            _host: &'a str,
+            _owner: &'a str,
+        ) -> BoxFuture<'a, Result<Token, String>> {
+            Box::pin(async { Err("none in this test".to_string()) })
+        }
+    }
+
+    fn proxy(app: &str) -> Proxy {
+        let text = format!(
+            "[[app]]\nname = \"main\"\n{app}\nprivate_key_env = \"UNUSED_PEM\"\n\n\
+             [proxy]\nlisten = \"127.0.0.1:0\"\n\n[[proxy.credential]]\nname = \"bot\"\n\
+             token_env = \"BOT\"\n"
+        );
+        let config = Config::parse(&text, std::path::Path::new("test.toml")).expect("config");
+        Proxy::with_environment(&config, Arc::new(NoTokens), |_| Some("ghp_bot".into()))
+            .expect("proxy")
+    }
+
+    /// Two daemons sharing one `[cache]` with different Apps: the installation on `acme` is
+    /// not the same credential, so their answers must not share a key.
+    #[test]
+    fn the_cache_key_names_the_app_the_tokens_act_as() {
+        let url = "https://api.github.com/repos/acme/secret";
+        let acme = CredentialId::Installation("acme".into());
+        let (a, a_again, b) = (
+            proxy("app_id = 1"),
+            proxy("app_id = 1"),
+            proxy("app_id = 2"),
+        );
+        assert_eq!(a.key(&acme, "", url), a_again.key(&acme, "", url));
+        assert_ne!(a.key(&acme, "", url), b.key(&acme, "", url));
+        let by_client = proxy("client_id = \"Iv23abc\"");
+        assert_ne!(a.key(&acme, "", url), by_client.key(&acme, "", url));
+        // A personal token is keyed by its fingerprint, not its local name.
+        let bot = CredentialId::Personal(0);
+        assert!(
+            a.key(&bot, "", url).0.contains("sha256:"),
+            "{:?}",
+            a.key(&bot, "", url)
+        );
+        assert!(!a.key(&bot, "", url).0.contains("ghp_bot"));
+    }
 
     #[test]
     fn weak_etag_comparison() {

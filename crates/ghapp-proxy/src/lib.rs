@@ -78,8 +78,9 @@ impl Peer {
 }
 
 /// A request whose credential the proxy's own registry does not know, as the daemon's identity
-/// model judges it: who sent it, what it presented, and what it asks for.
-#[derive(Debug, Clone, Copy)]
+/// model judges it: who sent it, what it presented, and what it asks for. Its `Debug` leaves
+/// the headers out: they hold the caller's credential.
+#[derive(Clone, Copy)]
 pub struct Call<'a> {
     /// The request's headers (`Authorization` among them).
     pub headers: &'a http::HeaderMap,
@@ -95,6 +96,20 @@ pub struct Call<'a> {
     pub owner: Option<&'a str>,
     /// The repository `/repos/{owner}/{repo}…` names, lower-cased.
     pub repository: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("headers", &format_args!("<{} headers>", self.headers.len()))
+            .field("peer", &self.peer)
+            .field("host", &self.host)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("owner", &self.owner)
+            .field("repository", &self.repository)
+            .finish()
+    }
 }
 
 /// Why the daemon refused a [`Call`]: 401 (the credential is not valid) or 403 (no policy
@@ -153,6 +168,10 @@ pub enum ProxyError {
 pub struct ProxySettings {
     /// The git host of the proxied `[[app]]` (asked of the broker).
     pub host: String,
+    /// Who the installation tokens act as (the App's id, or the `[upstream]` broker that
+    /// mints them): part of every cache key, so daemons sharing a `[cache]` but serving
+    /// different Apps never serve each other's answers.
+    pub identity: String,
     /// The account of the default installation.
     pub default_installation: Option<String>,
     /// How long an answer is served without revalidation.
@@ -255,6 +274,7 @@ impl Proxy {
         Ok(Proxy {
             settings: ProxySettings {
                 host: app.host.clone(),
+                identity: app_identity(config, app),
                 default_installation: proxy.default_installation.clone(),
                 fresh_for: proxy.cache_fresh_for,
             },
@@ -266,5 +286,57 @@ impl Proxy {
             telemetry: Telemetry::default(),
             identities: None,
         })
+    }
+}
+
+/// Who `app`'s installation tokens act as: its App id (or client id) on its API; without
+/// either, the `[upstream]` broker that mints them for its host; else the entry's name.
+pub fn app_identity(config: &Config, app: &ghapp_protocol::config::AppConfig) -> String {
+    let api = app.api_base();
+    if let Some(id) = app.app_id {
+        return format!("app:{id}@{api}");
+    }
+    if let Some(client) = &app.client_id {
+        return format!("app:{client}@{api}");
+    }
+    match &config.upstream {
+        Some(upstream)
+            if upstream
+                .hosts
+                .iter()
+                .any(|host| host.eq_ignore_ascii_case(&app.host)) =>
+        {
+            format!("upstream:{}@{api}", upstream.url)
+        }
+        _ => format!("app-entry:{}@{api}", app.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_debug_shows_no_header() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("token secret-client-key"),
+        );
+        let call = Call {
+            headers: &headers,
+            peer: Peer {
+                address: IpAddr::from([127, 0, 0, 1]),
+                tls: false,
+            },
+            host: "github.com",
+            method: "GET",
+            path: "/repos/acme/widgets",
+            owner: Some("acme"),
+            repository: Some("widgets"),
+        };
+        let shown = format!("{call:?}");
+        assert!(!shown.contains("secret-client-key"), "{shown}");
+        assert!(shown.contains("/repos/acme/widgets"), "{shown}");
     }
 }

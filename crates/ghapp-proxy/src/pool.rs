@@ -114,6 +114,20 @@ impl Pool {
         }
     }
 
+    /// A credential's class in cache keys: the installation's account, or a personal token's
+    /// fingerprint (names are local: two daemons may give one name to different tokens).
+    pub fn cache_class(&self, id: &CredentialId) -> String {
+        match id {
+            CredentialId::Installation(owner) => format!("installation:{owner}"),
+            CredentialId::Personal(index) => format!(
+                "personal:{}",
+                self.personals
+                    .get(*index)
+                    .map_or_else(|| "?".to_string(), |p| p.token.fingerprint())
+            ),
+        }
+    }
+
     /// The credentials that may serve a path naming `owner` (or none): that account's
     /// installation and the personal tokens; an owner-less path gets the default installation
     /// instead, and so does an owner whose installation the broker cannot serve.

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A store shared with other daemons. Both operations are best effort: a store that is down
 /// or slow answers `None` (or stores nothing) within its own deadline, never an error the
@@ -23,10 +23,16 @@ pub trait SharedStore: Send + Sync + 'static {
     fn store<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()>;
 }
 
-/// An entry as stored: GitHub's answer and validators. When GitHub last confirmed it is not
-/// stored; it follows from the store's expiry (so daemons' clocks need not agree).
+/// An entry as stored: GitHub's answer, validators, and when GitHub last confirmed it (Unix
+/// milliseconds, sealed with the rest). The reader takes the older of that time and the one
+/// the store's expiry implies: the expiry alone would make a value a Redis writer replays
+/// under its name look just confirmed, and the sealed time alone would trust clocks to agree.
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    /// When GitHub last confirmed the answer, Unix milliseconds (absent in values written
+    /// before it was stored: the expiry alone then).
+    #[serde(default)]
+    confirmed_unix_ms: Option<u64>,
     status: u16,
     /// Header names and base64 values (a value may hold any byte but a control).
     headers: Vec<(String, String)>,
@@ -38,7 +44,12 @@ struct Stored {
 
 /// The bytes stored for `entry`.
 pub fn encode(entry: &Entry) -> Vec<u8> {
+    let confirmed = SystemTime::now()
+        .checked_sub(entry.validated.elapsed())
+        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+        .and_then(|since| u64::try_from(since.as_millis()).ok());
     let stored = Stored {
+        confirmed_unix_ms: confirmed,
         status: entry.status.as_u16(),
         headers: entry
             .headers
@@ -52,9 +63,20 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     serde_json::to_vec(&stored).unwrap_or_default()
 }
 
-/// The entry `bytes` hold, confirmed by GitHub at `validated`; `None` for anything malformed.
+/// The entry `bytes` hold, confirmed by GitHub at `validated` (what the store's expiry
+/// implies) or at the time sealed inside, whichever is older; `None` for anything malformed.
 pub fn decode(bytes: &[u8], validated: Instant) -> Option<Entry> {
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
+    let sealed = stored.confirmed_unix_ms.map(|ms| {
+        let age = SystemTime::now()
+            .duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+            .unwrap_or(Duration::ZERO);
+        // Older than this process's clock can express: as old as it can.
+        Instant::now()
+            .checked_sub(age)
+            .unwrap_or_else(oldest_instant)
+    });
+    let validated = sealed.map_or(validated, |sealed| sealed.min(validated));
     let mut headers = HeaderMap::with_capacity(stored.headers.len());
     for (name, value) in stored.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
@@ -69,6 +91,19 @@ pub fn decode(bytes: &[u8], validated: Instant) -> Option<Entry> {
         last_modified: stored.last_modified,
         validated,
     })
+}
+
+/// The oldest `Instant` representable, found by halving back from now.
+fn oldest_instant() -> Instant {
+    let now = Instant::now();
+    let mut back = Duration::from_secs(1 << 40);
+    while !back.is_zero() {
+        if let Some(earlier) = now.checked_sub(back) {
+            return earlier;
+        }
+        back /= 2;
+    }
+    now
 }
 
 #[cfg(test)]
@@ -91,11 +126,13 @@ mod tests {
         };
         let at = Instant::now();
         let back = decode(&encode(&entry), at).expect("decodes");
+        // Confirmed now and sealed with it: the store's (later) time is not taken.
         assert_eq!(back.status, entry.status);
         assert_eq!(back.headers, entry.headers);
         assert_eq!(back.body, entry.body);
         assert_eq!(back.etag, entry.etag);
-        assert_eq!(back.validated, at);
+        assert!(back.validated <= at);
+        assert!(back.validated >= entry.validated - Duration::from_secs(1));
         assert!(decode(b"{}", at).is_none());
         assert!(decode(b"not json", at).is_none());
     }

@@ -378,8 +378,31 @@ fn policy_identities_use_the_proxy_within_their_grant() {
         metrics.contains("ghapp_proxy_requests_total{client=\"policy:3\",status=\"200\"} 2"),
         "{metrics}"
     );
+    // The two invalid credentials were refused as /v1/token refuses them: logged with the
+    // reason (never the credential) and counted.
     let log = daemon.log();
-    for secret in [DEPLOYER_KEY, NOPROXY_KEY, id_token.as_str()] {
+    assert_eq!(
+        log.matches("proxy: refused an invalid credential").count(),
+        2,
+        "{log}"
+    );
+    let (status, daemon_metrics) = daemon
+        .get(ghapp_protocol::api::METRICS_PATH)
+        .expect("daemon metrics");
+    assert_eq!(status, 200, "{daemon_metrics}");
+    assert!(
+        daemon_metrics.lines().any(
+            |line| line.starts_with("ghapp_credentials_refused_total ") && line.ends_with(" 2")
+        ),
+        "{daemon_metrics}"
+    );
+    for secret in [
+        DEPLOYER_KEY,
+        NOPROXY_KEY,
+        id_token.as_str(),
+        hostile.as_str(),
+        "ghk_unknown",
+    ] {
         assert!(!log.contains(secret), "a credential reached the log");
     }
 }
@@ -433,4 +456,71 @@ fn proxy_clients_are_reloaded_on_sighup() {
         send(&base, "GET", "/api/v3/repos/acme/gadgets", Some(&late)).status,
         403
     );
+}
+
+/// Two daemons share one `[cache]` Redis but serve different Apps: App 1's installation on
+/// acme covers acme/gadgets, App 2's does not. B must not serve A's sealed answer, even as a
+/// `hit` within `cache_fresh_for`.
+#[test]
+fn daemons_of_different_apps_do_not_share_answers() {
+    if !Redis::available() {
+        return;
+    }
+    let redis = Redis::start().expect("redis");
+    let second_app = "\n[[apps]]\nid = 2\nclient_id = \"Iv1.fedcba9876543210\"\nslug = \"ghapp-other\"\nprivate_key_out = \"app2.pem\"\n\n[[installations]]\nid = 300\napp = 2\naccount = \"acme\"\naccount_type = \"Organization\"\nrepositories = [\"widgets\"]\npermissions = { contents = \"read\", metadata = \"read\" }\n";
+    let emulator =
+        EmulatorProcess::start(&format!("{}{second_app}", basic_fixture(3600))).expect("emulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("cache.key");
+    write_cache_key(&key_file);
+    let cache = format!(
+        "\n[cache]\nredis_url = {:?}\nencryption_key_file = {:?}\n",
+        redis.url(),
+        key_file.display().to_string()
+    );
+    let proxy = proxy_table().replace(
+        "default_installation = \"acme\"\n",
+        "default_installation = \"acme\"\ncache_fresh_for = \"60s\"\n",
+    );
+    let config_a = format!("{}{cache}{proxy}", config_for(&emulator, ""));
+    let app_2 = ghapp_testkit::daemon::config_for_emulator(
+        &emulator.urls.api_url,
+        &emulator.urls.git_url,
+        &emulator.key_path("app2.pem"),
+        "",
+    )
+    .replace("app_id = 1\n", "app_id = 2\n");
+    assert!(app_2.contains("app_id = 2\n"), "{app_2}");
+    let config_b = format!("{app_2}{cache}{proxy}");
+    let a = DaemonProcess::start(&config_a).expect("daemon A");
+    let b = DaemonProcess::start(&config_b).expect("daemon B");
+    let auth = format!("token {CI_KEY}");
+    let path = "/api/v3/repos/acme/gadgets";
+
+    let by_a = send(&proxy_base(&a), "GET", path, Some(&auth));
+    assert_eq!(by_a.status, 200, "{}", by_a.body);
+    assert_eq!(by_a.cache.as_deref(), Some("miss"));
+    let by_b = send(&proxy_base(&b), "GET", path, Some(&auth));
+    assert_eq!(
+        by_b.cache.as_deref(),
+        Some("miss"),
+        "B asked GitHub with its own App: {} {}",
+        by_b.status,
+        by_b.body
+    );
+    assert_ne!(
+        by_b.status, 200,
+        "App 2 cannot see acme/gadgets: {}",
+        by_b.body
+    );
+    assert!(!by_b.body.contains("\"full_name\""), "{}", by_b.body);
+    // The same App still shares: A's answer on a widgets path is B's after B fetched its own.
+    let widgets = "/api/v3/repos/acme/widgets";
+    assert_eq!(
+        send(&proxy_base(&a), "GET", widgets, Some(&auth)).status,
+        200
+    );
+    let b_widgets = send(&proxy_base(&b), "GET", widgets, Some(&auth));
+    assert_eq!(b_widgets.status, 200, "{}", b_widgets.body);
+    assert_eq!(b_widgets.cache.as_deref(), Some("miss"), "not A's answer");
 }
