@@ -135,8 +135,20 @@ impl Invocation {
     }
 }
 
-/// Current and peak resident set size of a running process, KiB, from /proc.
-pub fn rss_kib(pid: u32) -> Result<(u64, u64)> {
+/// A running process's resident memory, KiB, from /proc/PID/status.
+pub struct Resident {
+    /// VmRSS: every resident page.
+    pub total: u64,
+    /// VmHWM: the peak of `total`.
+    pub peak: u64,
+    /// RssAnon: the process's own memory (heap, stacks).
+    pub anonymous: u64,
+    /// RssFile: pages of mapped files — the binary and its libraries.
+    pub file_backed: u64,
+}
+
+/// The resident memory of a running process.
+pub fn rss_kib(pid: u32) -> Result<Resident> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> Result<u64> {
         let line = status
@@ -145,5 +157,10 @@ pub fn rss_kib(pid: u32) -> Result<(u64, u64)> {
             .with_context(|| format!("{name} missing from /proc/{pid}/status"))?;
         Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok(Resident {
+        total: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
+        anonymous: field("RssAnon:")?,
+        file_backed: field("RssFile:")?,
+    })
 }

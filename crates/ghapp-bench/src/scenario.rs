@@ -188,7 +188,7 @@ pub fn run(options: Options) -> Result<()> {
     if options.wants('a') || options.wants('b') || options.wants('c') || options.wants('e') {
         eprintln!("bench: starting emulator and daemon (classic tokens)");
         let stack = Stack::start(false, &options.daemon_env)?;
-        let (idle_rss, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+        let idle_rss = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
         if options.wants('a') {
             eprintln!("bench: helper latency");
             let mut rows = helper_latency(&stack, &bin, (1000 / scale) as usize)?;
@@ -228,7 +228,12 @@ pub fn run(options: Options) -> Result<()> {
             eprintln!("bench: memory");
             let mut memory = vec![Row {
                 what: "daemon RSS, idle (started, nothing cached)".into(),
-                figure: format!("{:.1} MB", idle_rss as f64 / 1024.0),
+                figure: format!(
+                    "{:.1} MB: {:.1} MB the daemon's own, {:.1} MB pages of the binary and its libraries",
+                    idle_rss.total as f64 / 1024.0,
+                    idle_rss.anonymous as f64 / 1024.0,
+                    idle_rss.file_backed as f64 / 1024.0
+                ),
                 baseline: "–".into(),
                 ratio: "–".into(),
                 target: "–".into(),
@@ -886,7 +891,7 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
             stack.token_path("r0", &format!("&permissions={list}"))
         })
         .collect();
-    let (before, _) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+    let before = rss_kib(stack.daemon.pid().context("daemon exited")?)?.total;
     let mut samples = load::run(LoadSpec {
         target: socket.into(),
         paths,
@@ -900,7 +905,8 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
     if s.errors > 0 {
         bail!("memory run: {} of {tokens} token requests failed", s.errors);
     }
-    let (after, peak) = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+    let resident = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
+    let (after, peak) = (resident.total, resident.peak);
     let format = if stateless {
         "stateless ~520-char"
     } else {
@@ -909,7 +915,12 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
     let mb = after as f64 / 1024.0;
     Ok(Row {
         what: format!("daemon RSS with {tokens} cached {format} tokens"),
-        figure: format!("{mb:.1} MB (peak {:.1} MB)", peak as f64 / 1024.0),
+        figure: format!(
+            "{mb:.1} MB (peak {:.1} MB): {:.1} MB the daemon's own, {:.1} MB pages of the binary and its libraries",
+            peak as f64 / 1024.0,
+            resident.anonymous as f64 / 1024.0,
+            resident.file_backed as f64 / 1024.0
+        ),
         baseline: format!("same daemon before: {:.1} MB", before as f64 / 1024.0),
         ratio: format!(
             "{:.0} bytes per token",
