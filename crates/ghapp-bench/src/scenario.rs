@@ -193,7 +193,11 @@ pub fn run(options: Options) -> Result<()> {
             eprintln!("bench: helper latency");
             let mut rows = helper_latency(&stack, &bin, (1000 / scale) as usize)?;
             eprintln!("bench: what `ghapp configure` writes, against credential-cache");
-            rows.push(configured_row(&stack, &bin, 30)?);
+            rows.push(configured_row(
+                &stack,
+                &bin,
+                if options.quick { 30 } else { 200 },
+            )?);
             sections.push(("a. Credential helper latency", rows));
         }
         if options.wants('b') {

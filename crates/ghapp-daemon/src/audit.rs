@@ -11,6 +11,7 @@
 
 use crate::access::Peer;
 use crate::identity::{Caller, Credential, Origin};
+use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::time::Timestamp;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -18,6 +19,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What came of a request, for filtering the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +118,13 @@ pub struct AuditEvent {
     pub github_message: Option<String>,
     /// Time spent answering, in milliseconds.
     pub duration_ms: u64,
+    /// Whether the audit log was being written when the request arrived ([`AuditLog::event`]).
+    /// When it was not, what was asked and granted is not copied in (those copies and the
+    /// token's SHA-256 fingerprint were most of the token route's own work; see
+    /// docs/benchmarks-findings.md) and the event is never written, even if a reload turns the
+    /// log on meanwhile: a record is complete or absent.
+    #[serde(skip)]
+    pub detailed: bool,
 }
 
 impl AuditEvent {
@@ -154,6 +163,20 @@ impl AuditEvent {
             github_route: None,
             github_message: None,
             duration_ms: 0,
+            detailed: true,
+        }
+    }
+
+    /// Records a token handed out: its fingerprint, installation, expiry, owner and permissions
+    /// (the descriptive ones only for a [`AuditEvent::detailed`] event).
+    pub fn granted(&mut self, token: &ghapp_protocol::api::TokenResponse) {
+        self.outcome = Outcome::Granted;
+        self.installation_id = Some(token.installation_id);
+        self.expires_at = Some(token.expires_at);
+        if self.detailed {
+            self.token_fingerprint = Some(token.token.fingerprint());
+            self.owner = Some(token.owner.clone());
+            self.permissions = Some(permission_list(&token.permissions));
         }
     }
 
@@ -182,6 +205,22 @@ impl AuditEvent {
     }
 }
 
+/// `contents:read,issues:write`: [`Permissions::to_list`]'s text, written into one string. Its
+/// `format!` per permission and `join` cost ~18,000 instructions per token answer with the 15
+/// permissions of a typical installation (callgrind, docs/benchmarks-findings.md).
+pub fn permission_list(permissions: &Permissions) -> String {
+    let mut list = String::with_capacity(256);
+    for (name, level) in permissions.iter() {
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(name);
+        list.push(':');
+        list.push_str(level.as_str());
+    }
+    list
+}
+
 enum Sink {
     None,
     Stderr,
@@ -191,28 +230,52 @@ enum Sink {
 /// The audit log; cheap to share, writes are whole lines under a lock (no `.await` inside).
 pub struct AuditLog {
     sink: Mutex<Sink>,
+    /// Whether `sink` writes anywhere: read per request without taking the lock.
+    enabled: AtomicBool,
 }
 
 impl AuditLog {
     /// Opens the destination: `None` (no audit log), `-` (stderr) or a file.
     pub fn open(destination: Option<&Path>) -> anyhow::Result<AuditLog> {
+        let sink = open_sink(destination)?;
         Ok(AuditLog {
-            sink: Mutex::new(open_sink(destination)?),
+            enabled: AtomicBool::new(!matches!(sink, Sink::None)),
+            sink: Mutex::new(sink),
         })
+    }
+
+    /// True when records are being written (an audit log is configured).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// An event for a request from `origin` ([`AuditEvent::for_origin`]), detailed only when
+    /// the log is being written (see [`AuditEvent::detailed`]).
+    pub fn event(&self, origin: &Origin, method: &str, route: &'static str) -> AuditEvent {
+        let mut event = AuditEvent::for_origin(origin, method, route);
+        event.detailed = self.enabled();
+        event
     }
 
     /// Reopens (after SIGHUP: a new path, or the same path moved away by logrotate). On error
     /// the previous destination stays in use.
     pub fn reopen(&self, destination: Option<&Path>) -> anyhow::Result<()> {
         let sink = open_sink(destination)?;
-        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+        let mut current = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        self.enabled
+            .store(!matches!(sink, Sink::None), Ordering::Relaxed);
+        *current = sink;
         Ok(())
     }
 
-    /// Appends one record. A failing audit log is reported in the logs, never to the client.
+    /// Appends one record, unless the event is not [`AuditEvent::detailed`]. A failing audit
+    /// log is reported in the logs, never to the client.
     pub fn record(&self, event: &AuditEvent) {
+        // No audit log: no lock, nothing to serialize (this runs on every request).
+        if !event.detailed || !self.enabled() {
+            return;
+        }
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        // No audit log: nothing to serialize (this runs on every request).
         if matches!(*sink, Sink::None) {
             return;
         }
@@ -354,6 +417,43 @@ mod tests {
         );
         log.record(&event); // still writes to the previous file
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn the_permission_list_is_to_list() {
+        for list in [
+            "",
+            "contents:read",
+            "actions:write,contents:read,zz_custom:admin,issues:write",
+        ] {
+            let permissions = Permissions::parse_list(list).unwrap();
+            assert_eq!(permission_list(&permissions), permissions.to_list());
+        }
+    }
+
+    #[test]
+    fn records_are_complete_or_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        let off = AuditLog::open(None).unwrap();
+        assert!(!off.enabled());
+        let peer = Peer {
+            uid: 1000,
+            gid: 1000,
+            pid: None,
+        };
+        let early = off.event(&Origin::Local(peer), "GET", "/v1/token");
+        assert!(!early.detailed);
+        off.reopen(Some(&path)).unwrap();
+        assert!(off.enabled());
+        // Begun while the log was off: not written half-filled after the reload.
+        off.record(&early);
+        let late = off.event(&Origin::Local(peer), "GET", "/v1/token");
+        assert!(late.detailed);
+        off.record(&late);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        off.reopen(None).unwrap();
+        assert!(!off.enabled());
     }
 
     #[test]

@@ -168,7 +168,9 @@ pub async fn handle<S: TokenService>(
     let settings = state.settings();
     let method = request.method().clone();
     let route = Route::parse(request.uri().path());
-    let mut audit = AuditEvent::for_origin(&origin, method_label(&method), route.label());
+    let mut audit = state
+        .audit
+        .event(&origin, method_label(&method), route.label());
     let (reply, caller) =
         answer(state, &settings, origin, route.clone(), request, &mut audit).await;
 
@@ -529,11 +531,16 @@ fn charge_mint<S: TokenService>(
     }
 }
 
+/// What was asked, in the audit record (a record that will not be written is left alone).
 fn describe_query(query: &TokenQuery, audit: &mut AuditEvent) {
+    if !audit.detailed {
+        return;
+    }
     audit.host = Some(query.host_or_default().to_string());
     audit.owner = query.owner.clone();
     audit.repo = query.repo.clone();
-    audit.permissions = (!query.permissions.is_empty()).then(|| query.permissions.to_list());
+    audit.permissions =
+        (!query.permissions.is_empty()).then(|| crate::audit::permission_list(&query.permissions));
 }
 
 /// Applies the caller's grant and mint limit, asks the service; records the grant.
@@ -565,12 +572,7 @@ async fn serve_token<S: TokenService>(
                 tracing::warn!(caller = %caller, token = %token.token.fingerprint(), "a granted token is wider than the caller's [[policy]] entry allows; not served");
                 return Err(refused(refusal, audit));
             }
-            audit.outcome = Outcome::Granted;
-            audit.token_fingerprint = Some(token.token.fingerprint());
-            audit.installation_id = Some(token.installation_id);
-            audit.expires_at = Some(token.expires_at);
-            audit.owner = Some(token.owner.clone());
-            audit.permissions = Some(token.permissions.to_list());
+            audit.granted(&token);
             state
                 .metrics
                 .served_token(token.expires_at.remaining(Timestamp::now()));

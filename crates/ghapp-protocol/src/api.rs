@@ -12,6 +12,7 @@ use crate::permissions::Permissions;
 use crate::secret::Token;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ impl TokenQuery {
             if seen.contains(&key) {
                 return Err(QueryError(format!("query parameter {key} given twice")));
             }
-            match key.as_str() {
+            match &*key {
                 "host" => out.host = Some(check_host(&value)?),
                 "owner" => out.owner = Some(check_name("owner", &value)?),
                 "repo" => out.repo = Some(check_name("repo", &value)?),
@@ -119,8 +120,8 @@ impl TokenQuery {
                         )
                     })?))
                 }
-                "protocol" => match value.as_str() {
-                    "https" | "http" => out.protocol = Some(value.clone()),
+                "protocol" => match &*value {
+                    "https" | "http" => out.protocol = Some(value.to_string()),
                     _ => {
                         return Err(QueryError(
                             "protocol is not served: only https (and http for Apps with insecure_http)".into(),
@@ -157,7 +158,12 @@ fn whole_seconds_up(duration: Duration) -> Duration {
     )
 }
 
-fn decode_component(raw: &str) -> Result<String, QueryError> {
+fn decode_component(raw: &str) -> Result<Cow<'_, str>, QueryError> {
+    // The common case (plain names, `contents:read`) borrows: parsing sits on the token route's
+    // hot path.
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(raw));
+    }
     // Reject malformed escapes instead of passing them through, unlike lenient decoders.
     let bytes = raw.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
@@ -174,7 +180,7 @@ fn decode_component(raw: &str) -> Result<String, QueryError> {
     let plus_as_space = raw.replace('+', " ");
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(|s| Cow::Owned(s.into_owned()))
         .map_err(|_| QueryError("query is not valid UTF-8 after percent-decoding".into()))
 }
 

@@ -337,10 +337,36 @@ fn an_installed_helper_is_written_by_path_and_a_stale_path_is_reported_and_fixed
     let first = install_helper(&dir.path().join("prefix/bin"));
     let sandbox = sandbox_with_helper_in(first.parent().unwrap());
     sandbox.run(&["configure"]).expect_code(0);
+    let exec = |path: &std::path::Path| format!("!exec {}", path.display());
     assert_eq!(
         sandbox.git_values("credential.https://github.com.helper"),
-        ["", first.to_str().unwrap()],
-        "an installed helper is written by absolute path: git runs it without a `git` in between"
+        ["", exec(&first).as_str()],
+        "an installed helper is written by absolute path: git runs it without a `git` in between, \
+         and the shell git starts execs it rather than fork and wait"
+    );
+    // git runs that value: the helper answers (here: falls through silently, no daemon) through
+    // `sh -c "exec PATH get"`, and the shell is gone, not waiting.
+    let mut fill = sandbox
+        .git
+        .command()
+        .args(["credential", "fill"])
+        .env("GIT_TRACE", "1")
+        .env("GHAPP_SOCKET", dir.path().join("absent.sock"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut fill.stdin.take().unwrap(),
+        b"protocol=https\nhost=github.com\npath=acme/widgets.git\n\n",
+    )
+    .unwrap();
+    let fill = fill.wait_with_output().unwrap();
+    let trace = String::from_utf8_lossy(&fill.stderr);
+    assert!(
+        trace.contains(&format!("exec {} get", first.display())),
+        "git runs the written value: {trace}"
     );
     let out = doctor_git(&sandbox, dir.path());
     assert!(
@@ -366,7 +392,7 @@ fn an_installed_helper_is_written_by_path_and_a_stale_path_is_reported_and_fixed
     sandbox.run(&["configure"]).expect_code(0);
     assert_eq!(
         sandbox.git_values("credential.https://github.com.helper"),
-        ["", second.to_str().unwrap()],
+        ["", exec(&second).as_str()],
         "the stale path is replaced, not kept beside the new one"
     );
     let out = doctor_git(&sandbox, dir.path());
@@ -375,6 +401,26 @@ fn an_installed_helper_is_written_by_path_and_a_stale_path_is_reported_and_fixed
         "{}",
         out.stdout
     );
+
+    // The bare path earlier versions wrote is ghapp's too: configure rewrites it in place.
+    let key = "credential.https://github.com.helper";
+    sandbox
+        .git
+        .output(
+            None,
+            &[
+                "config",
+                "--global",
+                "--replace-all",
+                key,
+                second.to_str().unwrap(),
+                "^!exec ",
+            ],
+        )
+        .unwrap();
+    assert_eq!(sandbox.git_values(key), ["", second.to_str().unwrap()]);
+    sandbox.run(&["configure"]).expect_code(0);
+    assert_eq!(sandbox.git_values(key), ["", exec(&second).as_str()]);
 
     // Not executable: stale too.
     fs::set_permissions(&second, fs::Permissions::from_mode(0o644)).unwrap();

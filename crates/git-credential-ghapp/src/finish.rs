@@ -1,22 +1,59 @@
 //! The one way this process ends: write the answer (or nothing, or `quit=1`) once, then exit 0.
 //!
-//! Three things may end a run — the operation finishing, the deadline watchdog, a panic — and
-//! they can race. A single gate makes the first one the only one: whatever it writes is whole,
-//! nothing is written after it, and the exit status git sees is 0 every time, even where a
-//! release build would otherwise abort on a panic (`panic = "abort"`).
+//! Three things may end a run — the operation finishing, the deadline, a panic — and they can
+//! race. A single flag makes the first one the only one: whatever it writes is whole, nothing
+//! is written after it, and the exit status git sees is 0 every time, even where a release build
+//! would otherwise abort on a panic (`panic = "abort"`).
+//!
+//! The deadline is a `SIGALRM` timer (`setitimer`), not a watchdog thread: the helper runs on
+//! git's hot path, and starting a thread (its stack, its allocator arena, a second task for the
+//! scheduler) cost more than the rest of the helper's own work (docs/benchmarks-findings.md).
+//! The process is single-threaded, so the signal interrupts whatever the one thread is blocked
+//! in — reading stdin, opening a file, connecting, waiting for the daemon — and its handler does
+//! only async-signal-safe things: an atomic swap, `write(2)`, `_exit(2)`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-static GATE: Mutex<()> = Mutex::new(());
+/// Set by whichever path ends the run first; the others then write nothing.
+static FINISHING: AtomicBool = AtomicBool::new(false);
 
 /// Whether an unfinished run should still say `quit=1` (a `get` with `--require`). Read by the
-/// watchdog and the panic hook, which have no answer of their own.
+/// deadline and the panic hook, which have no answer of their own.
 static QUIT_ON_FAILURE: AtomicBool = AtomicBool::new(false);
 
 /// Whether diagnostics go to stderr.
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// What std's runtime would have done before `main` (the binary is `#![no_main]`, see main.rs):
+/// ignore `SIGPIPE` (git ignores it while talking to helpers; a closed pipe must be an error,
+/// not death by signal and a non-zero status), and make sure fds 0–2 are open, so the daemon's
+/// socket can never become "stdout" and receive the answer meant for git.
+pub fn prepare_process() {
+    // SAFETY: plain libc calls with valid arguments; nothing else runs yet (one thread).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        if libc::poll(fds.as_mut_ptr(), 3, 0) >= 0 {
+            for fd in fds {
+                if fd.revents & libc::POLLNVAL != 0 {
+                    let mode = if fd.fd == 0 {
+                        libc::O_RDONLY
+                    } else {
+                        libc::O_WRONLY
+                    };
+                    if libc::open(c"/dev/null".as_ptr(), mode) != fd.fd {
+                        libc::_exit(0);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Sets how a run that cannot finish normally ends.
 pub fn configure(quit_on_failure: bool, verbose: bool) {
@@ -45,28 +82,31 @@ pub fn failure_output() -> &'static [u8] {
     }
 }
 
-/// Writes `output` whole to stdout and exits 0; if another path got here first, waits for it
-/// to exit instead.
+/// Writes `output` whole to stdout and exits 0 — unless the run is already ending (the
+/// deadline or a panic got there first), in which case it writes nothing.
 pub fn finish(output: &[u8]) -> ! {
-    let _gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
-    write_stdout(output);
+    if !FINISHING.swap(true, Ordering::SeqCst) {
+        write_all(libc::STDOUT_FILENO, output);
+    }
     std::process::exit(0)
 }
 
-/// [`finish`] with the failure output (watchdog, errors).
-pub fn give_up() -> ! {
-    finish(failure_output())
-}
-
-fn write_stdout(output: &[u8]) {
-    if output.is_empty() {
-        return;
+/// Writes `bytes` whole to `fd` with `write(2)` alone (async-signal-safe, no buffer, no lock):
+/// the deadline's handler uses it too. git ignores SIGPIPE while talking to helpers and so do
+/// we, so a closed pipe is an error here that there is no one left to report to.
+fn write_all(fd: libc::c_int, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes.
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if written > 0 {
+            bytes = &bytes[written as usize..];
+        } else if written < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {
+            continue;
+        } else {
+            return;
+        }
     }
-    // git ignores SIGPIPE while talking to helpers and Rust ignores it too, so a closed pipe is
-    // an error here that there is no one left to report to.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(output);
-    let _ = stdout.flush();
 }
 
 /// Makes any panic end the run like a failure: no payload is printed (it could hold anything),
@@ -83,32 +123,67 @@ pub fn install_panic_hook() {
                 "git-credential-ghapp: internal error{place}; falling through"
             );
         }
-        // try_lock: if this thread panicked while holding the gate, locking would deadlock.
-        match GATE.try_lock() {
-            Ok(_gate) => {
-                write_stdout(failure_output());
-                std::process::exit(0)
-            }
-            Err(_) => std::process::exit(0),
+        if !FINISHING.swap(true, Ordering::SeqCst) {
+            write_all(libc::STDOUT_FILENO, failure_output());
         }
+        std::process::exit(0)
     }));
 }
 
-/// Ends the run with the failure output when `deadline` passes, whatever the main thread is
-/// doing (reading stdin, connecting, waiting for the daemon).
+/// The deadline: ends the run with the failure output, whatever the thread was doing.
+extern "C" fn on_deadline(_signal: libc::c_int) {
+    if FINISHING.swap(true, Ordering::SeqCst) {
+        // The run is already writing its answer; let it.
+        return;
+    }
+    if verbose() {
+        write_all(
+            libc::STDERR_FILENO,
+            b"git-credential-ghapp: deadline reached; giving up\n",
+        );
+    }
+    write_all(libc::STDOUT_FILENO, failure_output());
+    // SAFETY: _exit is async-signal-safe; nothing is left to flush (every write above is raw).
+    unsafe { libc::_exit(0) }
+}
+
+/// Ends the run with the failure output when `deadline` passes, whatever the process is doing
+/// (reading stdin, connecting, waiting for the daemon). Called again, it moves the deadline.
 pub fn start_watchdog(deadline: std::time::Instant) {
-    let spawned = std::thread::Builder::new()
-        .name("deadline".into())
-        .spawn(move || {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            std::thread::sleep(left);
-            note(format_args!("deadline reached; giving up"));
-            give_up()
-        });
-    if spawned.is_err() {
+    // At least 1 µs: a zero timer would disarm rather than fire.
+    let left = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .max(std::time::Duration::from_micros(1));
+    let timer = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            // At most an hour (args::MAX_TIMEOUT): no overflow.
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_usec: left.subsec_micros() as libc::suseconds_t,
+        },
+    };
+    // SAFETY: the handler only touches atomics and calls async-signal-safe functions; the
+    // structures passed are fully initialised.
+    let armed = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_deadline as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, libc::SIGALRM);
+        // A blocked SIGALRM is inherited across exec; the deadline must fire regardless.
+        libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut()) == 0
+            && libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut()) == 0
+            && libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) == 0
+    };
+    if !armed {
         // The client's own deadline still bounds the daemon call.
         note(format_args!(
-            "cannot start the deadline watchdog; relying on the client deadline"
+            "cannot arm the deadline timer; relying on the client deadline"
         ));
     }
 }

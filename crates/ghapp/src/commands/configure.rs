@@ -6,7 +6,7 @@
 //! ```text
 //! [credential "https://github.com"]
 //!     helper =            # reset: helpers configured *before* this line do not run for the host
-//!     helper = /usr/bin/git-credential-ghapp   # or `ghapp`: see below
+//!     helper = !exec /usr/bin/git-credential-ghapp   # or `ghapp`: see below
 //!     useHttpPath = true  # git sends path=owner/repo.git, so ghapp can pick the installation
 //! ```
 //!
@@ -23,8 +23,9 @@
 //! by hand; documented). Other values, keys and sections are left alone; git drops a section
 //! that ends up empty, so a configure/unconfigure round trip leaves the file as it was.
 //!
-//! The helper is the absolute path of `git-credential-ghapp` when it sits where upgrades keep it
-//! (install.sh's, a package's or `cargo install`'s bin directory), which git runs directly; else
+//! The helper is `!exec` and the absolute path of `git-credential-ghapp` when it sits where
+//! upgrades keep it (install.sh's, a package's or `cargo install`'s bin directory), which the
+//! shell git starts replaces itself with; else
 //! the short name `ghapp`, which git runs as `git credential-ghapp` (one more process per
 //! lookup) — see [`helper_path`]. Configure run again rewrites the one form into the other when
 //! that choice changes.
@@ -126,8 +127,10 @@ fn helper_value(context: &Context, choice: &HelperChoice) -> String {
 }
 
 /// True for the helper values configure writes (and only those): `ghapp` or an absolute path
-/// to `git-credential-ghapp`, alone or followed by `--socket …`.
+/// to `git-credential-ghapp` (after `!exec `, or bare as earlier versions wrote it), alone or
+/// followed by `--socket …`.
 pub fn is_ours(value: &str) -> bool {
+    let value = helper_path::without_exec(value);
     let (command, rest) = value.split_once(' ').unwrap_or((value, ""));
     helper_path::is_helper_command(command) && (rest.is_empty() || rest.starts_with("--socket "))
 }
@@ -265,6 +268,12 @@ mod tests {
         assert!(is_ours("ghapp"));
         assert!(is_ours("ghapp --socket /run/ghapp/ghapp.sock"));
         assert!(is_ours("/usr/bin/git-credential-ghapp"));
+        assert!(is_ours("!exec /usr/bin/git-credential-ghapp"));
+        assert!(is_ours(
+            "!exec /usr/bin/git-credential-ghapp --socket /run/ghapp/ghapp.sock"
+        ));
+        assert!(!is_ours("!exec ghapp"));
+        assert!(!is_ours("!/usr/bin/git-credential-ghapp"));
         assert!(is_ours(
             "/home/u/.local/bin/git-credential-ghapp --socket /run/ghapp/ghapp.sock"
         ));

@@ -1,10 +1,13 @@
-//! Which `credential.helper` value configure writes: the absolute path of
+//! Which `credential.helper` value configure writes: `!exec` and the absolute path of
 //! `git-credential-ghapp` when it sits where upgrades keep it, else the short name `ghapp`.
 //!
 //! git runs a short name `ghapp` as `git credential-ghapp`: one more process (git itself, which
 //! then execs the helper) on every credential lookup — 1.3–1.4× the time of git's own
-//! credential-cache. An absolute path is run directly. It is only worth writing when it stays
-//! true across upgrades, so configure writes the path git would reach through the short name
+//! credential-cache. An absolute path is run directly — through `sh -c "PATH get"`, as git runs
+//! every helper (it appends the operation, and a command with a space goes through the shell),
+//! and dash forks once more for that last command and waits; `!exec PATH` has the shell replace
+//! itself with the helper instead (docs/benchmarks-findings.md). The path is only worth writing
+//! when it stays true across upgrades, so configure writes the path git would reach through the short name
 //! today (`git --exec-path`, then PATH), as found — symlinks not resolved, because a stable
 //! symlink (`~/.nix-profile/bin`, `/opt/homebrew/bin`) is what survives an upgrade:
 //!
@@ -25,13 +28,16 @@ use std::process::Command;
 
 /// The short helper name: git runs `git credential-ghapp`.
 pub const SHORT_NAME: &str = "ghapp";
+/// What goes before an absolute path: git runs a `!` value as a shell snippet, and `exec` makes
+/// the shell become the helper rather than fork it and wait.
+pub const EXEC_PREFIX: &str = "!exec ";
 /// The helper program.
 pub const PROGRAM: &str = "git-credential-ghapp";
 
 /// The helper configure writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HelperChoice {
-    /// The absolute path of the helper, run by git directly.
+    /// The absolute path of the helper, which the shell git starts execs.
     Absolute(PathBuf),
     /// The short name, and why not a path.
     ShortName {
@@ -44,7 +50,7 @@ impl HelperChoice {
     /// The first word of the helper value.
     pub fn command(&self) -> String {
         match self {
-            HelperChoice::Absolute(path) => path.to_string_lossy().into_owned(),
+            HelperChoice::Absolute(path) => format!("{EXEC_PREFIX}{}", path.to_string_lossy()),
             HelperChoice::ShortName { .. } => SHORT_NAME.to_string(),
         }
     }
@@ -68,6 +74,15 @@ pub fn choose() -> HelperChoice {
 /// True for a helper command (the value's first word) configure may have written.
 pub fn is_helper_command(word: &str) -> bool {
     word == SHORT_NAME || (word.starts_with('/') && word.ends_with(&format!("/{PROGRAM}")))
+}
+
+/// A helper value without its `!exec ` prefix, when it has one and an absolute path follows
+/// (what configure writes; the form without it, written by earlier versions, is ghapp's too).
+pub fn without_exec(value: &str) -> &str {
+    match value.strip_prefix(EXEC_PREFIX) {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => value,
+    }
 }
 
 /// The helper git would run for `git credential-ghapp`: `$(git --exec-path)/git-credential-ghapp`,
@@ -164,5 +179,11 @@ mod tests {
         assert!(!is_helper_command("git-credential-ghapp"));
         assert!(!is_helper_command("/usr/bin/git-credential-ghappx"));
         assert!(!is_helper_command("ghappish"));
+        assert_eq!(
+            without_exec("!exec /usr/bin/git-credential-ghapp --socket /s"),
+            "/usr/bin/git-credential-ghapp --socket /s"
+        );
+        assert_eq!(without_exec("!exec ghapp"), "!exec ghapp");
+        assert_eq!(without_exec("ghapp"), "ghapp");
     }
 }

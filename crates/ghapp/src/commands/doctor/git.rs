@@ -6,7 +6,8 @@
 //!   (git ≥ 2.9); `<url>` matches on scheme, host (with `*.` wildcards), port and — when the
 //!   pattern has one — path, which doctor treats as "some repositories only" and skips;
 //! - ghapp missing from the list: FAIL;
-//! - ghapp configured by absolute path (what `ghapp configure` writes for an installed helper)
+//! - ghapp configured by absolute path (`!exec PATH`, what `ghapp configure` writes for an
+//!   installed helper, or the bare path earlier versions wrote)
 //!   and that path missing or not executable — the binary moved or was uninstalled: WARN, with
 //!   `ghapp configure` (which writes where it is now) as the fix;
 //! - a storage helper *in front of* ghapp answers first with what it saved — for installation
@@ -23,7 +24,7 @@ mod chain;
 mod store;
 
 use super::report::Report;
-use crate::commands::configure::helper_path::is_executable;
+use crate::commands::configure::helper_path::{is_executable, without_exec};
 use crate::commands::git_config::GitConfig;
 use crate::commands::host::HostArg;
 use chain::{HelperKind, Target};
@@ -31,7 +32,7 @@ use std::process::Command;
 
 /// For a helper configured by absolute path: what is wrong with that file, if anything.
 fn stale_path(value: &str) -> Option<&'static str> {
-    let command = value.split_whitespace().next()?;
+    let command = without_exec(value).split_whitespace().next()?;
     if !command.starts_with('/') {
         return None;
     }
