@@ -22,7 +22,7 @@ use crate::runner::{self, RunnerAnswer, RunnerOp, RunnerOutcome, RunnerTarget};
 use crate::shared::SharedCache;
 use crate::status::{self, BrokerStatus};
 use crate::transport::HttpTransport;
-use crate::upstream::{Upstream, asked_min_ttl};
+use crate::upstream::{Upstream, asked_min_ttl, relayed_too_short};
 use ghapp_protocol::api::RunnerTokenResponse;
 use ghapp_protocol::duration::format_duration;
 use std::collections::{BTreeMap, HashSet};
@@ -366,6 +366,9 @@ impl Core {
                 if remaining >= required {
                     self.tokens.mark_served(&plan.key);
                     return Ok(token);
+                }
+                if self.upstream().is_some_and(|u| u.planned(plan)) {
+                    return Err(relayed_too_short(plan, remaining, required));
                 }
                 Err(BrokerError::unprocessable(format!(
                     "GitHub minted a token for {} with {} left, less than the {} required (min_ttl): lower min_ttl",

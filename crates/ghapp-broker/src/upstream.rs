@@ -19,6 +19,7 @@ use crate::error::{BrokerError, ErrorKind};
 use crate::failure::Failure;
 use crate::request::{Request, TOKEN_LIFETIME};
 use ghapp_protocol::api::{ErrorBody, TOKEN_PATH, TokenQuery, TokenResponse, UpstreamStatus};
+use ghapp_protocol::duration::format_duration;
 use ghapp_protocol::permissions::Permissions;
 use ghapp_protocol::secret::fingerprint;
 use std::collections::HashSet;
@@ -56,6 +57,24 @@ pub(crate) fn asked_min_ttl(settings: &Settings, origin: Origin) -> Duration {
         Origin::Refresh => settings.min_ttl + settings.refresh_ahead,
     };
     (needed + RELAY_LOSS).min(TOKEN_LIFETIME - Duration::from_secs(1))
+}
+
+/// The 422 for a caller whose `min_ttl` the token the upstream broker answered with cannot
+/// meet here (`remaining` by this daemon's clock): the broker, not GitHub, chose that token.
+pub(crate) fn relayed_too_short(
+    plan: &MintPlan,
+    remaining: Duration,
+    required: Duration,
+) -> BrokerError {
+    BrokerError::unprocessable(format!(
+        "the upstream broker answered for {} with a token with {} left here, less than the {} required (min_ttl; a relayed token loses up to {} on the way): lower min_ttl",
+        plan.target,
+        format_duration(remaining),
+        format_duration(required),
+        format_duration(RELAY_LOSS)
+    ))
+    .with_app(&*plan.app_name)
+    .with_target(plan.target.clone())
 }
 
 /// Where this host's credential for the broker is read from, for every request.
@@ -449,6 +468,29 @@ mod tests {
             now + stale.lifetime() / 4,
             "due at once but for the quarter-life floor"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relayed_token_too_short_is_blamed_on_the_upstream_broker() {
+        let token = arrived(Duration::from_secs(600));
+        let remaining = token.remaining(Instant::now());
+        let error = relayed_too_short(&token.plan, remaining, Duration::from_secs(1800));
+        assert_eq!(error.kind, ErrorKind::Unprocessable);
+        assert_eq!(error.kind.http_status(), 422);
+        assert!(
+            error
+                .message
+                .starts_with("the upstream broker answered for acme/widgets with a token with "),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains(&format!(
+            "{} left here, less than the 30m required (min_ttl; a relayed token loses up to 4s on the way): lower min_ttl",
+            format_duration(remaining)
+        )), "{}", error.message);
+        assert!(!error.message.contains("GitHub"), "{}", error.message);
+        assert_eq!(error.target(), Some("acme/widgets"));
+        assert_eq!(error.app(), Some(UPSTREAM_NAME));
     }
 
     #[test]

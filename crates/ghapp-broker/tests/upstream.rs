@@ -229,6 +229,16 @@ async fn upstream_stopped_cached_tokens_keep_serving_to_the_degraded_margin() {
         "{}",
         short.message
     );
+    // The upstream broker chose that token, not GitHub: the 422 says so.
+    assert_eq!(short.kind, ErrorKind::Unprocessable, "{short}");
+    assert!(
+        short
+            .message
+            .starts_with("the upstream broker answered for acme/short with a token with "),
+        "{}",
+        short.message
+    );
+    assert!(!short.message.contains("GitHub"), "{}", short.message);
     assert_eq!(upstream.served.load(Ordering::SeqCst), 2);
 
     // … the upstream fails (503), then is gone altogether.

@@ -611,6 +611,7 @@ pub async fn serve_connection<S, F, IO>(
         _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => return,
         _ = this.chosen() => return,
     };
+    let refused_heads = state.clone();
     let service = service_fn(move |request| {
         let state = state.clone();
         let busy = this.busy();
@@ -645,6 +646,17 @@ pub async fn serve_connection<S, F, IO>(
         }
     };
     if let Err(e) = result {
+        if e.is_parse_too_large() {
+            // hyper answered 431 itself; no route ran, so the refusal is audited here (no
+            // header byte recorded: the oversized head may be a credential).
+            let mut audit = AuditEvent::for_origin(&origin, "-", "-");
+            (audit.status, audit.outcome) = (431, Outcome::Failed);
+            audit.error = Some(format!(
+                "request head too large (over {MAX_HEAD_BYTES} bytes)"
+            ));
+            refused_heads.audit.record(&audit);
+            refused_heads.metrics.request("-", 431);
+        }
         tracing::debug!(origin = %origin, "connection ended: {e}");
     }
 }

@@ -7,7 +7,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A CA whose certificate is `ca.pem` in its own temp dir; the leaves it issues go next to it.
@@ -54,7 +55,7 @@ impl TestCa {
     }
 
     /// Issues a leaf for `127.0.0.1` (an IP SAN) and `localhost`, written as `STEM.pem` and
-    /// `STEM.key` (0600).
+    /// `STEM.key` (created 0600; once per stem).
     pub fn issue_loopback(&self, stem: &str) -> anyhow::Result<ServerCert> {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
@@ -64,8 +65,13 @@ impl TestCa {
         let cert_file = self.dir.path().join(format!("{stem}.pem"));
         let key_file = self.dir.path().join(format!("{stem}.key"));
         fs::write(&cert_file, leaf.pem())?;
-        fs::write(&key_file, key.serialize_pem())?;
-        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600))?;
+        // Created 0600 (never readable by others, even for a moment, whatever the umask).
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)?
+            .write_all(key.serialize_pem().as_bytes())?;
         Ok(ServerCert {
             cert_file,
             key_file,

@@ -49,6 +49,10 @@ pub const EVICTED_WHEN_FULL: usize = VERIFIED_CACHE_CAPACITY / 10;
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// How long a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a request waits for a key fetch another request started: the discovery
+/// document and the JWKS, each bounded by [`FETCH_TIMEOUT`], plus slack. A waiter never
+/// hangs on a fetch that cannot land; it then fails closed as an unknown key.
+const FLIGHT_WAIT: Duration = Duration::from_secs(2 * FETCH_TIMEOUT.as_secs() + 5);
 
 /// The labels of `ghapp_oidc_jwks_fetches_total`: the configured issuer (from the config file,
 /// never from a token) and how the fetch ended.
@@ -107,6 +111,15 @@ struct RefreshState {
     in_flight: Option<broadcast::Sender<()>>,
     /// `jwks_uri` from the discovery document, once read.
     discovered: Option<String>,
+}
+
+/// Held by the key-fetch task: lands the issuer's flight when dropped, however the task ends.
+struct FlightLanding(Arc<Issuer>);
+
+impl Drop for FlightLanding {
+    fn drop(&mut self) {
+        self.0.land();
+    }
 }
 
 /// One `[[oidc]]` issuer.
@@ -323,6 +336,10 @@ impl Issuer {
                 state.in_flight = Some(tx);
                 let issuer = self.clone();
                 tokio::spawn(async move {
+                    // Clears the flight and wakes its waiters even if this task panics or
+                    // is aborted (the runtime shutting down), so no later request waits on
+                    // a fetch that will never land.
+                    let _landing = FlightLanding(issuer.clone());
                     let fetched = issuer.fetch().await;
                     let outcome = match fetched {
                         Ok(set) => {
@@ -341,20 +358,24 @@ impl Issuer {
                             outcome,
                         })
                         .inc();
-                    let flight = issuer
-                        .refresh
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .in_flight
-                        .take();
-                    if let Some(flight) = flight {
-                        let _ = flight.send(());
-                    }
                 });
                 rx
             }
         };
-        let _ = done.recv().await;
+        let _ = tokio::time::timeout(FLIGHT_WAIT, done.recv()).await;
+    }
+
+    /// Ends the flight under way: clears it and wakes every request waiting on it.
+    fn land(&self) {
+        let flight = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .in_flight
+            .take();
+        if let Some(flight) = flight {
+            let _ = flight.send(());
+        }
     }
 
     /// Reads the JWKS (through the discovery document when no `jwks_url` is configured).
@@ -604,6 +625,69 @@ mod tests {
             verifier.cached_tokens(),
             VERIFIED_CACHE_CAPACITY - EVICTED_WHEN_FULL + 2
         );
+    }
+
+    fn issuer() -> Arc<Issuer> {
+        let config = OidcConfig {
+            issuer: "https://issuer.example".into(),
+            audience: "ghapp".into(),
+            jwks_url: Some("https://issuer.example/jwks".into()),
+            ca_file: None,
+        };
+        let verifier = OidcVerifier::new(&[config]).unwrap();
+        verifier.issuers.values().next().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn an_aborted_fetch_task_still_lands_its_flight() {
+        let issuer = issuer();
+        let (tx, mut waiter) = broadcast::channel(1);
+        issuer.refresh.lock().unwrap().in_flight = Some(tx);
+        let task = tokio::spawn({
+            let issuer = issuer.clone();
+            async move {
+                let _landing = FlightLanding(issuer);
+                std::future::pending::<()>().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert!(issuer.refresh.lock().unwrap().in_flight.is_none());
+        // The waiter is woken, not left hanging.
+        assert!(waiter.recv().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_fetch_task_still_lands_its_flight() {
+        let issuer = issuer();
+        let (tx, mut waiter) = broadcast::channel(1);
+        issuer.refresh.lock().unwrap().in_flight = Some(tx);
+        let task = tokio::spawn({
+            let issuer = issuer.clone();
+            async move {
+                let _landing = FlightLanding(issuer);
+                panic!("simulated failure inside the key fetch");
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(issuer.refresh.lock().unwrap().in_flight.is_none());
+        assert!(waiter.recv().await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_on_a_flight_that_never_lands() {
+        let issuer = issuer();
+        // A flight whose sender nobody ever fires or drops.
+        let (stuck, _) = broadcast::channel(1);
+        issuer.refresh.lock().unwrap().in_flight = Some(stuck.clone());
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(2 * FLIGHT_WAIT, issuer.refresh(Duration::ZERO))
+            .await
+            .expect("the waiter gives up on its own");
+        assert_eq!(started.elapsed(), FLIGHT_WAIT);
+        assert!(issuer.lookup("unknown").is_none());
+        drop(stuck);
     }
 
     #[test]
