@@ -143,7 +143,35 @@ impl Caller {
     }
 }
 
+/// Who made a request, as a metrics label: only what the configuration and the host's accounts
+/// bound — a uid, a `[[client]]` name, an `[[oidc]]` issuer. Source addresses and ID-token
+/// subjects are unbounded (every branch of every repository is a subject), so a label would
+/// grow without end: the audit log names them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MetricIdentity {
+    /// A local caller's uid.
+    Uid(u32),
+    /// A `[[client]]` key's name.
+    Client(Arc<str>),
+    /// The issuer of a verified ID token.
+    Issuer(Arc<str>),
+    /// A network caller that presented nothing.
+    Address,
+}
+
 impl Caller {
+    /// This caller as a metrics label ([`MetricIdentity`]).
+    pub fn metric_identity(&self) -> MetricIdentity {
+        match (&self.credential, &self.origin) {
+            (Some(Credential::Client(name)), _) => MetricIdentity::Client(name.clone()),
+            (Some(Credential::IdToken(token)), _) => {
+                MetricIdentity::Issuer(Arc::from(token.issuer.as_str()))
+            }
+            (None, Origin::Local(peer)) => MetricIdentity::Uid(peer.uid),
+            (None, Origin::Network { .. }) => MetricIdentity::Address,
+        }
+    }
+
     /// The kind of identity, for metrics labels (bounded): `uid`, `address`, `client`, `oidc`.
     pub fn kind(&self) -> &'static str {
         match (&self.credential, &self.origin) {

@@ -3,8 +3,11 @@
 //! broker's (cache, mints, refreshes, rate limits), written by `prometheus-client` in the
 //! Prometheus text format 0.0.4.
 
+use crate::identity::{Caller, MetricIdentity};
 use ghapp_broker::{BrokerMetrics, BrokerStatus, Histogram as BrokerHistogram};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -33,13 +36,40 @@ struct RequestLabels {
     status: u16,
 }
 
-/// The labels of the per-identity-kind families: bounded (four kinds), never the identity.
+/// The labels of `ghapp_requests_by_identity_total`: bounded by the configuration and the
+/// host's accounts ([`MetricIdentity`]), never a credential.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct KindLabels {
+struct IdentityLabels {
     /// `uid`, `address`, `client` or `oidc`.
     kind: &'static str,
+    /// `uid:1000`, `client:ci-bot`, `issuer:https://…`, or `address`.
+    identity: MetricIdentity,
     /// The HTTP status answered.
     status: u16,
+}
+
+impl EncodeLabelValue for MetricIdentity {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        // Names come from the config file; keep anything that would need escaping out anyway.
+        let mut write_name = |prefix: &str, name: &str| {
+            encoder.write_str(prefix)?;
+            for c in name.chars() {
+                encoder.write_char(if c == '"' || c == '\\' || c.is_control() {
+                    '_'
+                } else {
+                    c
+                })?;
+            }
+            Ok(())
+        };
+        match self {
+            MetricIdentity::Uid(uid) => write!(encoder, "uid:{uid}"),
+            MetricIdentity::Client(name) => write_name("client:", name),
+            MetricIdentity::Issuer(issuer) => write_name("issuer:", issuer),
+            MetricIdentity::Address => encoder.write_str("address"),
+        }
+    }
 }
 
 /// The label of the per-App families.
@@ -54,7 +84,7 @@ struct AppLabel {
 #[derive(Debug)]
 pub struct DaemonMetrics {
     requests: Family<RequestLabels, Counter>,
-    by_identity: Family<KindLabels, Counter>,
+    by_identity: Family<IdentityLabels, Counter>,
     credentials_refused: Counter,
     mints_limited: Counter,
     /// All requests, for `/v1/status` (a family cannot be summed).
@@ -101,10 +131,14 @@ impl DaemonMetrics {
         self.requests_answered.inc();
     }
 
-    /// Counts one answered request by the kind of identity that made it.
-    pub fn identity_request(&self, kind: &'static str, status: u16) {
+    /// Counts one answered request by the identity that made it.
+    pub fn identity_request(&self, caller: &Caller, status: u16) {
         self.by_identity
-            .get_or_create(&KindLabels { kind, status })
+            .get_or_create(&IdentityLabels {
+                kind: caller.kind(),
+                identity: caller.metric_identity(),
+                status,
+            })
             .inc();
     }
 
@@ -202,7 +236,7 @@ impl DaemonMetrics {
         );
         r.register(
             "ghapp_requests_by_identity",
-            "Requests answered, by the kind of caller identity (uid, address, client, oidc) and HTTP status",
+            "Requests answered, by the caller's identity (uid, client name, ID-token issuer; address and subject only in the audit log) and HTTP status",
             self.by_identity.clone(),
         );
         r.register(

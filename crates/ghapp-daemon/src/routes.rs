@@ -181,7 +181,7 @@ pub async fn handle<S: TokenService>(
     audit.error = reply.error.clone();
     audit.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     state.metrics.request(route.label(), reply.status);
-    state.metrics.identity_request(caller.kind(), reply.status);
+    state.metrics.identity_request(&caller, reply.status);
     if route.audited()
         || matches!(
             audit.outcome,

@@ -246,10 +246,16 @@ async fn address_and_client_entries() {
     assert!(!audit.contains(CLIENT_KEY) && !audit.contains(OTHER_KEY));
     let page = get(loopback, "/metrics", None).await.body;
     assert!(
-        page.contains("ghapp_requests_by_identity_total{kind=\"client\",status=\"200\"}"),
+        page.contains(
+            "ghapp_requests_by_identity_total{kind=\"client\",identity=\"client:ci-bot\",status=\"200\"}"
+        ),
         "{page}"
     );
-    assert!(page.contains("kind=\"address\""), "{page}");
+    assert!(
+        page.contains("kind=\"address\",identity=\"address\""),
+        "{page}"
+    );
+    assert!(!page.contains(CLIENT_KEY) && !page.contains(OTHER_KEY));
 }
 
 /// An issuer shaped like GitHub Actions' (its claims), on 127.0.0.1.
