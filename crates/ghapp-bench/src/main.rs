@@ -7,6 +7,7 @@ mod network;
 mod oha;
 mod process;
 mod proxy;
+mod row;
 mod scale;
 mod scenario;
 mod signers;

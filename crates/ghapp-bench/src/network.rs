@@ -9,6 +9,7 @@
 //! advance by the emulator's issuer ([`IdTokens`]), so minting is never inside a measurement.
 
 use crate::load::{self, LoadSpec, Target};
+use crate::row::SectionRow;
 use crate::stats::Summary;
 use anyhow::{Context, Result, bail};
 use ghapp_testkit::daemon::{DaemonProcess, DaemonStart};
@@ -129,22 +130,6 @@ pub fn start_daemon(config: &str, daemon_env: &[(String, String)]) -> Result<Dae
     .context("starting a daemon with [network]")
 }
 
-/// One row of section h, its cells as the report prints them.
-pub struct NetworkRow {
-    /// What was measured.
-    pub what: String,
-    /// The figure.
-    pub figure: String,
-    /// Its baseline from the same run.
-    pub baseline: String,
-    /// Figure against baseline.
-    pub ratio: String,
-    /// The target, or `–`.
-    pub target: String,
-    /// Whether the target is met; `None` without one.
-    pub met: Option<bool>,
-}
-
 fn ms(x: f64) -> String {
     format!("{x:.3} ms")
 }
@@ -155,9 +140,9 @@ fn against_socket(
     network: Summary,
     socket: Summary,
     floor: Option<f64>,
-) -> NetworkRow {
+) -> SectionRow {
     let ratio = network.per_sec / socket.per_sec;
-    NetworkRow {
+    SectionRow {
         what,
         figure: format!(
             "{:.0} req/s, p50 {} p99 {}",
@@ -238,7 +223,7 @@ pub async fn measure_all(
     token_path: &str,
     id_tokens: &IdTokens,
     scale: u64,
-) -> Result<(Vec<NetworkRow>, bool)> {
+) -> Result<(Vec<SectionRow>, bool)> {
     let keep_alive_requests = 20_000 / scale;
     let per_connection_requests = 4_000 / scale;
     let tls_address = tls.network_address();
@@ -394,7 +379,7 @@ pub async fn measure_all(
 /// insert) over a cached one: one keep-alive TLS connection, so no request queues behind
 /// another and a median difference is the daemon's extra work per request. The cached and the
 /// first-seen requests alternate in rounds, so a change in the machine's load hits both alike.
-async fn first_seen(tls: Target, token_path: &str, id_tokens: &IdTokens) -> Result<NetworkRow> {
+async fn first_seen(tls: Target, token_path: &str, id_tokens: &IdTokens) -> Result<SectionRow> {
     const ROUNDS: usize = 4;
     let per_round = id_tokens.fresh.len() / ROUNDS;
     if per_round == 0 {
@@ -449,7 +434,7 @@ async fn first_seen(tls: Target, token_path: &str, id_tokens: &IdTokens) -> Resu
     let (fresh_mean, cached_mean) = (mean(&fresh), mean(&cached));
     let (fresh_p50, cached_p50) = (median(&mut fresh), median(&mut cached));
     let added = fresh_p50 - cached_p50;
-    Ok(NetworkRow {
+    Ok(SectionRow {
         what: format!(
             "`/v1/token` (cached), TCP+TLS, keep-alive, 1 connection, every request a first-seen ID token (RS256; {} tokens)",
             fresh.len()

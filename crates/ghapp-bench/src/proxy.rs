@@ -6,27 +6,12 @@
 //!   the repository, its pull requests and two files, while the repository changes now and
 //!   then — with every job calling GitHub itself and with every job going through the proxy.
 
+use crate::row::SectionRow;
 use crate::stats::Samples;
 use anyhow::{Context, Result, bail};
 use ghapp_testkit::daemon::{DaemonProcess, config_for_emulator};
 use ghapp_testkit::emulator::{EmulatorProcess, request};
 use std::time::{Duration, Instant};
-
-/// One row of the section, as the report prints it.
-pub struct ProxyRow {
-    /// What was measured.
-    pub what: String,
-    /// The figure.
-    pub figure: String,
-    /// The same-run baseline.
-    pub baseline: String,
-    /// figure vs baseline.
-    pub ratio: String,
-    /// The target, if any.
-    pub target: String,
-    /// Whether the target was met (`None`: no target).
-    pub met: Option<bool>,
-}
 
 const CLIENT_KEY: &str = "bench-proxy-client-key";
 /// sha256("bench-proxy-client-key").
@@ -189,7 +174,7 @@ fn replay(
 }
 
 /// Runs section p; `scale` divides the sample counts (20 for `--quick`).
-pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
+pub fn measure(scale: u64) -> Result<Vec<SectionRow>> {
     let emulator = EmulatorProcess::start(FIXTURE)?;
     let token = emulator.mint_token(100, serde_json::json!({}))?["token"]
         .as_str()
@@ -243,7 +228,7 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
     let added_revalidated = revalidated.p50_ms - direct.p50_ms;
     let ms = |x: f64| format!("{x:.3} ms");
     let mut rows = vec![
-        ProxyRow {
+        SectionRow {
             what: format!(
                 "GET /repos/{{o}}/{{r}} through the proxy, cache hit: p50 ({n} sequential, keep-alive)"
             ),
@@ -253,7 +238,7 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
             target: "< 1 ms added".into(),
             met: Some(added_hit < 1.0),
         },
-        ProxyRow {
+        SectionRow {
             what: "  the same, p99".into(),
             figure: ms(hit.p99_ms),
             baseline: ms(direct.p99_ms),
@@ -261,7 +246,7 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
             target: "–".into(),
             met: None,
         },
-        ProxyRow {
+        SectionRow {
             what: "  revalidated (cache_fresh_for = 0: a 304 from the emulator each time): p50"
                 .into(),
             figure: ms(revalidated.p50_ms),
@@ -280,7 +265,7 @@ pub fn measure(scale: u64) -> Result<Vec<ProxyRow>> {
         jobs,
     )?;
     let with = replay(&emulator, &client, &revalidate_base, &proxy_auth, jobs)?;
-    rows.push(ProxyRow {
+    rows.push(SectionRow {
         what: format!(
             "rate-limit points for {jobs} CI-like jobs × 4 GETs (a push every 5th job, a new pull request every 7th), through the proxy"
         ),

@@ -16,6 +16,7 @@
 //! that starts after every first mint, so only the steady state (refresh-ahead) is counted.
 
 use crate::load;
+use crate::row::SectionRow;
 use anyhow::{Context, Result, bail};
 use ghapp_testkit::daemon::{DaemonProcess, DaemonStart, parse_prometheus};
 use ghapp_testkit::emulator::EmulatorProcess;
@@ -39,22 +40,6 @@ const PASS: Duration = Duration::from_secs(5);
 const WARM_UP: Duration = Duration::from_secs(10);
 /// Daemons started at once (each start waits for its `ready` line).
 const START_PARALLEL: usize = 8;
-
-/// One row of the section, as the report prints it.
-pub struct ScaleRow {
-    /// What was measured.
-    pub what: String,
-    /// The figure.
-    pub figure: String,
-    /// The same-run baseline.
-    pub baseline: String,
-    /// figure vs baseline.
-    pub ratio: String,
-    /// The target, if any.
-    pub target: String,
-    /// Whether the target was met (`None`: no target).
-    pub met: Option<bool>,
-}
 
 /// The `[daemon]` table of every daemon (hosts and broker alike): GitHub's defaults for an
 /// hour-long token (min_ttl 30m, refresh_ahead 5m, refresh_window 1h) would leave a 30 s token
@@ -268,7 +253,7 @@ fn snapshot(topology: &Topology) -> Result<Snapshot> {
 
 /// Runs both topologies and returns the section's rows; `lives` token lives are counted, or as
 /// many as `GHAPP_BENCH_SCALE_LIVES` says (a longer run for docs/scale-out.md).
-pub fn measure(lives: u32) -> Result<Vec<ScaleRow>> {
+pub fn measure(lives: u32) -> Result<Vec<SectionRow>> {
     let lives = match std::env::var("GHAPP_BENCH_SCALE_LIVES") {
         Ok(text) => text
             .parse::<u32>()
@@ -376,7 +361,7 @@ pub fn measure(lives: u32) -> Result<Vec<ScaleRow>> {
         );
     }
     Ok(vec![
-        ScaleRow {
+        SectionRow {
             what: format!(
                 "per host only: {HOSTS} daemons each with the App key, mints at GitHub per repository per token life"
             ),
@@ -386,7 +371,7 @@ pub fn measure(lives: u32) -> Result<Vec<ScaleRow>> {
             target: "–".into(),
             met: None,
         },
-        ScaleRow {
+        SectionRow {
             what: format!(
                 "chained: {HOSTS} key-less daemons → 1 broker, mints at GitHub per repository per token life"
             ),
@@ -398,7 +383,7 @@ pub fn measure(lives: u32) -> Result<Vec<ScaleRow>> {
             target: format!("≥ {}× fewer", HOSTS / 2),
             met: Some(savings >= (HOSTS / 2) as f64),
         },
-        ScaleRow {
+        SectionRow {
             what: "chained: requests from the hosts to the broker per host and broker token".into(),
             figure: format!("{asked_per_token:.2} ({asked} requests)"),
             baseline: "1 (each host fetches each broker token once)".into(),
@@ -406,7 +391,7 @@ pub fn measure(lives: u32) -> Result<Vec<ScaleRow>> {
             target: "≤ 1.2".into(),
             met: Some(asked_per_token <= 1.2),
         },
-        ScaleRow {
+        SectionRow {
             what: "failed requests (a host's /v1/token not answered 200), whole run".into(),
             figure: format!(
                 "per host only: {ph_failed} of {ph_total}; chained: {ch_failed} of {ch_total}"

@@ -5,6 +5,7 @@
 use crate::load::{self, LoadSpec};
 use crate::oha;
 use crate::process::{Invocation, rss_kib};
+use crate::row::SectionRow;
 use crate::signers::{self, SignerFigures};
 use crate::stats::{Samples, Summary};
 use anyhow::{Context, Result, bail};
@@ -165,6 +166,19 @@ struct Row {
     met: &'static str,
 }
 
+impl From<SectionRow> for Row {
+    fn from(r: SectionRow) -> Row {
+        Row {
+            what: r.what,
+            figure: r.figure,
+            baseline: r.baseline,
+            ratio: r.ratio,
+            target: r.target,
+            met: r.met.map_or("–", verdict),
+        }
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
@@ -289,14 +303,7 @@ pub fn run(options: Options) -> Result<()> {
         eprintln!("bench: API proxy");
         let rows = crate::proxy::measure(scale)?
             .into_iter()
-            .map(|r| Row {
-                what: r.what,
-                figure: r.figure,
-                baseline: r.baseline,
-                ratio: r.ratio,
-                target: r.target,
-                met: r.met.map_or("–", verdict),
-            })
+            .map(Row::from)
             .collect();
         sections.push((
             "p. API proxy (docs/proxy.md) against the emulator directly",
@@ -307,14 +314,7 @@ pub fn run(options: Options) -> Result<()> {
         eprintln!("bench: scale-out: 50 hosts per host only against chained to a broker");
         let rows = crate::scale::measure(if options.quick { 1 } else { 2 })?
             .into_iter()
-            .map(|r| Row {
-                what: r.what,
-                figure: r.figure,
-                baseline: r.baseline,
-                ratio: r.ratio,
-                target: r.target,
-                met: r.met.map_or("–", verdict),
-            })
+            .map(Row::from)
             .collect();
         sections.push((
             "s. Scale-out: mints per repository-hour, 50 hosts × 20 repositories (docs/scale-out.md)",
@@ -687,17 +687,7 @@ async fn network_rows(options: &Options, scale: u64) -> Result<Vec<Row>> {
     if !resumed {
         eprintln!("bench: WARNING: TLS sessions were not resumed");
     }
-    Ok(rows
-        .into_iter()
-        .map(|r| Row {
-            what: r.what,
-            figure: r.figure,
-            baseline: r.baseline,
-            ratio: r.ratio,
-            target: r.target,
-            met: r.met.map_or("–", verdict),
-        })
-        .collect())
+    Ok(rows.into_iter().map(Row::from).collect())
 }
 
 async fn cold_path(stack: &Stack, n: usize) -> Result<Vec<Row>> {
