@@ -668,11 +668,13 @@ fn retry_at(failures: u32, not_before: Option<Instant>) -> Instant {
     })
 }
 
+/// Settings and scopes for the crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
 
-    fn settings() -> Settings {
+    /// GitHub's hour-long defaults.
+    pub(crate) fn settings() -> Settings {
         Settings {
             min_ttl: Duration::from_secs(1800),
             degraded_min_ttl: Duration::from_secs(300),
@@ -683,7 +685,8 @@ mod tests {
         }
     }
 
-    fn scope(repo: &str) -> Scope {
+    /// acme/`repo` in installation 100 of App `acme-bot`, not narrowed.
+    pub(crate) fn scope(repo: &str) -> Scope {
         Scope {
             host: "github.com".into(),
             app_identity: "app".into(),
@@ -697,6 +700,12 @@ mod tests {
             installation_permissions: Permissions::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{scope, settings};
+    use super::*;
 
     fn plan(repo: &str) -> Arc<MintPlan> {
         Arc::new(MintPlan::new(scope(repo), None))

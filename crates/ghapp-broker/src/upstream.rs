@@ -379,21 +379,11 @@ fn transport_reason(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
     use crate::cache::refresh_due_at;
+    use crate::cache::test_support::settings;
     use ghapp_protocol::secret::Token;
     use ghapp_protocol::time::Timestamp;
     use std::time::SystemTime;
     use tokio::time::Instant;
-
-    fn settings() -> Settings {
-        Settings {
-            min_ttl: Duration::from_secs(1800),
-            degraded_min_ttl: Duration::from_secs(300),
-            refresh_ahead: Duration::from_secs(300),
-            refresh_window: Duration::from_secs(3600),
-            negative_cache_ttl: Duration::from_secs(300),
-            installation_cache_ttl: Duration::from_secs(3600),
-        }
-    }
 
     /// The token as [`Upstream::fetch`] stores it when the broker, holding a token with exactly
     /// `left` by its clock (whole seconds), writes `expires_at` just before a second boundary and

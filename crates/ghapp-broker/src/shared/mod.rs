@@ -450,7 +450,7 @@ fn installation_cache_key(target: &Target, apps: &[String]) -> String {
 mod tests {
     use super::sealed::PROBE_INTERVAL;
     use super::*;
-    use crate::cache::{Narrowing, Scope};
+    use crate::cache::test_support::scope;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// `[cache] timeout` and `peer_wait` by default.
@@ -556,21 +556,7 @@ mod tests {
     }
 
     fn plan(repo: &str) -> Arc<MintPlan> {
-        Arc::new(MintPlan::new(
-            Scope {
-                host: "github.com".into(),
-                app_identity: "app".into(),
-                installation_id: 100,
-                repositories: vec![repo.into()],
-                app_name: "acme-bot".into(),
-                app_label: "acme-bot (id 1)".into(),
-                account: "acme".into(),
-                target: format!("acme/{repo}").into(),
-                narrowing: Narrowing::None,
-                installation_permissions: Permissions::new(),
-            },
-            None,
-        ))
+        Arc::new(MintPlan::new(scope(repo), None))
     }
 
     /// A mint that takes 300 ms and counts itself.
