@@ -119,7 +119,7 @@ pub struct IssuerMatch {
 impl IssuerMatch {
     /// True when the verified token is this issuer's and its subject and claims match.
     pub fn selects(&self, token: &VerifiedIdToken) -> bool {
-        token.issuer == self.issuer
+        *token.issuer == *self.issuer
             && self
                 .subject
                 .as_deref()

@@ -186,7 +186,7 @@ impl AuditEvent {
         match &caller.credential {
             Some(Credential::Client(name)) => self.client = Some(name.to_string()),
             Some(Credential::IdToken(token)) => {
-                self.issuer = Some(token.issuer.clone());
+                self.issuer = Some(token.issuer.to_string());
                 self.subject = Some(token.subject.clone());
             }
             None => {}

@@ -79,8 +79,9 @@ impl fmt::Display for Origin {
 /// never the token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedIdToken {
-    /// `iss`, as configured in `[[oidc]]`.
-    pub issuer: String,
+    /// `iss`, as configured in `[[oidc]]` (shared: every request of the token names it in
+    /// metrics).
+    pub issuer: Arc<str>,
     /// `sub`.
     pub subject: String,
     /// Every claim, for `[[policy]] claims` globs.
@@ -164,9 +165,7 @@ impl Caller {
     pub fn metric_identity(&self) -> MetricIdentity {
         match (&self.credential, &self.origin) {
             (Some(Credential::Client(name)), _) => MetricIdentity::Client(name.clone()),
-            (Some(Credential::IdToken(token)), _) => {
-                MetricIdentity::Issuer(Arc::from(token.issuer.as_str()))
-            }
+            (Some(Credential::IdToken(token)), _) => MetricIdentity::Issuer(token.issuer.clone()),
             (None, Origin::Local(peer)) => MetricIdentity::Uid(peer.uid),
             (None, Origin::Network { .. }) => MetricIdentity::Address,
         }

@@ -66,7 +66,7 @@ async fn valid_tokens_and_keys_are_accepted_and_cached() {
     else {
         panic!("RS256 token refused");
     };
-    assert_eq!(verified.issuer, issuers.issuer("a"));
+    assert_eq!(&*verified.issuer, issuers.issuer("a").as_str());
     assert_eq!(verified.subject, "repo:acme/widgets:ref:refs/heads/main");
     assert_eq!(verified.claims["repository_owner"], "acme");
     assert!(

@@ -551,7 +551,7 @@ impl Issuer {
                 AuthFailure::new(format!("the ID token of issuer {issuer} has a bad exp"))
             })?;
         Ok(VerifiedIdToken {
-            issuer: issuer.clone(),
+            issuer: Arc::from(issuer.as_str()),
             subject,
             claims,
             expires_at,
