@@ -151,13 +151,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Problem> {
 }
 
 fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
-    let mut report = |field: &str, message: String| {
-        problems.push(Problem {
-            path: vec![key("daemon"), key(field)],
-            subject: format!("daemon.{field}"),
-            message,
-        });
-    };
+    let mut report = table_reporter("daemon", problems);
     let human = |d: Duration| format_duration(d);
     if daemon.min_ttl.is_zero() {
         report(
@@ -231,15 +225,23 @@ fn validate_daemon(daemon: &DaemonConfig, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Reports a problem with `field` of the top-level table `table` (`[daemon]`, `[cache]`…).
+fn table_reporter<'a>(
+    table: &'static str,
+    problems: &'a mut Vec<Problem>,
+) -> impl FnMut(&str, String) + 'a {
+    move |field, message| {
+        problems.push(Problem {
+            path: vec![key(table), key(field)],
+            subject: format!("{table}.{field}"),
+            message,
+        })
+    }
+}
+
 /// `[cache]`: a Redis URL the client understands, TLS extras only with TLS.
 fn validate_cache(cache: &CacheConfig, problems: &mut Vec<Problem>) {
-    let mut report = |field: &str, message: String| {
-        problems.push(Problem {
-            path: vec![key("cache"), key(field)],
-            subject: format!("cache.{field}"),
-            message,
-        });
-    };
+    let mut report = table_reporter("cache", problems);
     let tls = cache.redis_url.starts_with("rediss://");
     if !tls && !cache.redis_url.starts_with("redis://") {
         // The URL may carry a password: only its scheme is repeated.
@@ -284,13 +286,7 @@ fn validate_upstream(
     app_hosts: &[String],
     problems: &mut Vec<Problem>,
 ) {
-    let mut report = |field: &str, message: String| {
-        problems.push(Problem {
-            path: vec![key("upstream"), key(field)],
-            subject: format!("upstream.{field}"),
-            message,
-        });
-    };
+    let mut report = table_reporter("upstream", problems);
     let url = upstream.url.trim_end_matches('/');
     let authority = |rest: &str| rest.split('/').next().unwrap_or_default().to_string();
     if let Some(rest) = url.strip_prefix("http://") {
@@ -928,13 +924,7 @@ fn validate_proxy(proxy: &ProxyConfig, app_hosts: &[String], problems: &mut Vec<
 
 /// `[runners]`.
 fn validate_runners(runners: &RunnersConfig, problems: &mut Vec<Problem>) {
-    let mut report = |field: &str, message: String| {
-        problems.push(Problem {
-            path: vec![key("runners"), key(field)],
-            subject: format!("runners.{field}"),
-            message,
-        });
-    };
+    let mut report = table_reporter("runners", problems);
     if let Some(owner) = &runners.owner
         && let Err(e) = check_name("owner", owner)
     {
