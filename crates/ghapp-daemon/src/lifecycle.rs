@@ -169,7 +169,10 @@ where
             _ = terminate.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
-                reload(&state, &config_path, &environment, socket_flag.as_deref(), &socket_path, descriptor_limit);
+                let reloaded = reload(&state, &config_path, &environment, socket_flag.as_deref(), &socket_path, descriptor_limit);
+                if let (Some(config), Some(api_proxy)) = (&reloaded, &api_proxy) {
+                    api_proxy.reload(config);
+                }
                 reload_network(&state, &config_path, certificate.as_deref());
                 systemd.notifier.notify(&format!("STATUS=serving on {} (reloaded)", socket_path.display()));
             }
@@ -353,7 +356,8 @@ fn announce_ready(socket: &std::path::Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot write the ready line to stdout: {e}"))
 }
 
-/// SIGHUP: re-read the config; apply it only if it validates and the service accepts it.
+/// SIGHUP: re-read the config; apply it only if it validates and the service accepts it. The
+/// config applied, for the parts started beside the service (the API proxy).
 fn reload<S: TokenService>(
     state: &State<S>,
     config_path: &std::path::Path,
@@ -361,13 +365,13 @@ fn reload<S: TokenService>(
     socket_flag: Option<&std::path::Path>,
     socket_path: &std::path::Path,
     descriptor_limit: u64,
-) {
+) -> Option<Config> {
     tracing::info!("SIGHUP: reloading {}", config_path.display());
     let config = match Config::load(config_path) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("reload failed, keeping the previous configuration: {e}");
-            return;
+            return None;
         }
     };
     let own_uid = rustix::process::geteuid().as_raw();
@@ -375,12 +379,12 @@ fn reload<S: TokenService>(
         Ok(settings) => settings,
         Err(e) => {
             tracing::error!("reload failed, keeping the previous configuration: {e}");
-            return;
+            return None;
         }
     };
     if let Err(e) = state.service.reload(&config) {
         tracing::error!("reload failed, keeping the previous configuration: {e}");
-        return;
+        return None;
     }
     let wanted = environment
         .daemon_socket(socket_flag, settings.config_socket.as_deref())
@@ -409,4 +413,5 @@ fn reload<S: TokenService>(
     tracing::info!(
         "configuration reloaded: {apps} App(s); cached tokens that remain valid were kept"
     );
+    Some(config)
 }

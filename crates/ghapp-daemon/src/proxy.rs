@@ -21,10 +21,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, StatusCode};
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -209,14 +208,28 @@ impl SharedStore for SealedAnswers {
 pub struct ProxyServer {
     /// The address bound.
     pub local_addr: SocketAddr,
+    proxy: Arc<Proxy>,
     accept: JoinHandle<()>,
-    reload: JoinHandle<()>,
+}
+
+impl ProxyServer {
+    /// Puts the `[[proxy.client]]`s of a config the daemon's SIGHUP reload accepted in force (a
+    /// scope that does not compile leaves the registry in force). `[[policy]]` identities need
+    /// nothing here: they are read from the settings in force. The listener, TLS and cache
+    /// settings change with a restart.
+    pub fn reload(&self, config: &Config) {
+        match self.proxy.reload_registry(config) {
+            Ok(clients) => tracing::info!("proxy: {clients} [[proxy.client]] entries in force"),
+            Err(e) => tracing::error!(
+                "proxy: reload failed, keeping the previous [[proxy.client]] entries: {e}"
+            ),
+        }
+    }
 }
 
 impl Drop for ProxyServer {
     fn drop(&mut self) {
         self.accept.abort();
-        self.reload.abort();
     }
 }
 
@@ -265,6 +278,7 @@ pub fn start<S: TokenService>(
         None => String::new(),
     };
     let proxy = Arc::new(proxy);
+    let proxy_handle = proxy.clone();
     let local_addr = listener.local_addr();
     let scheme = if listener.is_tls() { "https" } else { "http" };
     let clients = proxy.registry().len();
@@ -272,7 +286,6 @@ pub fn start<S: TokenService>(
         "ghapp proxy listening on {scheme}://{local_addr} ({clients} client{}{shared})",
         if clients == 1 { "" } else { "s" }
     );
-    let reload = tokio::spawn(reload_on_hangup(proxy.clone(), config_path.to_path_buf())?);
     let slots = Arc::new(Semaphore::new(MAX_PROXY_CONNECTIONS));
     let accept = tokio::spawn(async move {
         loop {
@@ -312,33 +325,9 @@ pub fn start<S: TokenService>(
     });
     Ok(Some(ProxyServer {
         local_addr,
+        proxy: proxy_handle,
         accept,
-        reload,
     }))
-}
-
-/// On SIGHUP, reads the config again and puts its `[[proxy.client]]`s in force (a config that
-/// does not load, or a scope that does not compile, leaves the registry in force; the daemon's
-/// own reload logs the config's problems). `[[policy]]` identities need nothing here: they are
-/// read from the settings in force. The listener, TLS and cache settings change with a restart.
-fn reload_on_hangup(
-    proxy: Arc<Proxy>,
-    config_path: PathBuf,
-) -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP for [proxy]")?;
-    Ok(async move {
-        while hangup.recv().await.is_some() {
-            let Ok(config) = Config::load(&config_path) else {
-                continue;
-            };
-            match proxy.reload_registry(&config) {
-                Ok(clients) => tracing::info!("proxy: {clients} [[proxy.client]] entries in force"),
-                Err(e) => tracing::error!(
-                    "proxy: reload failed, keeping the previous [[proxy.client]] entries: {e}"
-                ),
-            }
-        }
-    })
 }
 
 #[cfg(test)]
