@@ -32,4 +32,12 @@ fi
 echo "bench: building release binaries" >&2
 # aws-kms (off by default) so section g can measure the KMS signer; it adds to section f's ghapp size.
 cargo build --release --locked -p ghapp --features ghapp/aws-kms -p git-credential-ghapp -p github-emulator -p ghapp-bench >&2
-exec target/release/ghapp-bench "$@"
+# Section a times the helper install.sh installs (statically linked on glibc Linux), and the
+# build's dynamically linked one beside it.
+helper_args=()
+if helper="$(scripts/build-static-helper.sh)"; then
+    helper_args=(--helper "$helper")
+else
+    echo "bench: no static helper (see above); section a times the dynamically linked one" >&2
+fi
+exec target/release/ghapp-bench "${helper_args[@]}" "$@"

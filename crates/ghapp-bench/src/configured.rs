@@ -25,10 +25,12 @@ pub struct ConfiguredFigures {
     pub pair_ratio_median: f64,
 }
 
-/// Runs the row: `bin` holds the built binaries, `socket` is the daemon's, `git_host` the
-/// emulator's git host (served over http, as configure's `--host http://…` writes it).
+/// Runs the row: `ghapp` runs `configure`, `helper` is the helper to install and time,
+/// `socket` is the daemon's, `git_host` the emulator's git host (served over http, as
+/// configure's `--host http://…` writes it).
 pub fn measure(
-    bin: &Path,
+    ghapp: &Path,
+    helper_build: &Path,
     socket: &Path,
     git_host: &str,
     pairs: usize,
@@ -39,7 +41,7 @@ pub fn measure(
     let install = scratch.path().join("bin");
     std::fs::create_dir(&install)?;
     let helper = install.join("git-credential-ghapp");
-    std::fs::copy(bin.join("git-credential-ghapp"), &helper)
+    std::fs::copy(helper_build, &helper)
         .with_context(|| format!("installing the helper at {}", helper.display()))?;
     let ghapp_home = scratch.path().join("home-ghapp");
     let cache_home = scratch.path().join("home-cache");
@@ -70,7 +72,7 @@ pub fn measure(
             format!("http://{git_host}").into(),
         ],
         env: env(&ghapp_home),
-        ..Invocation::new(bin.join("ghapp"))
+        ..Invocation::new(ghapp)
     };
     if let Some(why) = configure.run_checked()? {
         bail!("ghapp configure failed: {why}");

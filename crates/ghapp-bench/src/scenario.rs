@@ -45,6 +45,12 @@ pub struct Options {
     /// Skip the oha rows even when oha is installed.
     #[arg(long)]
     pub no_oha: bool,
+    /// The git-credential-ghapp that section a times and section f sizes (default: the one
+    /// built beside ghapp-bench). scripts/bench.sh passes the statically linked build that
+    /// install.sh installs; the build's own (dynamically linked) helper then gets a row of its
+    /// own in section a.
+    #[arg(long)]
+    pub helper: Option<PathBuf>,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -192,6 +198,14 @@ pub fn run(options: Options) -> Result<()> {
     raise_fd_limit();
     let scale: u64 = if options.quick { 20 } else { 1 };
     let bin = ghapp_testkit::bin_dir();
+    let built_helper = bin.join("git-credential-ghapp");
+    // Absolute: git runs a helper path as given, from a directory of its own choosing.
+    let helper = match &options.helper {
+        Some(path) => {
+            std::fs::canonicalize(path).with_context(|| format!("--helper {}", path.display()))?
+        }
+        None => built_helper.clone(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -205,13 +219,13 @@ pub fn run(options: Options) -> Result<()> {
         let idle_rss = rss_kib(stack.daemon.pid().context("daemon exited")?)?;
         if options.wants('a') {
             eprintln!("bench: helper latency");
-            let mut rows = helper_latency(&stack, &bin, (1000 / scale) as usize)?;
+            let mut rows = helper_latency(&stack, &helper, (1000 / scale) as usize)?;
             eprintln!("bench: what `ghapp configure` writes, against credential-cache");
-            rows.push(configured_row(
-                &stack,
-                &bin,
-                if options.quick { 30 } else { 200 },
-            )?);
+            let pairs = if options.quick { 30 } else { 200 };
+            rows.push(configured_row(&stack, &bin, &helper, pairs, true)?);
+            if helper != built_helper {
+                rows.push(configured_row(&stack, &bin, &built_helper, pairs, false)?);
+            }
             sections.push(("a. Credential helper latency", rows));
         }
         if options.wants('b') {
@@ -290,7 +304,7 @@ pub fn run(options: Options) -> Result<()> {
         ));
     }
     if options.wants('f') {
-        sections.push(("f. Binary sizes and helper memory", sizes(&bin)?));
+        sections.push(("f. Binary sizes and helper memory", sizes(&bin, &helper)?));
     }
     if options.wants('h') {
         eprintln!("bench: network listener (TCP, TCP+TLS) against the socket");
@@ -337,13 +351,19 @@ pub fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
-fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
+/// Section a: `helper` behind git, by absolute path and by short name (its directory first on
+/// `PATH`), and bare, against git's credential-cache and `/bin/true`.
+fn helper_latency(stack: &Stack, helper: &Path, runs: usize) -> Result<Vec<Row>> {
     let home = tempfile::tempdir()?;
+    let linkage = ghapp_testkit::elf::linkage(helper)?;
+    let helper_dir = helper
+        .parent()
+        .context("the helper's path has no directory")?;
     let host = stack.emulator.git_host();
     let request = format!("protocol=http\nhost={host}\npath=bench/r0.git\n\n").into_bytes();
     let path = format!(
         "{}:{}",
-        bin.display(),
+        helper_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let base_env = vec![
@@ -414,15 +434,14 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     let mut ghapp_fill = git("ghapp", "fill", request.clone()).time(warm, runs)?;
     // `credential.helper = /abs/path/git-credential-ghapp` (the docs/git.md tuning) skips
     // the `git credential-ghapp` re-exec that the short name costs.
-    let absolute = bin.join("git-credential-ghapp");
     let mut ghapp_abs_fill =
-        git(&absolute.display().to_string(), "fill", request.clone()).time(warm, runs)?;
+        git(&helper.display().to_string(), "fill", request.clone()).time(warm, runs)?;
     let mut bare = Invocation {
         args: vec!["get".into()],
         env: base_env.clone(),
         stdin: request.clone(),
         expect_stdout: Some("password=".into()),
-        ..Invocation::new(bin.join("git-credential-ghapp"))
+        ..Invocation::new(helper)
     }
     .time(warm, runs)?;
     let mut floor = Invocation::new("/bin/true").time(warm, runs)?;
@@ -439,7 +458,9 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
         &[&cache, &ghapp, &ghapp_abs, &bare, &floor],
     )?;
     let fill_row = |how: &str, s: &Summary| Row {
-        what: format!("`git credential fill`, {how}, token cached, {runs} runs: median / p99"),
+        what: format!(
+            "`git credential fill`, {how}, helper {linkage}, token cached, {runs} runs: median / p99"
+        ),
         figure: format!("{} / {}", ms(s.p50_ms), ms(s.p99_ms)),
         baseline: format!(
             "credential-cache: {} / {}",
@@ -460,7 +481,7 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
             &ghapp,
         ),
         Row {
-            what: format!("bare `git-credential-ghapp get`, {runs} runs: median / p99"),
+            what: format!("bare `git-credential-ghapp get` ({linkage}), {runs} runs: median / p99"),
             figure: format!("{} / {}", ms(bare.p50_ms), ms(bare.p99_ms)),
             baseline: format!("/bin/true: {} / {}", ms(floor.p50_ms), ms(floor.p99_ms)),
             ratio: format!("{:.2}×", bare.p50_ms / floor.p50_ms),
@@ -470,19 +491,42 @@ fn helper_latency(stack: &Stack, bin: &Path, runs: usize) -> Result<Vec<Row>> {
     ])
 }
 
-/// Issue 19 target 1: the helper exactly as `ghapp configure` writes it
-/// ([`crate::configured`]), median of `pairs` alternating pairs with credential-cache.
-fn configured_row(stack: &Stack, bin: &Path, pairs: usize) -> Result<Row> {
+/// Issue 19 target 1: `helper` installed and configured exactly as `ghapp configure` writes it
+/// ([`crate::configured`]), median of `pairs` alternating pairs with credential-cache. The row
+/// of what install.sh installs carries the target; others (`cargo install`'s dynamically
+/// linked build) are shown beside it.
+fn configured_row(
+    stack: &Stack,
+    bin: &Path,
+    helper: &Path,
+    pairs: usize,
+    installed_by_install_sh: bool,
+) -> Result<Row> {
+    let linkage = ghapp_testkit::elf::linkage(helper)?;
     let figures = crate::configured::measure(
-        bin,
+        &bin.join("ghapp"),
+        helper,
         stack.daemon.socket(),
         &stack.emulator.git_host(),
         pairs,
     )?;
     let ratio = figures.ghapp_p50_ms / figures.cache_p50_ms;
+    let (installed, target, met) = if installed_by_install_sh {
+        (
+            "as install.sh installs it",
+            "≤ 0.85× credential-cache".to_string(),
+            verdict(ratio <= 0.85),
+        )
+    } else {
+        (
+            "as `cargo install` leaves it",
+            "– (for comparison)".to_string(),
+            "–",
+        )
+    };
     Ok(Row {
         what: format!(
-            "`git credential fill` with what `ghapp configure` writes (helper installed outside a build dir; wrote {}), token cached, median of {} alternating pairs",
+            "`git credential fill` with what `ghapp configure` writes (helper {linkage}, {installed}, outside a build dir; wrote {}), token cached, median of {} alternating pairs",
             figures
                 .written
                 .iter()
@@ -497,8 +541,8 @@ fn configured_row(stack: &Stack, bin: &Path, pairs: usize) -> Result<Row> {
             "{ratio:.2}× (median of pair ratios {:.2}×)",
             figures.pair_ratio_median
         ),
-        target: "≤ 0.85× credential-cache".into(),
-        met: verdict(ratio <= 0.85),
+        target,
+        met,
     })
 }
 
@@ -925,10 +969,10 @@ async fn memory_with_tokens(stack: &Stack, tokens: u64, stateless: bool) -> Resu
     })
 }
 
-fn sizes(bin: &Path) -> Result<Vec<Row>> {
-    let size = |name: &str| -> Result<f64> {
-        Ok(std::fs::metadata(bin.join(name))
-            .with_context(|| format!("{name} not built"))?
+fn sizes(bin: &Path, helper: &Path) -> Result<Vec<Row>> {
+    let size = |path: &Path| -> Result<f64> {
+        Ok(std::fs::metadata(path)
+            .with_context(|| format!("{} not built", path.display()))?
             .len() as f64
             / 1_048_576.0)
     };
@@ -939,7 +983,7 @@ fn sizes(bin: &Path) -> Result<Vec<Row>> {
             OsString::from("/nonexistent/ghapp.sock"),
         )],
         stdin: b"protocol=https\nhost=github.com\n\n".to_vec(),
-        ..Invocation::new(bin.join("git-credential-ghapp"))
+        ..Invocation::new(helper)
     }
     .peak_rss_kib()?;
     let true_rss = Invocation::new("/bin/true").peak_rss_kib()?;
@@ -947,9 +991,10 @@ fn sizes(bin: &Path) -> Result<Vec<Row>> {
         Row {
             what: "stripped release binaries".into(),
             figure: format!(
-                "ghapp {:.2} MB, git-credential-ghapp {:.2} MB",
-                size("ghapp")?,
-                size("git-credential-ghapp")?
+                "ghapp {:.2} MB, git-credential-ghapp {:.2} MB ({})",
+                size(&bin.join("ghapp"))?,
+                size(helper)?,
+                ghapp_testkit::elf::linkage(helper)?
             ),
             baseline: "–".into(),
             ratio: "–".into(),

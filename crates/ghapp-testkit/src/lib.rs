@@ -1,6 +1,7 @@
 //! Shared test support: real processes, real sockets, temp dirs that clean up after themselves.
 //!
 //! - [`binary`]: the path of a workspace binary built by `cargo test --workspace`.
+//! - [`elf`]: whether a built binary is statically linked.
 //! - [`emulator`]: start `github-emulator` as a process from a fixture.
 //! - [`daemon`]: start `ghapp daemon` as a process against a config.
 //! - [`git`]: a throwaway HOME and a `git` command wired to `credential.helper ghapp`.
@@ -9,6 +10,7 @@
 //! - [`system`]: commands fed their stdin, tools on PATH, fake tools, throwaway users.
 
 pub mod daemon;
+pub mod elf;
 pub mod emulator;
 pub mod git;
 pub mod pki;

@@ -11,6 +11,8 @@ const SCRIPTS: &[&str] = &[
     "scripts/demo.sh",
     "scripts/ghapp-gh-refresh.sh",
     "scripts/container-entrypoint.sh",
+    "scripts/build-static-helper.sh",
+    "scripts/bench.sh",
 ];
 
 #[test]

@@ -1,0 +1,115 @@
+//! The helper install.sh installs: `scripts/build-static-helper.sh` builds it statically linked
+//! (glibc's static-pie), and that build clones and pushes through git against the emulator and a
+//! real daemon, configured as `ghapp configure` writes it (`!exec` and its absolute path), and
+//! falls through silently without a daemon — the same contract as the dynamic build.
+//!
+//! It runs a release build of the helper for the host triple (about a minute on 2 cores the
+//! first time; cargo reuses it after), into this test run's own target directory.
+
+use anyhow::{Context, Result, ensure};
+use ghapp_testkit::daemon::{DaemonProcess, config_for_emulator};
+use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
+use ghapp_testkit::git::{GitBinary, GitHome};
+use ghapp_testkit::system::run_with_input;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The workspace target directory this test was built into (`<target>/debug/deps/<test>`).
+fn target_dir() -> PathBuf {
+    ghapp_testkit::bin_dir()
+        .parent()
+        .expect("the profile directory has a parent")
+        .to_path_buf()
+}
+
+/// Runs the script; `None` (with a loud SKIPPED) on systems it does not cover.
+fn build_static_helper() -> Result<Option<PathBuf>> {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED static_build: the static helper is built on glibc Linux only ***\n"
+        );
+        return Ok(None);
+    }
+    let out = Command::new(repo_dir().join("scripts/build-static-helper.sh"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO", env!("CARGO"))
+        .output()
+        .context("running scripts/build-static-helper.sh")?;
+    ensure!(
+        out.status.success(),
+        "build-static-helper.sh failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).context("the printed path")?;
+    let helper = PathBuf::from(printed.trim_end_matches('\n'));
+    ensure!(
+        printed.lines().count() == 1 && helper.is_absolute() && helper.is_file(),
+        "build-static-helper.sh printed {printed:?}, not the helper's path alone"
+    );
+    Ok(Some(helper))
+}
+
+#[test]
+fn the_static_helper_serves_git_and_falls_through_without_a_daemon() -> Result<()> {
+    let Some(built) = build_static_helper()? else {
+        return Ok(());
+    };
+    assert_eq!(
+        ghapp_testkit::elf::linkage(&built)?,
+        "statically linked",
+        "{} names a dynamic loader",
+        built.display()
+    );
+
+    // Installed outside the build directory, as install.sh leaves it.
+    let install = tempfile::tempdir()?;
+    let helper = install.path().join("git-credential-ghapp");
+    std::fs::copy(&built, &helper)?;
+
+    // No daemon: exit 0, nothing on stdout, so git asks its next helper.
+    let absent = run_with_input(
+        Command::new(&helper)
+            .arg("get")
+            .env("GHAPP_SOCKET", install.path().join("absent.sock")),
+        b"protocol=https\nhost=github.com\npath=acme/widgets.git\n\n",
+    );
+    assert_eq!(absent.status.code(), Some(0), "{absent:?}");
+    assert!(absent.stdout.is_empty(), "{absent:?}");
+
+    let emulator = EmulatorProcess::start(&basic_fixture(3600))?;
+    let daemon = DaemonProcess::start(&config_for_emulator(
+        &emulator.urls.api_url,
+        &emulator.urls.git_url,
+        &emulator.key_path("app1.pem"),
+        "",
+    ))?;
+    let git = GitBinary::newest().context("no git installed")?;
+    let home = GitHome::new(&git)?.with_env("GHAPP_SOCKET", daemon.socket());
+    // What `ghapp configure` writes for a helper installed outside a build directory.
+    home.add_config("credential.helper", &format!("!exec {}", helper.display()))?;
+    home.set_config("credential.useHttpPath", "true")?;
+    let url = format!(
+        "{}/acme/widgets.git",
+        emulator.urls.git_url.trim_end_matches('/')
+    );
+    let clone = home
+        .clone_repo(&url, "widgets")
+        .with_context(|| daemon.log())?;
+    home.commit_file(
+        &clone,
+        "static.txt",
+        "pushed through the static helper\n",
+        "static",
+    )?;
+    home.push(&clone).with_context(|| daemon.log())?;
+    let minted = emulator.stats()?["mints_total"].as_u64().unwrap_or(0);
+    ensure!(minted >= 1, "the daemon minted nothing ({minted})");
+    Ok(())
+}
