@@ -7,7 +7,9 @@
 //! rounds, runner tokens, reloads and status.
 
 use crate::app::{AppRuntime, Runtime, Trouble};
-use crate::cache::{Acquire, AfterFailure, CachedToken, MintPlan, MintResult, Origin, TokenCache};
+use crate::cache::{
+    Acquire, AfterFailure, CachedToken, MintPlan, MintResult, Origin, TokenCache, digest,
+};
 use crate::error::{BrokerError, ErrorKind};
 use crate::failure::{Consequence, Failure, suspended_error};
 use crate::flight::{FlightSender, spawn_flight};
@@ -659,9 +661,9 @@ impl Core {
     /// Drops the cached entry holding exactly this token (see [`crate::Broker::invalidate`]).
     pub(crate) fn invalidate(&self, token: &str) -> bool {
         if let Some(young) = self.tokens.find(token)
-            && young.minted_at.elapsed() < REPLICATION_DELAY
+            && young.minted_at().elapsed() < REPLICATION_DELAY
         {
-            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at().elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
             return false;
         }
         match self.tokens.invalidate(token) {
@@ -672,7 +674,9 @@ impl Core {
                     && tokio::runtime::Handle::try_current().is_ok()
                 {
                     tokio::spawn(async move {
-                        shared.forget_token(&dropped.plan, dropped.digest).await;
+                        shared
+                            .forget_token(&dropped.plan, digest(dropped.token.expose()))
+                            .await;
                     });
                 }
                 true

@@ -78,7 +78,7 @@ pub(crate) fn status(
             installation_id: t.installation_id(),
             repositories: t.repositories(),
             permissions: t.permissions.clone(),
-            expires_at: t.expires_at,
+            expires_at: t.expires_at(),
             remaining_secs: t.remaining(now).as_secs(),
         })
         .collect();

@@ -12,7 +12,7 @@
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
 use crate::app::{Health, Settings, Trouble};
-use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope};
 use crate::clock::{ANCHOR_SLACK, ServerTime};
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
@@ -323,15 +323,14 @@ impl Upstream {
         self.health.ok();
         let st = ServerTime::from_date_header(date.as_deref());
         let remaining = st.remaining_until(answer.expires_at);
-        let token = CachedToken {
-            digest: digest(answer.token.expose()),
-            expires: st.instant_of(answer.expires_at),
-            minted_at: st.received,
-            expires_at: st.local_time_of(answer.expires_at),
-            plan: plan.clone(),
-            permissions: answer.permissions,
-            token: answer.token,
-        };
+        let token = CachedToken::new(
+            answer.token,
+            st.instant_of(answer.expires_at),
+            st.received,
+            st.local_time_of(answer.expires_at),
+            plan.clone(),
+            answer.permissions,
+        );
         tracing::info!(upstream = %self.url, target = %plan.target, token = %token.token.fingerprint(), app = %answer.app, installation = answer.installation_id, expires_in_secs = remaining.as_secs(), "got a token from the upstream broker");
         Ok(Arc::new(token))
     }
@@ -411,15 +410,14 @@ mod tests {
             },
             None,
         ));
-        CachedToken {
-            token: Token::new("ghs_relayed"),
-            digest: digest("ghs_relayed"),
-            expires: st.instant_of(expires_at),
-            minted_at: st.received,
-            expires_at: st.local_time_of(expires_at),
+        CachedToken::new(
+            Token::new("ghs_relayed"),
+            st.instant_of(expires_at),
+            st.received,
+            st.local_time_of(expires_at),
             plan,
-            permissions: Permissions::new(),
-        }
+            Permissions::new(),
+        )
     }
 
     #[tokio::test(start_paused = true)]

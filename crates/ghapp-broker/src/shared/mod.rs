@@ -276,15 +276,14 @@ impl SharedCache {
         let stored: StoredToken = serde_json::from_slice(&plain).ok()?;
         let now = Instant::now();
         let lifetime = Duration::from_secs(stored.lifetime_secs).max(remaining);
-        let token = CachedToken {
-            digest: digest(stored.token.expose()),
-            expires: now + remaining,
-            minted_at: now.checked_sub(lifetime - remaining).unwrap_or(now),
-            expires_at: Timestamp::from(SystemTime::now() + remaining),
-            plan: plan.clone(),
-            permissions: stored.permissions,
-            token: stored.token,
-        };
+        let token = CachedToken::new(
+            stored.token,
+            now + remaining,
+            now.checked_sub(lifetime - remaining).unwrap_or(now),
+            Timestamp::from(SystemTime::now() + remaining),
+            plan.clone(),
+            stored.permissions,
+        );
         if remaining < settings.min_ttl || refresh_due_at(&token, settings) <= now {
             return None;
         }
@@ -565,15 +564,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let secret = format!("ghs_minted{n}");
         let now = Instant::now();
-        Ok(Arc::new(CachedToken {
-            digest: digest(&secret),
-            token: Token::new(secret),
-            expires: now + Duration::from_secs(3600),
-            minted_at: now,
-            expires_at: Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
+        Ok(Arc::new(CachedToken::new(
+            Token::new(secret),
+            now + Duration::from_secs(3600),
+            now,
+            Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
             plan,
-            permissions: Permissions::new(),
-        }))
+            Permissions::new(),
+        )))
     }
 
     fn fleet(store: &Arc<MemoryStore>, n: usize) -> Vec<Arc<SharedCache>> {
@@ -625,7 +623,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mints.load(Ordering::SeqCst), 1, "another digest: kept");
-        replicas[2].forget_token(&p, stored.digest).await;
+        replicas[2]
+            .forget_token(&p, digest(stored.token.expose()))
+            .await;
         replicas[0]
             .mint_once(&p, &s, || mint(p.clone(), &mints))
             .await
