@@ -663,19 +663,19 @@ impl Core {
         if let Some(young) = self.tokens.find(token)
             && young.minted_at().elapsed() < REPLICATION_DELAY
         {
-            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at().elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            tracing::info!(token = %young.token.fingerprint(), app = %young.key.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at().elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
             return false;
         }
         match self.tokens.invalidate(token) {
             Some(dropped) => {
-                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
+                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.key.app_name, installation = dropped.installation_id(), "invalidated a cached token");
                 // The other replicas must not take it again from the shared cache.
                 if let Some(shared) = self.shared.clone()
                     && tokio::runtime::Handle::try_current().is_ok()
                 {
                     tokio::spawn(async move {
                         shared
-                            .forget_token(&dropped.plan, digest(dropped.token.expose()))
+                            .forget_token(&dropped.key, digest(dropped.token.expose()))
                             .await;
                     });
                 }

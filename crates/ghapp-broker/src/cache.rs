@@ -179,17 +179,19 @@ impl MintPlan {
 
 /// A minted token and what it is good for. Only the `token` field is secret.
 ///
-/// What it is for (App, host, account, repositories) is its plan's, shared rather than copied:
-/// the daemon may hold tens of thousands of these, so the block is kept to 104 bytes (a
-/// 112-byte allocation): no digest of the token (compared directly, in constant time, by
-/// [`TokenCache::find`]), and its wall-clock expiry and life packed in 32 bits each.
+/// What it is for (App, host, account, repositories) is its key's scope, shared rather than
+/// copied. The daemon may hold tens of thousands of these, each one allocation of 136 bytes
+/// (a 144-byte chunk) besides the token's text: the key is kept here rather than as a plan of
+/// its own (a second allocation), no digest of the token is kept (it is compared directly, in
+/// constant time, by [`TokenCache::find`]), and the wall-clock expiry and the life are packed
+/// in 32 bits each.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
     pub token: Token,
     /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
     pub expires: Instant,
-    /// What it was minted for.
-    pub plan: Arc<MintPlan>,
+    /// What it was minted for: its plan's key (the cache's key for it).
+    pub key: TokenKey,
     /// What GitHub granted.
     pub permissions: Permissions,
     /// Expiry on the local wall clock, in seconds since 1970 (a `u32` lasts to 2106; a token
@@ -208,14 +210,14 @@ impl CachedToken {
         expires: Instant,
         minted_at: Instant,
         expires_at: Timestamp,
-        plan: Arc<MintPlan>,
+        plan: &MintPlan,
         permissions: Permissions,
     ) -> CachedToken {
         let lifetime = expires.saturating_duration_since(minted_at);
         CachedToken {
             token,
             expires,
-            plan,
+            key: plan.key.clone(),
             permissions,
             expires_at_unix: u32::try_from(expires_at.unix_seconds().max(0)).unwrap_or(u32::MAX),
             lifetime_ms: u32::try_from(lifetime.as_millis()).unwrap_or(u32::MAX),
@@ -245,9 +247,9 @@ impl CachedToken {
             token: self.token.clone(),
             expires_at: self.expires_at(),
             installation_id: self.installation_id(),
-            app: self.plan.app_name.to_string(),
-            host: self.plan.key.host.to_string(),
-            owner: self.plan.account.to_string(),
+            app: self.key.app_name.to_string(),
+            host: self.key.host.to_string(),
+            owner: self.key.account.to_string(),
             repositories: self.repositories(),
             permissions: self.permissions.clone(),
         }
@@ -255,7 +257,7 @@ impl CachedToken {
 
     /// The installation it belongs to.
     pub(crate) fn installation_id(&self) -> u64 {
-        self.plan.key.installation_id
+        self.key.installation_id
     }
 
     /// Its life when it arrived.
@@ -265,11 +267,18 @@ impl CachedToken {
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
     pub(crate) fn repositories(&self) -> Vec<String> {
-        match &self.plan.narrowing {
+        match &self.key.narrowing {
             Narrowing::Name(name) => vec![name.to_string()],
             // Narrowed by id (a renamed repository) or not at all: the names asked for.
-            Narrowing::Id(_) | Narrowing::None => self.plan.key.repositories.clone(),
+            Narrowing::Id(_) | Narrowing::None => self.key.repositories.clone(),
         }
+    }
+
+    /// A plan to mint it again.
+    pub(crate) fn plan(&self) -> Arc<MintPlan> {
+        Arc::new(MintPlan {
+            key: self.key.clone(),
+        })
     }
 
     /// Whether it is exactly `token`, compared in constant time for equal lengths.
@@ -344,15 +353,15 @@ impl Borrow<TokenKey> for PlanKey {
     }
 }
 
-/// A cached token as a map key: hashed and compared by its plan's [`TokenKey`], the key it was
-/// minted for. The token is its own key, so a cached token costs its map 16 bytes (this and
+/// A cached token as a map key: hashed and compared by its [`TokenKey`], the key it was minted
+/// for. The token is its own key, so a cached token costs its map 16 bytes (this and
 /// when it was last served, [`Served`]), not a key, the token and the time.
 #[derive(Clone)]
 struct Cached(Arc<CachedToken>);
 
 impl Cached {
     fn key(&self) -> &TokenKey {
-        &self.0.plan.key
+        &self.0.key
     }
 }
 
@@ -408,7 +417,7 @@ struct Failed {
 struct State {
     /// What [`Served`] counts from: when the cache was made.
     epoch: Instant,
-    /// The cached tokens, each under its plan's key, and when each was last served (a `Cell`,
+    /// The cached tokens, each under its own key, and when each was last served (a `Cell`,
     /// so that a cache hit updates it within its one look-up, `get_key_value`).
     entries: HashMap<Cached, Cell<Served>>,
     /// The cached tokens whose last background re-mint failed (rarely any), until one succeeds
@@ -557,7 +566,7 @@ impl TokenCache {
         state.flights.remove(&plan.key);
         if let Ok(token) = result {
             debug_assert!(
-                token.plan.key == plan.key,
+                token.key == plan.key,
                 "a token is cached under its plan's key"
             );
         }
@@ -714,7 +723,7 @@ impl TokenCache {
                 continue;
             };
             if at <= now {
-                due.push(cached.0.plan.clone());
+                due.push(cached.0.plan());
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -835,7 +844,7 @@ mod tests {
             now + life,
             now,
             "2026-01-01T00:00:00Z".parse().unwrap(),
-            plan.clone(),
+            plan,
             Permissions::new(),
         ))
     }
@@ -853,11 +862,11 @@ mod tests {
     }
 
     /// The daemon holds one of each per cached token (docs/benchmarks-findings.md): a token
-    /// block of 104 bytes with its `Arc` counts (glibc: a 112-byte chunk) and a 24-byte table
+    /// block of 136 bytes with its `Arc` counts (glibc: a 144-byte chunk) and a 16-byte table
     /// slot. Growing them costs every cached token; this says so before a benchmark does.
     #[test]
     fn per_token_blocks_stay_small() {
-        assert_eq!(std::mem::size_of::<CachedToken>(), 88);
+        assert_eq!(std::mem::size_of::<CachedToken>(), 120);
         assert_eq!(std::mem::size_of::<(Cached, Cell<Served>)>(), 16);
     }
 

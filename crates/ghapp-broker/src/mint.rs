@@ -231,7 +231,7 @@ impl Minter {
             st.instant_of(minted.expires_at),
             st.received,
             st.local_time_of(minted.expires_at),
-            plan.clone(),
+            plan,
             permissions,
         );
         self.metrics.record_mint(app.name(), started.elapsed());

@@ -62,7 +62,7 @@ pub(crate) fn asked_min_ttl(settings: &Settings, origin: Origin) -> Duration {
 /// The 422 for a caller whose `min_ttl` the token the upstream broker answered with cannot
 /// meet here (`remaining` by this daemon's clock): the broker, not GitHub, chose that token.
 pub(crate) fn relayed_too_short(
-    plan: &MintPlan,
+    plan: &Scope,
     remaining: Duration,
     required: Duration,
 ) -> BrokerError {
@@ -328,7 +328,7 @@ impl Upstream {
             st.instant_of(answer.expires_at),
             st.received,
             st.local_time_of(answer.expires_at),
-            plan.clone(),
+            plan,
             answer.permissions,
         );
         tracing::info!(upstream = %self.url, target = %plan.target, token = %token.token.fingerprint(), app = %answer.app, installation = answer.installation_id, expires_in_secs = remaining.as_secs(), "got a token from the upstream broker");
@@ -415,7 +415,7 @@ mod tests {
             st.instant_of(expires_at),
             st.received,
             st.local_time_of(expires_at),
-            plan,
+            &plan,
             Permissions::new(),
         )
     }
@@ -462,7 +462,7 @@ mod tests {
     async fn a_relayed_token_too_short_is_blamed_on_the_upstream_broker() {
         let token = arrived(Duration::from_secs(600));
         let remaining = token.remaining(Instant::now());
-        let error = relayed_too_short(&token.plan, remaining, Duration::from_secs(1800));
+        let error = relayed_too_short(&token.key, remaining, Duration::from_secs(1800));
         assert_eq!(error.kind, ErrorKind::Unprocessable);
         assert_eq!(error.kind.http_status(), 422);
         assert!(
