@@ -15,8 +15,8 @@ usage() {
 Usage: ./install.sh [OPTIONS]
 
 Builds ghapp in release mode (cargo build --release --locked) and installs:
-  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (statically linked on glibc Linux:
-                                          git starts it for every fetch and push)
+  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (built statically linked on glibc
+                    Linux: git starts it for every fetch and push; --from installs DIR's as is)
   PREFIX/bin/github-emulator              (only for `ghapp demo`; leave it out with --no-demo)
   PREFIX/bin/ghapp-gh-refresh.sh          (cron: keeps gh logged in; see its header)
   PREFIX/share/ghapp/container-entrypoint.sh   (for container images: docs/containers.md)

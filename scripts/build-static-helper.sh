@@ -15,7 +15,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo="${CARGO:-cargo}"
-host="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')" || true
+# rustc sits beside cargo (install.sh may have found cargo in ~/.cargo/bin, off PATH).
+rustc="${RUSTC:-rustc}"
+if ! command -v "$rustc" >/dev/null 2>&1 && [ "${cargo#*/}" != "$cargo" ]; then
+  rustc="$(dirname "$cargo")/rustc"
+fi
+host="$("$rustc" -vV 2>/dev/null | sed -n 's/^host: //p')" || true
 case "$host" in
   *-linux-gnu) ;;
   "") echo "build-static-helper.sh: rustc not found" >&2; exit 1 ;;

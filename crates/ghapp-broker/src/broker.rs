@@ -203,7 +203,7 @@ impl Core {
         request: &Request,
     ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         let runtime = self.runtime();
-        let apps = request.candidate_apps(&runtime, &self.config_name())?;
+        let apps = request.candidate_apps(&runtime, || self.config_name())?;
         let target = request.target();
         let required = request
             .min_ttl
@@ -279,12 +279,14 @@ impl Core {
         runtime: &Runtime,
         apps: &[Arc<AppRuntime>],
         target: &Target,
-    ) -> Result<Resolved, BrokerError> {
-        let core = self.clone();
-        let asked_apps = apps.to_vec();
-        let asked = target.clone();
-        self.resolver
-            .resolve(&runtime.settings, apps, target, move || async move {
+    ) -> Result<Arc<Resolved>, BrokerError> {
+        // The look-up's owned copies are made only when it runs (a cache miss): a hit pays for
+        // none of them.
+        let look_up = || {
+            let core = self.clone();
+            let asked_apps = apps.to_vec();
+            let asked = target.clone();
+            async move {
                 let shared = core.shared.clone();
                 let ttl = core.runtime().settings.installation_cache_ttl;
                 let identities: Vec<String> =
@@ -292,7 +294,7 @@ impl Core {
                 if let Some(shared) = &shared
                     && let Some(resolved) = shared.fetch_installation(&asked, &identities).await
                 {
-                    return Ok(Answer::Found(resolved));
+                    return Ok(Answer::Found(Arc::new(resolved)));
                 }
                 let outcome = look_up(&asked_apps, &asked, &core.metrics).await;
                 if let (Some(shared), Ok(Answer::Found(resolved))) = (&shared, &outcome.answer) {
@@ -306,7 +308,10 @@ impl Core {
                 core.resolver
                     .note_enterprise(&asked.host, &outcome.enterprise);
                 outcome.answer
-            })
+            }
+        };
+        self.resolver
+            .resolve(&runtime.settings, apps, target, look_up)
             .await
     }
 

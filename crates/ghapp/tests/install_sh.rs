@@ -466,6 +466,13 @@ fn release_build_install() {
         .output()
         .unwrap();
     assert!(version.status.success());
+    // git starts the helper for every fetch: on glibc Linux install.sh installs it static.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert_eq!(
+            ghapp_testkit::elf::linkage(&prefix.join("bin/git-credential-ghapp")).unwrap(),
+            "statically linked"
+        );
+    }
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     assert!(sandbox.snapshot(&prefix).is_empty());
 }
