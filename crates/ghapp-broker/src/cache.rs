@@ -247,9 +247,11 @@ impl CachedToken {
             token: self.token.clone(),
             expires_at: self.expires_at(),
             installation_id: self.installation_id(),
-            app: self.key.app_name.to_string(),
-            host: self.key.host.to_string(),
-            owner: self.key.account.to_string(),
+            // `String::from`, not `to_string()`: that goes through `Display` and the
+            // formatter's padding, on every request.
+            app: String::from(&*self.key.app_name),
+            host: String::from(&*self.key.host),
+            owner: String::from(&*self.key.account),
             repositories: self.repositories(),
             permissions: self.permissions.clone(),
         }
