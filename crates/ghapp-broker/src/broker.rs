@@ -282,7 +282,7 @@ impl Core {
     ) -> Result<Arc<Resolved>, BrokerError> {
         // The look-up's owned copies are made only when it runs (a cache miss): a hit pays for
         // none of them.
-        let look_up = || {
+        let start_look_up = || {
             let core = self.clone();
             let asked_apps = apps.to_vec();
             let asked = target.clone();
@@ -311,7 +311,7 @@ impl Core {
             }
         };
         self.resolver
-            .resolve(&runtime.settings, apps, target, look_up)
+            .resolve(&runtime.settings, apps, target, start_look_up)
             .await
     }
 

@@ -353,10 +353,9 @@ fn answer_to_result(
 ) -> Result<Arc<Resolved>, BrokerError> {
     match answer {
         Answer::Found(resolved) => Ok(resolved.clone()),
-        Answer::NotInstalled(message) => Err(about_the_app(
-            BrokerError::not_found(message.clone()),
-            apps,
-        )),
+        Answer::NotInstalled(message) => {
+            Err(about_the_app(BrokerError::not_found(message.clone()), apps))
+        }
         Answer::Several(list) => {
             let mut accounts: Vec<String> = list
                 .iter()
