@@ -13,6 +13,7 @@
 //! and asks.
 
 use crate::app::Settings;
+use crate::clock::ServerTime;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
@@ -203,6 +204,25 @@ pub(crate) struct CachedToken {
 }
 
 impl CachedToken {
+    /// A token GitHub (or an upstream broker) just answered, to expire at its `expires_at`, read
+    /// on the answer's own clock `server` (its `Date` header).
+    pub(crate) fn arrived(
+        token: Token,
+        expires_at: Timestamp,
+        server: &ServerTime,
+        plan: &MintPlan,
+        permissions: Permissions,
+    ) -> CachedToken {
+        CachedToken::new(
+            token,
+            server.instant_of(expires_at),
+            server.received,
+            server.local_time_of(expires_at),
+            plan,
+            permissions,
+        )
+    }
+
     /// A token that arrived at `minted_at`, to expire at `expires` (monotonic) and `expires_at`
     /// (local wall clock).
     pub(crate) fn new(

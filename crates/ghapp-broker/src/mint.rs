@@ -226,14 +226,7 @@ impl Minter {
                 .clone()
                 .unwrap_or_else(|| plan.installation_permissions.clone())
         });
-        let token = CachedToken::new(
-            minted.token,
-            st.instant_of(minted.expires_at),
-            st.received,
-            st.local_time_of(minted.expires_at),
-            plan,
-            permissions,
-        );
+        let token = CachedToken::arrived(minted.token, minted.expires_at, &st, plan, permissions);
         self.metrics.record_mint(app.name(), started.elapsed());
         tracing::info!(
             app = %app.name(),

@@ -323,11 +323,10 @@ impl Upstream {
         self.health.ok();
         let st = ServerTime::from_date_header(date.as_deref());
         let remaining = st.remaining_until(answer.expires_at);
-        let token = CachedToken::new(
+        let token = CachedToken::arrived(
             answer.token,
-            st.instant_of(answer.expires_at),
-            st.received,
-            st.local_time_of(answer.expires_at),
+            answer.expires_at,
+            &st,
             plan,
             answer.permissions,
         );
@@ -410,11 +409,10 @@ mod tests {
             },
             None,
         ));
-        CachedToken::new(
+        CachedToken::arrived(
             Token::new("ghs_relayed"),
-            st.instant_of(expires_at),
-            st.received,
-            st.local_time_of(expires_at),
+            expires_at,
+            &st,
             &plan,
             Permissions::new(),
         )
