@@ -15,8 +15,8 @@ usage() {
 Usage: ./install.sh [OPTIONS]
 
 Builds ghapp in release mode (cargo build --release --locked) and installs:
-  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (statically linked on glibc Linux:
-                                          git starts it for every fetch and push)
+  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (built statically linked on glibc
+                    Linux: git starts it for every fetch and push; --from installs DIR's as is)
   PREFIX/bin/github-emulator              (only for `ghapp demo`; leave it out with --no-demo)
   PREFIX/bin/ghapp-gh-refresh.sh          (cron: keeps gh logged in; see its header)
   PREFIX/share/ghapp/container-entrypoint.sh   (for container images: docs/containers.md)
@@ -36,7 +36,8 @@ Options:
                     else ~/.config/ghapp/config.toml). An existing file is never touched.
   --from DIR        Install the binaries already built in DIR (e.g. target/release)
                     instead of building.
-  --no-build        Same as --from <target dir>/release.
+  --no-build        Same as --from <target dir>/release (its git-credential-ghapp is the
+                    dynamically linked one; a plain run builds and installs the static one).
   --no-demo         Neither build nor install github-emulator (`ghapp demo` then cannot run;
                     ghapp itself never needs it). With --from, a DIR without it implies this.
   --systemd         Also install the systemd user units (ghapp.socket, ghapp.service) into
@@ -161,7 +162,9 @@ target_dir="${CARGO_TARGET_DIR:-$repo_dir/target}"
 if [ "$no_build" = 1 ] && [ -z "$from_dir" ]; then
   from_dir="$target_dir/release"
 fi
-if [ -z "$from_dir" ]; then
+prebuilt=0
+[ -z "$from_dir" ] || prebuilt=1
+if [ "$prebuilt" = 0 ]; then
   cargo="${CARGO:-cargo}"
   # rustup installs cargo here; a shell started before the install does not have it on PATH yet.
   if ! command -v "$cargo" >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
@@ -178,7 +181,7 @@ if [ -z "$from_dir" ]; then
   (cd "$repo_dir" && "$cargo" build --release --locked "${packages[@]}")
   from_dir="$target_dir/release"
   # git starts the helper for every fetch and push: on glibc Linux it is installed statically
-  # linked (no dynamic loader: ~0.3 ms of its ~1 ms, docs/benchmarks.md section a). Anything
+  # linked (no dynamic loader: docs/benchmarks-findings.md, "Where the helper's time goes"). Anything
   # that stops the static build keeps the dynamic one built above.
   if static_helper="$(CARGO="$cargo" "$repo_dir/scripts/build-static-helper.sh")"; then
     helper_source="$static_helper"
@@ -190,6 +193,9 @@ fi
 for bin in "${binaries[@]}"; do
   [ -x "$from_dir/$bin" ] || die "$from_dir/$bin is missing or not executable"
 done
+if [ "$prebuilt" = 1 ]; then
+  say "git-credential-ghapp: installing $from_dir's as it is (run without --from/--no-build for the static build)"
+fi
 to_install=("${binaries[@]}")
 if [ "$with_demo" = 1 ]; then
   if [ -x "$from_dir/$demo_binary" ]; then

@@ -34,10 +34,16 @@ echo "bench: building release binaries" >&2
 cargo build --release --locked -p ghapp --features ghapp/aws-kms -p git-credential-ghapp -p github-emulator -p ghapp-bench >&2
 # Section a times the helper install.sh installs (statically linked on glibc Linux), and the
 # build's dynamically linked one beside it.
+# A --helper of the caller's own wins.
 helper_args=()
-if helper="$(scripts/build-static-helper.sh)"; then
-    helper_args=(--helper "$helper")
-else
-    echo "bench: no static helper (see above); section a times the dynamically linked one" >&2
-fi
-exec target/release/ghapp-bench "${helper_args[@]}" "$@"
+case " $* " in
+*" --helper "* | *" --helper="*) ;;
+*)
+    if helper="$(scripts/build-static-helper.sh)"; then
+        helper_args=(--helper "$helper")
+    else
+        echo "bench: no static helper (see above); section a times the dynamically linked one" >&2
+    fi
+    ;;
+esac
+exec target/release/ghapp-bench ${helper_args[@]+"${helper_args[@]}"} "$@"

@@ -11,6 +11,7 @@ use crate::stats::{Samples, Summary};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ghapp_testkit::daemon::{DaemonProcess, DaemonStart};
+use ghapp_testkit::elf::Linkage;
 use ghapp_testkit::emulator::EmulatorProcess;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -198,7 +199,8 @@ pub fn run(options: Options) -> Result<()> {
     raise_fd_limit();
     let scale: u64 = if options.quick { 20 } else { 1 };
     let bin = ghapp_testkit::bin_dir();
-    let built_helper = bin.join("git-credential-ghapp");
+    let built_helper = std::fs::canonicalize(bin.join("git-credential-ghapp"))
+        .context("git-credential-ghapp is not built")?;
     // Absolute: git runs a helper path as given, from a directory of its own choosing.
     let helper = match &options.helper {
         Some(path) => {
@@ -492,15 +494,15 @@ fn helper_latency(stack: &Stack, helper: &Path, runs: usize) -> Result<Vec<Row>>
 }
 
 /// Issue 19 target 1: `helper` installed and configured exactly as `ghapp configure` writes it
-/// ([`crate::configured`]), median of `pairs` alternating pairs with credential-cache. The row
-/// of what install.sh installs carries the target; others (`cargo install`'s dynamically
-/// linked build) are shown beside it.
+/// ([`crate::configured`]), median of `pairs` alternating pairs with credential-cache.
+/// `judged`: the row the target is judged on (the helper the bench was given, which
+/// scripts/bench.sh makes the static build install.sh installs); others are shown beside it.
 fn configured_row(
     stack: &Stack,
     bin: &Path,
     helper: &Path,
     pairs: usize,
-    installed_by_install_sh: bool,
+    judged: bool,
 ) -> Result<Row> {
     let linkage = ghapp_testkit::elf::linkage(helper)?;
     let figures = crate::configured::measure(
@@ -511,18 +513,17 @@ fn configured_row(
         pairs,
     )?;
     let ratio = figures.ghapp_p50_ms / figures.cache_p50_ms;
-    let (installed, target, met) = if installed_by_install_sh {
+    let installed = match linkage {
+        Linkage::Static => "as install.sh installs it",
+        Linkage::Dynamic => "as `cargo install` leaves it",
+    };
+    let (target, met) = if judged {
         (
-            "as install.sh installs it",
             "≤ 0.85× credential-cache".to_string(),
             verdict(ratio <= 0.85),
         )
     } else {
-        (
-            "as `cargo install` leaves it",
-            "– (for comparison)".to_string(),
-            "–",
-        )
+        ("– (for comparison)".to_string(), "–")
     };
     Ok(Row {
         what: format!(

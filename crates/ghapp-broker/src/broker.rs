@@ -7,7 +7,9 @@
 //! rounds, runner tokens, reloads and status.
 
 use crate::app::{AppRuntime, Runtime, Trouble};
-use crate::cache::{Acquire, AfterFailure, CachedToken, MintPlan, MintResult, Origin, TokenCache};
+use crate::cache::{
+    Acquire, AfterFailure, CachedToken, MintPlan, MintResult, Origin, TokenCache, digest,
+};
 use crate::error::{BrokerError, ErrorKind};
 use crate::failure::{Consequence, Failure, suspended_error};
 use crate::flight::{FlightSender, spawn_flight};
@@ -201,7 +203,7 @@ impl Core {
         request: &Request,
     ) -> Result<(Arc<CachedToken>, Arc<AppRuntime>, bool), BrokerError> {
         let runtime = self.runtime();
-        let apps = request.candidate_apps(&runtime, &self.config_name())?;
+        let apps = request.candidate_apps(&runtime, || self.config_name())?;
         let target = request.target();
         let required = request
             .min_ttl
@@ -277,12 +279,14 @@ impl Core {
         runtime: &Runtime,
         apps: &[Arc<AppRuntime>],
         target: &Target,
-    ) -> Result<Resolved, BrokerError> {
-        let core = self.clone();
-        let asked_apps = apps.to_vec();
-        let asked = target.clone();
-        self.resolver
-            .resolve(&runtime.settings, apps, target, move || async move {
+    ) -> Result<Arc<Resolved>, BrokerError> {
+        // The look-up's owned copies are made only when it runs (a cache miss): a hit pays for
+        // none of them.
+        let start_look_up = || {
+            let core = self.clone();
+            let asked_apps = apps.to_vec();
+            let asked = target.clone();
+            async move {
                 let shared = core.shared.clone();
                 let ttl = core.runtime().settings.installation_cache_ttl;
                 let identities: Vec<String> =
@@ -290,7 +294,7 @@ impl Core {
                 if let Some(shared) = &shared
                     && let Some(resolved) = shared.fetch_installation(&asked, &identities).await
                 {
-                    return Ok(Answer::Found(resolved));
+                    return Ok(Answer::Found(Arc::new(resolved)));
                 }
                 let outcome = look_up(&asked_apps, &asked, &core.metrics).await;
                 if let (Some(shared), Ok(Answer::Found(resolved))) = (&shared, &outcome.answer) {
@@ -304,7 +308,10 @@ impl Core {
                 core.resolver
                     .note_enterprise(&asked.host, &outcome.enterprise);
                 outcome.answer
-            })
+            }
+        };
+        self.resolver
+            .resolve(&runtime.settings, apps, target, start_look_up)
             .await
     }
 
@@ -659,20 +666,22 @@ impl Core {
     /// Drops the cached entry holding exactly this token (see [`crate::Broker::invalidate`]).
     pub(crate) fn invalidate(&self, token: &str) -> bool {
         if let Some(young) = self.tokens.find(token)
-            && young.minted_at.elapsed() < REPLICATION_DELAY
+            && young.minted_at().elapsed() < REPLICATION_DELAY
         {
-            tracing::info!(token = %young.token.fingerprint(), app = %young.plan.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at.elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
+            tracing::info!(token = %young.token.fingerprint(), app = %young.key.app_name, installation = young.installation_id(), minted_ms_ago = young.minted_at().elapsed().as_millis() as u64, "kept a token asked to be invalidated: it is younger than GitHub's replication delay, so a 401 for it is not a revocation");
             return false;
         }
         match self.tokens.invalidate(token) {
             Some(dropped) => {
-                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.plan.app_name, installation = dropped.installation_id(), "invalidated a cached token");
+                tracing::info!(token = %dropped.token.fingerprint(), app = %dropped.key.app_name, installation = dropped.installation_id(), "invalidated a cached token");
                 // The other replicas must not take it again from the shared cache.
                 if let Some(shared) = self.shared.clone()
                     && tokio::runtime::Handle::try_current().is_ok()
                 {
                     tokio::spawn(async move {
-                        shared.forget_token(&dropped.plan, dropped.digest).await;
+                        shared
+                            .forget_token(&dropped.key, digest(dropped.token.expose()))
+                            .await;
                     });
                 }
                 true

@@ -13,6 +13,7 @@
 //! and asks.
 
 use crate::app::Settings;
+use crate::clock::ServerTime;
 use crate::error::BrokerError;
 use crate::flight::{Flight, FlightSender, flight};
 use crate::github::TokenRequestBody;
@@ -23,10 +24,12 @@ use ghapp_protocol::secret::Token;
 use ghapp_protocol::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -177,40 +180,98 @@ impl MintPlan {
 
 /// A minted token and what it is good for. Only the `token` field is secret.
 ///
-/// What it is for (App, host, account, repositories) is its plan's, shared rather than copied:
-/// the daemon may hold tens of thousands of these.
+/// What it is for (App, host, account, repositories) is its key's scope, shared rather than
+/// copied. The daemon may hold tens of thousands of these, each one allocation of 136 bytes
+/// (a 144-byte chunk) besides the token's text: the key is kept here rather than as a plan of
+/// its own (a second allocation), no digest of the token is kept (it is compared directly, in
+/// constant time, by [`TokenCache::find`]), and the wall-clock expiry and the life are packed
+/// in 32 bits each.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
     pub token: Token,
-    /// SHA-256 of the token, to find it again without comparing secrets.
-    pub digest: [u8; 32],
     /// When GitHub stops accepting it, on the monotonic clock (anchored at GitHub's `Date`).
     pub expires: Instant,
-    /// When it arrived (its life then is `expires - minted_at`, not stored).
-    pub minted_at: Instant,
-    /// Expiry on the local wall clock.
-    pub expires_at: Timestamp,
-    /// What it was minted for.
-    pub plan: Arc<MintPlan>,
+    /// What it was minted for: its plan's key (the cache's key for it).
+    pub key: TokenKey,
     /// What GitHub granted.
     pub permissions: Permissions,
+    /// Expiry on the local wall clock, in seconds since 1970 (a `u32` lasts to 2106; a token
+    /// expires within hours of the clock that computed this).
+    expires_at_unix: u32,
+    /// Its life when it arrived (`expires - minted_at`), in milliseconds, saturating at 49 days
+    /// (GitHub's tokens live an hour).
+    lifetime_ms: u32,
 }
 
 impl CachedToken {
+    /// A token GitHub (or an upstream broker) just answered, to expire at its `expires_at`, read
+    /// on the answer's own clock `server` (its `Date` header).
+    pub(crate) fn arrived(
+        token: Token,
+        expires_at: Timestamp,
+        server: &ServerTime,
+        plan: &MintPlan,
+        permissions: Permissions,
+    ) -> CachedToken {
+        CachedToken::new(
+            token,
+            server.instant_of(expires_at),
+            server.received,
+            server.local_time_of(expires_at),
+            plan,
+            permissions,
+        )
+    }
+
+    /// A token that arrived at `minted_at`, to expire at `expires` (monotonic) and `expires_at`
+    /// (local wall clock).
+    pub(crate) fn new(
+        token: Token,
+        expires: Instant,
+        minted_at: Instant,
+        expires_at: Timestamp,
+        plan: &MintPlan,
+        permissions: Permissions,
+    ) -> CachedToken {
+        let lifetime = expires.saturating_duration_since(minted_at);
+        CachedToken {
+            token,
+            expires,
+            key: plan.key.clone(),
+            permissions,
+            expires_at_unix: u32::try_from(expires_at.unix_seconds().max(0)).unwrap_or(u32::MAX),
+            lifetime_ms: u32::try_from(lifetime.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Life left at `now`.
     pub(crate) fn remaining(&self, now: Instant) -> Duration {
         self.expires.saturating_duration_since(now)
+    }
+
+    /// Expiry on the local wall clock.
+    pub(crate) fn expires_at(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(i64::from(self.expires_at_unix)).unwrap_or_default()
+    }
+
+    /// When it arrived (to the millisecond).
+    pub(crate) fn minted_at(&self) -> Instant {
+        self.expires
+            .checked_sub(self.lifetime())
+            .unwrap_or(self.expires)
     }
 
     /// The socket API's answer.
     pub(crate) fn response(&self) -> TokenResponse {
         TokenResponse {
             token: self.token.clone(),
-            expires_at: self.expires_at,
+            expires_at: self.expires_at(),
             installation_id: self.installation_id(),
-            app: self.plan.app_name.to_string(),
-            host: self.plan.key.host.to_string(),
-            owner: self.plan.account.to_string(),
+            // `String::from`, not `to_string()`: that goes through `Display` and the
+            // formatter's padding, on every request.
+            app: String::from(&*self.key.app_name),
+            host: String::from(&*self.key.host),
+            owner: String::from(&*self.key.account),
             repositories: self.repositories(),
             permissions: self.permissions.clone(),
         }
@@ -218,35 +279,43 @@ impl CachedToken {
 
     /// The installation it belongs to.
     pub(crate) fn installation_id(&self) -> u64 {
-        self.plan.key.installation_id
+        self.key.installation_id
     }
 
     /// Its life when it arrived.
     pub(crate) fn lifetime(&self) -> Duration {
-        self.expires.saturating_duration_since(self.minted_at)
+        Duration::from_millis(u64::from(self.lifetime_ms))
     }
 
     /// Repositories it is narrowed to (as asked); empty: installation-wide.
     pub(crate) fn repositories(&self) -> Vec<String> {
-        match &self.plan.narrowing {
+        match &self.key.narrowing {
             Narrowing::Name(name) => vec![name.to_string()],
             // Narrowed by id (a renamed repository) or not at all: the names asked for.
-            Narrowing::Id(_) | Narrowing::None => self.plan.key.repositories.clone(),
+            Narrowing::Id(_) | Narrowing::None => self.key.repositories.clone(),
         }
+    }
+
+    /// A plan to mint it again.
+    pub(crate) fn plan(&self) -> Arc<MintPlan> {
+        Arc::new(MintPlan {
+            key: self.key.clone(),
+        })
+    }
+
+    /// Whether it is exactly `token`, compared in constant time for equal lengths.
+    fn is(&self, token: &str) -> bool {
+        self.token
+            .expose()
+            .as_bytes()
+            .ct_eq(token.as_bytes())
+            .into()
     }
 }
 
-/// SHA-256 of a token.
+/// SHA-256 of a token: what the shared cache compares to forget exactly that token.
 pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Equal digests, compared in constant time.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 /// Who started a mint.
@@ -306,12 +375,57 @@ impl Borrow<TokenKey> for PlanKey {
     }
 }
 
-/// A cached token and its refresh bookkeeping. Kept small (one per cached token, in a table
-/// with room to spare): the failure record is boxed, as a refresh rarely fails.
-struct Entry {
-    token: Arc<CachedToken>,
-    last_served: Option<Instant>,
-    failed: Option<Box<Failed>>,
+/// A cached token as a map key: hashed and compared by its [`TokenKey`], the key it was minted
+/// for. The token is its own key, so a cached token costs its map 16 bytes (this and
+/// when it was last served, [`Served`]), not a key, the token and the time.
+#[derive(Clone)]
+struct Cached(Arc<CachedToken>);
+
+impl Cached {
+    fn key(&self) -> &TokenKey {
+        &self.0.key
+    }
+}
+
+impl PartialEq for Cached {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Cached {}
+
+impl Hash for Cached {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl Borrow<TokenKey> for Cached {
+    fn borrow(&self) -> &TokenKey {
+        self.key()
+    }
+}
+
+/// When a cached token was last served: whole seconds after the cache's epoch ([`State::epoch`]),
+/// plus one; 0: never. Four bytes where an `Option<Instant>` takes sixteen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Served(u32);
+
+impl Served {
+    const NEVER: Served = Served(0);
+
+    /// `now`, to the second (rounded down) after `epoch`.
+    fn at(now: Instant, epoch: Instant) -> Served {
+        let seconds = now.saturating_duration_since(epoch).as_secs();
+        Served(u32::try_from(seconds).unwrap_or(u32::MAX - 1) + 1)
+    }
+
+    /// The instant it stands for, if served.
+    fn instant(self, epoch: Instant) -> Option<Instant> {
+        let seconds = self.0.checked_sub(1)?;
+        Some(epoch + Duration::from_secs(u64::from(seconds)))
+    }
 }
 
 /// Failed background re-mints of an entry since its last successful one.
@@ -322,25 +436,34 @@ struct Failed {
     retry_at: Option<Instant>,
 }
 
-impl Entry {
-    fn failures(&self) -> u32 {
-        self.failed.as_ref().map_or(0, |f| f.failures)
-    }
-
-    fn retry_at(&self) -> Option<Instant> {
-        self.failed.as_ref().and_then(|f| f.retry_at)
-    }
-}
-
-#[derive(Default)]
 struct State {
-    entries: HashMap<PlanKey, Entry>,
+    /// What [`Served`] counts from: when the cache was made.
+    epoch: Instant,
+    /// The cached tokens, each under its own key, and when each was last served (a `Cell`,
+    /// so that a cache hit updates it within its one look-up, `get_key_value`).
+    entries: HashMap<Cached, Cell<Served>>,
+    /// The cached tokens whose last background re-mint failed (rarely any), until one succeeds
+    /// or the token goes.
+    failed: HashMap<PlanKey, Failed>,
     flights: HashMap<PlanKey, Flight<MintResult>>,
     /// The scopes of the plans in flight and cached, one allocation per distinct scope
-    /// ([`State::interned`]); unused ones go with [`State::forget_unused_scopes`].
+    /// ([`State::interned`]); unused ones go with [`State::forget_unused`].
     scopes: HashSet<Arc<Scope>>,
     /// Tokens stored since freed memory was last handed back to the system.
     stored_since_trim: u32,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            epoch: Instant::now(),
+            entries: HashMap::new(),
+            failed: HashMap::new(),
+            flights: HashMap::new(),
+            scopes: HashSet::new(),
+            stored_since_trim: 0,
+        }
+    }
 }
 
 /// Cached tokens and mints in flight.
@@ -370,9 +493,19 @@ impl State {
         }
     }
 
-    /// Drops the scopes no plan uses any more.
-    fn forget_unused_scopes(&mut self) {
+    /// After entries went: drops their failure records, then the scopes no plan uses any more.
+    fn forget_unused(&mut self) {
+        if !self.failed.is_empty() {
+            let entries = &self.entries;
+            self.failed
+                .retain(|key, _| entries.contains_key(&key.0.key));
+        }
         self.scopes.retain(|scope| Arc::strong_count(scope) > 1);
+    }
+
+    /// Consecutive failed background re-mints of `key`.
+    fn failures(&self, key: &TokenKey) -> u32 {
+        self.failed.get(key).map_or(0, |f| f.failures)
     }
 }
 
@@ -395,12 +528,12 @@ impl TokenCache {
     ) -> Acquire {
         let now = Instant::now();
         let mut state = self.lock();
-        if let Some(entry) = state.entries.get_mut(&plan.key) {
-            let remaining = entry.token.remaining(now);
+        let served = Served::at(now, state.epoch);
+        if let Some((cached, last_served)) = state.entries.get_key_value(&plan.key) {
+            let remaining = cached.0.remaining(now);
             if remaining >= required {
-                let first_use = entry.last_served.is_none();
-                entry.last_served = Some(now);
-                let token = entry.token.clone();
+                let first_use = last_served.replace(served) == Served::NEVER;
+                let token = cached.0.clone();
                 drop(state);
                 if first_use {
                     self.wake.notify_one();
@@ -411,8 +544,8 @@ impl TokenCache {
                 && remaining >= floor
                 && !remaining.is_zero()
             {
-                entry.last_served = Some(now);
-                return Acquire::Degraded(entry.token.clone());
+                last_served.set(served);
+                return Acquire::Degraded(cached.0.clone());
             }
         }
         if let Some(flight) = state.flights.get(&plan.key) {
@@ -453,33 +586,40 @@ impl TokenCache {
     ) {
         let mut state = self.lock();
         state.flights.remove(&plan.key);
+        if let Ok(token) = result {
+            debug_assert!(
+                token.key == plan.key,
+                "a token is cached under its plan's key"
+            );
+        }
         match (result, after_failure) {
             (Ok(token), _) => {
                 state.stored_since_trim = state.stored_since_trim.saturating_add(1);
-                // Removed first: an insert over an equal key keeps the old key, and the key must
-                // be the plan the new token describes (one plan per entry, not two).
-                let last_served = state.entries.remove(&plan.key).and_then(|e| e.last_served);
-                state.entries.insert(
-                    PlanKey(plan.clone()),
-                    Entry {
-                        token: token.clone(),
-                        last_served,
-                        failed: None,
-                    },
-                );
+                // Removed first: an insert over an equal key keeps the old key, which is the
+                // old token.
+                let last_served = state
+                    .entries
+                    .remove(&plan.key)
+                    .unwrap_or(Cell::new(Served::NEVER));
+                if !state.failed.is_empty() {
+                    state.failed.remove(&plan.key);
+                }
+                state.entries.insert(Cached(token.clone()), last_served);
             }
             (Err(_), AfterFailure::Drop) => {
                 state.entries.remove(&plan.key);
-                state.forget_unused_scopes();
+                state.forget_unused();
             }
             (Err(_), after) => {
-                if let Some(entry) = state.entries.get_mut(&plan.key) {
-                    let failures = entry.failures() + 1;
+                if state.entries.contains_key(&plan.key) {
+                    let failures = state.failures(&plan.key) + 1;
                     let retry_at = match after {
                         AfterFailure::Retry { not_before } => Some(retry_at(failures, not_before)),
                         _ => None,
                     };
-                    entry.failed = Some(Box::new(Failed { failures, retry_at }));
+                    state
+                        .failed
+                        .insert(PlanKey(plan.clone()), Failed { failures, retry_at });
                 }
             }
         }
@@ -499,22 +639,26 @@ impl TokenCache {
     /// Consecutive failed mints for a key.
     #[cfg(test)]
     pub(crate) fn failures(&self, key: &TokenKey) -> u32 {
-        self.lock().entries.get(key).map_or(0, Entry::failures)
+        self.lock().failures(key)
     }
 
     /// The cached token of a key, if any (whatever its life).
     pub(crate) fn cached(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
-        self.lock().entries.get(key).map(|e| e.token.clone())
+        self.lock()
+            .entries
+            .get_key_value(key)
+            .map(|(cached, _)| cached.0.clone())
     }
 
     /// Records that the token of `key` was handed out.
     pub(crate) fn mark_served(&self, key: &TokenKey) {
         let first_use = {
-            let mut state = self.lock();
-            match state.entries.get_mut(key) {
-                Some(entry) => entry.last_served.replace(Instant::now()).is_none(),
-                None => false,
-            }
+            let state = self.lock();
+            let served = Served::at(Instant::now(), state.epoch);
+            state
+                .entries
+                .get(key)
+                .is_some_and(|last_served| last_served.replace(served) == Served::NEVER)
         };
         if first_use {
             self.wake.notify_one();
@@ -523,26 +667,24 @@ impl TokenCache {
 
     /// The cached token that is exactly `token`, if any.
     pub(crate) fn find(&self, token: &str) -> Option<Arc<CachedToken>> {
-        let wanted = digest(token);
         self.lock()
             .entries
-            .values()
-            .find(|e| same_digest(&e.token.digest, &wanted))
-            .map(|e| e.token.clone())
+            .keys()
+            .find(|cached| cached.0.is(token))
+            .map(|cached| cached.0.clone())
     }
 
-    /// Drops the entry holding exactly `token`; true if there was one.
+    /// Drops exactly `token` from the cache; the dropped token, if it was there.
     pub(crate) fn invalidate(&self, token: &str) -> Option<Arc<CachedToken>> {
-        let wanted = digest(token);
         let mut state = self.lock();
-        let key = state
+        let found = state
             .entries
-            .iter()
-            .find(|(_, e)| same_digest(&e.token.digest, &wanted))
-            .map(|(k, _)| k.0.clone())?;
-        let dropped = state.entries.remove(&key.key).map(|e| e.token);
-        state.forget_unused_scopes();
-        dropped
+            .keys()
+            .find(|cached| cached.0.is(token))
+            .cloned()?;
+        state.entries.remove(found.key());
+        state.forget_unused();
+        Some(found.0)
     }
 
     /// Drops every token of an App (its JWT was rejected); returns how many.
@@ -551,8 +693,8 @@ impl TokenCache {
         let before = state.entries.len();
         state
             .entries
-            .retain(|k, _| *k.0.key.app_identity != *identity);
-        state.forget_unused_scopes();
+            .retain(|cached, _| *cached.key().app_identity != *identity);
+        state.forget_unused();
         before - state.entries.len()
     }
 
@@ -561,23 +703,23 @@ impl TokenCache {
         let mut state = self.lock();
         state
             .entries
-            .retain(|k, _| identities.contains(&*k.0.key.app_identity));
-        state.forget_unused_scopes();
+            .retain(|cached, _| identities.contains(&*cached.key().app_identity));
+        state.forget_unused();
     }
 
     /// Removes expired tokens (and the scopes no plan uses any more).
     pub(crate) fn evict_expired(&self, now: Instant) {
         let mut state = self.lock();
-        state.entries.retain(|_, e| e.token.expires > now);
-        state.forget_unused_scopes();
+        state.entries.retain(|cached, _| cached.0.expires > now);
+        state.forget_unused();
     }
 
     /// Every cached token.
     pub(crate) fn snapshot(&self) -> Vec<Arc<CachedToken>> {
         self.lock()
             .entries
-            .values()
-            .map(|e| e.token.clone())
+            .keys()
+            .map(|cached| cached.0.clone())
             .collect()
     }
 
@@ -590,15 +732,20 @@ impl TokenCache {
         let state = self.lock();
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        for (key, entry) in &state.entries {
+        for (cached, last_served) in &state.entries {
+            let Some(last_served) = last_served.get().instant(state.epoch) else {
+                continue;
+            };
+            let key = cached.key();
             if state.flights.contains_key(key) {
                 continue;
             }
-            let Some(at) = refresh_at(entry, settings) else {
+            let retry_at = state.failed.get(key).and_then(|f| f.retry_at);
+            let Some(at) = refresh_at(&cached.0, last_served, retry_at, settings) else {
                 continue;
             };
             if at <= now {
-                due.push(key.0.clone());
+                due.push(cached.0.plan());
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -620,18 +767,21 @@ fn release_freed_memory() {
     }
 }
 
-/// When an entry should be re-minted in the background, or `None` when it should not be (never
-/// served, or not served within `refresh_window` of that time).
+/// When a served token should be re-minted in the background, or `None` when it should not be
+/// (not served within `refresh_window` of that time).
 ///
 /// Due when life falls below `min_ttl + refresh_ahead`, but never before a quarter of the
 /// token's life has passed (so a token that is short-lived by nature — a test fixture, or a
 /// `min_ttl` close to GitHub's hour — cannot cause a mint loop), and not before the retry time
 /// set by the last failure.
-fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
-    let last_served = entry.last_served?;
-    let token = &entry.token;
+fn refresh_at(
+    token: &CachedToken,
+    last_served: Instant,
+    retry_at: Option<Instant>,
+    settings: &Settings,
+) -> Option<Instant> {
     let mut at = refresh_due_at(token, settings);
-    if let Some(retry_at) = entry.retry_at() {
+    if let Some(retry_at) = retry_at {
         at = at.max(retry_at);
     }
     if at >= token.expires || at > last_served + settings.refresh_window {
@@ -645,11 +795,9 @@ fn refresh_at(entry: &Entry, settings: &Settings) -> Option<Instant> {
 /// replica must not be due yet, or the refresher would come straight back for it.
 pub(crate) fn refresh_due_at(token: &CachedToken, settings: &Settings) -> Instant {
     let threshold = settings.min_ttl + settings.refresh_ahead;
-    let by_ttl = token
-        .expires
-        .checked_sub(threshold)
-        .unwrap_or(token.minted_at);
-    by_ttl.max(token.minted_at + token.lifetime() / 4)
+    let minted_at = token.minted_at();
+    let by_ttl = token.expires.checked_sub(threshold).unwrap_or(minted_at);
+    by_ttl.max(minted_at + token.lifetime() / 4)
 }
 
 /// The next background attempt after `failures` consecutive failures: 1 s doubling to
@@ -711,31 +859,69 @@ mod tests {
         Arc::new(MintPlan::new(scope(repo), None))
     }
 
-    fn token(secret: &str, life: Duration) -> Arc<CachedToken> {
+    fn token(plan: &Arc<MintPlan>, secret: &str, life: Duration) -> Arc<CachedToken> {
         let now = Instant::now();
-        Arc::new(CachedToken {
-            token: Token::new(secret),
-            digest: digest(secret),
-            expires: now + life,
-            minted_at: now,
-            expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-            plan: plan("widgets"),
-            permissions: Permissions::new(),
-        })
+        Arc::new(CachedToken::new(
+            Token::new(secret),
+            now + life,
+            now,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            plan,
+            Permissions::new(),
+        ))
     }
 
-    fn store(cache: &TokenCache, plan: &Arc<MintPlan>, token: Arc<CachedToken>) {
-        let Acquire::Wait(_) = cache.acquire(plan, Duration::ZERO, None, |_, _| {}) else {
+    /// Caches a token `secret` of `life` for `plan` through a mint, as the broker does.
+    fn store(cache: &TokenCache, plan: &Arc<MintPlan>, secret: &str, life: Duration) {
+        let mut minting = None;
+        let Acquire::Wait(_) =
+            cache.acquire(plan, Duration::ZERO, None, |plan, _| minting = Some(plan))
+        else {
             panic!("empty cache")
         };
-        cache.finish(plan, &Ok(token), AfterFailure::Keep);
+        let plan = minting.expect("a mint started");
+        cache.finish(&plan, &Ok(token(&plan, secret, life)), AfterFailure::Keep);
+    }
+
+    /// The daemon holds one of each per cached token (docs/benchmarks-findings.md): a token
+    /// block of 136 bytes with its `Arc` counts (glibc: a 144-byte chunk) and a 16-byte table
+    /// slot. Growing them costs every cached token; this says so before a benchmark does.
+    #[test]
+    fn per_token_blocks_stay_small() {
+        assert_eq!(std::mem::size_of::<CachedToken>(), 120);
+        assert_eq!(std::mem::size_of::<(Cached, Cell<Served>)>(), 16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn last_served_counts_whole_seconds_from_the_epoch() {
+        let epoch = Instant::now();
+        assert_eq!(Served::NEVER.instant(epoch), None);
+        let later = epoch + Duration::from_millis(2_700);
+        assert_eq!(
+            Served::at(later, epoch).instant(epoch),
+            Some(epoch + Duration::from_secs(2))
+        );
+        assert_ne!(
+            Served::at(epoch, epoch),
+            Served::NEVER,
+            "served at the epoch"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_keeps_its_expiry_and_life() {
+        let t = token(&plan("widgets"), "ghs_one", Duration::from_secs(3600));
+        assert_eq!(t.lifetime(), Duration::from_secs(3600));
+        assert_eq!(t.minted_at(), Instant::now());
+        assert_eq!(t.expires_at().to_string(), "2026-01-01T00:00:00Z");
+        assert!(t.is("ghs_one") && !t.is("ghs_two") && !t.is("ghs_on"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn serves_only_with_enough_life() {
         let cache = TokenCache::default();
         let p = plan("widgets");
-        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        store(&cache, &p, "ghs_one", Duration::from_secs(3600));
         assert!(matches!(
             cache.acquire(&p, Duration::from_secs(1800), None, |_, _| panic!()),
             Acquire::Fresh(_)
@@ -847,8 +1033,8 @@ mod tests {
     async fn invalidate_drops_exactly_that_token() {
         let cache = TokenCache::default();
         let (a, b) = (plan("a"), plan("b"));
-        store(&cache, &a, token("ghs_aaa", Duration::from_secs(3600)));
-        store(&cache, &b, token("ghs_bbb", Duration::from_secs(3600)));
+        store(&cache, &a, "ghs_aaa", Duration::from_secs(3600));
+        store(&cache, &b, "ghs_bbb", Duration::from_secs(3600));
         assert!(cache.invalidate("ghs_zzz").is_none());
         assert!(cache.invalidate("ghs_aaa").is_some());
         assert!(cache.cached(&a.key).is_none());
@@ -860,7 +1046,7 @@ mod tests {
         let cache = TokenCache::default();
         let s = settings();
         let p = plan("widgets");
-        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        store(&cache, &p, "ghs_one", Duration::from_secs(3600));
         let (due, next) = cache.refresh_due(Instant::now(), &s);
         assert!(
             due.is_empty() && next.is_none(),
@@ -907,7 +1093,7 @@ mod tests {
         let cache = TokenCache::default();
         let s = settings();
         let p = plan("widgets");
-        store(&cache, &p, token("ghs_one", Duration::from_secs(3600)));
+        store(&cache, &p, "ghs_one", Duration::from_secs(3600));
         cache.mark_served(&p.key);
         tokio::time::advance(Duration::from_secs(3500)).await;
         let mut s2 = s.clone();
@@ -918,7 +1104,7 @@ mod tests {
         );
         // A 60 s token with min_ttl 30m: refreshed no earlier than a quarter of its life.
         let q = plan("short");
-        store(&cache, &q, token("ghs_short", Duration::from_secs(60)));
+        store(&cache, &q, "ghs_short", Duration::from_secs(60));
         cache.mark_served(&q.key);
         let (due, next) = cache.refresh_due(Instant::now(), &s);
         assert!(!due.iter().any(|d| d.key == q.key));

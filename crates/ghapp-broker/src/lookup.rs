@@ -74,7 +74,7 @@ async fn ask_each_app(
                 let resolved = serving;
                 if target.owner.is_some() {
                     if let Some(first) = resolved.into_iter().next() {
-                        return Ok(Answer::Found(first));
+                        return Ok(Answer::Found(Arc::new(first)));
                     }
                 } else {
                     listed.extend(resolved);
@@ -141,14 +141,14 @@ async fn ask_app(app: &AppRuntime, target: &Target) -> Result<Vec<InstallationIn
 fn only_installation(mut listed: Vec<Resolved>, apps: &[Arc<AppRuntime>]) -> Answer {
     match listed.len() {
         0 => Answer::NotInstalled(format!("{} has no installations", describe_apps(apps))),
-        1 => Answer::Found(listed.remove(0)),
+        1 => Answer::Found(Arc::new(listed.remove(0))),
         _ => {
             let active: Vec<&Resolved> = listed
                 .iter()
                 .filter(|r| !r.installation.suspended)
                 .collect();
             if active.len() == 1 {
-                Answer::Found(active[0].clone())
+                Answer::Found(Arc::new(active[0].clone()))
             } else {
                 Answer::Several(listed)
             }

@@ -13,7 +13,7 @@
 //!   against it, what it carries is checked.
 
 use crate::app::AppRuntime;
-use crate::cache::{CachedToken, MintPlan, Narrowing, Scope, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Scope};
 use crate::error::BrokerError;
 use crate::failure::{self, Failure};
 use crate::github::MintedToken;
@@ -219,21 +219,14 @@ impl Minter {
         }
         let st = minted.server_time;
         let lifetime = st.remaining_until(minted.expires_at);
-        let token = CachedToken {
-            digest: digest(minted.token.expose()),
-            expires: st.instant_of(minted.expires_at),
-            minted_at: st.received,
-            expires_at: st.local_time_of(minted.expires_at),
-            plan: plan.clone(),
-            // Not listed by GitHub: what was asked, else everything the installation has.
-            permissions: minted.permissions.clone().unwrap_or_else(|| {
-                plan.key
-                    .permissions
-                    .clone()
-                    .unwrap_or_else(|| plan.installation_permissions.clone())
-            }),
-            token: minted.token,
-        };
+        // Not listed by GitHub: what was asked, else everything the installation has.
+        let permissions = minted.permissions.clone().unwrap_or_else(|| {
+            plan.key
+                .permissions
+                .clone()
+                .unwrap_or_else(|| plan.installation_permissions.clone())
+        });
+        let token = CachedToken::arrived(minted.token, minted.expires_at, &st, plan, permissions);
         self.metrics.record_mint(app.name(), started.elapsed());
         tracing::info!(
             app = %app.name(),

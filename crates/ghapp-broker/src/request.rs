@@ -89,11 +89,12 @@ impl Request {
 
     /// The Apps that may serve a request: configured for its host, allowing plain http when
     /// asked over http, and allowing its owner.
-    /// `config_name` names the config file in messages.
+    /// `config_name` names the config file in messages (called only for one: it formats a path,
+    /// which every request would otherwise pay for).
     pub(crate) fn candidate_apps(
         &self,
         runtime: &Runtime,
-        config_name: &str,
+        config_name: impl FnOnce() -> String,
     ) -> Result<Vec<Arc<AppRuntime>>, BrokerError> {
         let request = self;
         let for_host: Vec<Arc<AppRuntime>> = runtime
@@ -105,7 +106,9 @@ impl Request {
         if for_host.is_empty() {
             return Err(BrokerError::not_found(format!(
                 "no GitHub App is configured for host {}: add an [[app]] with host = \"{}\" to {}",
-                request.host, request.host, config_name
+                request.host,
+                request.host,
+                config_name()
             )));
         }
         let by_protocol: Vec<Arc<AppRuntime>> = for_host

@@ -57,8 +57,8 @@ pub(crate) struct Resolved {
 #[derive(Debug, Clone)]
 /// What GitHub said about a target.
 pub(crate) enum Answer {
-    /// Installed.
-    Found(Resolved),
+    /// Installed (shared: a cache hit hands out a pointer, not a copy).
+    Found(Arc<Resolved>),
     /// Not installed; the message says on what and which Apps were asked.
     NotInstalled(String),
     /// Owner-less request and several installations.
@@ -126,7 +126,7 @@ impl Resolver {
         apps: &[Arc<AppRuntime>],
         target: &Target,
         look_up: F,
-    ) -> Result<Resolved, BrokerError>
+    ) -> Result<Arc<Resolved>, BrokerError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = LookupResult> + Send + 'static,
@@ -141,7 +141,7 @@ impl Resolver {
             let mut stale = None;
             if let Some(entry) = state.entries.get(&key) {
                 if entry.fresh_until > now {
-                    return answer_to_result(entry.answer.clone(), apps);
+                    return answer_to_result(&entry.answer, apps);
                 }
                 // Stale while revalidating: an aged "found" answer is used at once while it is
                 // looked up again in the background, so callers do not wait on GitHub for it.
@@ -181,7 +181,7 @@ impl Resolver {
                 "the installation look-up task failed",
             ))
         })?;
-        answer_to_result(answer, apps)
+        answer_to_result(&answer, apps)
     }
 
     /// Forgets every mapping to an installation (GitHub said it no longer exists).
@@ -198,7 +198,7 @@ impl Resolver {
             if let Answer::Found(r) = &mut entry.answer
                 && r.installation.id == installation_id
             {
-                r.installation.suspended = true;
+                Arc::make_mut(r).installation.suspended = true;
                 entry.fresh_until = until;
             }
         }
@@ -248,7 +248,7 @@ impl Resolver {
         let state = self.lock();
         for (key, entry) in &state.entries {
             let found: Vec<&Resolved> = match &entry.answer {
-                Answer::Found(r) => vec![r],
+                Answer::Found(r) => vec![&**r],
                 Answer::Several(list) => list.iter().collect(),
                 Answer::NotInstalled(_) => vec![],
             };
@@ -347,10 +347,15 @@ pub(crate) fn not_installed_prefix(apps: &[Arc<AppRuntime>]) -> String {
 }
 
 /// What an answer means for a caller.
-fn answer_to_result(answer: Answer, apps: &[Arc<AppRuntime>]) -> Result<Resolved, BrokerError> {
+fn answer_to_result(
+    answer: &Answer,
+    apps: &[Arc<AppRuntime>],
+) -> Result<Arc<Resolved>, BrokerError> {
     match answer {
-        Answer::Found(resolved) => Ok(resolved),
-        Answer::NotInstalled(message) => Err(about_the_app(BrokerError::not_found(message), apps)),
+        Answer::Found(resolved) => Ok(resolved.clone()),
+        Answer::NotInstalled(message) => {
+            Err(about_the_app(BrokerError::not_found(message.clone()), apps))
+        }
         Answer::Several(list) => {
             let mut accounts: Vec<String> = list
                 .iter()

@@ -135,7 +135,7 @@ pub(crate) async fn ask(
             &target.api_scope(),
             remove,
             &token.token,
-            token.minted_at,
+            token.minted_at(),
             token.installation_id(),
         )
         .await
@@ -165,7 +165,7 @@ pub(crate) async fn ask(
                 permission: target.permission(),
                 repository: matches!(target, RunnerTarget::Repository { .. }),
                 installation_id: token.installation_id(),
-                account: &token.plan.account,
+                account: &token.key.account,
             },
             error,
         )),
@@ -221,7 +221,7 @@ pub(crate) async fn manage(
     let scope = target.api_scope();
     let auth = InstallationAuth {
         token: &token.token,
-        minted_at: token.minted_at,
+        minted_at: token.minted_at(),
         installation_id: token.installation_id(),
     };
     let client = &app.client;
@@ -285,7 +285,7 @@ pub(crate) async fn manage(
                 permission: target.permission(),
                 repository: matches!(target, RunnerTarget::Repository { .. }),
                 installation_id: token.installation_id(),
-                account: &token.plan.account,
+                account: &token.key.account,
             },
             error,
         )),

@@ -72,13 +72,13 @@ pub(crate) fn status(
         .filter(|t| t.expires > now)
         .map(|t| CachedTokenStatus {
             fingerprint: fingerprint(t.token.expose()),
-            app: t.plan.app_name.to_string(),
-            host: t.plan.key.host.to_string(),
-            owner: t.plan.account.to_string(),
+            app: t.key.app_name.to_string(),
+            host: t.key.host.to_string(),
+            owner: t.key.account.to_string(),
             installation_id: t.installation_id(),
             repositories: t.repositories(),
             permissions: t.permissions.clone(),
-            expires_at: t.expires_at,
+            expires_at: t.expires_at(),
             remaining_secs: t.remaining(now).as_secs(),
         })
         .collect();

@@ -12,7 +12,7 @@
 //! `degraded_min_ttl`; its refusals keep their kind (403, 404, 422, …) and its message.
 
 use crate::app::{Health, Settings, Trouble};
-use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope, digest};
+use crate::cache::{CachedToken, MintPlan, Narrowing, Origin, Scope};
 use crate::clock::{ANCHOR_SLACK, ServerTime};
 use crate::config::{DaemonConfig, UpstreamConfig};
 use crate::error::{BrokerError, ErrorKind};
@@ -62,7 +62,7 @@ pub(crate) fn asked_min_ttl(settings: &Settings, origin: Origin) -> Duration {
 /// The 422 for a caller whose `min_ttl` the token the upstream broker answered with cannot
 /// meet here (`remaining` by this daemon's clock): the broker, not GitHub, chose that token.
 pub(crate) fn relayed_too_short(
-    plan: &MintPlan,
+    plan: &Scope,
     remaining: Duration,
     required: Duration,
 ) -> BrokerError {
@@ -323,15 +323,13 @@ impl Upstream {
         self.health.ok();
         let st = ServerTime::from_date_header(date.as_deref());
         let remaining = st.remaining_until(answer.expires_at);
-        let token = CachedToken {
-            digest: digest(answer.token.expose()),
-            expires: st.instant_of(answer.expires_at),
-            minted_at: st.received,
-            expires_at: st.local_time_of(answer.expires_at),
-            plan: plan.clone(),
-            permissions: answer.permissions,
-            token: answer.token,
-        };
+        let token = CachedToken::arrived(
+            answer.token,
+            answer.expires_at,
+            &st,
+            plan,
+            answer.permissions,
+        );
         tracing::info!(upstream = %self.url, target = %plan.target, token = %token.token.fingerprint(), app = %answer.app, installation = answer.installation_id, expires_in_secs = remaining.as_secs(), "got a token from the upstream broker");
         Ok(Arc::new(token))
     }
@@ -411,15 +409,13 @@ mod tests {
             },
             None,
         ));
-        CachedToken {
-            token: Token::new("ghs_relayed"),
-            digest: digest("ghs_relayed"),
-            expires: st.instant_of(expires_at),
-            minted_at: st.received,
-            expires_at: st.local_time_of(expires_at),
-            plan,
-            permissions: Permissions::new(),
-        }
+        CachedToken::arrived(
+            Token::new("ghs_relayed"),
+            expires_at,
+            &st,
+            &plan,
+            Permissions::new(),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -464,7 +460,7 @@ mod tests {
     async fn a_relayed_token_too_short_is_blamed_on_the_upstream_broker() {
         let token = arrived(Duration::from_secs(600));
         let remaining = token.remaining(Instant::now());
-        let error = relayed_too_short(&token.plan, remaining, Duration::from_secs(1800));
+        let error = relayed_too_short(&token.key, remaining, Duration::from_secs(1800));
         assert_eq!(error.kind, ErrorKind::Unprocessable);
         assert_eq!(error.kind.http_status(), 422);
         assert!(

@@ -91,7 +91,8 @@ pub struct Environment {
     pub config: Option<OsString>,
     /// `$XDG_RUNTIME_DIR`, used only when absolute.
     pub xdg_runtime_dir: Option<OsString>,
-    /// The user's config dir (`~/.config` on Linux), from `directories`.
+    /// The user's config dir (`~/.config` on Linux), from `directories`; none when `$HOME` is
+    /// unset or empty.
     pub user_config_dir: Option<PathBuf>,
     /// The temp dir.
     pub temp_dir: PathBuf,
@@ -107,7 +108,12 @@ impl Environment {
             socket: nonempty(SOCKET_ENV),
             config: nonempty(CONFIG_ENV),
             xdg_runtime_dir: nonempty("XDG_RUNTIME_DIR"),
-            user_config_dir: directories::BaseDirs::new().map(|d| d.config_dir().to_path_buf()),
+            // Only from $HOME: without it `directories` asks the passwd database, and a
+            // statically linked helper (what install.sh installs) would then dlopen NSS modules
+            // of another glibc — which crashes it. No HOME, no user config: the system one.
+            user_config_dir: nonempty("HOME")
+                .and_then(|_| directories::BaseDirs::new())
+                .map(|d| d.config_dir().to_path_buf()),
             temp_dir: std::env::temp_dir(),
             uid: rustix::process::geteuid().as_raw(),
         }

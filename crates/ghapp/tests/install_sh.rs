@@ -453,6 +453,47 @@ fn configure_git_leaves_an_existing_setup_to_the_user() {
     );
 }
 
+/// A build whose static helper cannot be made (here a cargo that refuses `--target`, as a
+/// system without static libc would fail at link): install.sh says so, installs the dynamically
+/// linked helper it built, and succeeds. The fake cargo "builds" by copying this test run's
+/// binaries, so no release build runs.
+#[test]
+fn a_failed_static_helper_build_keeps_the_dynamic_helper() {
+    let sandbox = Sandbox::new();
+    let bin = ghapp_testkit::bin_dir();
+    let _ = ghapp_testkit::binary("git-credential-ghapp");
+    let target = sandbox.path("target");
+    let cargo = sandbox.path("fakebin/cargo");
+    ghapp_testkit::system::write_executable(
+        &cargo,
+        &format!(
+            "#!/bin/sh
+case \"$*\" in
+  *--target*) echo 'fake cargo: cannot link statically' >&2; exit 101 ;;
+esac
+mkdir -p \"$CARGO_TARGET_DIR/release\"
+for b in ghapp git-credential-ghapp github-emulator; do cp {bin}/$b \"$CARGO_TARGET_DIR/release/\"; done
+",
+            bin = bin.display()
+        ),
+    );
+    let out = sandbox.install_with(
+        &["--prefix", sandbox.prefix().to_str().unwrap()],
+        &[("CARGO", &cargo), ("CARGO_TARGET_DIR", &target)],
+    );
+    let text = ok(&out);
+    assert!(
+        text.contains("keeping the dynamically linked build"),
+        "install.sh did not say it kept the dynamic helper:\n{text}"
+    );
+    let installed = fs::read(sandbox.prefix().join("bin/git-credential-ghapp")).unwrap();
+    assert_eq!(
+        installed,
+        fs::read(bin.join("git-credential-ghapp")).unwrap(),
+        "the installed helper is not the build's own"
+    );
+}
+
 /// The real thing: `./install.sh` builds in release mode. Minutes on 2 cores, so not in the
 /// default run: `cargo test -p ghapp --test install_sh -- --ignored`.
 #[test]
@@ -466,6 +507,13 @@ fn release_build_install() {
         .output()
         .unwrap();
     assert!(version.status.success());
+    // git starts the helper for every fetch: on glibc Linux install.sh installs it static.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert_eq!(
+            ghapp_testkit::elf::linkage(&prefix.join("bin/git-credential-ghapp")).unwrap(),
+            ghapp_testkit::elf::Linkage::Static
+        );
+    }
     ok(&sandbox.install(&["--prefix", prefix.to_str().unwrap(), "--uninstall"]));
     assert!(sandbox.snapshot(&prefix).is_empty());
 }

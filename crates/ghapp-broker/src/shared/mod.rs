@@ -276,15 +276,14 @@ impl SharedCache {
         let stored: StoredToken = serde_json::from_slice(&plain).ok()?;
         let now = Instant::now();
         let lifetime = Duration::from_secs(stored.lifetime_secs).max(remaining);
-        let token = CachedToken {
-            digest: digest(stored.token.expose()),
-            expires: now + remaining,
-            minted_at: now.checked_sub(lifetime - remaining).unwrap_or(now),
-            expires_at: Timestamp::from(SystemTime::now() + remaining),
-            plan: plan.clone(),
-            permissions: stored.permissions,
-            token: stored.token,
-        };
+        let token = CachedToken::new(
+            stored.token,
+            now + remaining,
+            now.checked_sub(lifetime - remaining).unwrap_or(now),
+            Timestamp::from(SystemTime::now() + remaining),
+            plan,
+            stored.permissions,
+        );
         if remaining < settings.min_ttl || refresh_due_at(&token, settings) <= now {
             return None;
         }
@@ -312,10 +311,10 @@ impl SharedCache {
             .await;
     }
 
-    /// Drops the stored token of `plan` if it is still the one with `token_digest` (git was
+    /// Drops the stored token of `key` if it is still the one with `token_digest` (git was
     /// refused it: revoked), so no replica takes it again; a newer one stays.
-    pub(crate) async fn forget_token(&self, plan: &MintPlan, token_digest: [u8; 32]) {
-        let cache_key = token_cache_key(&plan.key);
+    pub(crate) async fn forget_token(&self, key: &TokenKey, token_digest: [u8; 32]) {
+        let cache_key = token_cache_key(key);
         let name = self.sealer().name("ghapp:token:", &cache_key);
         let Some(Some((sealed, _))) = self.ask(self.store().get(name.clone())).await else {
             return;
@@ -565,15 +564,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let secret = format!("ghs_minted{n}");
         let now = Instant::now();
-        Ok(Arc::new(CachedToken {
-            digest: digest(&secret),
-            token: Token::new(secret),
-            expires: now + Duration::from_secs(3600),
-            minted_at: now,
-            expires_at: Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
-            plan,
-            permissions: Permissions::new(),
-        }))
+        Ok(Arc::new(CachedToken::new(
+            Token::new(secret),
+            now + Duration::from_secs(3600),
+            now,
+            Timestamp::from(SystemTime::now() + Duration::from_secs(3600)),
+            &plan,
+            Permissions::new(),
+        )))
     }
 
     fn fleet(store: &Arc<MemoryStore>, n: usize) -> Vec<Arc<SharedCache>> {
@@ -619,13 +617,15 @@ mod tests {
         assert_eq!(mints.load(Ordering::SeqCst), 1);
         // Refused by GitHub (invalidated): gone from the store, so the next miss mints anew;
         // a digest that is not the stored token's deletes nothing.
-        replicas[2].forget_token(&p, [0u8; 32]).await;
+        replicas[2].forget_token(&p.key, [0u8; 32]).await;
         replicas[2]
             .mint_once(&p, &s, || mint(p.clone(), &mints))
             .await
             .unwrap();
         assert_eq!(mints.load(Ordering::SeqCst), 1, "another digest: kept");
-        replicas[2].forget_token(&p, stored.digest).await;
+        replicas[2]
+            .forget_token(&p.key, digest(stored.token.expose()))
+            .await;
         replicas[0]
             .mint_once(&p, &s, || mint(p.clone(), &mints))
             .await
