@@ -15,8 +15,9 @@ usage() {
 Usage: ./install.sh [OPTIONS]
 
 Builds ghapp in release mode (cargo build --release --locked) and installs:
-  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (built statically linked on glibc
-                    Linux: git starts it for every fetch and push; --from installs DIR's as is)
+  PREFIX/bin/ghapp, PREFIX/bin/git-credential-ghapp (built statically linked on Linux —
+                    with musl when Rust's musl target is installed, else glibc — as git starts
+                    it for every fetch and push; --from installs DIR's as is)
   PREFIX/bin/github-emulator              (only for `ghapp demo`; leave it out with --no-demo)
   PREFIX/bin/ghapp-gh-refresh.sh          (cron: keeps gh logged in; see its header)
   PREFIX/share/ghapp/container-entrypoint.sh   (for container images: docs/containers.md)
@@ -180,8 +181,8 @@ if [ "$prebuilt" = 0 ]; then
   [ "$with_demo" = 0 ] || packages+=(-p "$demo_binary")
   (cd "$repo_dir" && "$cargo" build --release --locked "${packages[@]}")
   from_dir="$target_dir/release"
-  # git starts the helper for every fetch and push: on glibc Linux it is installed statically
-  # linked (no dynamic loader: docs/benchmarks-findings.md, "Where the helper's time goes"). Anything
+  # git starts the helper for every fetch and push: on Linux it is installed statically
+  # linked (musl, else glibc) (no dynamic loader: docs/benchmarks-findings.md, "Where the helper's time goes"). Anything
   # that stops the static build keeps the dynamic one built above.
   if static_helper="$(CARGO="$cargo" "$repo_dir/scripts/build-static-helper.sh")"; then
     helper_source="$static_helper"

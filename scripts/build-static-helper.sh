@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# build-static-helper.sh — builds git-credential-ghapp statically linked (glibc's static-pie) and
-# prints the binary's absolute path on stdout. install.sh installs this build and
-# scripts/bench.sh times it: git starts the helper for every fetch and push, and a static helper
-# skips the dynamic loader (docs/benchmarks-findings.md, "Where the helper's time goes").
+# build-static-helper.sh — builds git-credential-ghapp statically linked and prints the binary's
+# absolute path on stdout. install.sh installs this build and scripts/bench.sh times it: git
+# starts the helper for every fetch and push, and a static helper skips the dynamic loader
+# (docs/benchmarks-findings.md, "Where the helper's time goes").
 #
-# Only on Linux with glibc (`*-linux-gnu`); musl targets link statically already and other
-# systems keep the dynamic build. Exits non-zero, with the reason on stderr, when it cannot
-# build one (no static libc: Debian's libc6-dev, Fedora's glibc-static) — callers fall back to
-# the dynamic helper. Environment: CARGO (cargo command), RUSTC, CC, CARGO_TARGET_DIR.
+# Which C library: musl when Rust's musl target for this machine is installed (`rustup target
+# add x86_64-unknown-linux-musl`): its start-up does next to nothing, where glibc's measures the
+# CPU's caches with CPUID instructions, which trap to the hypervisor in a VM. Otherwise glibc's
+# static-pie (`-C target-feature=+crt-static`), which needs a static libc (Debian's libc6-dev,
+# Fedora's glibc-static). GHAPP_STATIC_LIBC=musl or =glibc insists on one.
+#
+# Only on Linux (`*-linux-gnu` hosts); other systems keep the dynamic build. Exits non-zero,
+# with the reason on stderr, when it cannot build one — callers fall back to the dynamic
+# helper. Environment: CARGO (cargo command), RUSTC, CC, CARGO_TARGET_DIR, GHAPP_STATIC_LIBC.
 #
 # Why a separate build: +crt-static must not reach proc-macros and build scripts (they are
 # loaded as shared objects), and cargo keeps RUSTFLAGS off them only when --target is given.
@@ -28,16 +33,27 @@ case "$host" in
   "") fail "rustc not found" ;;
   *) fail "$host is not a glibc Linux target; keeping the dynamic helper" ;;
 esac
-# Without a static libc the build would compile every dependency again only to fail at link.
-libc_a="$("${CC:-cc}" -print-file-name=libc.a 2>/dev/null)" || true
-[ -f "$libc_a" ] || fail "no static libc (libc.a: Debian's libc6-dev, Fedora's glibc-static); keeping the dynamic helper"
+musl="${host%-gnu}-musl"
+musl_installed() { [ -d "$("$rustc" --print target-libdir --target "$musl" 2>/dev/null)" ]; }
+case "${GHAPP_STATIC_LIBC:-}" in
+  musl) musl_installed || fail "GHAPP_STATIC_LIBC=musl, but Rust's $musl target is not installed (rustup target add $musl)"
+    target="$musl" ;;
+  glibc) target="$host" ;;
+  "") if musl_installed; then target="$musl"; else target="$host"; fi ;;
+  *) fail "GHAPP_STATIC_LIBC must be musl or glibc, not '$GHAPP_STATIC_LIBC'" ;;
+esac
+if [ "$target" = "$host" ]; then
+  # Without a static libc the build would compile every dependency again only to fail at link.
+  libc_a="$("${CC:-cc}" -print-file-name=libc.a 2>/dev/null)" || true
+  [ -f "$libc_a" ] || fail "no static libc (libc.a: Debian's libc6-dev, Fedora's glibc-static; or rustup target add $musl); keeping the dynamic helper"
+fi
 
 # CARGO_ENCODED_RUSTFLAGS would win over RUSTFLAGS and drop +crt-static.
 unset CARGO_ENCODED_RUSTFLAGS
 # The binary's path as cargo reports it (wherever build.target-dir or CARGO_TARGET_DIR put it).
 if ! helper="$(
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    "$cargo" build --release --locked -p git-credential-ghapp --target "$host" \
+    "$cargo" build --release --locked -p git-credential-ghapp --target "$target" \
     --message-format=json-render-diagnostics |
     sed -n 's/.*"executable":"\([^"]*git-credential-ghapp\)".*/\1/p' | tail -n 1
 )"; then

@@ -161,8 +161,8 @@ pub fn start_watchdog(deadline: std::time::Instant) {
         },
         it_value: libc::timeval {
             // At most an hour (args::MAX_TIMEOUT): no overflow.
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_usec: left.subsec_micros() as libc::suseconds_t,
+            tv_sec: left.as_secs() as _,
+            tv_usec: left.subsec_micros() as _,
         },
     };
     // SAFETY: the handler only touches atomics and calls async-signal-safe functions; the

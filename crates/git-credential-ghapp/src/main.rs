@@ -24,23 +24,29 @@ use args::{Command, Operation};
 use std::io::IsTerminal;
 use std::time::Instant;
 
-/// The C entry point, called by libc's start-up (std reads the arguments itself on Linux).
+/// The C entry point, called by libc's start-up. The arguments are read from `argv` here:
+/// std's own copy is filled by glibc only (musl, which a static build may use, passes nothing
+/// to the initialisers std relies on).
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
-    run();
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    let count = usize::try_from(argc).unwrap_or(0);
+    let arguments = (1..count).map(|index| {
+        // SAFETY: libc passes `argc` pointers to NUL-terminated strings, alive for the whole
+        // process; `index < argc`.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(*argv.add(index)) }.to_bytes();
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes).to_os_string()
+    });
+    run(arguments.collect());
     finish::finish(b"")
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn run() {
+fn run(arguments: Vec<std::ffi::OsString>) {
     let started = Instant::now();
     finish::prepare_process();
     finish::install_panic_hook();
-    let command = args::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
+    let command = args::parse(arguments, |name| std::env::var_os(name));
     let options = match command {
         Ok(Command::Run(options)) => options,
         Ok(Command::Help) => finish::finish(args::HELP.as_bytes()),

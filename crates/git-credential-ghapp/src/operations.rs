@@ -2,7 +2,7 @@
 //! caller writes them once. Every failure is a fall-through: git must never be broken by ghapp.
 
 use crate::answer::credential_for;
-use crate::finish::{failure_output, note};
+use crate::finish::{self, failure_output, note};
 use crate::plan::{Plan, plan, served_protocol};
 use ghapp_client::ClientError;
 use ghapp_client::blocking::BlockingClient;
@@ -92,15 +92,19 @@ pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
     match client.token(&query) {
         Ok(token) => match credential_for(&token, Timestamp::now()).map(|c| (c.encode(), c)) {
             Ok((Ok(bytes), credential)) => {
-                note(format_args!(
-                    "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",
-                    token.token.fingerprint(),
-                    token.app,
-                    token.installation_id,
-                    token.expires_at,
-                    credential.password_expiry_utc.unwrap_or_default(),
-                    context.elapsed_ms()
-                ));
+                // Checked first: the fingerprint is a SHA-256 (and the CPU feature probe that
+                // picks its code), on every fetch, for a line shown only with --verbose.
+                if finish::verbose() {
+                    note(format_args!(
+                        "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",
+                        token.token.fingerprint(),
+                        token.app,
+                        token.installation_id,
+                        token.expires_at,
+                        credential.password_expiry_utc.unwrap_or_default(),
+                        context.elapsed_ms()
+                    ));
+                }
                 bytes
             }
             Ok((Err(e), _)) => {

@@ -1,10 +1,13 @@
 //! The helper install.sh installs: `scripts/build-static-helper.sh` builds it statically linked
-//! (glibc's static-pie), and that build clones and pushes through git against the emulator and a
-//! real daemon, configured as `ghapp configure` writes it (`!exec` and its absolute path), and
-//! falls through silently without a daemon — the same contract as the dynamic build.
+//! (musl when Rust's musl target is installed, else glibc's static-pie), and that build clones
+//! and pushes through git against the emulator and a real daemon, configured as `ghapp
+//! configure` writes it (`!exec` and its absolute path), and falls through silently without a
+//! daemon — the same contract as the dynamic build. The glibc build is tested on its own too:
+//! it is the fallback, and the one with NSS to get wrong.
 //!
-//! It runs a release build of the helper for the host triple (about a minute on 2 cores the
-//! first time; cargo reuses it after), into this test run's own target directory.
+//! Each runs a release build of the helper (about a minute on 2 cores the first time; cargo
+//! reuses it after), into this test run's own target directory. .ci/run installs the musl
+//! target and sets GHAPP_TEST_REQUIRE_MUSL=1, so there the default build must be musl.
 
 use anyhow::{Context, Result, ensure};
 use ghapp_testkit::daemon::{DaemonProcess, config_for_emulator};
@@ -27,8 +30,9 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs the script; `None` (with a loud SKIPPED) on systems it does not cover.
-fn build_static_helper() -> Result<Option<PathBuf>> {
+/// Runs the script, with `GHAPP_STATIC_LIBC=libc` when given; `None` (with a loud SKIPPED) on
+/// systems it does not cover.
+fn build_static_helper(libc: Option<&str>) -> Result<Option<PathBuf>> {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) {
         let _ = writeln!(
             std::io::stderr(),
@@ -36,9 +40,15 @@ fn build_static_helper() -> Result<Option<PathBuf>> {
         );
         return Ok(None);
     }
-    let out = Command::new(repo_dir().join("scripts/build-static-helper.sh"))
+    let mut script = Command::new(repo_dir().join("scripts/build-static-helper.sh"));
+    script
         .env("CARGO_TARGET_DIR", target_dir())
         .env("CARGO", env!("CARGO"))
+        .env_remove("GHAPP_STATIC_LIBC");
+    if let Some(libc) = libc {
+        script.env("GHAPP_STATIC_LIBC", libc);
+    }
+    let out = script
         .output()
         .context("running scripts/build-static-helper.sh")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -101,9 +111,22 @@ fn falls_through_without_home_as_an_unknown_user(dir: &Path, helper: &Path) -> R
 
 #[test]
 fn the_static_helper_serves_git_and_falls_through_without_a_daemon() -> Result<()> {
-    let Some(built) = build_static_helper()? else {
+    let Some(built) = build_static_helper(None)? else {
         return Ok(());
     };
+    let musl = built.to_string_lossy().contains("-musl/");
+    if std::env::var_os("GHAPP_TEST_REQUIRE_MUSL").is_some() {
+        ensure!(
+            musl,
+            "GHAPP_TEST_REQUIRE_MUSL is set, but the default build is {}",
+            built.display()
+        );
+    } else if !musl {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** static_build: Rust's musl target is not installed; the default build is glibc's (rustup target add x86_64-unknown-linux-musl) ***\n"
+        );
+    }
     assert_eq!(
         ghapp_testkit::elf::linkage(&built)?,
         ghapp_testkit::elf::Linkage::Static,
@@ -156,4 +179,26 @@ fn the_static_helper_serves_git_and_falls_through_without_a_daemon() -> Result<(
     let minted = emulator.stats()?["mints_total"].as_u64().unwrap_or(0);
     ensure!(minted >= 1, "the daemon minted nothing ({minted})");
     Ok(())
+}
+
+/// The glibc static build (the fallback without the musl target): static, and falls through as
+/// a user the passwd file does not know with HOME unset (it crashed there once).
+#[test]
+fn the_glibc_static_helper_falls_through_as_an_unknown_user() -> Result<()> {
+    let Some(built) = build_static_helper(Some("glibc"))? else {
+        return Ok(());
+    };
+    assert!(
+        !built.to_string_lossy().contains("-musl/"),
+        "GHAPP_STATIC_LIBC=glibc built {}",
+        built.display()
+    );
+    assert_eq!(
+        ghapp_testkit::elf::linkage(&built)?,
+        ghapp_testkit::elf::Linkage::Static
+    );
+    let install = tempfile::tempdir()?;
+    let helper = install.path().join("git-credential-ghapp");
+    std::fs::copy(&built, &helper)?;
+    falls_through_without_home_as_an_unknown_user(install.path(), &helper)
 }
