@@ -161,6 +161,41 @@ fn against_socket(
     }
 }
 
+/// How a comparison's requests are sent: 16 connections, kept alive or one per request.
+#[derive(Clone, Copy)]
+struct Load {
+    keep_alive: bool,
+    requests: u64,
+}
+
+/// One request, measured on a daemon's Unix socket (no credential: the socket's peer check
+/// admits the bench) and then over the network with `bearers`.
+struct Compared<'a> {
+    path: &'a str,
+    load: Load,
+    bearers: Vec<String>,
+}
+
+impl Compared<'_> {
+    /// The row comparing `network` with `socket`, `floor` its target ratio if any.
+    async fn row(
+        self,
+        socket: Target,
+        network: Target,
+        what: String,
+        floor: Option<f64>,
+    ) -> Result<SectionRow> {
+        let Load {
+            keep_alive,
+            requests,
+        } = self.load;
+        let on_socket = measure(socket, self.path, keep_alive, 16, requests, Vec::new()).await?;
+        let over_network =
+            measure(network, self.path, keep_alive, 16, requests, self.bearers).await?;
+        Ok(against_socket(what, over_network, on_socket, floor))
+    }
+}
+
 /// One load run's figures; any failed request fails the section, named.
 async fn measure(
     target: Target,
@@ -233,143 +268,92 @@ pub async fn measure_all(
     } else {
         "NOT resumed: full handshakes"
     };
-    let mut rows = Vec::new();
     let unix = |daemon: &DaemonProcess| Target::Unix(daemon.socket().to_path_buf());
     let over_tls = || Target::Tls(tls_address, client.clone());
     let none = Vec::new;
-
-    let socket = measure(
-        unix(plain),
-        "/healthz",
-        true,
-        16,
-        keep_alive_requests,
-        none(),
-    )
-    .await?;
-    let network = measure(
-        Target::Tcp(plain.network_address()),
-        "/healthz",
-        true,
-        16,
-        keep_alive_requests,
-        none(),
-    )
-    .await?;
-    rows.push(against_socket(
-        "`/healthz`, loopback TCP (plain), keep-alive, 16 connections".into(),
-        network,
-        socket,
-        None,
-    ));
-
-    let socket = measure(unix(tls), "/healthz", true, 16, keep_alive_requests, none()).await?;
-    let network = measure(
-        over_tls(),
-        "/healthz",
-        true,
-        16,
-        keep_alive_requests,
-        none(),
-    )
-    .await?;
-    rows.push(against_socket(
-        "`/healthz`, TCP+TLS, keep-alive, 16 connections".into(),
-        network,
-        socket,
-        None,
-    ));
-
-    let socket = measure(
-        unix(tls),
-        "/healthz",
-        false,
-        16,
-        per_connection_requests,
-        none(),
-    )
-    .await?;
-    let network = measure(
-        over_tls(),
-        "/healthz",
-        false,
-        16,
-        per_connection_requests,
-        none(),
-    )
-    .await?;
-    rows.push(against_socket(
-        format!("`/healthz`, TCP+TLS, a new connection per request ({resumption}), 16 connections"),
-        network,
-        socket,
-        None,
-    ));
+    let keep_alive = Load {
+        keep_alive: true,
+        requests: keep_alive_requests,
+    };
+    let per_connection = Load {
+        keep_alive: false,
+        requests: per_connection_requests,
+    };
+    let healthz = |load| Compared {
+        path: "/healthz",
+        load,
+        bearers: none(),
+    };
+    let mut rows = vec![
+        healthz(keep_alive)
+            .row(
+                unix(plain),
+                Target::Tcp(plain.network_address()),
+                "`/healthz`, loopback TCP (plain), keep-alive, 16 connections".into(),
+                None,
+            )
+            .await?,
+        healthz(keep_alive)
+            .row(
+                unix(tls),
+                over_tls(),
+                "`/healthz`, TCP+TLS, keep-alive, 16 connections".into(),
+                None,
+            )
+            .await?,
+        healthz(per_connection)
+            .row(
+                unix(tls),
+                over_tls(),
+                format!("`/healthz`, TCP+TLS, a new connection per request ({resumption}), 16 connections"),
+                None,
+            )
+            .await?,
+    ];
 
     // The token route, cached: warmed once on the socket, and the ID token verified once.
     measure(unix(tls), token_path, true, 16, 16, none()).await?;
     let cached_id = || vec![id_tokens.cached.clone()];
     measure(over_tls(), token_path, true, 1, 1, cached_id()).await?;
-
-    let socket = measure(unix(tls), token_path, true, 16, keep_alive_requests, none()).await?;
-    let network = measure(
-        over_tls(),
-        token_path,
-        true,
-        16,
-        keep_alive_requests,
-        cached_id(),
-    )
-    .await?;
-    rows.push(against_socket(
-        "`/v1/token` (cached), TCP+TLS, keep-alive, a cached ID token, 16 connections".into(),
-        network,
-        socket,
-        Some(0.5),
-    ));
-
-    let socket = measure(unix(tls), token_path, true, 16, keep_alive_requests, none()).await?;
-    let network = measure(
-        over_tls(),
-        token_path,
-        true,
-        16,
-        keep_alive_requests,
-        vec![BENCH_CLIENT_KEY.to_string()],
-    )
-    .await?;
-    rows.push(against_socket(
-        "`/v1/token` (cached), TCP+TLS, keep-alive, a `[[client]]` key, 16 connections".into(),
-        network,
-        socket,
-        Some(0.5),
-    ));
-
-    let socket = measure(
-        unix(tls),
-        token_path,
-        false,
-        16,
-        per_connection_requests,
-        none(),
-    )
-    .await?;
-    let network = measure(
-        over_tls(),
-        token_path,
-        false,
-        16,
-        per_connection_requests,
-        cached_id(),
-    )
-    .await?;
-    rows.push(against_socket(
-        format!(
-            "`/v1/token` (cached), TCP+TLS, a new connection per request ({resumption}), a cached ID token, 16 connections"
-        ),
-        network,
-        socket,
-        None,
-    ));
+    let token = |load, bearers| Compared {
+        path: token_path,
+        load,
+        bearers,
+    };
+    rows.push(
+        token(keep_alive, cached_id())
+            .row(
+                unix(tls),
+                over_tls(),
+                "`/v1/token` (cached), TCP+TLS, keep-alive, a cached ID token, 16 connections"
+                    .into(),
+                Some(0.5),
+            )
+            .await?,
+    );
+    rows.push(
+        token(keep_alive, vec![BENCH_CLIENT_KEY.to_string()])
+            .row(
+                unix(tls),
+                over_tls(),
+                "`/v1/token` (cached), TCP+TLS, keep-alive, a `[[client]]` key, 16 connections"
+                    .into(),
+                Some(0.5),
+            )
+            .await?,
+    );
+    rows.push(
+        token(per_connection, cached_id())
+            .row(
+                unix(tls),
+                over_tls(),
+                format!(
+                    "`/v1/token` (cached), TCP+TLS, a new connection per request ({resumption}), a cached ID token, 16 connections"
+                ),
+                None,
+            )
+            .await?,
+    );
 
     rows.push(first_seen(over_tls(), token_path, id_tokens).await?);
     Ok((rows, resumed))
