@@ -97,17 +97,7 @@ fn latency(client: &reqwest::blocking::Client, url: &str, auth: &str, n: usize) 
 
 /// Points used so far in the emulator's `installation:100` bucket.
 fn points(emulator: &EmulatorProcess) -> Result<u64> {
-    let response = request(
-        &emulator.urls.admin_url,
-        None,
-        "GET",
-        "/_emulator/rate_limit",
-        &[],
-        None,
-    )?;
-    Ok(response.json()?["buckets"]["installation:100"]["used"]
-        .as_u64()
-        .unwrap_or(0))
+    emulator.rate_limit_used("installation:100")
 }
 
 fn change(emulator: &EmulatorProcess, body: &str) -> Result<()> {

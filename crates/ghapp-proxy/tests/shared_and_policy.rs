@@ -6,7 +6,7 @@
 //! reloaded on SIGHUP.
 
 use ghapp_testkit::daemon::{DaemonProcess, config_for};
-use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture, request};
+use ghapp_testkit::emulator::{EmulatorProcess, basic_fixture};
 use ghapp_testkit::redis::Redis;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -87,17 +87,7 @@ fn send(base: &str, method: &str, path: &str, authorization: Option<&str>) -> An
 }
 
 fn used(emulator: &EmulatorProcess, bucket: &str) -> u64 {
-    let response = request(
-        &emulator.urls.admin_url,
-        None,
-        "GET",
-        "/_emulator/rate_limit",
-        &[],
-        None,
-    )
-    .expect("admin");
-    let value: Value = response.json().expect("json");
-    value["buckets"][bucket]["used"].as_u64().unwrap_or(0)
+    emulator.rate_limit_used(bucket).expect("admin")
 }
 
 /// Requests the emulator's API served, every route together.

@@ -149,9 +149,7 @@ impl Stack {
 
     /// `used` of a rate-limit bucket of the emulator (`installation:100`).
     fn used(&self, bucket: &str) -> u64 {
-        self.admin("GET", "/_emulator/rate_limit", None)["buckets"][bucket]["used"]
-            .as_u64()
-            .unwrap_or(0)
+        self.emulator.rate_limit_used(bucket).expect("admin")
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {

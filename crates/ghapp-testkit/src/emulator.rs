@@ -278,6 +278,25 @@ impl EmulatorProcess {
         response.json()
     }
 
+    /// Points used so far in one rate-limit bucket (`installation:100`, `app:1`, …) of
+    /// `GET /_emulator/rate_limit`; 0 for a bucket not charged yet.
+    pub fn rate_limit_used(&self, bucket: &str) -> anyhow::Result<u64> {
+        let response = request(
+            &self.urls.admin_url,
+            None,
+            "GET",
+            "/_emulator/rate_limit",
+            &[],
+            None,
+        )?;
+        if response.status != 200 {
+            bail!("rate_limit answered {}", response.status);
+        }
+        Ok(response.json()?["buckets"][bucket]["used"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
     /// Resets the counters (`DELETE /_emulator/stats`).
     pub fn reset_stats(&self) -> anyhow::Result<()> {
         request(
