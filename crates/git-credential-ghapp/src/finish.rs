@@ -66,12 +66,22 @@ pub fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
 }
 
-/// A diagnostic line on stderr, only when asked for. Callers pass fingerprints, never tokens.
-pub fn note(message: std::fmt::Arguments<'_>) {
-    if verbose() {
-        let _ = writeln!(std::io::stderr().lock(), "git-credential-ghapp: {message}");
-    }
+/// A diagnostic line on stderr, only when asked for (see [`note!`]).
+pub fn write_note(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "git-credential-ghapp: {message}");
 }
+
+/// `note!("…", args)`: a diagnostic line on stderr when `-v`/`GHAPP_DEBUG` asked for one. The
+/// arguments are evaluated only then — a token's fingerprint is a SHA-256 (and a CPU feature
+/// probe), which every fetch would otherwise pay. Callers pass fingerprints, never tokens.
+macro_rules! note {
+    ($($message:tt)*) => {
+        if $crate::finish::verbose() {
+            $crate::finish::write_note(format_args!($($message)*));
+        }
+    };
+}
+pub(crate) use note;
 
 /// What the run prints when it gives up: `quit=1` under `--require` for `get`, else nothing.
 pub fn failure_output() -> &'static [u8] {
@@ -182,9 +192,7 @@ pub fn start_watchdog(deadline: std::time::Instant) {
     };
     if !armed {
         // The client's own deadline still bounds the daemon call.
-        note(format_args!(
-            "cannot arm the deadline timer; relying on the client deadline"
-        ));
+        note!("cannot arm the deadline timer; relying on the client deadline");
     }
 }
 

@@ -97,9 +97,7 @@ fn run(arguments: Vec<std::ffi::OsString>) {
             operations::erase(&context, &request);
             finish::finish(b"");
         }
-        Operation::Store => finish::note(format_args!(
-            "store: nothing to do (ghapp mints, it does not store)"
-        )),
-        Operation::Other(name) => finish::note(format_args!("unknown operation {name:?}: ignored")),
+        Operation::Store => finish::note!("store: nothing to do (ghapp mints, it does not store)"),
+        Operation::Other(name) => finish::note!("unknown operation {name:?}: ignored"),
     }
 }

@@ -2,7 +2,7 @@
 //! caller writes them once. Every failure is a fall-through: git must never be broken by ghapp.
 
 use crate::answer::credential_for;
-use crate::finish::{self, failure_output, note};
+use crate::finish::{failure_output, note};
 use crate::plan::{Plan, plan, served_protocol};
 use ghapp_client::ClientError;
 use ghapp_client::blocking::BlockingClient;
@@ -37,13 +37,13 @@ impl Context<'_> {
         let target = client_target(self.socket_flag, None);
         let socket = target.socket;
         let left = self.deadline.saturating_duration_since(Instant::now());
-        note(format_args!(
+        note!(
             "daemon socket {} (from {})",
             socket.path.display(),
             socket.source
-        ));
+        );
         if left.is_zero() {
-            note(format_args!("deadline reached before asking the daemon"));
+            note!("deadline reached before asking the daemon");
             return None;
         }
         Some((
@@ -65,7 +65,7 @@ pub fn read_stdin_request() -> Option<CredentialRequest> {
     match read_request(std::io::stdin().lock()) {
         Ok(request) => Some(request),
         Err(e) => {
-            note(format_args!("ignoring malformed input: {e}"));
+            note!("ignoring malformed input: {e}");
             None
         }
     }
@@ -77,7 +77,7 @@ pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
     let query = match plan(request) {
         Plan::Ask(query) => query,
         Plan::Skip(skip) => {
-            note(format_args!("{}", skip.describe()));
+            note!("{}", skip.describe());
             return if skip.fails_closed() {
                 failure_output().to_vec()
             } else {
@@ -92,27 +92,23 @@ pub fn get(context: &Context<'_>, request: &CredentialRequest) -> Vec<u8> {
     match client.token(&query) {
         Ok(token) => match credential_for(&token, Timestamp::now()).map(|c| (c.encode(), c)) {
             Ok((Ok(bytes), credential)) => {
-                // Checked first: the fingerprint is a SHA-256 (and the CPU feature probe that
-                // picks its code), on every fetch, for a line shown only with --verbose.
-                if finish::verbose() {
-                    note(format_args!(
-                        "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",
-                        token.token.fingerprint(),
-                        token.app,
-                        token.installation_id,
-                        token.expires_at,
-                        credential.password_expiry_utc.unwrap_or_default(),
-                        context.elapsed_ms()
-                    ));
-                }
+                note!(
+                    "answered {what} with token {} (App {}, installation {}), expires {}, git told {} (after {} ms)",
+                    token.token.fingerprint(),
+                    token.app,
+                    token.installation_id,
+                    token.expires_at,
+                    credential.password_expiry_utc.unwrap_or_default(),
+                    context.elapsed_ms()
+                );
                 bytes
             }
             Ok((Err(e), _)) => {
-                note(format_args!("cannot pass the daemon's answer to git: {e}"));
+                note!("cannot pass the daemon's answer to git: {e}");
                 failure_output().to_vec()
             }
             Err(e) => {
-                note(format_args!("not answering {what}: {e}"));
+                note!("not answering {what}: {e}");
                 failure_output().to_vec()
             }
         },
@@ -140,21 +136,19 @@ fn explain(error: &ClientError, query: &TokenQuery, what: &str, context: &Contex
         ClientError::Api {
             status: 409,
             message,
-        } if query.owner.is_none() => note(format_args!(
+        } if query.owner.is_none() => note!(
             "not answering {what}: git sent no repository path and more than one installation serves {}; \
              run `git config --global credential.useHttpPath true` so git names the repository (daemon: {message})",
             query.host_or_default()
-        )),
+        ),
         ClientError::Api {
             status: 404,
             message,
-        } => note(format_args!(
-            "not answering {what}: not served by this daemon: {message}"
-        )),
-        other if other.is_unreachable() => note(format_args!(
-            "not answering {what}: {other} (after {elapsed} ms); falling through"
-        )),
-        other => note(format_args!("not answering {what}: {other}")),
+        } => note!("not answering {what}: not served by this daemon: {message}"),
+        other if other.is_unreachable() => {
+            note!("not answering {what}: {other} (after {elapsed} ms); falling through")
+        }
+        other => note!("not answering {what}: {other}"),
     }
 }
 
@@ -162,15 +156,13 @@ fn explain(error: &ClientError, query: &TokenQuery, what: &str, context: &Contex
 /// the daemon to drop it (the daemon does so only if it is the token it cached). Prints nothing.
 pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
     let Some(password) = &request.password else {
-        note(format_args!(
-            "erase without a password: nothing to invalidate"
-        ));
+        note!("erase without a password: nothing to invalidate");
         return;
     };
     // Only send the daemon passwords that can be ours: another helper's secret for another
     // protocol or user has no business crossing the socket.
     if served_protocol(request.protocol.as_deref()).is_none() {
-        note(format_args!("erase for another protocol: ignored"));
+        note!("erase for another protocol: ignored");
         return;
     }
     if request
@@ -178,19 +170,17 @@ pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
         .as_deref()
         .is_some_and(|u| u != TOKEN_USERNAME)
     {
-        note(format_args!("erase for another user: ignored"));
+        note!("erase for another user: ignored");
         return;
     }
     // The shape and the host are checked before anything crosses the socket: git sends every
     // helper the rejected password of any host, and only ghapp's own tokens are ours to report.
     if !is_installation_token(password.expose()) {
-        note(format_args!(
-            "erase of a password that is no GitHub installation token: ignored"
-        ));
+        note!("erase of a password that is no GitHub installation token: ignored");
         return;
     }
     let Some(host) = request.host.as_deref().and_then(|h| check_host(h).ok()) else {
-        note(format_args!("erase without a servable host: ignored"));
+        note!("erase without a servable host: ignored");
         return;
     };
     let Some((client, config_hosts)) = context.client_and_hosts() else {
@@ -206,30 +196,23 @@ pub fn erase(context: &Context<'_>, request: &CredentialRequest) {
     match served {
         Ok(hosts) if hosts.iter().any(|h| check_host(h).is_ok_and(|h| h == host)) => {}
         Ok(_) => {
-            note(format_args!(
-                "erase for {host}, which this daemon does not serve: ignored"
-            ));
+            note!("erase for {host}, which this daemon does not serve: ignored");
             return;
         }
         Err(e) => {
-            note(format_args!(
-                "cannot tell which hosts the daemon serves ({e}); not reporting the token"
-            ));
+            note!("cannot tell which hosts the daemon serves ({e}); not reporting the token");
             return;
         }
     }
     match client.invalidate(password) {
-        Ok(true) => note(format_args!(
-            "daemon dropped rejected token {}",
-            password.fingerprint()
-        )),
-        Ok(false) => note(format_args!(
+        Ok(true) => note!("daemon dropped rejected token {}", password.fingerprint()),
+        Ok(false) => note!(
             "daemon did not hold token {}; nothing to drop",
             password.fingerprint()
-        )),
-        Err(e) => note(format_args!(
+        ),
+        Err(e) => note!(
             "could not tell the daemon about token {}: {e}",
             password.fingerprint()
-        )),
+        ),
     }
 }
